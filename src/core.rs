@@ -1,0 +1,510 @@
+//! Everything the filesystem does, without the kernel: image reads and
+//! writes mapped to AoE ATA commands (through the cache, the worker pool and
+//! sector range locks), fsync as FLUSH CACHE, the control files and the
+//! status attributes. `fs` only adapts fuser to this. Errors become errno
+//! values here and nowhere else (`errno_of`, `CtlError`).
+
+use crate::cache::{Cache, BLOCK, BLOCK_SECTORS};
+use crate::engine::{IoError, Op};
+use crate::pool::Pool;
+use crate::target::{Device, FlushError, Initiator};
+use crate::wire::SECTOR;
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Errno = i32;
+
+/// The one place I/O errors become errno values.
+pub fn errno_of(e: &IoError) -> Errno {
+    match e {
+        IoError::Ata { .. } | IoError::Aoe(_) | IoError::Dead | IoError::Down | IoError::ShortReply => {
+            libc::EIO
+        }
+    }
+}
+
+/// Control-file errors, and their errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtlError {
+    /// Malformed input, unknown interface, unknown command.
+    Invalid(String),
+    NoSuchDevice,
+    Busy,
+    TooLong,
+    NotWritable,
+}
+
+impl CtlError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            CtlError::Invalid(_) => libc::EINVAL,
+            CtlError::NoSuchDevice => libc::ENXIO,
+            CtlError::Busy => libc::EBUSY,
+            CtlError::TooLong => libc::EFBIG,
+            CtlError::NotWritable => libc::EBADF,
+        }
+    }
+}
+
+/// Largest write a control file accepts.
+pub const CTL_MAX_WRITE: usize = 4096;
+/// Reads up to this size go through the cache.
+pub const CACHE_MAX_READ: usize = 256 * 1024;
+/// How long one read of `err` waits before answering EINTR (callers such as
+/// cat retry; a reader's Ctrl-C takes effect at that point).
+pub const ERR_READ_WAIT: Duration = Duration::from_millis(500);
+
+/// The control files at the top of the mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctl {
+    Discover,
+    Interfaces,
+    Err,
+    Revalidate,
+    Flush,
+}
+
+impl Ctl {
+    pub const ALL: [Ctl; 5] = [Ctl::Discover, Ctl::Interfaces, Ctl::Err, Ctl::Revalidate, Ctl::Flush];
+    pub fn name(self) -> &'static str {
+        match self {
+            Ctl::Discover => "discover",
+            Ctl::Interfaces => "interfaces",
+            Ctl::Err => "err",
+            Ctl::Revalidate => "revalidate",
+            Ctl::Flush => "flush",
+        }
+    }
+    pub fn mode(self) -> u16 {
+        match self {
+            Ctl::Discover | Ctl::Revalidate | Ctl::Flush => 0o200,
+            Ctl::Interfaces => 0o644,
+            Ctl::Err => 0o444,
+        }
+    }
+}
+
+/// Status attributes in `block/eX.Y/`.
+pub const ATTRS: [&str; 9] =
+    ["state", "mac", "netif", "firmware-version", "payload", "size", "model", "serial", "stats"];
+
+/// Parses `e{shelf}.{slot}` (surrounding whitespace allowed).
+pub fn parse_dev_name(s: &str) -> Option<(u16, u8)> {
+    let s = s.trim().strip_prefix('e')?;
+    let (a, b) = s.split_once('.')?;
+    let digits = |x: &str| !x.is_empty() && x.len() <= 5 && x.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return None;
+    }
+    let shelf: u32 = a.parse().ok()?;
+    let slot: u32 = b.parse().ok()?;
+    if shelf >= 0xFFFF || slot >= 0xFF {
+        return None;
+    }
+    Some((shelf as u16, slot as u8))
+}
+
+/// Sector range locks: read-modify-write of partial sectors must not
+/// interleave with another write to the same sectors.
+#[derive(Default)]
+pub struct RangeLocks {
+    held: Mutex<Vec<(u32, u64, u64)>>,
+    cv: Condvar,
+}
+
+pub struct RangeGuard<'a> {
+    locks: &'a RangeLocks,
+    key: (u32, u64, u64),
+}
+
+impl RangeLocks {
+    pub fn lock(&self, dev: u32, start: u64, end: u64) -> RangeGuard<'_> {
+        let mut g = self.held.lock();
+        while g.iter().any(|&(d, s, e)| d == dev && s < end && start < e) {
+            self.cv.wait(&mut g);
+        }
+        g.push((dev, start, end));
+        RangeGuard { locks: self, key: (dev, start, end) }
+    }
+}
+
+impl Drop for RangeGuard<'_> {
+    fn drop(&mut self) {
+        let mut g = self.locks.held.lock();
+        if let Some(i) = g.iter().position(|k| *k == self.key) {
+            g.swap_remove(i);
+        }
+        drop(g);
+        self.locks.cv.notify_all();
+    }
+}
+
+/// Waits for one engine completion (worker threads only).
+fn wait_io(ini: &Initiator, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>) -> Result<Vec<u8>, IoError> {
+    let slot = Arc::new((Mutex::new(None), Condvar::new()));
+    let s2 = slot.clone();
+    ini.submit(
+        dev,
+        op,
+        lba,
+        nsect,
+        data,
+        Box::new(move |r| {
+            *s2.0.lock() = Some(r);
+            s2.1.notify_one();
+        }),
+    );
+    let mut g = slot.0.lock();
+    while g.is_none() {
+        slot.1.wait(&mut g);
+    }
+    g.take().expect("result")
+}
+
+/// The filesystem core.
+pub struct Core {
+    pub ini: Arc<Initiator>,
+    pub cache: Cache,
+    pub pool: Pool,
+    pub ranges: RangeLocks,
+    pub readonly: bool,
+}
+
+pub type ReadReply = Box<dyn FnOnce(Result<Vec<u8>, Errno>) + Send>;
+pub type WriteReply = Box<dyn FnOnce(Result<u32, Errno>) + Send>;
+pub type EmptyReply = Box<dyn FnOnce(Result<(), Errno>) + Send>;
+
+impl Core {
+    pub fn new(ini: Arc<Initiator>, cache_bytes: usize, workers: usize, readonly: bool) -> Arc<Core> {
+        Arc::new(Core { ini, cache: Cache::new(cache_bytes), pool: Pool::new(workers), ranges: RangeLocks::default(), readonly })
+    }
+
+    /// Reads `size` bytes at `off` of a device image; answers asynchronously.
+    pub fn read_image(self: &Arc<Self>, dev: &Arc<Device>, off: u64, size: u32, reply: ReadReply) {
+        let sectors = dev.sectors();
+        let disk = sectors * SECTOR as u64;
+        if off >= disk || size == 0 {
+            reply(Ok(Vec::new()));
+            return;
+        }
+        let end = (off + size as u64).min(disk);
+        // Cached path: whole 4 KiB blocks inside the disk.
+        let b0 = off / BLOCK as u64;
+        let b1 = end.div_ceil(BLOCK as u64);
+        if self.cache.enabled() && (end - off) as usize <= CACHE_MAX_READ && b1 * BLOCK_SECTORS <= sectors {
+            let nb = b1 - b0;
+            let mut buf = vec![0u8; nb as usize * BLOCK];
+            let skip = (off - b0 * BLOCK as u64) as usize;
+            let len = (end - off) as usize;
+            if self.cache.get(dev.id, b0, nb, &mut buf) {
+                buf.drain(..skip);
+                buf.truncate(len);
+                reply(Ok(buf));
+                return;
+            }
+            let epoch = self.cache.epoch(dev.id);
+            let me = self.clone();
+            let id = dev.id;
+            self.ini.submit(
+                dev,
+                Op::Read,
+                b0 * BLOCK_SECTORS,
+                (nb * BLOCK_SECTORS) as u32,
+                Vec::new(),
+                Box::new(move |r| match r {
+                    Ok(mut data) => {
+                        me.cache.insert(id, b0, &data, epoch);
+                        data.drain(..skip);
+                        data.truncate(len);
+                        reply(Ok(data));
+                    }
+                    Err(e) => reply(Err(errno_of(&e))),
+                }),
+            );
+            return;
+        }
+        let lba0 = off / SECTOR as u64;
+        let lba1 = end.div_ceil(SECTOR as u64);
+        let skip = (off - lba0 * SECTOR as u64) as usize;
+        let len = (end - off) as usize;
+        self.ini.submit(
+            dev,
+            Op::Read,
+            lba0,
+            (lba1 - lba0) as u32,
+            Vec::new(),
+            Box::new(move |r| match r {
+                Ok(mut data) => {
+                    if skip > 0 {
+                        data.drain(..skip);
+                    }
+                    data.truncate(len);
+                    reply(Ok(data))
+                }
+                Err(e) => reply(Err(errno_of(&e))),
+            }),
+        );
+    }
+
+    /// Writes `data` at `off`; partial sectors are read, merged and written
+    /// back under a sector range lock. Answers once the target acknowledged.
+    pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, off: u64, mut data: Vec<u8>, reply: WriteReply) {
+        if self.readonly {
+            reply(Err(libc::EROFS));
+            return;
+        }
+        let disk = dev.sectors() * SECTOR as u64;
+        if data.is_empty() {
+            reply(Ok(0));
+            return;
+        }
+        if off >= disk {
+            reply(Err(libc::ENOSPC));
+            return;
+        }
+        if off + data.len() as u64 > disk {
+            data.truncate((disk - off) as usize);
+        }
+        let me = self.clone();
+        let dev = dev.clone();
+        self.pool.spawn(move || {
+            let r = me.write_blocking(&dev, off, data);
+            reply(r);
+        });
+    }
+
+    fn write_blocking(&self, dev: &Arc<Device>, off: u64, data: Vec<u8>) -> Result<u32, Errno> {
+        let len = data.len();
+        let end = off + len as u64;
+        let lba0 = off / SECTOR as u64;
+        let lba1 = end.div_ceil(SECTOR as u64);
+        let nsect = lba1 - lba0;
+        let _g = self.ranges.lock(dev.id, lba0, lba1);
+        let head = (off % SECTOR as u64) as usize;
+        let tail = (end % SECTOR as u64) as usize;
+        let buf = if head == 0 && tail == 0 {
+            data
+        } else {
+            let mut buf = vec![0u8; nsect as usize * SECTOR];
+            // Read the partial first and last sectors (one read when they are
+            // the same sector or adjacent).
+            let io = |lba: u64, n: u32| wait_io(&self.ini, dev, Op::Read, lba, n, Vec::new()).map_err(|e| errno_of(&e));
+            if nsect <= 2 {
+                buf.copy_from_slice(&io(lba0, nsect as u32)?);
+            } else {
+                if head != 0 {
+                    buf[..SECTOR].copy_from_slice(&io(lba0, 1)?);
+                }
+                if tail != 0 {
+                    let o = (nsect as usize - 1) * SECTOR;
+                    buf[o..].copy_from_slice(&io(lba1 - 1, 1)?);
+                }
+            }
+            buf[head..head + len].copy_from_slice(&data);
+            buf
+        };
+        let r = wait_io(&self.ini, dev, Op::Write, lba0, nsect as u32, buf);
+        // Invalidate after the target answered, success or not: a failed
+        // write may have written some sectors.
+        self.cache.invalidate(dev.id, lba0, nsect);
+        r.map(|_| len as u32).map_err(|e| errno_of(&e))
+    }
+
+    /// fsync: FLUSH CACHE (EXT when IDENTIFY says so), answered once the
+    /// target answered.
+    pub fn fsync_image(self: &Arc<Self>, dev: &Arc<Device>, reply: EmptyReply) {
+        let supported = dev.inner.lock().identify.as_ref().is_some_and(|i| i.flush || i.flush_ext);
+        if !dev.is_up() {
+            reply(Err(libc::EIO));
+            return;
+        }
+        if !supported || self.readonly {
+            reply(Ok(()));
+            return;
+        }
+        let me = self.clone();
+        let dev = dev.clone();
+        self.pool.spawn(move || {
+            let r = wait_io(&me.ini, &dev, Op::Flush, 0, 0, Vec::new());
+            if let Err(e) = &r {
+                me.ini.errlog.push(format!("{}: FLUSH CACHE failed: {e}", dev.name()));
+            }
+            reply(r.map(|_| ()).map_err(|e| errno_of(&e)));
+        });
+    }
+
+    /// Reads a control file. `err` blocks (on a worker) for a bounded time.
+    pub fn read_ctl(self: &Arc<Self>, ctl: Ctl, off: u64, size: u32, reply: ReadReply) {
+        match ctl {
+            Ctl::Interfaces => {
+                let s = format!("{}\n", self.ini.interfaces().join(" "));
+                reply(Ok(slice_at(s.as_bytes(), off, size)));
+            }
+            Ctl::Err => {
+                let me = self.clone();
+                self.pool.spawn(move || match me.ini.errlog.pop_timeout(ERR_READ_WAIT) {
+                    Some(m) => {
+                        let mut b = m.into_bytes();
+                        b.truncate(size as usize);
+                        reply(Ok(b))
+                    }
+                    None => reply(Err(libc::EINTR)),
+                });
+            }
+            _ => reply(Err(libc::EBADF)),
+        }
+    }
+
+    /// Writes a control file: one command per write.
+    pub fn write_ctl(&self, ctl: Ctl, data: &[u8]) -> Result<(), CtlError> {
+        if data.len() > CTL_MAX_WRITE {
+            return Err(CtlError::TooLong);
+        }
+        let text = std::str::from_utf8(data).map_err(|_| CtlError::Invalid("not text".into()))?;
+        if text.bytes().any(|b| b < 0x20 && !b.is_ascii_whitespace()) {
+            return Err(CtlError::Invalid("control characters".into()));
+        }
+        match ctl {
+            Ctl::Discover => {
+                self.ini.discover();
+                Ok(())
+            }
+            Ctl::Interfaces => {
+                let names = crate::link::split_iflist(text);
+                if let Some(bad) = names.iter().find(|n| !crate::link::valid_ifname(n)) {
+                    return Err(CtlError::Invalid(format!("bad interface name {bad:?}")));
+                }
+                self.ini.set_interfaces(&names).map_err(CtlError::Invalid)?;
+                self.ini.discover();
+                Ok(())
+            }
+            Ctl::Revalidate => {
+                let (shelf, slot) = parse_dev_name(text).ok_or_else(|| CtlError::Invalid(text.into()))?;
+                let dev = self.ini.device(shelf, slot).ok_or(CtlError::NoSuchDevice)?;
+                self.ini.revalidate(&dev);
+                Ok(())
+            }
+            Ctl::Flush => {
+                let t = text.trim();
+                let which = if t.is_empty() {
+                    None
+                } else if t == "all" {
+                    Some(None)
+                } else {
+                    Some(Some(parse_dev_name(t).ok_or_else(|| CtlError::Invalid(t.into()))?))
+                };
+                let before: Vec<u32> = self.ini.devices().iter().map(|d| d.id).collect();
+                self.ini.flush(which).map_err(|e| match e {
+                    FlushError::NoSuchDevice => CtlError::NoSuchDevice,
+                    FlushError::Busy => CtlError::Busy,
+                })?;
+                let after: Vec<u32> = self.ini.devices().iter().map(|d| d.id).collect();
+                for id in before.into_iter().filter(|i| !after.contains(i)) {
+                    self.cache.drop_device(id);
+                }
+                Ok(())
+            }
+            Ctl::Err => Err(CtlError::NotWritable),
+        }
+    }
+
+    /// A status attribute of a device, newline-terminated.
+    pub fn status_attr(&self, dev: &Device, attr: &str) -> Option<String> {
+        let s = match attr {
+            "state" => dev.state_string(),
+            "mac" => {
+                let g = dev.inner.lock();
+                g.io.paths.first().map(|p| p.mac.hex12()).unwrap_or_else(|| "000000000000".into())
+            }
+            "netif" => {
+                let g = dev.inner.lock();
+                let mut names: Vec<&str> = Vec::new();
+                for p in &g.io.paths {
+                    if !names.contains(&p.ifname.as_str()) {
+                        names.push(&p.ifname);
+                    }
+                }
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(",")
+                }
+            }
+            "firmware-version" => format!("0x{:04x}", dev.inner.lock().firmware),
+            "payload" => dev.inner.lock().io.payload().to_string(),
+            "size" => dev.sectors().to_string(),
+            "model" => dev.inner.lock().identify.as_ref().map(|i| i.model.clone()).unwrap_or_default(),
+            "serial" => dev.inner.lock().identify.as_ref().map(|i| i.serial.clone()).unwrap_or_default(),
+            "stats" => return Some(self.stats_text(dev)),
+            _ => return None,
+        };
+        Some(s + "\n")
+    }
+
+    fn stats_text(&self, dev: &Device) -> String {
+        use std::fmt::Write;
+        let (c, paths, cwnd, maxwin, nout, srtt, rttvar) = self.ini.stats(dev);
+        let mut s = String::new();
+        let line = |s: &mut String, prefix: &str, c: &crate::engine::Counters| {
+            let _ = writeln!(
+                s,
+                "{prefix}frames_sent {}\n{prefix}frames_received {}\n{prefix}retransmits {}\n{prefix}timeouts {}\n{prefix}unexpected {}\n{prefix}errors {}\n{prefix}bytes_read {}\n{prefix}bytes_written {}",
+                c.frames_sent, c.frames_received, c.retransmits, c.timeouts, c.unexpected, c.errors, c.bytes_read, c.bytes_written
+            );
+        };
+        line(&mut s, "", &c);
+        let _ = writeln!(s, "rtt_avg_us {srtt}\nrtt_dev_us {rttvar}\nwindow {cwnd}\nmax_window {maxwin}\noutstanding {nout}");
+        for p in &paths {
+            let prefix = format!("path {} {} ", p.ifname, p.mac.hex12());
+            line(&mut s, &prefix, &p.counters);
+            let _ = writeln!(s, "{prefix}failed {}", u8::from(p.failed()));
+        }
+        s
+    }
+}
+
+/// `buf[off..off+size]`, clamped.
+pub fn slice_at(buf: &[u8], off: u64, size: u32) -> Vec<u8> {
+    let o = (off as usize).min(buf.len());
+    let e = o.saturating_add(size as usize).min(buf.len());
+    buf[o..e].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_names() {
+        assert_eq!(parse_dev_name("e0.2"), Some((0, 2)));
+        assert_eq!(parse_dev_name(" e10.3\n"), Some((10, 3)));
+        assert_eq!(parse_dev_name("e65534.254"), Some((65534, 254)));
+        for bad in ["", "e", "e1", "e1.", "e.1", "x1.2", "e1.2.3", "e-1.2", "e65535.1", "e1.255", "e1.2x", "e99999999999.1"] {
+            assert_eq!(parse_dev_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn range_locks_exclude_overlaps_only() {
+        let l = Arc::new(RangeLocks::default());
+        let g1 = l.lock(1, 0, 10);
+        let _g2 = l.lock(1, 10, 20); // adjacent: no conflict
+        let _g3 = l.lock(2, 0, 10); // other device
+        let l2 = l.clone();
+        let t = std::thread::spawn(move || {
+            let _g = l2.lock(1, 5, 6);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!t.is_finished());
+        drop(g1);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn slices() {
+        assert_eq!(slice_at(b"hello", 1, 3), b"ell");
+        assert_eq!(slice_at(b"hello", 9, 3), b"");
+        assert_eq!(slice_at(b"hello", 3, 100), b"lo");
+    }
+}

@@ -1,0 +1,719 @@
+//! Per-target I/O engine: tags, the in-flight table, RTT/RTO estimation, the
+//! congestion window, retransmission, multipath round-robin and dead
+//! detection. It performs no I/O and reads no clock: callers pass `now` (in
+//! microseconds) and a transmit function, so it runs the same under the real
+//! clock and a simulated one.
+
+use crate::wire::{self, AoeError, AtaRepr, Mac, ATA_HDR_LEN, SECTOR};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Microseconds on some monotonic clock.
+pub type Micros = u64;
+
+pub const MIN_RTO: Micros = 5_000;
+pub const MAX_RTO: Micros = 2_000_000;
+const INITIAL_SRTT: Micros = 20_000;
+const INITIAL_RTTVAR: Micros = 10_000;
+/// Consecutive timeouts after which a path leaves the rotation.
+const PATH_FAIL_TIMEOUTS: u32 = 3;
+/// How often a failed path is re-probed with one frame.
+const PATH_PROBE_INTERVAL: Micros = 1_000_000;
+/// Tag layout: bit 31 set (userland initiator), 19 bits generation, 12 bits slot.
+const TAG_USER: u32 = 0x8000_0000;
+const SLOT_BITS: u32 = 12;
+pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
+
+/// Why an I/O failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoError {
+    /// The target answered with ATA status failure.
+    Ata { status: u8, error: u8 },
+    /// The target answered with an AoE error.
+    Aoe(AoeError),
+    /// No progress for deadsecs: the target was declared down.
+    Dead,
+    /// The target is down (or was flushed) and takes no I/O.
+    Down,
+    /// The reply carried less data than the command asked for.
+    ShortReply,
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IoError::Ata { status, error } => {
+                write!(f, "ATA error status=0x{status:02x} error=0x{error:02x}")
+            }
+            IoError::Aoe(e) => write!(f, "AoE error {}: {}", e.to_u8(), e.describe()),
+            IoError::Dead => write!(f, "target timed out (deadsecs)"),
+            IoError::Down => write!(f, "target is down"),
+            IoError::ShortReply => write!(f, "short reply"),
+        }
+    }
+}
+
+pub type IoResult = Result<Vec<u8>, IoError>;
+/// Called once when a request completes (never under the target's lock).
+pub type IoDone = Box<dyn FnOnce(IoResult) + Send>;
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Read,
+    Write,
+    Identify,
+    Flush,
+}
+
+struct Req {
+
+    buf: Vec<u8>,
+    frames_left: u32,
+    err: Option<IoError>,
+    done: Option<IoDone>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    req: u32,
+    lba: u64,
+    count: u8,
+    off: u32,
+    cmd: u8,
+    write: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    tag: u32,
+    job: Option<Job>,
+    sent_at: Micros,
+    first_sent: Micros,
+    path: u16,
+    tries: u16,
+}
+
+/// Counters, per target and per path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub retransmits: u64,
+    pub timeouts: u64,
+    pub unexpected: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub errors: u64,
+}
+
+/// One way to reach the target: a local interface and a target MAC.
+#[derive(Debug, Clone)]
+pub struct Path {
+    pub link: usize,
+    pub ifname: String,
+    pub local_mac: Mac,
+    pub mac: Mac,
+    pub mtu: usize,
+    pub consecutive_timeouts: u32,
+    pub next_probe: Micros,
+    pub counters: Counters,
+}
+
+impl Path {
+    pub fn failed(&self) -> bool {
+        self.consecutive_timeouts >= PATH_FAIL_TIMEOUTS
+    }
+}
+
+/// A message the engine wants on the `err` file.
+pub type Diag = String;
+
+/// Finished requests, to be run after the caller drops the target's lock.
+pub type Completions = Vec<(IoDone, IoResult)>;
+
+/// Result of a reply being offered to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyOutcome {
+    Accepted,
+    /// Tag unknown or stale (late reply to a retransmitted frame).
+    Unexpected,
+    /// Source MAC is not a path of this target.
+    UnknownSource,
+}
+
+/// Engine state of one target.
+pub struct TargetIo {
+    pub shelf: u16,
+    pub slot: u8,
+    pub lba48: bool,
+    /// Sectors per ATA frame (from MTU and the target's maximum).
+    pub sectors_per_frame: u8,
+    /// Target's max sectors per command (from query config).
+    pub target_max_sectors: u8,
+    maxout: u16,
+    /// min(maxout, buffer count)
+    pub maxwin: u32,
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    ack_credit: u32,
+    last_loss: Micros,
+    srtt: Micros,
+    rttvar: Micros,
+    reqs: Vec<Option<Req>>,
+    free_reqs: Vec<u32>,
+    pending: VecDeque<Job>,
+    slots: Vec<Slot>,
+    free_slots: Vec<u16>,
+    gen: u32,
+    pub nout: u32,
+    pub paths: Vec<Path>,
+    rr: usize,
+    last_progress: Micros,
+    busy_since: Option<Micros>,
+    pub counters: Counters,
+    frame: Vec<u8>,
+    completed: Completions,
+}
+
+impl TargetIo {
+    pub fn new(shelf: u16, slot: u8, maxout: u16) -> TargetIo {
+        let mut t = TargetIo {
+            shelf,
+            slot,
+            lba48: true,
+            sectors_per_frame: 2,
+            target_max_sectors: 2,
+            maxout: maxout.max(1),
+            maxwin: 1,
+            cwnd: 1,
+            ssthresh: 1,
+            ack_credit: 0,
+            last_loss: 0,
+            srtt: INITIAL_SRTT,
+            rttvar: INITIAL_RTTVAR,
+            reqs: Vec::new(),
+            free_reqs: Vec::new(),
+            pending: VecDeque::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            gen: 1,
+            nout: 0,
+            paths: Vec::new(),
+            rr: 0,
+            last_progress: 0,
+            busy_since: None,
+            counters: Counters::default(),
+            frame: Vec::new(),
+            completed: Vec::new(),
+        };
+        t.set_buffer_count(16);
+        t
+    }
+
+    /// Applies the target's buffer count: the window is capped by
+    /// min(maxout, buffer count) and restarts at half of it.
+    pub fn set_buffer_count(&mut self, bufcnt: u16) {
+        let maxwin = (bufcnt.max(1).min(self.maxout) as u32).min(MAX_SLOTS as u32);
+        if maxwin != self.maxwin {
+            self.maxwin = maxwin;
+            self.cwnd = (maxwin / 2).max(1);
+            self.ssthresh = maxwin;
+            self.ack_credit = 0;
+        }
+    }
+
+    /// Applies the target's maximum sectors per command and recomputes the
+    /// sectors per frame from the smallest path MTU.
+    pub fn set_max_sectors(&mut self, max: u8) {
+        self.target_max_sectors = max.max(1);
+        self.recompute_frame_size();
+    }
+
+    fn recompute_frame_size(&mut self) {
+        let mtu = self.paths.iter().map(|p| p.mtu).min().unwrap_or(1500);
+        let by_mtu = (mtu.saturating_sub(ATA_HDR_LEN - wire::ETH_HDR_LEN)) / SECTOR;
+        let n = by_mtu.min(self.target_max_sectors as usize).clamp(1, 255);
+        self.sectors_per_frame = n as u8;
+        let need = ATA_HDR_LEN + n * SECTOR;
+        if self.frame.len() < need {
+            self.frame.resize(need, 0);
+        }
+    }
+
+    /// Bytes of data per frame (the `payload` attribute).
+    pub fn payload(&self) -> usize {
+        self.sectors_per_frame as usize * SECTOR
+    }
+
+    /// Adds a path if new; returns true if it was added.
+    pub fn add_path(&mut self, link: usize, ifname: &str, local_mac: Mac, mac: Mac, mtu: usize) -> bool {
+        if let Some(p) = self.paths.iter_mut().find(|p| p.link == link && p.mac == mac) {
+            // A config reply proves the path works again.
+            p.consecutive_timeouts = 0;
+            p.mtu = mtu;
+            p.ifname = ifname.to_string();
+            self.recompute_frame_size();
+            return false;
+        }
+        self.paths.push(Path {
+            link,
+            ifname: ifname.to_string(),
+            local_mac,
+            mac,
+            mtu,
+            consecutive_timeouts: 0,
+            next_probe: 0,
+            counters: Counters::default(),
+        });
+        self.recompute_frame_size();
+        true
+    }
+
+    /// Removes every path through `link` (interface no longer allowed).
+    pub fn remove_link(&mut self, link: usize) {
+        let old = std::mem::take(&mut self.paths);
+        let mut map = Vec::with_capacity(old.len());
+        for p in old {
+            if p.link == link {
+                map.push(None);
+            } else {
+                map.push(Some(self.paths.len() as u16));
+                self.paths.push(p);
+            }
+        }
+        // In-flight frames on removed paths are retransmitted elsewhere on timeout.
+        for s in self.slots.iter_mut() {
+            if s.job.is_some() {
+                s.path = map.get(s.path as usize).copied().flatten().unwrap_or(u16::MAX);
+            }
+        }
+        self.rr = 0;
+        self.recompute_frame_size();
+    }
+
+    pub fn rto(&self) -> Micros {
+        (2 * self.srtt + 8 * self.rttvar).clamp(MIN_RTO, MAX_RTO)
+    }
+    pub fn srtt(&self) -> Micros {
+        self.srtt
+    }
+    pub fn rttvar(&self) -> Micros {
+        self.rttvar
+    }
+    pub fn pending_frames(&self) -> usize {
+        self.pending.len()
+    }
+    pub fn busy(&self) -> bool {
+        self.nout > 0 || !self.pending.is_empty()
+    }
+
+    fn alloc_req(&mut self, req: Req) -> u32 {
+        if let Some(i) = self.free_reqs.pop() {
+            self.reqs[i as usize] = Some(req);
+            i
+        } else {
+            self.reqs.push(Some(req));
+            (self.reqs.len() - 1) as u32
+        }
+    }
+
+    fn mark_busy(&mut self, now: Micros) {
+        if self.busy_since.is_none() {
+            self.busy_since = Some(now);
+        }
+    }
+
+    /// Queues a read of `nsect` sectors at `lba`.
+    pub fn submit_read(&mut self, now: Micros, lba: u64, nsect: u32, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8])) {
+        let (rd, _) = self.rw_cmds();
+        self.submit_rw(now, Op::Read, rd, lba, vec![0u8; nsect as usize * SECTOR], done, tx)
+    }
+
+    /// Queues a write of `data` (a whole number of sectors) at `lba`.
+    pub fn submit_write(&mut self, now: Micros, lba: u64, data: Vec<u8>, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8])) {
+        debug_assert!(data.len() % SECTOR == 0);
+        let (_, wr) = self.rw_cmds();
+        self.submit_rw(now, Op::Write, wr, lba, data, done, tx)
+    }
+
+    fn rw_cmds(&self) -> (u8, u8) {
+        if self.lba48 {
+            (wire::ATA_READ_EXT, wire::ATA_WRITE_EXT)
+        } else {
+            (wire::ATA_READ, wire::ATA_WRITE)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn submit_rw(&mut self, now: Micros, op: Op, cmd: u8, lba: u64, buf: Vec<u8>, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8])) {
+        let nsect = (buf.len() / SECTOR) as u64;
+        if nsect == 0 {
+            done(Ok(buf));
+            return;
+        }
+        let spf = self.sectors_per_frame as u64;
+        let frames = nsect.div_ceil(spf) as u32;
+        let req = self.alloc_req(Req { buf, frames_left: frames, err: None, done: Some(done) });
+        let mut s = 0u64;
+        while s < nsect {
+            let count = (nsect - s).min(spf);
+            self.pending.push_back(Job {
+                req,
+                lba: lba + s,
+                count: count as u8,
+                off: (s as usize * SECTOR) as u32,
+                cmd,
+                write: op == Op::Write,
+            });
+            s += count;
+        }
+        self.mark_busy(now);
+        self.pump(now, tx);
+    }
+
+    /// Queues a one-frame ATA command without data out: IDENTIFY (512 bytes
+    /// in) or FLUSH CACHE.
+    pub fn submit_cmd(&mut self, now: Micros, op: Op, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8]), flush_ext: bool) {
+        let (cmd, count, len) = match op {
+            Op::Identify => (wire::ATA_IDENTIFY, 1u8, SECTOR),
+            Op::Flush => (if flush_ext { wire::ATA_FLUSH_EXT } else { wire::ATA_FLUSH }, 0u8, 0),
+            _ => unreachable!("submit_cmd takes Identify or Flush"),
+        };
+        let req = self.alloc_req(Req { buf: vec![0u8; len], frames_left: 1, err: None, done: Some(done) });
+        self.pending.push_back(Job { req, lba: 0, count, off: 0, cmd, write: false });
+        self.mark_busy(now);
+        self.pump(now, tx);
+    }
+
+    /// Picks the path for the next frame: round-robin over working paths; a
+    /// failed path gets one probe frame per interval; if every path failed,
+    /// use them all anyway.
+    fn pick_path(&mut self, now: Micros) -> Option<u16> {
+        let n = self.paths.len();
+        if n == 0 {
+            return None;
+        }
+        for i in 0..n {
+            let idx = (self.rr + i) % n;
+            let p = &mut self.paths[idx];
+            let usable = if p.failed() {
+                if now >= p.next_probe {
+                    p.next_probe = now + PATH_PROBE_INTERVAL;
+                    true
+                } else {
+                    false
+                }
+            } else {
+                true
+            };
+            if usable {
+                self.rr = (idx + 1) % n;
+                return Some(idx as u16);
+            }
+        }
+        let idx = self.rr % n;
+        self.rr = (idx + 1) % n;
+        Some(idx as u16)
+    }
+
+    fn new_tag(&mut self, slot: u16) -> u32 {
+        self.gen = (self.gen + 1) & ((1 << (31 - SLOT_BITS)) - 1);
+        if self.gen == 0 {
+            self.gen = 1;
+        }
+        TAG_USER | (self.gen << SLOT_BITS) | slot as u32
+    }
+
+    /// Sends queued frames while the window allows.
+    pub fn pump(&mut self, now: Micros, tx: &mut dyn FnMut(&Path, &[u8])) {
+        while self.nout < self.cwnd.min(self.maxwin) {
+            let Some(job) = self.pending.front().copied() else { break };
+            // Frames of a request that already failed are not sent.
+            if self.reqs[job.req as usize].as_ref().is_some_and(|r| r.err.is_some()) {
+                self.pending.pop_front();
+                self.frame_done(job.req, None);
+                continue;
+            }
+            let Some(path) = self.pick_path(now) else { break };
+            self.pending.pop_front();
+            let slot = match self.free_slots.pop() {
+                Some(s) => s,
+                None => {
+                    self.slots.push(Slot { tag: 0, job: None, sent_at: 0, first_sent: 0, path: 0, tries: 0 });
+                    (self.slots.len() - 1) as u16
+                }
+            };
+            let tag = self.new_tag(slot);
+            self.slots[slot as usize] =
+                Slot { tag, job: Some(job), sent_at: now, first_sent: now, path, tries: 0 };
+            self.nout += 1;
+            self.transmit(slot, tx);
+        }
+    }
+
+    /// Builds and sends the frame of an occupied slot.
+    fn transmit(&mut self, slot: u16, tx: &mut dyn FnMut(&Path, &[u8])) {
+        let s = self.slots[slot as usize];
+        let job = s.job.expect("transmit of an empty slot");
+        let Some(path) = self.paths.get_mut(s.path as usize) else { return };
+        let (aflags, lba) = match job.cmd {
+            wire::ATA_IDENTIFY => (0, 0),
+            wire::ATA_FLUSH => (0, 0),
+            wire::ATA_FLUSH_EXT => (wire::AFLAG_EXT, 0),
+            _ => wire::ata_lba_fields(self.lba48, job.lba),
+        };
+        let aflags = aflags | if job.write { wire::AFLAG_WRITE } else { 0 };
+        let dlen = if job.write { job.count as usize * SECTOR } else { 0 };
+        let need = ATA_HDR_LEN + dlen;
+        if self.frame.len() < need {
+            self.frame.resize(need, 0);
+        }
+        wire::emit_ata_header(
+            &mut self.frame[..ATA_HDR_LEN],
+            path.mac,
+            path.local_mac,
+            self.shelf,
+            self.slot,
+            s.tag,
+            aflags,
+            job.count,
+            job.cmd,
+            lba,
+        );
+        if job.write {
+            let req = self.reqs[job.req as usize].as_ref().expect("frame of a finished request");
+            let off = job.off as usize;
+            self.frame[ATA_HDR_LEN..need].copy_from_slice(&req.buf[off..off + dlen]);
+        }
+        path.counters.frames_sent += 1;
+        self.counters.frames_sent += 1;
+        tx(path, &self.frame[..need]);
+    }
+
+    /// Counts one frame of `req` as finished; completes the request when it
+    /// was the last.
+    fn frame_done(&mut self, req: u32, err: Option<IoError>) {
+        let Some(r) = self.reqs[req as usize].as_mut() else { return };
+        if r.err.is_none() {
+            r.err = err;
+        }
+        r.frames_left -= 1;
+        if r.frames_left == 0 {
+            let r = self.reqs[req as usize].take().expect("request");
+            self.free_reqs.push(req);
+            let res = match r.err {
+                Some(e) => Err(e),
+                None => Ok(r.buf),
+            };
+            if let Some(done) = r.done {
+                self.completed.push((done, res));
+            }
+        }
+    }
+
+    /// Takes the finished requests; the caller runs them after dropping the
+    /// target's lock.
+    pub fn take_completed(&mut self) -> Completions {
+        std::mem::take(&mut self.completed)
+    }
+
+    fn free_slot(&mut self, slot: u16) {
+        self.slots[slot as usize].job = None;
+        self.free_slots.push(slot);
+        self.nout -= 1;
+        if !self.busy() {
+            self.busy_since = None;
+        }
+    }
+
+    fn on_ack_window(&mut self) {
+        if self.cwnd < self.ssthresh {
+            self.cwnd += 1;
+        } else {
+            self.ack_credit += 1;
+            if self.ack_credit >= self.cwnd {
+                self.ack_credit = 0;
+                self.cwnd += 1;
+            }
+        }
+        self.cwnd = self.cwnd.min(self.maxwin);
+    }
+
+    fn rtt_sample(&mut self, m: Micros) {
+        // Jacobson/Karels with gains 1/8 and 1/4.
+        let err = m as i64 - self.srtt as i64;
+        self.srtt = (self.srtt as i64 + err / 8).max(1) as Micros;
+        let dev = err.unsigned_abs() as i64 - self.rttvar as i64;
+        self.rttvar = (self.rttvar as i64 + dev / 4).max(0) as Micros;
+    }
+
+    /// Offers an ATA reply (or an AoE error reply to an ATA command).
+    pub fn on_reply(
+        &mut self,
+        now: Micros,
+        src: Mac,
+        tag: u32,
+        reply: Result<&AtaRepr<'_>, AoeError>,
+        tx: &mut dyn FnMut(&Path, &[u8]),
+    ) -> ReplyOutcome {
+        let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
+        let Some(s) = self.slots.get(slot as usize).copied() else {
+            self.counters.unexpected += 1;
+            return ReplyOutcome::Unexpected;
+        };
+        let Some(job) = s.job.filter(|_| s.tag == tag) else {
+            self.counters.unexpected += 1;
+            return ReplyOutcome::Unexpected;
+        };
+        let path_ok = self.paths.get(s.path as usize).is_some_and(|p| p.mac == src);
+        if !path_ok {
+            if self.paths.iter().any(|p| p.mac == src) {
+                // Known target MAC, other path (e.g. after path removal).
+            } else {
+                return ReplyOutcome::UnknownSource;
+            }
+        }
+        self.rtt_sample(now.saturating_sub(s.sent_at));
+        self.last_progress = now;
+        self.counters.frames_received += 1;
+        if let Some(p) = self.paths.get_mut(s.path as usize) {
+            p.counters.frames_received += 1;
+            p.consecutive_timeouts = 0;
+        }
+        self.free_slot(slot);
+        self.on_ack_window();
+        let err = match reply {
+            Err(e) => Some(IoError::Aoe(e)),
+            Ok(a) if a.failed() => Some(IoError::Ata { status: a.cmd_status, error: a.err_feature }),
+            Ok(a) => {
+                let want = match job.cmd {
+                    wire::ATA_IDENTIFY => SECTOR,
+                    _ if !job.write => job.count as usize * SECTOR,
+                    _ => 0,
+                };
+                if want > 0 {
+                    match a.data_exact(want) {
+                        Ok(d) => {
+                            if let Some(r) = self.reqs[job.req as usize].as_mut() {
+                                let off = job.off as usize;
+                                r.buf[off..off + want].copy_from_slice(d);
+                            }
+                            if job.cmd != wire::ATA_IDENTIFY {
+                                self.counters.bytes_read += want as u64;
+                            }
+                            None
+                        }
+                        Err(_) => Some(IoError::ShortReply),
+                    }
+                } else {
+                    if job.write {
+                        self.counters.bytes_written += job.count as u64 * SECTOR as u64;
+                    }
+                    None
+                }
+            }
+        };
+        if err.is_some() {
+            self.counters.errors += 1;
+        }
+        self.frame_done(job.req, err);
+        self.pump(now, tx);
+        ReplyOutcome::Accepted
+    }
+
+    /// Retransmits expired frames and detects a dead target. Returns true
+    /// when the target has made no progress for `deadsecs` (0: never).
+    pub fn on_timer(
+        &mut self,
+        now: Micros,
+        deadsecs: u32,
+        diag: &mut dyn FnMut(Diag),
+        tx: &mut dyn FnMut(&Path, &[u8]),
+    ) -> bool {
+        if let Some(since) = self.busy_since {
+            let ref_t = since.max(self.last_progress);
+            if deadsecs > 0 && now.saturating_sub(ref_t) >= deadsecs as u64 * 1_000_000 {
+                return true;
+            }
+        }
+        if self.nout == 0 {
+            self.pump(now, tx);
+            return false;
+        }
+        let rto = self.rto();
+        let mut lost = false;
+        for i in 0..self.slots.len() {
+            let s = self.slots[i];
+            let Some(job) = s.job else { continue };
+            let backoff = rto.saturating_mul(1 << s.tries.min(8)).min(MAX_RTO);
+            if now.saturating_sub(s.sent_at) < backoff {
+                continue;
+            }
+            lost = true;
+            self.counters.timeouts += 1;
+            self.counters.retransmits += 1;
+            if let Some(p) = self.paths.get_mut(s.path as usize) {
+                p.consecutive_timeouts += 1;
+                p.counters.timeouts += 1;
+                p.counters.retransmits += 1;
+            }
+            let old_tag = s.tag;
+            let slot = i as u16;
+            let Some(path) = self.pick_path(now) else {
+                // No path at all: keep waiting; dead detection will end it.
+                self.slots[i].sent_at = now;
+                continue;
+            };
+            let tag = self.new_tag(slot);
+            let tries = s.tries.saturating_add(1);
+            self.slots[i] = Slot { tag, job: Some(job), sent_at: now, first_sent: s.first_sent, path, tries };
+            let p = &self.paths[path as usize];
+            diag(format!(
+                "retransmit e{}.{} oldtag={:08x} newtag={:08x} s={} d={} nout={} rto={}us",
+                self.shelf,
+                self.slot,
+                old_tag,
+                tag,
+                p.local_mac.hex12(),
+                p.mac.hex12(),
+                self.nout,
+                backoff
+            ));
+            self.transmit(slot, tx);
+        }
+        if lost && now.saturating_sub(self.last_loss) >= rto {
+            // One window cut per loss event, as TCP does.
+            self.last_loss = now;
+            self.ssthresh = (self.cwnd / 2).max(1);
+            self.cwnd = 1;
+            self.ack_credit = 0;
+        }
+        false
+    }
+
+    /// Fails every queued and in-flight request (target dead or flushed).
+    /// Late replies to the cleared tags count as unexpected.
+    pub fn fail_all(&mut self, err: IoError) {
+        self.pending.clear();
+        for s in self.slots.iter_mut() {
+            s.job = None;
+        }
+        self.free_slots = (0..self.slots.len() as u16).rev().collect();
+        self.nout = 0;
+        self.busy_since = None;
+        for i in 0..self.reqs.len() {
+            if let Some(r) = self.reqs[i].take() {
+                self.free_reqs.push(i as u32);
+                if let Some(d) = r.done {
+                    self.completed.push((d, Err(r.err.unwrap_or_else(|| err.clone()))));
+                }
+            }
+        }
+        self.cwnd = (self.maxwin / 2).max(1);
+        self.ssthresh = self.maxwin;
+    }
+}
+
+#[cfg(test)]
+mod tests;

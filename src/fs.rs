@@ -1,0 +1,386 @@
+//! The fuser adapter: inode numbering, attributes and directory listings;
+//! every operation is delegated to `core::Core`. Nothing here talks AoE.
+
+use crate::core::{Core, Ctl, ATTRS};
+use crate::target::Device;
+use fuser::{
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const TTL: Duration = Duration::from_secs(1);
+const ROOT: u64 = 1;
+const BLOCK_DIR: u64 = 7;
+const DEV_BASE: u64 = 1 << 20;
+const DEV_STRIDE: u64 = 64;
+const DEV_DIR: u64 = 1;
+const DEV_ATTR0: u64 = 2;
+
+/// What an inode number names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Root,
+    Ctl(Ctl),
+    BlockDir,
+    Image(u32),
+    DevDir(u32),
+    Attr(u32, usize),
+}
+
+impl Node {
+    pub fn ino(self) -> u64 {
+        match self {
+            Node::Root => ROOT,
+            Node::Ctl(c) => 2 + Ctl::ALL.iter().position(|x| *x == c).expect("ctl") as u64,
+            Node::BlockDir => BLOCK_DIR,
+            Node::Image(id) => DEV_BASE + id as u64 * DEV_STRIDE,
+            Node::DevDir(id) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_DIR,
+            Node::Attr(id, i) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_ATTR0 + i as u64,
+        }
+    }
+    pub fn from_ino(ino: u64) -> Option<Node> {
+        match ino {
+            ROOT => Some(Node::Root),
+            2..=6 => Some(Node::Ctl(Ctl::ALL[(ino - 2) as usize])),
+            BLOCK_DIR => Some(Node::BlockDir),
+            i if i >= DEV_BASE => {
+                let id = ((i - DEV_BASE) / DEV_STRIDE) as u32;
+                match (i - DEV_BASE) % DEV_STRIDE {
+                    0 => Some(Node::Image(id)),
+                    DEV_DIR => Some(Node::DevDir(id)),
+                    a if ((a - DEV_ATTR0) as usize) < ATTRS.len() => Some(Node::Attr(id, (a - DEV_ATTR0) as usize)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+pub struct AoeFs {
+    pub core: Arc<Core>,
+    uid: u32,
+    gid: u32,
+    start: SystemTime,
+}
+
+impl AoeFs {
+    pub fn new(core: Arc<Core>) -> AoeFs {
+        AoeFs { core, uid: unsafe { libc::getuid() }, gid: unsafe { libc::getgid() }, start: SystemTime::now() }
+    }
+
+    fn dev(&self, id: u32) -> Option<Arc<Device>> {
+        self.core.ini.device_by_id(id).filter(|d| d.visible())
+    }
+
+    fn attr(&self, node: Node) -> Option<FileAttr> {
+        let (kind, perm, size, nlink) = match node {
+            Node::Root => (FileType::Directory, 0o755, 0, 3),
+            Node::BlockDir => (FileType::Directory, 0o755, 0, 2),
+            Node::Ctl(c) => (FileType::RegularFile, c.mode(), 0, 1),
+            Node::Image(id) => {
+                let d = self.dev(id)?;
+                let perm = if self.core.readonly { 0o440 } else { 0o660 };
+                (FileType::RegularFile, perm, d.sectors() * 512, 1)
+            }
+            Node::DevDir(id) => {
+                self.dev(id)?;
+                (FileType::Directory, 0o555, 0, 2)
+            }
+            Node::Attr(id, _) => {
+                self.dev(id)?;
+                (FileType::RegularFile, 0o444, 4096, 1)
+            }
+        };
+        Some(FileAttr {
+            ino: INodeNo(node.ino()),
+            size,
+            blocks: size.div_ceil(512),
+            atime: self.start,
+            mtime: self.start,
+            ctime: self.start,
+            crtime: self.start,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    fn lookup_node(&self, parent: u64, name: &str) -> Option<Node> {
+        match Node::from_ino(parent)? {
+            Node::Root => {
+                if name == "block" {
+                    return Some(Node::BlockDir);
+                }
+                if let Some(c) = Ctl::ALL.iter().find(|c| c.name() == name) {
+                    return Some(Node::Ctl(*c));
+                }
+                let (s, t) = crate::core::parse_dev_name(name)?;
+                let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
+                (d.name() == name).then_some(Node::Image(d.id))
+            }
+            Node::BlockDir => {
+                let (s, t) = crate::core::parse_dev_name(name)?;
+                let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
+                (d.name() == name).then_some(Node::DevDir(d.id))
+            }
+            Node::DevDir(id) => {
+                self.dev(id)?;
+                ATTRS.iter().position(|a| *a == name).map(|i| Node::Attr(id, i))
+            }
+            _ => None,
+        }
+    }
+
+    fn entries(&self, node: Node) -> Option<Vec<(u64, FileType, String)>> {
+        let mut v = vec![(node.ino(), FileType::Directory, ".".to_string())];
+        match node {
+            Node::Root => {
+                v.push((ROOT, FileType::Directory, "..".into()));
+                for c in Ctl::ALL {
+                    v.push((Node::Ctl(c).ino(), FileType::RegularFile, c.name().into()));
+                }
+                v.push((BLOCK_DIR, FileType::Directory, "block".into()));
+                for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
+                    v.push((Node::Image(d.id).ino(), FileType::RegularFile, d.name()));
+                }
+            }
+            Node::BlockDir => {
+                v.push((ROOT, FileType::Directory, "..".into()));
+                for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
+                    v.push((Node::DevDir(d.id).ino(), FileType::Directory, d.name()));
+                }
+            }
+            Node::DevDir(id) => {
+                self.dev(id)?;
+                v.push((BLOCK_DIR, FileType::Directory, "..".into()));
+                for (i, a) in ATTRS.iter().enumerate() {
+                    v.push((Node::Attr(id, i).ino(), FileType::RegularFile, a.to_string()));
+                }
+            }
+            _ => return None,
+        }
+        Some(v)
+    }
+}
+
+fn errno(e: i32) -> fuser::Errno {
+    fuser::Errno::from_i32(e)
+}
+
+impl Filesystem for AoeFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(128);
+        let _ = config.set_congestion_threshold(96);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.core.ini.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let node = name.to_str().and_then(|n| self.lookup_node(parent.0, n));
+        match node.and_then(|n| self.attr(n)) {
+            Some(a) => reply.entry(&TTL, &a, Generation(0)),
+            None => reply.error(errno(libc::ENOENT)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match Node::from_ino(ino.0).and_then(|n| self.attr(n)) {
+            Some(a) => reply.attr(&TTL, &a),
+            None => reply.error(errno(libc::ENOENT)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let Some(node) = Node::from_ino(ino.0) else { return reply.error(errno(libc::ENOENT)) };
+        let Some(a) = self.attr(node) else { return reply.error(errno(libc::ENOENT)) };
+        if mode.is_some() || uid.is_some() || gid.is_some() {
+            return reply.error(errno(libc::EPERM));
+        }
+        if let Some(s) = size {
+            match node {
+                // `echo > discover` opens with O_TRUNC: accept it on control files.
+                Node::Ctl(c) if c != Ctl::Err && s == 0 => {}
+                Node::Image(_) if s == a.size => {}
+                Node::Image(_) => return reply.error(errno(libc::EPERM)),
+                _ => return reply.error(errno(libc::EACCES)),
+            }
+        }
+        reply.attr(&TTL, &a)
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let Some(node) = Node::from_ino(ino.0) else { return reply.error(errno(libc::ENOENT)) };
+        let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        match node {
+            Node::Image(id) => {
+                let Some(d) = self.dev(id) else { return reply.error(errno(libc::ENOENT)) };
+                if write && self.core.readonly {
+                    return reply.error(errno(libc::EROFS));
+                }
+                d.opened();
+                reply.opened(FileHandle(id as u64), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
+            }
+            Node::Attr(..) if write => reply.error(errno(libc::EACCES)),
+            Node::Ctl(Ctl::Err) if write => reply.error(errno(libc::EACCES)),
+            Node::Ctl(_) | Node::Attr(..) => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE)
+            }
+            _ => reply.error(errno(libc::EISDIR)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some(Node::Image(id)) = Node::from_ino(ino.0) {
+            // The device may have been flushed meanwhile: look it up even if
+            // no longer visible.
+            if let Some(d) = self.core.ini.device_by_id(id) {
+                d.closed();
+            }
+        }
+        reply.ok();
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let answer = move |r: Result<Vec<u8>, i32>| match r {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(errno(e)),
+        };
+        match Node::from_ino(ino.0) {
+            Some(Node::Image(id)) => match self.dev(id) {
+                Some(d) => self.core.read_image(&d, offset, size, Box::new(answer)),
+                None => answer(Err(libc::ENOENT)),
+            },
+            Some(Node::Ctl(c)) => self.core.read_ctl(c, offset, size, Box::new(answer)),
+            Some(Node::Attr(id, i)) => match self.dev(id).and_then(|d| self.core.status_attr(&d, ATTRS[i])) {
+                Some(s) => answer(Ok(crate::core::slice_at(s.as_bytes(), offset, size))),
+                None => answer(Err(libc::ENOENT)),
+            },
+            _ => answer(Err(libc::EISDIR)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match Node::from_ino(ino.0) {
+            Some(Node::Image(id)) => match self.dev(id) {
+                Some(d) => self.core.write_image(
+                    &d,
+                    offset,
+                    data.to_vec(),
+                    Box::new(move |r| match r {
+                        Ok(n) => reply.written(n),
+                        Err(e) => reply.error(errno(e)),
+                    }),
+                ),
+                None => reply.error(errno(libc::ENOENT)),
+            },
+            Some(Node::Ctl(c)) => match self.core.write_ctl(c, data) {
+                Ok(()) => reply.written(data.len() as u32),
+                Err(e) => {
+                    log::info!("write to {}: {e:?}", c.name());
+                    reply.error(errno(e.errno()))
+                }
+            },
+            Some(Node::Attr(..)) => reply.error(errno(libc::EACCES)),
+            _ => reply.error(errno(libc::EISDIR)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match Node::from_ino(ino.0) {
+            Some(Node::Image(id)) => match self.dev(id) {
+                Some(d) => self.core.fsync_image(
+                    &d,
+                    Box::new(move |r| match r {
+                        Ok(()) => reply.ok(),
+                        Err(e) => reply.error(errno(e)),
+                    }),
+                ),
+                None => reply.error(errno(libc::ENOENT)),
+            },
+            _ => reply.ok(),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let Some(entries) = Node::from_ino(ino.0).and_then(|n| self.entries(n)) else {
+            return reply.error(errno(libc::ENOENT));
+        };
+        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), (i + 1) as u64, kind, &name) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let blocks: u64 = self.core.ini.devices().iter().filter(|d| d.visible()).map(|d| d.sectors() / 8).sum();
+        reply.statfs(blocks, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+}

@@ -1,0 +1,60 @@
+//! Sending and receiving Ethernet frames. One trait, several implementations:
+//! `pcap` (real interfaces: a libpcap capture thread per interface for
+//! receiving, an AF_PACKET socket for sending), `mem` (an in-memory hub for
+//! tests) and `fault` (a seeded fault-injecting wrapper around any hub).
+
+pub mod fault;
+pub mod mem;
+pub mod pcap;
+
+use crate::wire::Mac;
+use std::io;
+use std::sync::Arc;
+
+/// Called by a link's receive side for every incoming AoE frame.
+pub type RxHandler = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// One local network interface.
+pub trait Link: Send + Sync {
+    /// Interface name (e.g. `eth1`).
+    fn name(&self) -> &str;
+    /// Our MAC address on this interface.
+    fn mac(&self) -> Mac;
+    /// MTU in bytes (Ethernet payload).
+    fn mtu(&self) -> usize;
+    /// Sends one whole frame (Ethernet header included).
+    fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// Stops the receive side; no handler call starts after this returns.
+    fn close(&self);
+}
+
+/// Opens links by interface name.
+pub trait LinkProvider: Send + Sync {
+    /// Names usable by default (all up, non-loopback interfaces).
+    fn default_names(&self) -> Vec<String>;
+    /// Whether an interface of this name exists.
+    fn exists(&self, name: &str) -> bool;
+    /// Opens the interface and starts delivering incoming AoE frames to `rx`.
+    fn open(&self, name: &str, rx: RxHandler) -> io::Result<Arc<dyn Link>>;
+}
+
+/// Splits an interface list as the driver's `aoe_iflist` does: whitespace
+/// or commas.
+pub fn split_iflist(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for n in s.split(|c: char| c.is_whitespace() || c == ',').filter(|n| !n.is_empty()) {
+        if !v.iter().any(|x| x == n) {
+            v.push(n.to_string());
+        }
+    }
+    v
+}
+
+/// A valid Linux interface name: 1..=15 bytes, no '/', no whitespace, no NUL.
+pub fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n != "."
+        && n != ".."
+        && n.bytes().all(|b| b > 0x20 && b < 0x7f && b != b'/' && b != b':' && b != b',')
+}

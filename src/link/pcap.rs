@@ -1,0 +1,263 @@
+//! Real interfaces: libpcap receives (ethertype 0x88A2, incoming only, one
+//! capture thread per interface) and an AF_PACKET raw socket sends.
+
+use super::{Link, LinkProvider, RxHandler};
+use crate::wire::{Mac, ETHERTYPE_AOE};
+use std::ffi::CString;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Opens real interfaces in the current network namespace.
+#[derive(Default)]
+pub struct PcapProvider;
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
+    }
+    for (i, c) in b.iter().enumerate() {
+        req.ifr_name[i] = *c as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn ctl_socket() -> io::Result<i32> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
+fn ioctl_ifreq(name: &str, req_no: libc::c_ulong) -> io::Result<libc::ifreq> {
+    let mut req = ifreq(name)?;
+    let fd = ctl_socket()?;
+    let r = unsafe { libc::ioctl(fd, req_no as _, &mut req) };
+    let err = io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        Err(err)
+    } else {
+        Ok(req)
+    }
+}
+
+/// Interface flags (IFF_*).
+pub fn if_flags(name: &str) -> io::Result<i32> {
+    let r = ioctl_ifreq(name, libc::SIOCGIFFLAGS)?;
+    Ok(unsafe { r.ifr_ifru.ifru_flags } as i32)
+}
+
+/// Interface MTU.
+pub fn if_mtu(name: &str) -> io::Result<usize> {
+    let r = ioctl_ifreq(name, libc::SIOCGIFMTU)?;
+    Ok(unsafe { r.ifr_ifru.ifru_mtu } as usize)
+}
+
+/// Interface hardware address.
+pub fn if_mac(name: &str) -> io::Result<Mac> {
+    let r = ioctl_ifreq(name, libc::SIOCGIFHWADDR)?;
+    let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
+    let mut m = [0u8; 6];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = sa.sa_data[i] as u8;
+    }
+    Ok(Mac(m))
+}
+
+/// Interface index, or None when no such interface exists.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        None
+    } else {
+        Some(i)
+    }
+}
+
+/// All interface names in this network namespace.
+pub fn if_names() -> Vec<String> {
+    let mut out = Vec::new();
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return out;
+        }
+        let mut p = list;
+        while (*p).if_index != 0 {
+            let n = std::ffi::CStr::from_ptr((*p).if_name).to_string_lossy().into_owned();
+            out.push(n);
+            p = p.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    out
+}
+
+impl LinkProvider for PcapProvider {
+    fn default_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = if_names()
+            .into_iter()
+            .filter(|n| {
+                if_flags(n)
+                    .map(|f| f & libc::IFF_UP != 0 && f & libc::IFF_LOOPBACK == 0)
+                    .unwrap_or(false)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+    fn exists(&self, name: &str) -> bool {
+        super::valid_ifname(name) && if_index(name).is_some()
+    }
+    fn open(&self, name: &str, rx: RxHandler) -> io::Result<Arc<dyn Link>> {
+        Ok(PcapLink::open(name, rx)?)
+    }
+}
+
+/// A real interface.
+pub struct PcapLink {
+    name: String,
+    mac: Mac,
+    mtu: usize,
+    ifindex: i32,
+    send_fd: i32,
+    stop: Arc<AtomicBool>,
+    thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+fn pcap_err(name: &str, e: pcap::Error) -> io::Error {
+    let kind = match &e {
+        pcap::Error::PcapError(s) if s.contains("ermission") || s.contains("ot permitted") => {
+            io::ErrorKind::PermissionDenied
+        }
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{name}: {e}"))
+}
+
+impl PcapLink {
+    pub fn open(name: &str, rx: RxHandler) -> io::Result<Arc<PcapLink>> {
+        let ifindex = if_index(name).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}"))
+        })?;
+        let mac = if_mac(name)?;
+        let mtu = if_mtu(name)?;
+        let snaplen = (mtu + 14 + 64) as i32;
+        let mut cap = pcap::Capture::from_device(name)
+            .map_err(|e| pcap_err(name, e))?
+            .immediate_mode(true)
+            .snaplen(snaplen)
+            .buffer_size(16 << 20)
+            .timeout(100)
+            .open()
+            .map_err(|e| pcap_err(name, e))?;
+        cap.direction(pcap::Direction::In).map_err(|e| pcap_err(name, e))?;
+        cap.filter(&format!("ether proto 0x{ETHERTYPE_AOE:04x}"), true)
+            .map_err(|e| pcap_err(name, e))?;
+
+        let send_fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if send_fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sndbuf: libc::c_int = 8 << 20;
+        unsafe {
+            libc::setsockopt(
+                send_fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                &sndbuf as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let tname = format!("rx-{name}");
+        let thread = std::thread::Builder::new().name(tname).spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match cap.next_packet() {
+                    Ok(p) => {
+                        if !stop2.load(Ordering::Relaxed) {
+                            rx(p.data)
+                        }
+                    }
+                    Err(pcap::Error::TimeoutExpired) => continue,
+                    Err(e) => {
+                        log::error!("capture stopped: {e}");
+                        break;
+                    }
+                }
+            }
+        })?;
+        Ok(Arc::new(PcapLink {
+            name: name.to_string(),
+            mac,
+            mtu,
+            ifindex: ifindex as i32,
+            send_fd,
+            stop,
+            thread: parking_lot::Mutex::new(Some(thread)),
+        }))
+    }
+}
+
+impl Link for PcapLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn mac(&self) -> Mac {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETHERTYPE_AOE.to_be();
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        loop {
+            let r = unsafe {
+                libc::sendto(
+                    self.send_fd,
+                    frame.as_ptr() as *const libc::c_void,
+                    frame.len(),
+                    0,
+                    &sll as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+    }
+    fn close(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.lock().take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for PcapLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        unsafe { libc::close(self.send_fd) };
+    }
+}

@@ -1,0 +1,281 @@
+//! The `aoefs` command: parse options, discover targets, mount.
+
+use aoefs::core::Core;
+use aoefs::fs::AoeFs;
+use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
+use aoefs::target::{Initiator, Options, RealClock};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes.
+const EXIT_RUNTIME: i32 = 1;
+const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aoefs",
+    version,
+    about = "Mount ATA-over-Ethernet targets as files (a userspace AoE initiator)",
+    long_about = "Discovers AoE targets (vblade, Coraid shelves) on the allowed interfaces and mounts them \
+with FUSE: each target is an image file e{shelf}.{slot}; the control files discover, interfaces, err, \
+revalidate and flush and the status directories block/e{shelf}.{slot}/ behave like the Linux aoe driver's.",
+    after_help = "Example:\n  aoefs /mnt/etherd --iflist eth1\n  losetup /dev/loop0 /mnt/etherd/e0.2\n  cat /mnt/etherd/block/e0.2/state\n  umount /mnt/etherd"
+)]
+struct Cli {
+    /// Directory to mount on
+    mountpoint: PathBuf,
+    /// Interfaces to use for AoE, whitespace- or comma-separated (default: every up non-loopback interface)
+    #[arg(long, value_name = "LIST")]
+    iflist: Option<String>,
+    /// Seconds without progress before a target is marked down and its I/O fails (0: retry forever)
+    #[arg(long, default_value_t = 180, value_name = "SECS")]
+    deadsecs: u32,
+    /// Most frames outstanding to one target (also capped by the target's buffer count)
+    #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
+    maxout: u16,
+    /// Stay in the foreground (SIGINT/SIGTERM unmount and exit)
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, and any other FUSE option
+    #[arg(short = 'o', value_name = "OPTS", value_delimiter = ',')]
+    options: Vec<String>,
+    /// Read cache size in MiB (0 disables it)
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    cache_mb: usize,
+    /// Longest wait for targets to answer the first discovery before the mount appears
+    #[arg(long, default_value_t = 1500, value_name = "MS")]
+    discover_wait_ms: u64,
+    /// Debug logging to stderr (implies staying attached to the terminal's stderr)
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// FUSE request threads
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    fuse_threads: u16,
+    /// Worker threads for writes, fsync and err reads
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: u16,
+}
+
+fn fail(code: i32, msg: &str) -> ! {
+    eprintln!("aoefs: {msg}");
+    std::process::exit(code)
+}
+
+/// Forks; the parent waits for the child's "mounted" byte and exits with
+/// the status it reports. Returns the pipe's write end in the child.
+fn daemonize() -> i32 {
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        fail(EXIT_RUNTIME, &format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    match unsafe { libc::fork() } {
+        -1 => fail(EXIT_RUNTIME, &format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            unsafe {
+                libc::close(fds[0]);
+                libc::setsid();
+            }
+            fds[1]
+        }
+        _ => {
+            unsafe { libc::close(fds[1]) };
+            let mut b = [0u8; 1];
+            let n = unsafe { libc::read(fds[0], b.as_mut_ptr() as *mut libc::c_void, 1) };
+            // The child prints its own error before exiting.
+            std::process::exit(if n == 1 { b[0] as i32 } else { EXIT_RUNTIME })
+        }
+    }
+}
+
+fn notify_parent(fd: i32, code: u8) {
+    if fd >= 0 {
+        unsafe {
+            libc::write(fd, &code as *const u8 as *const libc::c_void, 1);
+            libc::close(fd);
+        }
+    }
+}
+
+fn detach_stdio(keep_stderr: bool) {
+    let null = std::ffi::CString::new("/dev/null").expect("path");
+    unsafe {
+        let fd = libc::open(null.as_ptr(), libc::O_RDWR);
+        if fd >= 0 {
+            libc::dup2(fd, 0);
+            libc::dup2(fd, 1);
+            if !keep_stderr {
+                libc::dup2(fd, 2);
+            }
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn lazy_unmount(mnt: &std::path::Path) {
+    let c = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).expect("path");
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let _ = std::process::Command::new("fusermount3").args(["-u", "-z", "--"]).arg(mnt).status();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let default_level = if cli.debug { "debug" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+
+    let mnt = match std::fs::canonicalize(&cli.mountpoint) {
+        Ok(p) if p.is_dir() => p,
+        Ok(p) => fail(EXIT_USAGE, &format!("mount point {}: not a directory", p.display())),
+        Err(e) => fail(EXIT_USAGE, &format!("mount point {}: {e}", cli.mountpoint.display())),
+    };
+    if !std::path::Path::new("/dev/fuse").exists() {
+        fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
+    }
+    let provider = Arc::new(PcapProvider);
+    let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
+    for n in &names {
+        if !provider.exists(n) {
+            fail(EXIT_USAGE, &format!("unknown interface: {n}"));
+        }
+    }
+    if cli.iflist.is_some() && names.is_empty() {
+        fail(EXIT_USAGE, "--iflist names no interface");
+    }
+    if names.is_empty() && provider.default_names().is_empty() {
+        fail(EXIT_USAGE, "no usable network interface (none is up besides loopback)");
+    }
+    let mut readonly = false;
+    let mut acl = fuser::SessionACL::Owner;
+    let mut mount_opts = vec![
+        fuser::MountOption::FSName("aoefs".into()),
+        fuser::MountOption::Subtype("aoefs".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoDev,
+    ];
+    for o in cli.options.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match o {
+            "ro" => {
+                readonly = true;
+                mount_opts.push(fuser::MountOption::RO);
+            }
+            "rw" => readonly = false,
+            "allow_other" => acl = fuser::SessionACL::All,
+            "allow_root" => acl = fuser::SessionACL::RootAndOwner,
+            "default_permissions" | "nosuid" | "nodev" | "suid" | "dev" => {}
+            other => mount_opts.push(fuser::MountOption::CUSTOM(other.to_string())),
+        }
+    }
+
+    let ready_fd = if cli.foreground { -1 } else { daemonize() };
+    let sigset = block_signals();
+
+    let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout };
+    let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
+        Ok(i) => i,
+        Err(e) => {
+            let hint = if e.contains("ermission") || e.contains("not permitted") {
+                " (raw capture needs root or CAP_NET_RAW)"
+            } else {
+                ""
+            };
+            eprintln!("aoefs: {e}{hint}");
+            notify_parent(ready_fd, EXIT_RUNTIME as u8);
+            std::process::exit(EXIT_RUNTIME);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let ini = ini.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("timer".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    ini.tick();
+                }
+            })
+            .expect("spawn timer")
+    };
+    ini.discover();
+    ini.wait_discovery(Duration::from_millis(cli.discover_wait_ms));
+
+    let core = Core::new(ini.clone(), cli.cache_mb << 20, cli.workers as usize, readonly);
+    let fs = AoeFs::new(core.clone());
+    let mut config = fuser::Config::default();
+    config.mount_options = mount_opts;
+    config.acl = acl;
+    config.n_threads = Some(cli.fuse_threads as usize);
+    config.clone_fd = cli.fuse_threads > 1;
+    let session = match fuser::Session::new(fs, &mnt, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = match e.raw_os_error() {
+                Some(libc::EBUSY) => format!("mount point {} is busy (already mounted?)", mnt.display()),
+                Some(libc::EPERM) | Some(libc::EACCES) => format!("mount {}: permission denied: {e}", mnt.display()),
+                _ => format!("mount {}: {e}", mnt.display()),
+            };
+            eprintln!("aoefs: {msg}");
+            notify_parent(ready_fd, EXIT_RUNTIME as u8);
+            std::process::exit(EXIT_RUNTIME);
+        }
+    };
+    log::info!("mounted {} with {} target(s)", mnt.display(), ini.devices().len());
+
+    // SIGINT/SIGTERM/SIGHUP: unmount; the session loop then ends.
+    let done = Arc::new(AtomicBool::new(false));
+    {
+        let mnt = mnt.clone();
+        let done = done.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let mut sig: libc::c_int = 0;
+                unsafe { libc::sigwait(&sigset, &mut sig) };
+                log::info!("signal {sig}: unmounting {}", mnt.display());
+                lazy_unmount(&mnt);
+                // Files still open keep a lazily unmounted FUSE connection
+                // alive; do not wait for them for long.
+                for _ in 0..40 {
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                std::process::exit(0);
+            })
+            .expect("spawn signal thread");
+    }
+    notify_parent(ready_fd, 0);
+    if ready_fd >= 0 {
+        detach_stdio(cli.debug);
+    }
+    let r = session.run();
+    done.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let _ = timer.join();
+    ini.shutdown();
+    core.pool.shutdown();
+    if let Err(e) = r {
+        log::error!("session ended: {e}");
+        std::process::exit(EXIT_RUNTIME);
+    }
+}

@@ -1,0 +1,694 @@
+//! The initiator: the allowed interfaces (links), the device table, discovery,
+//! frame dispatch from capture threads into the per-target engines, and the
+//! timer that drives retransmission, dead detection and rediscovery.
+
+use crate::engine::{Counters, IoDone, IoError, Micros, Op, Path, ReplyOutcome, TargetIo};
+use crate::errlog::ErrLog;
+use crate::link::{Link, LinkProvider, RxHandler};
+use crate::wire::{self, Body, ConfigRepr, Frame, Header, Identify, Mac, Repr};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// The driver's rediscovery interval.
+pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
+
+/// A monotonic clock in microseconds.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Micros;
+}
+
+/// The real clock.
+pub struct RealClock(Instant);
+impl Default for RealClock {
+    fn default() -> Self {
+        RealClock(Instant::now())
+    }
+}
+impl Clock for RealClock {
+    fn now(&self) -> Micros {
+        self.0.elapsed().as_micros() as Micros
+    }
+}
+
+/// Initiator parameters (the driver's module parameters).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub deadsecs: u32,
+    pub maxout: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { deadsecs: 180, maxout: 128 }
+    }
+}
+
+/// Device state as the `state` attribute shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevState {
+    /// Answered query config; IDENTIFY not yet done.
+    Discovered,
+    Up,
+    Down,
+}
+
+/// What is known of one target and its engine.
+pub struct DevInner {
+    pub state: DevState,
+    pub identify: Option<Identify>,
+    pub firmware: u16,
+    pub buffer_count: u16,
+    pub config: Vec<u8>,
+    pub io: TargetIo,
+    identifying: bool,
+}
+
+/// One AoE target, `e{shelf}.{slot}`.
+pub struct Device {
+    /// Unique for the life of the mount (never reused, also after flush).
+    pub id: u32,
+    pub shelf: u16,
+    pub slot: u8,
+    pub inner: Mutex<DevInner>,
+    open: AtomicU32,
+    /// Set once IDENTIFY succeeded: from then on the device is listed.
+    visible: AtomicBool,
+    /// Bumped whenever the size may have changed (revalidate).
+    pub generation: AtomicU64,
+}
+
+impl Device {
+    pub fn name(&self) -> String {
+        format!("e{}.{}", self.shelf, self.slot)
+    }
+    pub fn visible(&self) -> bool {
+        self.visible.load(Ordering::Acquire)
+    }
+    pub fn open_count(&self) -> u32 {
+        self.open.load(Ordering::Acquire)
+    }
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+    pub fn closed(&self) {
+        let _ = self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+    }
+    /// Size in 512-byte sectors (0 before IDENTIFY).
+    pub fn sectors(&self) -> u64 {
+        self.inner.lock().identify.as_ref().map(|i| i.sectors).unwrap_or(0)
+    }
+    /// The `state` attribute.
+    pub fn state_string(&self) -> String {
+        let st = self.inner.lock().state;
+        match st {
+            DevState::Up => "up".into(),
+            DevState::Discovered => "down".into(),
+            DevState::Down if self.open_count() > 0 => "down,closewait".into(),
+            DevState::Down => "down".into(),
+        }
+    }
+    pub fn is_up(&self) -> bool {
+        self.inner.lock().state == DevState::Up
+    }
+}
+
+/// Ignored-frame counters (hostile or broken input).
+#[derive(Debug, Default)]
+pub struct Ignored {
+    pub malformed: AtomicU64,
+    pub not_response: AtomicU64,
+    pub unknown_target: AtomicU64,
+    pub unknown_source: AtomicU64,
+    pub unexpected_tag: AtomicU64,
+    pub foreign_tag: AtomicU64,
+    pub stale_link: AtomicU64,
+}
+
+struct LinkTable {
+    /// Indexed by link id; ids are never reused.
+    links: Vec<Option<Arc<dyn Link>>>,
+    /// Names of the allowed interfaces, in order.
+    names: Vec<String>,
+}
+
+/// The AoE initiator.
+pub struct Initiator {
+    provider: Arc<dyn LinkProvider>,
+    links: RwLock<LinkTable>,
+    devices: RwLock<HashMap<(u16, u8), Arc<Device>>>,
+    next_id: AtomicU32,
+    pub opts: Options,
+    pub clock: Arc<dyn Clock>,
+    pub errlog: ErrLog,
+    pub ignored: Ignored,
+    last_discover: AtomicU64,
+    last_new_device: AtomicU64,
+    me: Weak<Initiator>,
+}
+
+fn tx_fn<'a>(links: &'a LinkTable) -> impl FnMut(&Path, &[u8]) + 'a {
+    move |p: &Path, f: &[u8]| {
+        if let Some(Some(l)) = links.links.get(p.link) {
+            if let Err(e) = l.send(f) {
+                log::debug!("send on {}: {e}", l.name());
+            }
+        }
+    }
+}
+
+/// Runs finished requests' callbacks (outside every lock).
+fn run_completions(c: crate::engine::Completions) {
+    for (done, res) in c {
+        done(res);
+    }
+}
+
+impl Initiator {
+    /// Creates the initiator and opens the interfaces (`names` empty: the
+    /// provider's defaults).
+    pub fn new(
+        provider: Arc<dyn LinkProvider>,
+        clock: Arc<dyn Clock>,
+        opts: Options,
+        names: &[String],
+    ) -> Result<Arc<Initiator>, String> {
+        let ini = Arc::new_cyclic(|me| Initiator {
+            provider,
+            links: RwLock::new(LinkTable { links: Vec::new(), names: Vec::new() }),
+            devices: RwLock::new(HashMap::new()),
+            next_id: AtomicU32::new(1),
+            opts,
+            clock,
+            errlog: ErrLog::default(),
+            ignored: Ignored::default(),
+            last_discover: AtomicU64::new(0),
+            last_new_device: AtomicU64::new(0),
+            me: me.clone(),
+        });
+        ini.set_interfaces(names)?;
+        Ok(ini)
+    }
+
+    pub fn now(&self) -> Micros {
+        self.clock.now()
+    }
+
+    /// The allowed interfaces, as `interfaces` shows them.
+    pub fn interfaces(&self) -> Vec<String> {
+        self.links.read().names.clone()
+    }
+
+    /// Replaces the allowed interfaces. Every name must exist; on error
+    /// nothing changes. An empty list means every up non-loopback interface.
+    pub fn set_interfaces(&self, names: &[String]) -> Result<(), String> {
+        let names: Vec<String> =
+            if names.is_empty() { self.provider.default_names() } else { names.to_vec() };
+        for n in &names {
+            if !self.provider.exists(n) {
+                return Err(format!("unknown interface: {n}"));
+            }
+        }
+        let mut table = self.links.write();
+        // Open the new ones first, so a failure changes nothing.
+        let mut opened: Vec<(String, Arc<dyn Link>)> = Vec::new();
+        for n in &names {
+            if table.names.contains(n) {
+                continue;
+            }
+            let id = table.links.len() + opened.len();
+            let me = self.me.clone();
+            let rx: RxHandler = Arc::new(move |f: &[u8]| {
+                if let Some(ini) = me.upgrade() {
+                    ini.handle_frame(id, f);
+                }
+            });
+            match self.provider.open(n, rx) {
+                Ok(l) => opened.push((n.clone(), l)),
+                Err(e) => {
+                    for (_, l) in opened {
+                        l.close();
+                    }
+                    return Err(format!("{n}: {e}"));
+                }
+            }
+        }
+        for (_, l) in opened {
+            table.links.push(Some(l));
+        }
+        // Close the ones no longer allowed.
+        let mut removed = Vec::new();
+        for (id, slot) in table.links.iter_mut().enumerate() {
+            if let Some(l) = slot {
+                if !names.iter().any(|n| n == l.name()) {
+                    l.close();
+                    *slot = None;
+                    removed.push(id);
+                }
+            }
+        }
+        table.names = names;
+        drop(table);
+        if !removed.is_empty() {
+            for d in self.devices() {
+                let mut g = d.inner.lock();
+                for &id in &removed {
+                    g.io.remove_link(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every interface (at unmount).
+    pub fn shutdown(&self) {
+        let mut t = self.links.write();
+        for l in t.links.iter_mut() {
+            if let Some(l) = l.take() {
+                l.close();
+            }
+        }
+        drop(t);
+        for d in self.devices() {
+            let c = {
+                let mut g = d.inner.lock();
+                g.io.fail_all(IoError::Down);
+                g.io.take_completed()
+            };
+            run_completions(c);
+        }
+    }
+
+    /// Every known device, ordered by shelf and slot.
+    pub fn devices(&self) -> Vec<Arc<Device>> {
+        let mut v: Vec<Arc<Device>> = self.devices.read().values().cloned().collect();
+        v.sort_by_key(|d| (d.shelf, d.slot));
+        v
+    }
+
+    pub fn device(&self, shelf: u16, slot: u8) -> Option<Arc<Device>> {
+        self.devices.read().get(&(shelf, slot)).cloned()
+    }
+
+    pub fn device_by_id(&self, id: u32) -> Option<Arc<Device>> {
+        self.devices.read().values().find(|d| d.id == id).cloned()
+    }
+
+    /// Broadcasts query config on every allowed interface.
+    pub fn discover(&self) {
+        self.query_config(wire::SHELF_ALL, wire::SLOT_ALL, Mac::BROADCAST);
+        self.last_discover.store(self.now().max(1), Ordering::Relaxed);
+    }
+
+    fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
+        let t = self.links.read();
+        let mut buf = [0u8; 64];
+        for l in t.links.iter().flatten() {
+            let repr = Repr {
+                header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: 0x8000_0000 },
+                body: Body::Config(ConfigRepr {
+                    buffer_count: 0,
+                    firmware: 0,
+                    max_sectors: 0,
+                    aoe_version: 0,
+                    ccmd: wire::CCMD_READ,
+                    config: &[],
+                }),
+            };
+            // Pad to the Ethernet minimum (60 bytes without FCS).
+            let n = repr.emit(&mut buf).expect("config query fits").max(60);
+            if let Err(e) = l.send(&buf[..n]) {
+                self.errlog.push(format!("discover: send on {}: {e}", l.name()));
+            }
+        }
+    }
+
+    /// Entry point of the capture threads.
+    pub fn handle_frame(&self, link: usize, bytes: &[u8]) {
+        let f = match Frame::new_checked(bytes) {
+            Ok(f) => f,
+            Err(_) => {
+                self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if !f.is_response() {
+            // Another initiator's request: not for us.
+            self.ignored.not_response.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let repr = match Repr::parse(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+                log::debug!("ignored frame from {}: {e}", f.src());
+                return;
+            }
+        };
+        let h = repr.header;
+        match &repr.body {
+            Body::Config(c) => self.on_config(link, &h, c),
+            Body::Ata(a) => self.on_ata(link, &h, Ok(a)),
+            Body::Error(wire::Command::Ata) => {
+                self.on_ata(link, &h, Err(h.error.expect("error body has an error")))
+            }
+            Body::Error(wire::Command::QueryConfig) => {
+                if h.tag & 0x8000_0000 != 0 {
+                    self.errlog.push(format!(
+                        "e{}.{}: query config error: {}",
+                        h.shelf,
+                        h.slot,
+                        h.error.map(|e| e.describe()).unwrap_or("?")
+                    ));
+                }
+            }
+            _ => {
+                self.ignored.foreign_tag.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn on_config(&self, link: usize, h: &Header, c: &ConfigRepr<'_>) {
+        if h.shelf == wire::SHELF_ALL || h.slot == wire::SLOT_ALL || h.src.is_multicast() {
+            self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let links = self.links.read();
+        let Some(Some(l)) = links.links.get(link) else {
+            self.ignored.stale_link.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let dev = {
+            let existing = self.devices.read().get(&(h.shelf, h.slot)).cloned();
+            match existing {
+                Some(d) => d,
+                None => {
+                    let mut w = self.devices.write();
+                    w.entry((h.shelf, h.slot))
+                        .or_insert_with(|| {
+                            self.last_new_device.store(self.now().max(1), Ordering::Relaxed);
+                            Arc::new(Device {
+                                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                                shelf: h.shelf,
+                                slot: h.slot,
+                                inner: Mutex::new(DevInner {
+                                    state: DevState::Discovered,
+                                    identify: None,
+                                    firmware: 0,
+                                    buffer_count: 0,
+                                    config: Vec::new(),
+                                    io: TargetIo::new(h.shelf, h.slot, self.opts.maxout),
+                                    identifying: false,
+                                }),
+                                open: AtomicU32::new(0),
+                                visible: AtomicBool::new(false),
+                                generation: AtomicU64::new(0),
+                            })
+                        })
+                        .clone()
+                }
+            }
+        };
+        let now = self.now();
+        let mut tx = tx_fn(&links);
+        let completions = {
+            let mut g = dev.inner.lock();
+            let added = g.io.add_path(link, l.name(), l.mac(), h.src, l.mtu());
+            if added {
+                log::info!("{}: path {} via {}", dev.name(), h.src, l.name());
+            }
+            g.firmware = c.firmware;
+            g.buffer_count = c.buffer_count;
+            g.config = c.config.to_vec();
+            g.io.set_buffer_count(c.buffer_count);
+            g.io.set_max_sectors(c.effective_max_sectors());
+            if g.state == DevState::Down && dev.open_count() == 0 {
+                g.state = DevState::Discovered;
+            }
+            if g.state == DevState::Discovered && !g.identifying {
+                self.start_identify(&dev, &mut g, now, &mut tx);
+            }
+            g.io.take_completed()
+        };
+        drop(tx);
+        drop(links);
+        run_completions(completions);
+    }
+
+    fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, tx: &mut dyn FnMut(&Path, &[u8])) {
+        g.identifying = true;
+        let d = dev.clone();
+        let me = self.me.clone();
+        let done: IoDone = Box::new(move |res| {
+            let Some(ini) = me.upgrade() else { return };
+            let mut g = d.inner.lock();
+            g.identifying = false;
+            match res.map_err(|e| e.to_string()).and_then(|b| Identify::parse(&b).map_err(|e| e.to_string())) {
+                Ok(id) => {
+                    let changed = g.identify.as_ref().map(|o| o.sectors) != Some(id.sectors);
+                    g.io.lba48 = id.lba48;
+                    if !id.lba48 && id.sectors > 0x0FFF_FFFF {
+                        ini.errlog.push(format!("{}: LBA28 target larger than 128 GiB", d.name()));
+                    }
+                    if g.state != DevState::Down {
+                        g.state = DevState::Up;
+                    }
+                    g.identify = Some(id);
+                    drop(g);
+                    if changed {
+                        d.generation.fetch_add(1, Ordering::AcqRel);
+                    }
+                    d.visible.store(true, Ordering::Release);
+                }
+                Err(e) => {
+                    drop(g);
+                    ini.errlog.push(format!("{}: IDENTIFY failed: {e}", d.name()));
+                }
+            }
+        });
+        g.io.submit_cmd(now, Op::Identify, done, tx, false);
+    }
+
+    fn on_ata(&self, link: usize, h: &Header, reply: Result<&wire::AtaRepr<'_>, wire::AoeError>) {
+        if h.tag & 0x8000_0000 == 0 {
+            // Not one of ours (a kernel initiator's tag).
+            self.ignored.foreign_tag.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(dev) = self.device(h.shelf, h.slot) else {
+            self.ignored.unknown_target.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let links = self.links.read();
+        if !matches!(links.links.get(link), Some(Some(_))) {
+            self.ignored.stale_link.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = self.now();
+        let mut tx = tx_fn(&links);
+        let (outcome, c) = {
+            let mut g = dev.inner.lock();
+            let o = g.io.on_reply(now, h.src, h.tag, reply, &mut tx);
+            (o, g.io.take_completed())
+        };
+        drop(tx);
+        drop(links);
+        match outcome {
+            ReplyOutcome::Accepted => {
+                if let Err(e) = reply {
+                    self.errlog.push(format!("{}: AoE error {}: {}", dev.name(), e.to_u8(), e.describe()));
+                }
+            }
+            ReplyOutcome::Unexpected => {
+                self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
+                self.errlog.push(format!(
+                    "unexpected rsp e{}.{} tag={:08x} s={} d={}",
+                    h.shelf,
+                    h.slot,
+                    h.tag,
+                    h.src.hex12(),
+                    h.dst.hex12()
+                ));
+            }
+            ReplyOutcome::UnknownSource => {
+                self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
+                self.errlog.push(format!(
+                    "e{}.{}: reply from unknown MAC {} ignored",
+                    h.shelf,
+                    h.slot,
+                    h.src.hex12()
+                ));
+            }
+        }
+        run_completions(c);
+    }
+
+    /// Submits I/O to a device; `done` runs exactly once.
+    pub fn submit(&self, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>, done: IoDone) {
+        let links = self.links.read();
+        let now = self.now();
+        let mut tx = tx_fn(&links);
+        let mut g = dev.inner.lock();
+        if g.state != DevState::Up {
+            drop(g);
+            drop(tx);
+            drop(links);
+            done(Err(IoError::Down));
+            return;
+        }
+        match op {
+            Op::Read => g.io.submit_read(now, lba, nsect, done, &mut tx),
+            Op::Write => g.io.submit_write(now, lba, data, done, &mut tx),
+            Op::Flush => {
+                let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
+                g.io.submit_cmd(now, Op::Flush, done, &mut tx, ext)
+            }
+            Op::Identify => g.io.submit_cmd(now, Op::Identify, done, &mut tx, false),
+        }
+        let c = g.io.take_completed();
+        drop(g);
+        drop(tx);
+        drop(links);
+        run_completions(c);
+    }
+
+    /// Re-queries config and re-identifies a device (`revalidate`).
+    pub fn revalidate(&self, dev: &Arc<Device>) {
+        let macs: Vec<Mac> = dev.inner.lock().io.paths.iter().map(|p| p.mac).collect();
+        if macs.is_empty() {
+            self.query_config(dev.shelf, dev.slot, Mac::BROADCAST);
+        }
+        for m in macs {
+            self.query_config(dev.shelf, dev.slot, m);
+        }
+        let links = self.links.read();
+        let mut tx = tx_fn(&links);
+        let now = self.now();
+        let c = {
+            let mut g = dev.inner.lock();
+            if g.state == DevState::Up && !g.identifying {
+                self.start_identify(dev, &mut g, now, &mut tx);
+            }
+            g.io.take_completed()
+        };
+        drop(tx);
+        drop(links);
+        run_completions(c);
+    }
+
+    /// `flush`: forget devices. `None`: those down and unused; `Some(None)`:
+    /// all unused; `Some(Some(dev))`: that one (EBUSY while open).
+    pub fn flush(&self, which: Option<Option<(u16, u8)>>) -> Result<usize, FlushError> {
+        let mut w = self.devices.write();
+        let keys: Vec<(u16, u8)> = match which {
+            Some(Some(k)) => {
+                let d = w.get(&k).ok_or(FlushError::NoSuchDevice)?;
+                if d.open_count() > 0 {
+                    return Err(FlushError::Busy);
+                }
+                vec![k]
+            }
+            Some(None) => w.iter().filter(|(_, d)| d.open_count() == 0).map(|(k, _)| *k).collect(),
+            None => w
+                .iter()
+                .filter(|(_, d)| d.open_count() == 0 && d.inner.lock().state == DevState::Down)
+                .map(|(k, _)| *k)
+                .collect(),
+        };
+        let mut removed = Vec::new();
+        for k in &keys {
+            if let Some(d) = w.remove(k) {
+                removed.push(d);
+            }
+        }
+        drop(w);
+        for d in &removed {
+            let c = {
+                let mut g = d.inner.lock();
+                g.state = DevState::Down;
+                g.io.fail_all(IoError::Down);
+                g.io.take_completed()
+            };
+            run_completions(c);
+        }
+        Ok(removed.len())
+    }
+
+    /// Retransmits, detects dead targets, rediscovers every 60 s.
+    pub fn tick(&self) {
+        let now = self.now();
+        let last = self.last_discover.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) >= REDISCOVER_INTERVAL {
+            self.discover();
+        }
+        for dev in self.devices() {
+            let links = self.links.read();
+            let mut tx = tx_fn(&links);
+            let mut diags = Vec::new();
+            let (dead, c) = {
+                let mut g = dev.inner.lock();
+                if g.state == DevState::Down || !g.io.busy() {
+                    continue;
+                }
+                let dead = g.io.on_timer(now, self.opts.deadsecs, &mut |m| diags.push(m), &mut tx);
+                if dead {
+                    g.state = DevState::Down;
+                    g.identifying = false;
+                    g.io.fail_all(IoError::Dead);
+                }
+                (dead, g.io.take_completed())
+            };
+            drop(tx);
+            drop(links);
+            for m in diags {
+                self.errlog.push(m);
+            }
+            if dead {
+                self.errlog.push(format!(
+                    "{}: no response for {} s, device marked down",
+                    dev.name(),
+                    self.opts.deadsecs
+                ));
+            }
+            run_completions(c);
+        }
+    }
+
+    /// Waits for the first discovery: returns once no target is being
+    /// identified and none appeared for a while, or after `max`.
+    pub fn wait_discovery(&self, max: Duration) {
+        let start = self.now();
+        let quiet: Micros = 300_000;
+        let max = max.as_micros() as Micros;
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = self.now();
+            if now - start >= max {
+                return;
+            }
+            let last_new = self.last_new_device.load(Ordering::Relaxed).max(start);
+            let busy = self.devices().iter().any(|d| {
+                let g = d.inner.lock();
+                g.identifying || g.state == DevState::Discovered
+            });
+            if now - start >= quiet && now - last_new >= quiet && !busy {
+                return;
+            }
+        }
+    }
+
+    /// Per-target statistics snapshot.
+    pub fn stats(&self, dev: &Device) -> (Counters, Vec<Path>, u32, u32, u32, Micros, Micros) {
+        let g = dev.inner.lock();
+        (g.io.counters, g.io.paths.clone(), g.io.cwnd, g.io.maxwin, g.io.nout, g.io.srtt(), g.io.rttvar())
+    }
+}
+
+/// Why `flush` refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushError {
+    NoSuchDevice,
+    Busy,
+}

@@ -1,0 +1,114 @@
+//! AoE r11 wire format: checked views over byte buffers plus plain `Repr`
+//! values. No I/O, no clock. Lengths always come from header fields, never
+//! from the frame length (vblade sends frames shorter than 60 bytes and the
+//! link may pad frames).
+
+mod aoe;
+mod identify;
+
+pub use aoe::*;
+pub use identify::Identify;
+
+use std::fmt;
+
+/// Ethernet type of ATA over Ethernet.
+pub const ETHERTYPE_AOE: u16 = 0x88A2;
+/// Ethernet header length.
+pub const ETH_HDR_LEN: usize = 14;
+/// Ethernet + AoE common header.
+pub const AOE_HDR_LEN: usize = 24;
+/// Ethernet + AoE + ATA header: data starts here.
+pub const ATA_HDR_LEN: usize = 36;
+/// Ethernet + AoE + query-config header: config string starts here.
+pub const CFG_HDR_LEN: usize = 32;
+/// Largest config string the protocol allows.
+pub const MAX_CONFIG_LEN: usize = 1024;
+/// AoE protocol version we speak.
+pub const AOE_VERSION: u8 = 1;
+/// Sector size of every AoE target.
+pub const SECTOR: usize = 512;
+/// Broadcast shelf and slot.
+pub const SHELF_ALL: u16 = 0xFFFF;
+pub const SLOT_ALL: u8 = 0xFF;
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+    pub const ZERO: Mac = Mac([0; 6]);
+
+    pub fn from_slice(b: &[u8]) -> Mac {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&b[..6]);
+        Mac(m)
+    }
+    pub fn is_broadcast(&self) -> bool {
+        *self == Mac::BROADCAST
+    }
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+    /// Twelve lower-case hex digits, as the kernel's `mac` attribute prints.
+    pub fn hex12(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    /// Parses `aa:bb:cc:dd:ee:ff`, `aa-bb-..` or twelve hex digits.
+    pub fn parse(s: &str) -> Option<Mac> {
+        let hex: String = s.trim().chars().filter(|c| *c != ':' && *c != '-').collect();
+        if hex.len() != 12 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut m = [0u8; 6];
+        for (i, b) in m.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Mac(m))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a frame was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    /// Shorter than its headers or than its length fields say.
+    Truncated,
+    /// Not ethertype 0x88A2.
+    NotAoe,
+    /// AoE version other than 1.
+    BadVersion(u8),
+    /// A field holds a value the protocol forbids (e.g. config length > 1024).
+    BadField(&'static str),
+    /// Command we do not know.
+    UnknownCommand(u8),
+    /// Output buffer too small for `emit`.
+    BufferTooSmall,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Truncated => write!(f, "truncated frame"),
+            WireError::NotAoe => write!(f, "not an AoE frame"),
+            WireError::BadVersion(v) => write!(f, "unsupported AoE version {v}"),
+            WireError::BadField(n) => write!(f, "bad {n} field"),
+            WireError::UnknownCommand(c) => write!(f, "unknown AoE command {c}"),
+            WireError::BufferTooSmall => write!(f, "buffer too small"),
+        }
+    }
+}
+impl std::error::Error for WireError {}
+
+pub type Result<T> = std::result::Result<T, WireError>;

@@ -1,0 +1,624 @@
+//! End-to-end tests of aoefs against the real vblade target, each in its own
+//! pair of network namespaces (see tests/common/mod.rs).
+//!
+//! Run: `cargo test --release -- --test-threads=2` (as root).
+//! On failure the aoefs log is printed; `AOEFS_TEST_SHOW_LOG=1` prints it
+//! always and `AOEFS_TEST_LOG=debug` sets aoefs' RUST_LOG.
+mod common;
+
+use common::*;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+/// Image size of the data tests.
+const IMG: u64 = 32 * MIB;
+/// How long a target may take to show up after mount.
+const APPEAR: Duration = Duration::from_secs(5);
+
+/// A testbed with one vblade (e0.1 unless told otherwise) and a mount.
+/// Field order matters: the mount is dropped before the testbed.
+struct Setup {
+    m: Mount,
+    vb: VbladeHandle,
+    img: PathBuf,
+    tb: Testbed,
+}
+
+fn setup(mtu: u32, size: u64, fill: Fill, extra: &[&str]) -> Setup {
+    let tb = Testbed::new(mtu);
+    let img = tb.make_image("disk.img", size, fill);
+    let vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(extra);
+    m.expect_target("e0.1", APPEAR);
+    Setup { m, vb, img, tb }
+}
+
+fn open_rw(p: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
+}
+
+fn check_layout(mtu: u32, payload: u64) {
+    let size = 64 * MIB;
+    let tb = Testbed::new(mtu);
+    let img = tb.make_image("disk.img", size, Fill::Zero);
+    let _vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&[]);
+    let dev = m.expect_target("e0.1", APPEAR);
+
+    let names = m.list();
+    for f in ["discover", "interfaces", "err", "revalidate", "flush", "block", "e0.1"] {
+        assert!(names.iter().any(|n| n == f), "{} missing from {:?}", f, names);
+    }
+    let md = fs::metadata(&dev).unwrap();
+    assert!(md.is_file(), "e0.1 is not a regular file");
+    assert_eq!(md.len(), size, "e0.1 size != backing file size");
+    assert_eq!(md.mode() & 0o777, 0o660, "e0.1 mode {:o}", md.mode());
+    for (f, mode) in [
+        ("discover", 0o200),
+        ("interfaces", 0o644),
+        ("err", 0o444),
+        ("revalidate", 0o200),
+        ("flush", 0o200),
+    ] {
+        let md = fs::metadata(m.path.join(f)).unwrap();
+        assert_eq!(md.mode() & 0o777, mode, "mode of {}: {:o}", f, md.mode());
+    }
+
+    assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n", "state");
+    let mac = m.read_status("e0.1", "mac");
+    assert_eq!(mac.trim_end(), tb.target_mac(0), "mac attribute");
+    assert_eq!(mac.trim_end().len(), 12);
+    assert_eq!(m.read_status("e0.1", "netif").trim_end(), tb.init_if(0), "netif");
+    assert_eq!(
+        m.read_status("e0.1", "payload").trim_end(),
+        payload.to_string(),
+        "payload at MTU {}",
+        mtu
+    );
+    assert_eq!(
+        m.read_status("e0.1", "size").trim_end(),
+        (size / 512).to_string(),
+        "size in sectors"
+    );
+    let fw = m.read_status("e0.1", "firmware-version");
+    let fw = fw.trim_end();
+    assert!(
+        fw.len() == 6 && fw.starts_with("0x") && fw[2..].chars().all(|c| c.is_ascii_hexdigit()),
+        "firmware-version {:?}",
+        fw
+    );
+    for a in ["model", "serial"] {
+        m.read_status("e0.1", a);
+    }
+
+    // aoe-stat from aoetools reads our tree
+    let out = run(Command::new("aoe-stat").env("sysfs_dir", &m.path));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("e0.1"))
+        .unwrap_or_else(|| panic!("aoe-stat does not list e0.1:\n{}", out));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols.get(1).copied(), Some(aoe_stat_size(size / 512).as_str()), "{}", line);
+    assert!(cols.contains(&tb.init_if(0).as_str()), "{}", line);
+    assert!(cols.contains(&"up"), "{}", line);
+    assert!(cols.contains(&payload.to_string().as_str()), "{}", line);
+}
+
+#[test]
+fn discover_and_layout_mtu1500() {
+    check_layout(1500, 1024);
+}
+
+#[test]
+fn discover_and_layout_mtu9000() {
+    check_layout(9000, 8704);
+}
+
+#[test]
+fn random_writes_reach_backing_file() {
+    let s = setup(1500, IMG, Fill::Zero, &[]);
+    let mut model = vec![0u8; IMG as usize];
+    let mut rng = Rng::from_time();
+    let f = open_rw(&s.m.target("e0.1"));
+    for _ in 0..150 {
+        let len = 1 + rng.below(64 * 1024) as usize;
+        let off = rng.below(IMG - len as u64) as usize;
+        let data = rng.bytes(len);
+        f.write_all_at(&data, off as u64)
+            .unwrap_or_else(|e| panic!("write {} bytes at {}: {}", len, off, e));
+        model[off..off + len].copy_from_slice(&data);
+    }
+    f.sync_all().expect("fsync");
+    drop(f);
+    // through aoefs
+    let got = read_all(&s.m.target("e0.1"));
+    assert_same("e0.1 read back through aoefs", &got, &model);
+    // vblade's backing file
+    let backing = read_all(&s.img);
+    assert_same("backing file", &backing, &model);
+}
+
+#[test]
+fn backing_file_written_before_mount_reads_back() {
+    let tb = Testbed::new(9000);
+    let img = tb.make_image("disk.img", IMG, Fill::Random(0xA0E));
+    let _vb = tb.start_vblade(0, 1, &img, Some(32));
+    let m = tb.mount_aoefs(&[]);
+    let dev = m.expect_target("e0.1", APPEAR);
+    let got = read_all(&dev);
+    let want = read_all(&img);
+    assert_same("e0.1 vs backing file", &got, &want);
+}
+
+#[test]
+fn backing_file_written_after_mount_reads_back_uncached() {
+    let s = setup(1500, IMG, Fill::Random(1), &["--cache-mb", "0"]);
+    let mut rng = Rng::from_time();
+    // prime: read some regions through aoefs first
+    let f = File::open(s.m.target("e0.1")).unwrap();
+    let mut regions = Vec::new();
+    for _ in 0..40 {
+        let len = 1 + rng.below(20000) as usize;
+        let off = rng.below(IMG - len as u64);
+        pread(&f, off, len).expect("priming read");
+        regions.push((off, len));
+    }
+    drop(f);
+    // overwrite those regions (and a few others) directly in the backing file
+    let b = OpenOptions::new().write(true).open(&s.img).unwrap();
+    for _ in 0..10 {
+        let len = 1 + rng.below(20000) as usize;
+        regions.push((rng.below(IMG - len as u64), len));
+    }
+    for &(off, len) in &regions {
+        b.write_all_at(&rng.bytes(len), off).unwrap();
+    }
+    b.sync_all().unwrap();
+    drop(b);
+    let want = read_all(&s.img);
+    let f = File::open(s.m.target("e0.1")).unwrap();
+    drop_cache(&f);
+    for &(off, len) in &regions {
+        let got = pread(&f, off, len).unwrap_or_else(|e| panic!("read {}+{}: {}", off, len, e));
+        assert_same(
+            &format!("region {}+{} after backing-file write", off, len),
+            &got,
+            &want[off as usize..off as usize + len],
+        );
+    }
+}
+
+#[test]
+fn unaligned_writes() {
+    let s = setup(1500, IMG, Fill::Random(2), &[]);
+    let mut model = read_all(&s.img);
+    let mut rng = Rng::from_time();
+    let f = open_rw(&s.m.target("e0.1"));
+    let sz = IMG as usize;
+    let cases: Vec<(usize, usize)> = vec![
+        (513, 1000),
+        (1, 3),
+        (0, 1),
+        (511, 2),
+        (1023, 1026),
+        (4095, 4098),
+        (1024 - 1, 1),
+        (17 * 512 - 1, 3),
+        (8704 * 3 + 5, 8704),
+        (12345, 70000),
+        (1 << 20, 1),
+        ((1 << 20) + 511, 513),
+        (sz - 3, 3),
+        (sz - 1000, 1000),
+        (sz - 1, 1),
+        (777_777, 129 * 1024 + 7),
+    ];
+    let check = |f: &File, model: &Vec<u8>, off: usize, len: usize| {
+        let lo = off.saturating_sub(700);
+        let hi = (off + len + 700).min(sz);
+        let got = pread(f, lo as u64, hi - lo).unwrap_or_else(|e| panic!("read {}..{}: {}", lo, hi, e));
+        assert_same(
+            &format!("after write of {} bytes at {} (checked {}..{})", len, off, lo, hi),
+            &got,
+            &model[lo..hi],
+        );
+    };
+    for &(off, len) in &cases {
+        let data = rng.bytes(len);
+        f.write_all_at(&data, off as u64)
+            .unwrap_or_else(|e| panic!("write {} bytes at {}: {}", len, off, e));
+        model[off..off + len].copy_from_slice(&data);
+        check(&f, &model, off, len);
+    }
+    // many small odd writes in one region
+    for _ in 0..300 {
+        let off = 3 * MIB as usize + rng.below(64 * 1024) as usize;
+        let len = 1 + rng.below(1500) as usize;
+        let data = rng.bytes(len);
+        f.write_all_at(&data, off as u64).unwrap();
+        model[off..off + len].copy_from_slice(&data);
+    }
+    check(&f, &model, 3 * MIB as usize, 66 * 1024);
+    f.sync_all().expect("fsync");
+    drop(f);
+    assert_same("e0.1 through aoefs", &read_all(&s.m.target("e0.1")), &model);
+    assert_same("backing file", &read_all(&s.img), &model);
+}
+
+#[test]
+fn concurrent_interleaved_writes() {
+    let s = setup(1500, IMG, Fill::Random(3), &[]);
+    let mut model = read_all(&s.img);
+    let dev = s.m.target("e0.1");
+    const THREADS: usize = 8;
+    const SLICE: usize = 100;
+    const ROUNDS: usize = 256;
+    for (round, base) in [(0u64, MIB as usize + 300), (1, 5 * MIB as usize + 17)] {
+        // each thread writes its own 100-byte slices, interleaved so that
+        // every sector is shared by several threads
+        let mut pieces = Vec::new();
+        for t in 0..THREADS {
+            let mut rng = Rng::new(round * 1000 + t as u64 + 1);
+            let mut v = Vec::new();
+            for k in 0..ROUNDS {
+                let off = base + (k * THREADS + t) * SLICE;
+                v.push((off, rng.bytes(SLICE)));
+            }
+            pieces.push(v);
+        }
+        for v in &pieces {
+            for (off, d) in v {
+                model[*off..*off + SLICE].copy_from_slice(d);
+            }
+        }
+        let shared = Arc::new(open_rw(&dev));
+        let handles: Vec<_> = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(t, v)| {
+                // even threads share one handle, odd threads open their own
+                let f = if t % 2 == 0 { shared.clone() } else { Arc::new(open_rw(&dev)) };
+                thread::spawn(move || {
+                    for (off, d) in v {
+                        f.write_all_at(&d, off as u64)
+                            .unwrap_or_else(|e| panic!("thread {} write at {}: {}", t, off, e));
+                    }
+                    f.sync_all().expect("fsync");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().expect("writer thread panicked");
+        }
+        shared.sync_all().expect("fsync");
+    }
+    let len = THREADS * SLICE * ROUNDS;
+    let f = File::open(&dev).unwrap();
+    for base in [MIB as usize + 300, 5 * MIB as usize + 17] {
+        let got = pread(&f, base as u64, len).unwrap();
+        assert_same("interleaved region through aoefs", &got, &model[base..base + len]);
+    }
+    drop(f);
+    assert_same("e0.1 through aoefs", &read_all(&dev), &model);
+    assert_same("backing file", &read_all(&s.img), &model);
+}
+
+fn gen_tree(dir: &Path, rng: &mut Rng) -> u64 {
+    let mut total = 0;
+    for d in 0..4 {
+        let sub = dir.join(format!("dir{}", d)).join(format!("nested{}", d));
+        fs::create_dir_all(&sub).unwrap();
+        for i in 0..8 {
+            let len = match i {
+                0 => 0,
+                1 => 1,
+                2 => 4096,
+                3 => 4097,
+                _ => rng.below(300 * 1024) as usize,
+            };
+            fs::write(sub.join(format!("f{}.bin", i)), rng.bytes(len)).unwrap();
+            total += len as u64;
+        }
+    }
+    let big = rng.bytes(2 * MIB as usize + 123);
+    total += big.len() as u64;
+    fs::write(dir.join("big.bin"), big).unwrap();
+    total
+}
+
+#[test]
+fn ext4_on_loop_device() {
+    let s = setup(9000, 64 * MIB, Fill::Zero, &[]);
+    let src = s.tb.dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let docs = Path::new("/usr/share/doc/aoetools");
+    if docs.is_dir() {
+        run(Command::new("cp").arg("-a").arg(docs).arg(src.join("aoetools-doc")));
+    }
+    let total = gen_tree(&src.join("gen"), &mut Rng::from_time());
+    assert!(total > 2 * MIB);
+
+    let dev = s.m.losetup(&s.m.target("e0.1"));
+    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+    let ext = s.tb.dir.join("ext");
+    s.m.mount_dev(&dev, &ext);
+    run(Command::new("cp").arg("-a").arg(&src).arg(ext.join("tree")));
+    run(Command::new("sync").arg("-f").arg(ext.join("tree")));
+    s.m.umount_dev(&ext);
+    // -f: check even though the fs is marked clean
+    let out = run(Command::new("fsck.ext4").args(["-n", "-f"]).arg(&dev));
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    s.m.mount_dev(&dev, &ext);
+    run(Command::new("diff").arg("-r").arg(&src).arg(ext.join("tree")));
+    s.m.umount_dev(&ext);
+    s.m.detach_loop(&dev);
+    // and the file system is also intact in vblade's backing file
+    let out = run(Command::new("fsck.ext4").args(["-n", "-f"]).arg(&s.img));
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn two_targets_on_two_shelves() {
+    let tb = Testbed::new(1500);
+    let a = tb.make_image("a.img", 16 * MIB, Fill::Random(10));
+    let b = tb.make_image("b.img", 8 * MIB, Fill::Random(11));
+    tb.start_vblade(1, 0, &a, None);
+    tb.start_vblade(2, 3, &b, None);
+    let m = tb.mount_aoefs(&[]);
+    let ea = m.expect_target("e1.0", APPEAR);
+    let eb = m.expect_target("e2.3", APPEAR);
+    assert_eq!(fs::metadata(&ea).unwrap().len(), 16 * MIB);
+    assert_eq!(fs::metadata(&eb).unwrap().len(), 8 * MIB);
+    assert_eq!(m.wait_status("e1.0", "state", "up\n", APPEAR), "up\n");
+    assert_eq!(m.wait_status("e2.3", "state", "up\n", APPEAR), "up\n");
+    assert_eq!(m.targets(), vec!["e1.0".to_string(), "e2.3".to_string()]);
+    // data is routed to the right target
+    for (dev, img) in [(&ea, &a), (&eb, &b)] {
+        let f = File::open(dev).unwrap();
+        let got = pread(&f, 0, 64 * 1024).unwrap();
+        let want = pread(&File::open(img).unwrap(), 0, 64 * 1024).unwrap();
+        assert_same(&format!("{}", dev.display()), &got, &want);
+    }
+}
+
+#[test]
+fn target_started_after_mount_appears_after_discover() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("late.img", 8 * MIB, Fill::Zero);
+    let m = tb.mount_aoefs(&["--discover-wait-ms", "300"]);
+    assert!(m.targets().is_empty(), "unexpected targets {:?}", m.targets());
+    tb.start_vblade(0, 7, &img, None);
+    let t0 = Instant::now();
+    m.discover();
+    let p = m.target("e0.7");
+    assert!(
+        m.wait_for(&p, Duration::from_secs(3)),
+        "e0.7 did not appear within 3 s of writing discover; mount has {:?}",
+        m.list()
+    );
+    eprintln!("e0.7 appeared {:?} after discover", t0.elapsed());
+    assert_eq!(fs::metadata(&p).unwrap().len(), 8 * MIB);
+    assert_eq!(m.wait_status("e0.7", "state", "up\n", APPEAR), "up\n");
+}
+
+#[test]
+fn iflist_excludes_other_interfaces() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Zero);
+    let k = tb.add_veth(1500); // second pair, no vblade on it
+    tb.start_vblade_on(0, 0, 1, &img, None);
+    let only = tb.init_if(k);
+    let m = tb.mount_aoefs_iflist(&only, &["--discover-wait-ms", "500"]);
+    assert_eq!(m.read_ctl("interfaces").trim(), only, "interfaces");
+    m.discover();
+    thread::sleep(Duration::from_secs(2));
+    assert!(m.targets().is_empty(), "target seen through an excluded interface: {:?}", m.targets());
+    // sanity: the target is reachable once the interface is allowed
+    m.write_ctl("interfaces", format!("{}\n", tb.init_if(0)).as_bytes())
+        .expect("write a valid interface list");
+    assert_eq!(m.read_ctl("interfaces").trim(), tb.init_if(0));
+    m.discover();
+    m.expect_target("e0.1", Duration::from_secs(3));
+    assert_eq!(m.read_status("e0.1", "netif").trim_end(), tb.init_if(0));
+}
+
+#[test]
+fn unknown_iflist_interface_exits_2_without_mounting() {
+    let tb = Testbed::new(1500);
+    let mnt = tb.dir.join("mnt-bad");
+    fs::create_dir_all(&mnt).unwrap();
+    let out = run_unchecked_timeout(
+        Command::new("nsenter")
+            .arg(format!("--net={}", tb.ins_path()))
+            .arg(AOEFS)
+            .arg(&mnt)
+            .args(["-f", "--iflist", "nosuch0", "--discover-wait-ms", "300"])
+            .env_remove("RUST_LOG"),
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("{}", e));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!mountinfo_has(&mnt), "mounted despite unknown interface");
+    assert_eq!(out.status.code(), Some(2), "exit status; stderr: {}", stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected a one-line error, got: {:?}", lines);
+    assert!(lines[0].contains("nosuch0"), "error should name the interface: {}", lines[0]);
+}
+
+#[test]
+fn dead_target_gives_eio_within_deadsecs() {
+    let deadsecs = 3u64;
+    let s = setup(1500, IMG, Fill::Random(4), &["--deadsecs", "3"]);
+    let f = Arc::new(File::open(s.m.target("e0.1")).unwrap());
+    pread(&f, 0, 4096).expect("read while target is alive");
+    s.tb.kill_vblade(s.vb);
+    let t0 = Instant::now();
+    let f2 = f.clone();
+    // a never-read offset far from offset 0, so no cache can serve it
+    let r = bounded("read from dead target", Duration::from_secs(deadsecs + 30), move || {
+        pread(&f2, 24 * MIB + 8192, 4096)
+    });
+    let el = t0.elapsed();
+    match r {
+        Ok(_) => panic!("read from a killed target succeeded"),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "expected EIO, got {}", e),
+    }
+    assert!(
+        el <= Duration::from_secs(deadsecs + 6),
+        "EIO took {:?} (deadsecs {})",
+        el,
+        deadsecs
+    );
+    assert_eq!(
+        s.m.wait_status("e0.1", "state", "down,closewait\n", Duration::from_secs(3)),
+        "down,closewait\n",
+        "state while still open"
+    );
+    // further I/O fails at once
+    let t1 = Instant::now();
+    let e = pread(&f, 0, 512).map(|_| ()).expect_err("read after down");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert!(t1.elapsed() < Duration::from_secs(3), "EIO on a down device took {:?}", t1.elapsed());
+    drop(f);
+    // FUSE release is asynchronous: poll
+    assert_eq!(
+        s.m.wait_status("e0.1", "state", "down\n", Duration::from_secs(5)),
+        "down\n",
+        "state after close"
+    );
+}
+
+fn is_err_with(r: &io::Result<()>, errno: i32) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(errno))
+}
+
+#[test]
+fn bad_control_writes_fail_and_change_nothing() {
+    let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
+    let m = &s.m;
+    let before = m.read_ctl("interfaces");
+    assert_eq!(before.trim(), s.tb.init_if(0));
+
+    let r = m.write_ctl("interfaces", b"nosuch0\n");
+    assert!(is_err_with(&r, libc::EINVAL), "interfaces <- unknown name: {:?}", r);
+    assert_eq!(m.read_ctl("interfaces"), before, "interfaces changed by a rejected write");
+
+    let r = m.write_ctl("interfaces", format!("{} nosuch0\n", s.tb.init_if(0)).as_bytes());
+    assert!(is_err_with(&r, libc::EINVAL), "interfaces <- one good one unknown: {:?}", r);
+    assert_eq!(m.read_ctl("interfaces"), before, "interfaces changed by a rejected write");
+
+    let r = m.write_ctl("revalidate", b"garbage\n");
+    assert!(is_err_with(&r, libc::EINVAL), "revalidate <- garbage: {:?}", r);
+    let r = m.write_ctl("revalidate", b"e9.9\n");
+    assert!(is_err_with(&r, libc::EINVAL), "revalidate <- unknown device: {:?}", r);
+
+    let r = m.write_ctl("flush", b"nonsense\n");
+    assert!(is_err_with(&r, libc::EINVAL), "flush <- nonsense: {:?}", r);
+
+    let r = m.write_ctl("err", b"hello\n");
+    assert!(r.is_err(), "writing to the read-only err file succeeded");
+    eprintln!("write to err: {:?}", r);
+
+    let mut junk = Rng::new(99).bytes(MIB as usize);
+    for b in junk.iter_mut() {
+        if *b == b'\n' {
+            *b = b'x';
+        }
+    }
+    let r = m.write_ctl("interfaces", &junk);
+    assert!(r.is_err(), "1 MiB of junk into interfaces was accepted");
+    eprintln!("1 MiB junk to interfaces: {:?}", r);
+    assert_eq!(m.read_ctl("interfaces"), before, "interfaces changed by junk");
+
+    // the device is unaffected
+    assert_eq!(m.read_status("e0.1", "state"), "up\n");
+    let f = File::open(m.target("e0.1")).unwrap();
+    pread(&f, 0, 4096).expect("I/O after bad control writes");
+}
+
+#[test]
+fn valid_control_writes_are_accepted() {
+    let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
+    let m = &s.m;
+    m.write_ctl("discover", b"\n").expect("discover");
+    m.write_ctl("discover", b"anything").expect("discover <- anything");
+    m.write_ctl("revalidate", b"e0.1\n").expect("revalidate e0.1");
+    assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n");
+    m.write_ctl("flush", b"\n").expect("flush (empty)");
+    m.write_ctl("flush", b"").expect("flush \"\"");
+    // an up device is not forgotten by a plain flush
+    assert!(m.target("e0.1").exists(), "flush removed an up device");
+    let ifl = format!("{}\n", s.tb.init_if(0));
+    m.write_ctl("interfaces", ifl.as_bytes()).expect("interfaces <- same list");
+    assert_eq!(m.read_ctl("interfaces").trim(), s.tb.init_if(0));
+}
+
+#[test]
+fn fsync_works() {
+    let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
+    let f = open_rw(&s.m.target("e0.1"));
+    let data = Rng::from_time().bytes(10_000);
+    f.write_all_at(&data, 777).unwrap();
+    f.sync_all().expect("sync_all");
+    f.sync_data().expect("sync_data");
+    let b = pread(&File::open(&s.img).unwrap(), 777, data.len()).unwrap();
+    assert_same("backing file after fsync", &b, &data);
+}
+
+#[test]
+fn sigterm_unmounts_and_exits_0() {
+    let mut s = setup(1500, 8 * MIB, Fill::Zero, &[]);
+    let st = s.m.terminate(Duration::from_secs(10)).expect("aoefs did not exit within 10 s of SIGTERM");
+    assert_eq!(st.code(), Some(0), "exit status after SIGTERM: {:?}", st);
+    assert!(!mountinfo_has(&s.m.path), "still mounted after SIGTERM");
+}
+
+#[test]
+fn wire_traffic_is_well_formed() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", IMG, Fill::Random(5));
+    let pcap = tb.dir.join("aoe.pcapng");
+    let cap = tb.start_capture(0, &pcap, 120);
+    let _vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&[]);
+    let dev = m.expect_target("e0.1", APPEAR);
+    let mut rng = Rng::from_time();
+    let data = rng.bytes(MIB as usize + 1234);
+    let f = open_rw(&dev);
+    f.write_all_at(&data, 4096 + 3).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let f = File::open(&dev).unwrap();
+    drop_cache(&f);
+    assert_same("read back", &pread(&f, 4096 + 3, data.len()).unwrap(), &data);
+    pread(&f, 20 * MIB, 100_000).unwrap();
+    drop(f);
+    m.discover();
+    thread::sleep(Duration::from_millis(500));
+    tb.stop_helper(cap, libc::SIGINT, Duration::from_secs(10));
+    let n = tshark_count(&pcap, "aoe");
+    assert!(n > 0, "no AoE frames captured");
+    let bad = "_ws.malformed || _ws.expert.severity >= warning";
+    let nbad = tshark_count(&pcap, bad);
+    assert_eq!(
+        nbad,
+        0,
+        "{} of {} frames malformed or with expert warnings:\n{}",
+        nbad,
+        n,
+        tshark_list(&pcap, bad, 20)
+    );
+    eprintln!("{} AoE frames captured, none malformed", n);
+}
