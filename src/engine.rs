@@ -87,6 +87,11 @@ struct Job {
 #[derive(Clone, Copy)]
 struct Slot {
     tag: u32,
+    /// Tag of the transmission before the latest retransmission: its late
+    /// reply is as good as the latest one's (same command), which keeps the
+    /// engine working when the RTT exceeds the RTO.
+    prev_tag: u32,
+    prev_sent_at: Micros,
     job: Option<Job>,
     sent_at: Micros,
     first_sent: Micros,
@@ -440,13 +445,13 @@ impl TargetIo {
             let slot = match self.free_slots.pop() {
                 Some(s) => s,
                 None => {
-                    self.slots.push(Slot { tag: 0, job: None, sent_at: 0, first_sent: 0, path: 0, tries: 0 });
+                    self.slots.push(Slot { tag: 0, prev_tag: 0, prev_sent_at: 0, job: None, sent_at: 0, first_sent: 0, path: 0, tries: 0 });
                     (self.slots.len() - 1) as u16
                 }
             };
             let tag = self.new_tag(slot);
             self.slots[slot as usize] =
-                Slot { tag, job: Some(job), sent_at: now, first_sent: now, path, tries: 0 };
+                Slot { tag, prev_tag: 0, prev_sent_at: 0, job: Some(job), sent_at: now, first_sent: now, path, tries: 0 };
             self.nout += 1;
             self.transmit(slot, tx);
         }
@@ -562,10 +567,12 @@ impl TargetIo {
             self.counters.unexpected += 1;
             return ReplyOutcome::Unexpected;
         };
-        let Some(job) = s.job.filter(|_| s.tag == tag) else {
+        let latest = s.tag == tag;
+        let Some(job) = s.job.filter(|_| latest || (s.prev_tag == tag && tag != 0)) else {
             self.counters.unexpected += 1;
             return ReplyOutcome::Unexpected;
         };
+        let sent_at = if latest { s.sent_at } else { s.prev_sent_at };
         let path_ok = self.paths.get(s.path as usize).is_some_and(|p| p.mac == src);
         if !path_ok {
             if self.paths.iter().any(|p| p.mac == src) {
@@ -574,7 +581,7 @@ impl TargetIo {
                 return ReplyOutcome::UnknownSource;
             }
         }
-        self.rtt_sample(now.saturating_sub(s.sent_at));
+        self.rtt_sample(now.saturating_sub(sent_at));
         self.last_progress = now;
         self.counters.frames_received += 1;
         if let Some(p) = self.paths.get_mut(s.path as usize) {
@@ -667,7 +674,16 @@ impl TargetIo {
             };
             let tag = self.new_tag(slot);
             let tries = s.tries.saturating_add(1);
-            self.slots[i] = Slot { tag, job: Some(job), sent_at: now, first_sent: s.first_sent, path, tries };
+            self.slots[i] = Slot {
+                tag,
+                prev_tag: old_tag,
+                prev_sent_at: s.sent_at,
+                job: Some(job),
+                sent_at: now,
+                first_sent: s.first_sent,
+                path,
+                tries,
+            };
             let p = &self.paths[path as usize];
             diag(format!(
                 "retransmit e{}.{} oldtag={:08x} newtag={:08x} s={} d={} nout={} rto={}us",

@@ -1,0 +1,224 @@
+//! Seeded fault injection for frames: drop, duplicate, reorder, delay and
+//! corrupt at set rates. Pure logic (no I/O, no clock): the in-memory hub
+//! and the test frame forwarder both run frames through it.
+
+/// Fault rates, each a probability in 0..=1.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FaultConfig {
+    pub drop: f64,
+    pub duplicate: f64,
+    /// Hold a frame back and release it after the next one.
+    pub reorder: f64,
+    /// Flip one random bit somewhere after the Ethernet header.
+    pub corrupt: f64,
+    /// Hold a frame back for `delay_frames` further frames.
+    pub delay: f64,
+    pub delay_frames: u32,
+}
+
+impl FaultConfig {
+    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,delay=0.01,delay_frames=8`.
+    pub fn parse(s: &str) -> Result<FaultConfig, String> {
+        let mut c = FaultConfig { delay_frames: 8, ..Default::default() };
+        for kv in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let (k, v) = kv.split_once('=').ok_or_else(|| format!("expected key=value: {kv}"))?;
+            if k == "delay_frames" {
+                c.delay_frames = v.parse().map_err(|_| format!("bad number: {v}"))?;
+                continue;
+            }
+            let p: f64 = v.parse().map_err(|_| format!("bad rate: {v}"))?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("rate out of 0..1: {v}"));
+            }
+            match k {
+                "drop" => c.drop = p,
+                "dup" | "duplicate" => c.duplicate = p,
+                "reorder" => c.reorder = p,
+                "corrupt" => c.corrupt = p,
+                "delay" => c.delay = p,
+                _ => return Err(format!("unknown fault: {k}")),
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// xorshift64*: small, fast, seeded, good enough for fault decisions.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+}
+
+/// What the injector did, for assertions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounters {
+    pub passed: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub delayed: u64,
+    pub corrupted: u64,
+}
+
+/// Applies faults to a stream of frames.
+pub struct FaultInjector {
+    pub cfg: FaultConfig,
+    rng: Rng,
+    /// Frames held back: (frames still to wait, frame).
+    held: Vec<(u32, Vec<u8>)>,
+    pub counters: FaultCounters,
+}
+
+impl FaultInjector {
+    pub fn new(cfg: FaultConfig, seed: u64) -> FaultInjector {
+        FaultInjector { cfg, rng: Rng::new(seed), held: Vec::new(), counters: FaultCounters::default() }
+    }
+
+    /// Takes one frame; returns the frames to deliver now, in order.
+    pub fn apply(&mut self, frame: Vec<u8>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        // Frames held back age by one frame each time a frame passes.
+        let mut i = 0;
+        let mut release = Vec::new();
+        while i < self.held.len() {
+            if self.held[i].0 <= 1 {
+                release.push(self.held.remove(i).1);
+            } else {
+                self.held[i].0 -= 1;
+                i += 1;
+            }
+        }
+        let c = self.cfg;
+        if self.rng.chance(c.drop) {
+            self.counters.dropped += 1;
+        } else {
+            let mut f = frame;
+            if self.rng.chance(c.corrupt) && f.len() > 14 {
+                let at = 14 + self.rng.below((f.len() - 14) as u64) as usize;
+                f[at] ^= 1 << self.rng.below(8);
+                self.counters.corrupted += 1;
+            }
+            let dup = self.rng.chance(c.duplicate);
+            if self.rng.chance(c.reorder) {
+                self.counters.reordered += 1;
+                self.held.push((1, f.clone()));
+            } else if self.rng.chance(c.delay) {
+                self.counters.delayed += 1;
+                self.held.push((c.delay_frames.max(1), f.clone()));
+            } else {
+                out.push(f.clone());
+                self.counters.passed += 1;
+            }
+            if dup {
+                self.counters.duplicated += 1;
+                out.push(f);
+            }
+        }
+        out.extend(release);
+        out
+    }
+
+    /// Releases every held frame (e.g. when traffic pauses).
+    pub fn flush(&mut self) -> Vec<Vec<u8>> {
+        self.held.drain(..).map(|(_, f)| f).collect()
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_rates() {
+        let c = FaultConfig::parse("drop=0.05, dup=0.01,reorder=0.02,corrupt=0.001,delay=0.1,delay_frames=4").unwrap();
+        assert_eq!(c.drop, 0.05);
+        assert_eq!(c.duplicate, 0.01);
+        assert_eq!(c.delay_frames, 4);
+        assert!(FaultConfig::parse("drop=2").is_err());
+        assert!(FaultConfig::parse("bogus=0.1").is_err());
+        assert!(FaultConfig::parse("drop").is_err());
+    }
+
+    #[test]
+    fn no_faults_is_identity() {
+        let mut f = FaultInjector::new(FaultConfig::default(), 1);
+        for i in 0..100u8 {
+            assert_eq!(f.apply(vec![i; 20]), vec![vec![i; 20]]);
+        }
+    }
+
+    #[test]
+    fn rates_are_roughly_honoured_and_nothing_is_lost_but_drops() {
+        let cfg = FaultConfig { drop: 0.05, duplicate: 0.01, reorder: 0.02, corrupt: 0.0, delay: 0.0, delay_frames: 4 };
+        let mut f = FaultInjector::new(cfg, 42);
+        let n = 100_000u32;
+        let mut seen = std::collections::HashMap::new();
+        for i in 0..n {
+            for fr in f.apply(i.to_be_bytes().repeat(5)) {
+                *seen.entry(fr).or_insert(0u32) += 1;
+            }
+        }
+        for fr in f.flush() {
+            *seen.entry(fr).or_insert(0u32) += 1;
+        }
+        let c = f.counters;
+        assert!((4000..6000).contains(&c.dropped), "{c:?}");
+        assert!((700..1300).contains(&c.duplicated), "{c:?}");
+        assert!((1500..2500).contains(&c.reordered), "{c:?}");
+        let delivered: u32 = seen.values().sum();
+        assert_eq!(delivered as u64, n as u64 - c.dropped + c.duplicated);
+    }
+
+    #[test]
+    fn same_seed_same_faults() {
+        let cfg = FaultConfig { drop: 0.3, duplicate: 0.1, reorder: 0.1, corrupt: 0.1, delay: 0.1, delay_frames: 3 };
+        let run = |seed| {
+            let mut f = FaultInjector::new(cfg, seed);
+            (0..500u32).flat_map(|i| f.apply(i.to_be_bytes().repeat(8))).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn corruption_flips_one_bit_after_ethernet_header() {
+        let cfg = FaultConfig { corrupt: 1.0, ..Default::default() };
+        let mut f = FaultInjector::new(cfg, 3);
+        let orig = vec![0u8; 64];
+        let out = f.apply(orig.clone());
+        let diff: Vec<usize> = (0..64).filter(|&i| out[0][i] != orig[i]).collect();
+        assert_eq!(diff.len(), 1);
+        assert!(diff[0] >= 14);
+        assert_eq!((out[0][diff[0]] ^ orig[diff[0]]).count_ones(), 1);
+    }
+}
