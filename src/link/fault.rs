@@ -9,7 +9,7 @@ pub struct FaultConfig {
     pub duplicate: f64,
     /// Hold a frame back and release it after the next one.
     pub reorder: f64,
-    /// Flip one random bit somewhere after the Ethernet header.
+    /// Flip one random bit in the addressing fields (see `CORRUPTIBLE`).
     pub corrupt: f64,
     /// Hold a frame back for `delay_frames` further frames.
     pub delay: f64,
@@ -41,6 +41,29 @@ impl FaultConfig {
         }
         Ok(c)
     }
+}
+
+/// Byte ranges `corrupt` may hit: source MAC and ethertype, shelf, slot,
+/// command and tag. Damage elsewhere (payload, LBA, ATA status) is caught on
+/// real links by the Ethernet FCS, and AoE has no checksum of its own, so
+/// injecting it would test nothing of the initiator; damage to addressing is
+/// what can reach it and must be rejected.
+pub const CORRUPTIBLE: [(usize, usize); 2] = [(6, 14), (16, 24)];
+
+fn corrupt_offset(rng: &mut Rng, len: usize) -> Option<usize> {
+    let n: usize = CORRUPTIBLE.iter().map(|(a, b)| b.min(&len).saturating_sub(*a)).sum();
+    if n == 0 {
+        return None;
+    }
+    let mut k = rng.below(n as u64) as usize;
+    for (a, b) in CORRUPTIBLE {
+        let w = b.min(len).saturating_sub(a);
+        if k < w {
+            return Some(a + k);
+        }
+        k -= w;
+    }
+    None
 }
 
 /// xorshift64*: small, fast, seeded, good enough for fault decisions.
@@ -119,10 +142,11 @@ impl FaultInjector {
             self.counters.dropped += 1;
         } else {
             let mut f = frame;
-            if self.rng.chance(c.corrupt) && f.len() > 14 {
-                let at = 14 + self.rng.below((f.len() - 14) as u64) as usize;
-                f[at] ^= 1 << self.rng.below(8);
-                self.counters.corrupted += 1;
+            if self.rng.chance(c.corrupt) {
+                if let Some(at) = corrupt_offset(&mut self.rng, f.len()) {
+                    f[at] ^= 1 << self.rng.below(8);
+                    self.counters.corrupted += 1;
+                }
             }
             let dup = self.rng.chance(c.duplicate);
             if self.rng.chance(c.reorder) {
@@ -211,14 +235,19 @@ mod tests {
     }
 
     #[test]
-    fn corruption_flips_one_bit_after_ethernet_header() {
+    fn corruption_flips_one_bit_in_the_addressing_fields() {
         let cfg = FaultConfig { corrupt: 1.0, ..Default::default() };
         let mut f = FaultInjector::new(cfg, 3);
         let orig = vec![0u8; 64];
-        let out = f.apply(orig.clone());
-        let diff: Vec<usize> = (0..64).filter(|&i| out[0][i] != orig[i]).collect();
-        assert_eq!(diff.len(), 1);
-        assert!(diff[0] >= 14);
-        assert_eq!((out[0][diff[0]] ^ orig[diff[0]]).count_ones(), 1);
+        let mut hit = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let out = f.apply(orig.clone());
+            let diff: Vec<usize> = (0..64).filter(|&i| out[0][i] != orig[i]).collect();
+            assert_eq!(diff.len(), 1);
+            assert!(CORRUPTIBLE.iter().any(|(a, b)| (*a..*b).contains(&diff[0])), "{}", diff[0]);
+            assert_eq!((out[0][diff[0]] ^ orig[diff[0]]).count_ones(), 1);
+            hit.insert(diff[0]);
+        }
+        assert_eq!(hit.len(), 16, "every corruptible byte gets hit");
     }
 }

@@ -1,0 +1,254 @@
+//! The filesystem core without the kernel: Initiator + Core over the
+//! in-memory hub with simulated targets (and the seeded fault injector).
+
+use aoefs::core::{Core, Ctl, CtlError};
+use aoefs::link::fault::FaultConfig;
+use aoefs::link::mem::{Hub, SimTarget};
+use aoefs::target::{Initiator, Options, RealClock};
+use aoefs::wire::Mac;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SECTORS: u64 = 8192; // 4 MiB
+
+fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<Core>, std::thread::JoinHandle<()>) {
+    let hub = Hub::new();
+    hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
+    let t = SimTarget::start(&hub, 3, 7, Mac([2, 0, 0, 0, 2, 2]), SECTORS, 16, 17);
+    let ini = Initiator::new(hub.provider(), Arc::new(RealClock::default()), Options { deadsecs, maxout: 128 }, &["mem0".to_string()])
+        .expect("initiator");
+    let i2 = ini.clone();
+    let timer = std::thread::spawn(move || {
+        for _ in 0..4000 {
+            std::thread::sleep(Duration::from_millis(5));
+            i2.tick();
+        }
+    });
+    ini.discover();
+    ini.wait_discovery(Duration::from_secs(3));
+    let core = Core::new(ini, cache, 8, false);
+    (hub, t, core, timer)
+}
+
+fn read(core: &Arc<Core>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
+    let dev = core.ini.device(3, 7).expect("device");
+    let (tx, rx) = mpsc::channel();
+    core.read_image(&dev, off, len, Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv_timeout(Duration::from_secs(30)).expect("read answered")
+}
+
+fn write(core: &Arc<Core>, off: u64, data: &[u8]) -> Result<u32, i32> {
+    let dev = core.ini.device(3, 7).expect("device");
+    let (tx, rx) = mpsc::channel();
+    core.write_image(&dev, off, data.to_vec(), Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv_timeout(Duration::from_secs(30)).expect("write answered")
+}
+
+fn pattern(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = aoefs::link::fault::Rng::new(seed);
+    (0..n).map(|_| r.next_u64() as u8).collect()
+}
+
+#[test]
+fn discovery_identify_and_status() {
+    let (_hub, _t, core, _) = setup(1500, 180, 0);
+    let dev = core.ini.device(3, 7).expect("discovered");
+    assert!(dev.visible());
+    assert_eq!(dev.sectors(), SECTORS);
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "up\n");
+    assert_eq!(core.status_attr(&dev, "mac").unwrap(), "020000000202\n");
+    assert_eq!(core.status_attr(&dev, "netif").unwrap(), "mem0\n");
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "1024\n");
+    assert_eq!(core.status_attr(&dev, "size").unwrap(), format!("{SECTORS}\n"));
+    assert_eq!(core.status_attr(&dev, "firmware-version").unwrap(), "0x4019\n");
+    assert_eq!(core.status_attr(&dev, "model").unwrap(), "aoefs SimTarget\n");
+    assert!(core.status_attr(&dev, "nonsense").is_none());
+}
+
+#[test]
+fn jumbo_frames_carry_17_sectors() {
+    let (_hub, _t, core, _) = setup(9000, 180, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+}
+
+#[test]
+fn aligned_and_unaligned_io_round_trip() {
+    for cache in [0, 8 << 20] {
+        let (_hub, t, core, _) = setup(1500, 180, cache);
+        let data = pattern(300_000, 1);
+        assert_eq!(write(&core, 4096, &data), Ok(300_000));
+        assert_eq!(&t.disk.lock()[4096..4096 + 300_000], &data[..]);
+        assert_eq!(read(&core, 4096, 300_000).unwrap(), data);
+        // Unaligned: odd offsets and lengths, within one sector and across many.
+        let mut model = t.disk.lock().clone();
+        for (i, (off, len)) in [(513u64, 1000usize), (1, 3), (511, 2), (100_000, 70_001), (1023, 1)].iter().enumerate() {
+            let d = pattern(*len, 10 + i as u64);
+            assert_eq!(write(&core, *off, &d), Ok(*len as u32));
+            model[*off as usize..*off as usize + len].copy_from_slice(&d);
+        }
+        assert_eq!(*t.disk.lock(), model);
+        assert_eq!(read(&core, 0, 200_000).unwrap(), model[..200_000]);
+        assert_eq!(read(&core, 513, 1000).unwrap(), model[513..1513]);
+        // Read at and past the end.
+        let end = SECTORS * 512;
+        assert_eq!(read(&core, end - 10, 100).unwrap(), model[end as usize - 10..]);
+        assert_eq!(read(&core, end, 100).unwrap(), Vec::<u8>::new());
+        // Writes past the end: short, then ENOSPC.
+        assert_eq!(write(&core, end - 10, &[1u8; 100]), Ok(10));
+        assert_eq!(write(&core, end, &[1u8; 100]), Err(libc::ENOSPC));
+    }
+}
+
+#[test]
+fn concurrent_unaligned_writes_into_shared_sectors_lose_nothing() {
+    let (_hub, t, core, _) = setup(1500, 180, 8 << 20);
+    let threads = 8;
+    let slice = 100usize;
+    let rounds = 20;
+    let mut hs = Vec::new();
+    for th in 0..threads {
+        let core = core.clone();
+        hs.push(std::thread::spawn(move || {
+            for r in 0..rounds {
+                // Thread th owns bytes [ (r*threads+th)*slice, +slice ): interleaved within sectors.
+                let off = ((r * threads + th) * slice) as u64;
+                let d = vec![(th * 16 + r) as u8; slice];
+                assert_eq!(write(&core, off, &d), Ok(slice as u32));
+            }
+        }));
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    let disk = t.disk.lock().clone();
+    for r in 0..rounds {
+        for th in 0..threads {
+            let off = (r * threads + th) * slice;
+            assert!(disk[off..off + slice].iter().all(|&b| b == (th * 16 + r) as u8), "slice r{r} t{th}");
+        }
+    }
+    assert_eq!(read(&core, 0, (threads * slice * rounds) as u32).unwrap(), disk[..threads * slice * rounds]);
+}
+
+#[test]
+fn cache_never_serves_data_older_than_an_acknowledged_write() {
+    let (_hub, _t, core, _) = setup(1500, 180, 8 << 20);
+    for i in 0..50u64 {
+        let off = (i % 5) * 4096 + 7;
+        let d = pattern(3000, 100 + i);
+        write(&core, off, &d).unwrap();
+        assert_eq!(read(&core, off, 3000).unwrap(), d);
+        // Cached reads of the whole block agree with the target.
+        let whole = read(&core, (off / 4096) * 4096, 4096).unwrap();
+        assert_eq!(&whole[7..3007], &d[..]);
+    }
+}
+
+#[test]
+fn io_survives_loss_duplication_reordering_and_corruption() {
+    let (hub, t, core, _) = setup(1500, 180, 0);
+    hub.set_faults(
+        Some(FaultConfig { drop: 0.05, duplicate: 0.01, reorder: 0.02, corrupt: 0.001, delay: 0.0, delay_frames: 0 }),
+        1234,
+    );
+    let mut model = t.disk.lock().clone();
+    for i in 0..30u64 {
+        let off = (i * 37_123) % (SECTORS * 512 - 70_000);
+        let d = pattern(65_536 + i as usize, i);
+        assert_eq!(write(&core, off, &d), Ok(d.len() as u32));
+        model[off as usize..off as usize + d.len()].copy_from_slice(&d);
+    }
+    let fc = hub.fault_counters();
+    assert!(fc.dropped > 0 && fc.duplicated > 0 && fc.reordered > 0 && fc.corrupted > 0, "{fc:?}");
+    assert!(*t.disk.lock() == model, "target holds exactly what was written");
+    assert_eq!(read(&core, 0, (SECTORS * 512) as u32).unwrap(), model);
+    hub.set_faults(None, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    let stats = core.status_attr(&dev, "stats").unwrap();
+    assert!(stats.contains("retransmits"), "{stats}");
+    let c = core.ini.stats(&dev).0;
+    assert!(c.retransmits > 0 && c.unexpected > 0, "{c:?}");
+}
+
+#[test]
+fn dead_target_fails_io_with_eio_and_shows_closewait() {
+    let (_hub, t, core, _) = setup(1500, 2, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    dev.opened();
+    t.behaviour.lock().silent = true;
+    let start = std::time::Instant::now();
+    assert_eq!(read(&core, 0, 4096), Err(libc::EIO));
+    let el = start.elapsed();
+    assert!(el >= Duration::from_millis(1900) && el < Duration::from_secs(5), "{el:?}");
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
+    // New I/O fails at once.
+    assert_eq!(read(&core, 8192, 512), Err(libc::EIO));
+    // It may not come back while open...
+    t.behaviour.lock().silent = false;
+    t.announce();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
+    // ...but does once closed and rediscovered.
+    dev.closed();
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down\n");
+    core.write_ctl(Ctl::Discover, b"\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while core.status_attr(&dev, "state").unwrap() != "up\n" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "up\n");
+    assert!(read(&core, 0, 4096).is_ok());
+}
+
+#[test]
+fn aoe_error_replies_fail_promptly() {
+    let (_hub, t, core, _) = setup(1500, 180, 0);
+    t.behaviour.lock().aoe_error = Some(3);
+    let start = std::time::Instant::now();
+    assert_eq!(read(&core, 0, 4096), Err(libc::EIO));
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let msg = core.ini.errlog.pop_timeout(Duration::from_millis(100)).unwrap();
+    assert!(msg.contains("device unavailable"), "{msg}");
+}
+
+#[test]
+fn fsync_sends_flush_cache() {
+    let (_hub, t, core, _) = setup(1500, 180, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    let (tx, rx) = mpsc::channel();
+    core.fsync_image(&dev, Box::new(move |r| tx.send(r).unwrap()));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(()));
+    assert_eq!(t.flushes.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn control_files_reject_bad_input_and_change_nothing() {
+    let (_hub, _t, core, _) = setup(1500, 180, 0);
+    let before = core.ini.interfaces();
+    let bad: Vec<&[u8]> = vec![b"nosuchif0\n", b"mem0 nosuchif0", b"a/b", &[0xff, 0xfe, 0x00], b"x\x01y"];
+    for b in bad {
+        let e = core.write_ctl(Ctl::Interfaces, b).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL, "{b:?}");
+        assert_eq!(core.ini.interfaces(), before);
+    }
+    assert_eq!(core.write_ctl(Ctl::Interfaces, &vec![b'a'; 1 << 20]).unwrap_err(), CtlError::TooLong);
+    assert_eq!(core.write_ctl(Ctl::Revalidate, b"garbage").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.write_ctl(Ctl::Revalidate, b"e9.9").unwrap_err().errno(), libc::ENXIO);
+    assert_eq!(core.write_ctl(Ctl::Flush, b"nonsense").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.write_ctl(Ctl::Err, b"x").unwrap_err().errno(), libc::EBADF);
+    assert!(core.ini.device(3, 7).is_some(), "nothing flushed");
+    // Good input works.
+    core.write_ctl(Ctl::Revalidate, b"e3.7\n").unwrap();
+    core.write_ctl(Ctl::Interfaces, b"mem0\n").unwrap();
+    // flush: busy while open, removed when closed.
+    let dev = core.ini.device(3, 7).unwrap();
+    dev.opened();
+    assert_eq!(core.write_ctl(Ctl::Flush, b"e3.7").unwrap_err().errno(), libc::EBUSY);
+    dev.closed();
+    core.write_ctl(Ctl::Flush, b"").unwrap();
+    assert!(core.ini.device(3, 7).is_some(), "an up device is not flushed by an empty write");
+    core.write_ctl(Ctl::Flush, b"all").unwrap();
+    assert!(core.ini.device(3, 7).is_none());
+}
