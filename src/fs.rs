@@ -183,6 +183,10 @@ impl Filesystem for AoeFs {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(128);
         let _ = config.set_congestion_threshold(96);
+        // O_TRUNC arrives as an open flag instead of a truncate: opening an
+        // image with O_TRUNC (dd without conv=notrunc, `>` redirection) is
+        // ignored as on a block device, while truncate(2) is refused.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 

@@ -155,12 +155,20 @@ impl PcapLink {
             .immediate_mode(true)
             .snaplen(snaplen)
             .buffer_size(16 << 20)
-            .timeout(100)
+            .timeout(1)
             .open()
             .map_err(|e| pcap_err(name, e))?;
         cap.direction(pcap::Direction::In).map_err(|e| pcap_err(name, e))?;
         cap.filter(&format!("ether proto 0x{ETHERTYPE_AOE:04x}"), true)
             .map_err(|e| pcap_err(name, e))?;
+        // Non-blocking capture with our own poll(): libpcap's own timeout
+        // does not reliably return in immediate mode, and `close` must be
+        // able to stop the thread.
+        let mut cap = cap.setnonblock().map_err(|e| pcap_err(name, e))?;
+        let fd = {
+            use std::os::fd::AsRawFd;
+            cap.as_raw_fd()
+        };
 
         let send_fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if send_fd < 0 {
@@ -180,19 +188,25 @@ impl PcapLink {
         let stop2 = stop.clone();
         let tname = format!("rx-{name}");
         let thread = std::thread::Builder::new().name(tname).spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match cap.next_packet() {
-                    Ok(p) => {
-                        if !stop2.load(Ordering::Relaxed) {
+            'outer: while !stop2.load(Ordering::Relaxed) {
+                // Drain everything queued, then wait for more.
+                loop {
+                    match cap.next_packet() {
+                        Ok(p) => {
+                            if stop2.load(Ordering::Relaxed) {
+                                break 'outer;
+                            }
                             rx(p.data)
                         }
-                    }
-                    Err(pcap::Error::TimeoutExpired) => continue,
-                    Err(e) => {
-                        log::error!("capture stopped: {e}");
-                        break;
+                        Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => break,
+                        Err(e) => {
+                            log::error!("capture stopped: {e}");
+                            break 'outer;
+                        }
                     }
                 }
+                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                unsafe { libc::poll(&mut pfd, 1, 100) };
             }
         })?;
         Ok(Arc::new(PcapLink {
