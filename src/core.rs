@@ -168,6 +168,7 @@ pub struct Core {
     pub cache: Cache,
     pub pool: Pool,
     pub ranges: RangeLocks,
+    pub readahead: crate::readahead::Readahead,
     pub readonly: bool,
 }
 
@@ -176,8 +177,32 @@ pub type WriteReply = Box<dyn FnOnce(Result<u32, Errno>) + Send>;
 pub type EmptyReply = Box<dyn FnOnce(Result<(), Errno>) + Send>;
 
 impl Core {
-    pub fn new(ini: Arc<Initiator>, cache_bytes: usize, workers: usize, readonly: bool) -> Arc<Core> {
-        Arc::new(Core { ini, cache: Cache::new(cache_bytes), pool: Pool::new(workers), ranges: RangeLocks::default(), readonly })
+    /// `readahead_bytes`: most bytes fetched ahead of a sequential reader
+    /// (0 disables read-ahead).
+    pub fn new(ini: Arc<Initiator>, cache_bytes: usize, readahead_bytes: u64, workers: usize, readonly: bool) -> Arc<Core> {
+        Arc::new(Core {
+            ini,
+            cache: Cache::new(cache_bytes),
+            pool: Pool::new(workers),
+            ranges: RangeLocks::default(),
+            readahead: crate::readahead::Readahead::new(readahead_bytes),
+            readonly,
+        })
+    }
+
+    /// Records a read for read-ahead and fetches what the stream needs next.
+    fn read_ahead(&self, dev: &Arc<Device>, off: u64, end: u64, disk: u64) {
+        for buf in self.readahead.plan(dev.id, off, end, disk) {
+            let b = buf.clone();
+            self.ini.submit(
+                dev,
+                Op::Read,
+                buf.off / SECTOR as u64,
+                (buf.len / SECTOR as u64) as u32,
+                Vec::new(),
+                Box::new(move |r| b.complete(r.map_err(|e| errno_of(&e)))),
+            );
+        }
     }
 
     /// Reads `size` bytes at `off` of a device image; answers asynchronously.
@@ -189,6 +214,21 @@ impl Core {
             return;
         }
         let end = (off + size as u64).min(disk);
+        // Read-ahead hit (possibly still in flight).
+        let reply = match self.readahead.try_serve(dev.id, off, end, reply) {
+            Ok(()) => {
+                self.read_ahead(dev, off, end, disk);
+                return;
+            }
+            Err(reply) => reply,
+        };
+        self.read_uncached_or_cached(dev, off, end, disk, reply);
+        // After the demand read, so that it is queued first.
+        self.read_ahead(dev, off, end, disk);
+    }
+
+    fn read_uncached_or_cached(self: &Arc<Self>, dev: &Arc<Device>, off: u64, end: u64, disk: u64, reply: ReadReply) {
+        let sectors = disk / SECTOR as u64;
         // Cached path: whole 4 KiB blocks inside the disk.
         let b0 = off / BLOCK as u64;
         let b1 = end.div_ceil(BLOCK as u64);
@@ -308,6 +348,7 @@ impl Core {
         // Invalidate after the target answered, success or not: a failed
         // write may have written some sectors.
         self.cache.invalidate(dev.id, lba0, nsect);
+        self.readahead.invalidate(dev.id);
         r.map(|_| len as u32).map_err(|e| errno_of(&e))
     }
 

@@ -10,3 +10,4 @@ pub mod target;
 pub mod cache;
 pub mod core;
 pub mod fs;
+pub mod readahead;

@@ -45,6 +45,9 @@ struct Cli {
     /// Read cache size in MiB (0 disables it)
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     cache_mb: usize,
+    /// Most data fetched ahead of a sequential reader, per target, in KiB (0 disables read-ahead)
+    #[arg(long, default_value_t = 4096, value_name = "KIB", value_parser = clap::value_parser!(u32).range(0..=262144))]
+    readahead_kb: u32,
     /// Longest wait for targets to answer the first discovery before the mount appears
     #[arg(long, default_value_t = 1500, value_name = "MS")]
     discover_wait_ms: u64,
@@ -218,7 +221,7 @@ fn main() {
     ini.discover();
     ini.wait_discovery(Duration::from_millis(cli.discover_wait_ms));
 
-    let core = Core::new(ini.clone(), cli.cache_mb << 20, cli.workers as usize, readonly);
+    let core = Core::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
     let fs = AoeFs::new(core.clone());
     let mut config = fuser::Config::default();
     config.mount_options = mount_opts;

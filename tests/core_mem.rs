@@ -27,7 +27,7 @@ fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<C
     });
     ini.discover();
     ini.wait_discovery(Duration::from_secs(3));
-    let core = Core::new(ini, cache, 8, false);
+    let core = Core::new(ini, cache, 4 << 20, 8, false);
     (hub, t, core, timer)
 }
 
@@ -251,4 +251,29 @@ fn control_files_reject_bad_input_and_change_nothing() {
     assert!(core.ini.device(3, 7).is_some(), "an up device is not flushed by an empty write");
     core.write_ctl(Ctl::Flush, b"all").unwrap();
     assert!(core.ini.device(3, 7).is_none());
+}
+
+#[test]
+fn read_ahead_serves_sequential_readers_and_never_stale_data() {
+    let (_hub, t, core, _) = setup(1500, 180, 0);
+    let model = pattern((SECTORS * 512) as usize, 77);
+    t.disk.lock().copy_from_slice(&model);
+    let mut model = model;
+    let chunk = 65536u64;
+    for i in 0..16u64 {
+        assert_eq!(read(&core, i * chunk, chunk as u32).unwrap(), model[(i * chunk) as usize..((i + 1) * chunk) as usize]);
+    }
+    let dev = core.ini.device(3, 7).unwrap();
+    // The target was read ahead of the reader: 4 chunks past the 16 asked for.
+    std::thread::sleep(Duration::from_millis(100));
+    let fetched = core.ini.stats(&dev).0.bytes_read;
+    assert!(fetched >= 20 * chunk, "read {fetched} bytes for a reader at {}", 16 * chunk);
+    // Overwrite a range that is already prefetched, then keep reading.
+    let d = pattern(10_000, 5);
+    let at = (16 * chunk + 1000) as usize;
+    write(&core, at as u64, &d).unwrap();
+    model[at..at + d.len()].copy_from_slice(&d);
+    for i in 16..40u64 {
+        assert_eq!(read(&core, i * chunk, chunk as u32).unwrap(), model[(i * chunk) as usize..((i + 1) * chunk) as usize], "chunk {i}");
+    }
 }

@@ -1,0 +1,704 @@
+//! aoe-rawbench: a minimal raw-socket AoE client that measures the ceiling a
+//! target (vblade) allows on one interface, with no FUSE and no cache.
+//!
+//! One thread, one AF_PACKET socket bound to the interface for ethertype
+//! 0x88A2. It asks the target's config (buffer count, max sectors), reads
+//! IDENTIFY for the size, then keeps up to `window` frames (default: the
+//! target's buffer count) in flight:
+//!
+//! * `seqread` / `seqwrite`: sequential requests of `--bs` bytes (default
+//!   1 MiB), each split into frames of min((MTU-36)/512, max sectors, 255)
+//!   sectors; frames of the next requests are sent as soon as the window
+//!   allows (up to `--qd` requests open at once, default: as many as the
+//!   window needs).
+//! * `randread`: `--qd` requests of `--bs` bytes (default 4 KiB) at random
+//!   `--bs`-aligned offsets; every completion starts a new request.
+//!
+//! Lost frames are sent again with a new tag after a fixed timeout. Every tag
+//! has bit 31 set (the Linux aoe driver ignores such replies). The run ends by
+//! itself after `--seconds` or `--bytes`, and prints one line:
+//! `mode=.. mtu=.. spf=.. window=.. bs=.. qd=.. bytes=.. secs=.. MBps=.. iops=..
+//!  lat_us_mean=.. lat_us_p50=.. lat_us_p99=.. retrans=.. errors=..`
+//! (MBps in 10^6 bytes per second).
+
+use aoefs::wire::*;
+use clap::{Parser, ValueEnum};
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Seqread,
+    Seqwrite,
+    Randread,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "aoe-rawbench", about = "Minimal raw AF_PACKET AoE client: the throughput/latency ceiling of a target")]
+struct Cli {
+    /// Interface the target is reachable on
+    #[arg(long, short = 'i')]
+    iface: String,
+    /// seqread, seqwrite or randread
+    #[arg(long, short = 'm', value_enum)]
+    mode: Mode,
+    /// Target shelf (default: the first target that answers)
+    #[arg(long)]
+    shelf: Option<u16>,
+    /// Target slot (default: the first target that answers)
+    #[arg(long)]
+    slot: Option<u8>,
+    /// Request size in bytes (suffixes k, m, g); default 1m for seq*, 4k for randread
+    #[arg(long, value_parser = parse_size)]
+    bs: Option<u64>,
+    /// Requests in flight (randread: queue depth; seq*: most open requests, default unlimited)
+    #[arg(long)]
+    qd: Option<usize>,
+    /// Frames in flight (default: the target's buffer count)
+    #[arg(long)]
+    window: Option<usize>,
+    /// Run time in seconds
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Stop after this many bytes (whichever of --seconds/--bytes comes first)
+    #[arg(long, value_parser = parse_size)]
+    bytes: Option<u64>,
+    /// Only use the first SPAN bytes of the device (default: the whole device)
+    #[arg(long, value_parser = parse_size)]
+    span: Option<u64>,
+    /// Start offset for sequential modes
+    #[arg(long, value_parser = parse_size, default_value = "0")]
+    offset: u64,
+    /// Retransmit timeout in milliseconds
+    #[arg(long, default_value_t = 20)]
+    rto_ms: u64,
+    /// Random seed for randread
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the discovered target on stderr
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mul) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (&s[..], 1),
+    };
+    num.parse::<u64>().map(|n| n * mul).map_err(|e| format!("bad size {s}: {e}"))
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("aoe-rawbench: {msg}");
+    std::process::exit(1)
+}
+
+// ---------------------------------------------------------------- socket
+
+struct Sock {
+    fd: i32,
+    ifindex: i32,
+}
+
+fn ifreq_for(name: &str) -> libc::ifreq {
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.is_empty() || name.len() >= req.ifr_name.len() {
+        die("bad interface name");
+    }
+    for (i, c) in name.bytes().enumerate() {
+        req.ifr_name[i] = c as libc::c_char;
+    }
+    req
+}
+
+fn if_info(name: &str) -> io::Result<(i32, Mac, usize)> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut r = ifreq_for(name);
+    let mut m = ifreq_for(name);
+    let mut x = ifreq_for(name);
+    let res = unsafe {
+        (
+            libc::ioctl(fd, libc::SIOCGIFHWADDR as _, &mut r),
+            libc::ioctl(fd, libc::SIOCGIFMTU as _, &mut m),
+            libc::ioctl(fd, libc::SIOCGIFINDEX as _, &mut x),
+        )
+    };
+    let err = io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if res.0 < 0 || res.1 < 0 || res.2 < 0 {
+        return Err(err);
+    }
+    let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (i, b) in mac.iter_mut().enumerate() {
+        *b = sa.sa_data[i] as u8;
+    }
+    let mtu = unsafe { m.ifr_ifru.ifru_mtu } as usize;
+    let idx = unsafe { x.ifr_ifru.ifru_ifindex };
+    Ok((idx, Mac(mac), mtu))
+}
+
+fn setopt(fd: i32, level: i32, opt: i32, val: i32) {
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &val as *const i32 as *const libc::c_void,
+            std::mem::size_of::<i32>() as u32,
+        );
+    }
+}
+
+impl Sock {
+    fn open(ifindex: i32) -> io::Result<Sock> {
+        let proto = (ETHERTYPE_AOE).to_be() as i32;
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Big buffers: a burst of a whole window of jumbo replies must fit.
+        setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 64 << 20);
+        setopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 16 << 20);
+        // Do not see our own requests (PACKET_IGNORE_OUTGOING, Linux 4.20+).
+        setopt(fd, libc::SOL_PACKET, 23, 1);
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETHERTYPE_AOE.to_be();
+        sll.sll_ifindex = ifindex;
+        let r = unsafe {
+            libc::bind(
+                fd,
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        Ok(Sock { fd, ifindex })
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETHERTYPE_AOE.to_be();
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        loop {
+            let r = unsafe {
+                libc::sendto(
+                    self.fd,
+                    frame.as_ptr() as *const libc::c_void,
+                    frame.len(),
+                    0,
+                    &sll as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Transmit queue full: let the receive side drain, try again.
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
+                    std::thread::sleep(Duration::from_micros(20));
+                    continue;
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Frames the kernel dropped on this socket since the last call
+    /// (PACKET_STATISTICS: receive buffer full).
+    fn drops(&self) -> u32 {
+        let mut st = [0u32; 2];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(self.fd, libc::SOL_PACKET, 6, st.as_mut_ptr() as *mut libc::c_void, &mut len)
+        };
+        if r == 0 {
+            st[1]
+        } else {
+            0
+        }
+    }
+
+    /// Waits up to `timeout` for something to read.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(1000) as i32;
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        r > 0
+    }
+}
+
+/// Receives in batches with recvmmsg.
+struct RxBatch {
+    bufs: Vec<Vec<u8>>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl RxBatch {
+    fn new(n: usize, size: usize) -> RxBatch {
+        let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; size]).collect();
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
+            .collect();
+        let hdrs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = iov as *mut libc::iovec;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        RxBatch { bufs, iovs, hdrs }
+    }
+
+    /// Non-blocking: returns how many frames arrived (0 when none).
+    fn recv(&mut self, sock: &Sock) -> usize {
+        let _ = &self.iovs;
+        let r = unsafe {
+            libc::recvmmsg(
+                sock.fd,
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            r as usize
+        }
+    }
+
+    fn frame(&self, i: usize) -> &[u8] {
+        let n = self.hdrs[i].msg_len as usize;
+        &self.bufs[i][..n.min(self.bufs[i].len())]
+    }
+}
+
+// ---------------------------------------------------------------- target
+
+struct Target {
+    mac: Mac,
+    shelf: u16,
+    slot: u8,
+    buffer_count: u16,
+    max_sectors: u8,
+    sectors: u64,
+    lba48: bool,
+}
+
+fn discover(sock: &Sock, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
+    let mut buf = [0u8; 64];
+    let q = Repr {
+        header: Header {
+            dst: Mac::BROADCAST,
+            src: me,
+            response: false,
+            error: None,
+            shelf: cli.shelf.unwrap_or(SHELF_ALL),
+            slot: cli.slot.unwrap_or(SLOT_ALL),
+            tag: 0x8000_0001,
+        },
+        body: Body::Config(ConfigRepr {
+            buffer_count: 0,
+            firmware: 0,
+            max_sectors: 0,
+            aoe_version: 0,
+            ccmd: CCMD_READ,
+            config: &[],
+        }),
+    };
+    let n = q.emit(&mut buf).expect("emit query");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut next_send = Instant::now();
+    let mut found: Option<(Mac, u16, u8, u16, u8)> = None;
+    while found.is_none() {
+        let now = Instant::now();
+        if now > deadline {
+            die("no AoE target answered the query config");
+        }
+        if now >= next_send {
+            sock.send(&buf[..n.max(60)]).unwrap_or_else(|e| die(&format!("send: {e}")));
+            next_send = now + Duration::from_millis(500);
+        }
+        sock.wait(Duration::from_millis(50));
+        let k = rx.recv(sock);
+        for i in 0..k {
+            let Ok(r) = Repr::parse(rx.frame(i)) else { continue };
+            if !r.header.response || r.header.error.is_some() {
+                continue;
+            }
+            if cli.shelf.is_some_and(|s| s != r.header.shelf) || cli.slot.is_some_and(|s| s != r.header.slot) {
+                continue;
+            }
+            if let Body::Config(c) = r.body {
+                found = Some((r.header.src, r.header.shelf, r.header.slot, c.buffer_count, c.effective_max_sectors()));
+                break;
+            }
+        }
+    }
+    let (mac, shelf, slot, bufcnt, maxsec) = found.unwrap();
+    // IDENTIFY for the size.
+    let mut f = [0u8; 64];
+    let tag = 0x8000_0002;
+    emit_ata_header(&mut f, mac, me, shelf, slot, tag, AFLAG_DEV, 1, ATA_IDENTIFY, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut next_send = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now > deadline {
+            die("target did not answer IDENTIFY");
+        }
+        if now >= next_send {
+            sock.send(&f[..60]).unwrap_or_else(|e| die(&format!("send: {e}")));
+            next_send = now + Duration::from_millis(500);
+        }
+        sock.wait(Duration::from_millis(50));
+        let k = rx.recv(sock);
+        for i in 0..k {
+            let Ok(r) = Repr::parse(rx.frame(i)) else { continue };
+            if !r.header.response || r.header.tag != tag {
+                continue;
+            }
+            if let Body::Ata(a) = r.body {
+                if a.failed() {
+                    die("IDENTIFY failed");
+                }
+                let id = Identify::parse(a.data).unwrap_or_else(|_| die("short IDENTIFY reply"));
+                return Target {
+                    mac,
+                    shelf,
+                    slot,
+                    buffer_count: bufcnt,
+                    max_sectors: maxsec,
+                    sectors: id.sectors,
+                    lba48: id.lba48,
+                };
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- engine
+
+/// One request (bs bytes) split over several frames.
+struct Req {
+    start: Instant,
+    lba: u64,
+    sectors: u64,
+    /// Next sector (relative) not yet handed to a frame.
+    next: u64,
+    /// Frames not yet answered.
+    pending: u32,
+    /// Where the read data lands.
+    buf: Vec<u8>,
+    live: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    tag: u32,
+    req: usize,
+    /// Sector offset within the request.
+    off: u64,
+    count: u8,
+    sent: Instant,
+    busy: bool,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (ifindex, me, mtu) = if_info(&cli.iface).unwrap_or_else(|e| die(&format!("{}: {e}", cli.iface)));
+    let sock = Sock::open(ifindex).unwrap_or_else(|e| die(&format!("AF_PACKET socket: {e} (needs root)")));
+    let mut rx = RxBatch::new(64, mtu + 64);
+    let t = discover(&sock, me, &cli, &mut rx);
+
+    let spf = ((mtu.saturating_sub(ATA_HDR_LEN - ETH_HDR_LEN)) / SECTOR).min(t.max_sectors as usize).clamp(1, 255) as u64;
+    let window = cli.window.unwrap_or(t.buffer_count.max(1) as usize).clamp(1, 4096);
+    let seq = cli.mode != Mode::Randread;
+    let write = cli.mode == Mode::Seqwrite;
+    let bs = cli.bs.unwrap_or(if seq { 1 << 20 } else { 4096 });
+    if bs == 0 || bs % SECTOR as u64 != 0 {
+        die("--bs must be a positive multiple of 512");
+    }
+    let bs_sec = bs / SECTOR as u64;
+    let frames_per_req = bs_sec.div_ceil(spf) as usize;
+    let qd = match cli.qd {
+        Some(q) => q.max(1),
+        None if seq => window.div_ceil(frames_per_req) + 1,
+        None => 1,
+    };
+    let dev_bytes = t.sectors * SECTOR as u64;
+    let span = cli.span.unwrap_or(dev_bytes).min(dev_bytes);
+    let span_sec = span / SECTOR as u64;
+    if span_sec < bs_sec {
+        die("device (or --span) smaller than one request");
+    }
+    if cli.verbose {
+        eprintln!(
+            "target e{}.{} mac {} bufcnt {} maxsec {} size {} B lba48 {}; mtu {} spf {} window {} bs {} qd {}",
+            t.shelf, t.slot, t.mac, t.buffer_count, t.max_sectors, dev_bytes, t.lba48, mtu, spf, window, bs, qd
+        );
+    }
+
+    let (aflag_ext, _) = ata_lba_fields(t.lba48, 0);
+    let (cmd, aflags) = match (write, t.lba48) {
+        (false, true) => (ATA_READ_EXT, AFLAG_EXT | AFLAG_DEV),
+        (false, false) => (ATA_READ, AFLAG_DEV),
+        (true, true) => (ATA_WRITE_EXT, AFLAG_EXT | AFLAG_DEV | AFLAG_WRITE),
+        (true, false) => (ATA_WRITE, AFLAG_DEV | AFLAG_WRITE),
+    };
+    let _ = aflag_ext;
+
+    let mut reqs: Vec<Req> = (0..qd)
+        .map(|_| Req {
+            start: Instant::now(),
+            lba: 0,
+            sectors: bs_sec,
+            next: 0,
+            pending: 0,
+            buf: vec![0u8; bs as usize],
+            live: false,
+        })
+        .collect();
+    // Write data: a non-zero pattern.
+    let wdata: Vec<u8> = (0..bs as usize).map(|i| (i * 7 + 1) as u8).collect();
+    let mut slots: Vec<Slot> = vec![
+        Slot { tag: 0, req: 0, off: 0, count: 0, sent: Instant::now(), busy: false };
+        window
+    ];
+    let mut free_slots: Vec<usize> = (0..window).rev().collect();
+    // Requests with sectors not yet in a frame, in issue order.
+    let mut issue: VecDeque<usize> = VecDeque::new();
+    let mut idle_reqs: Vec<usize> = (0..qd).rev().collect();
+    let mut serial: u32 = 0;
+    let _ = sock.drops();
+    let mut rng = Rng(cli.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut seq_next = (cli.offset / SECTOR as u64) % span_sec;
+    let rto = Duration::from_millis(cli.rto_ms.max(1));
+    let mut frame = vec![0u8; ATA_HDR_LEN + (spf as usize) * SECTOR + 64];
+
+    let mut done_bytes: u64 = 0;
+    let mut done_reqs: u64 = 0;
+    let mut issued_bytes: u64 = 0;
+    let mut retrans: u64 = 0;
+    let mut errors: u64 = 0;
+    let mut lats: Vec<u32> = Vec::with_capacity(1 << 20);
+    let byte_limit = cli.bytes.unwrap_or(u64::MAX);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs_f64(cli.seconds);
+    let mut stopping = false;
+    let mut last_scan = Instant::now();
+
+    let tag_of = |serial: u32, slot: usize| -> u32 { 0x8000_0000 | ((serial & 0x1FFFF) << 12) | slot as u32 };
+
+    macro_rules! send_slot {
+        ($s:expr, $now:expr) => {{
+            let s: usize = $s;
+            let sl = slots[s];
+            let r = &reqs[sl.req];
+            let lba = r.lba + sl.off;
+            let (_, lbaf) = ata_lba_fields(t.lba48, lba);
+            let n = sl.count as usize * SECTOR;
+            emit_ata_header(&mut frame, t.mac, me, t.shelf, t.slot, sl.tag, aflags, sl.count, cmd, lbaf);
+            let len = if write {
+                let o = sl.off as usize * SECTOR;
+                frame[ATA_HDR_LEN..ATA_HDR_LEN + n].copy_from_slice(&wdata[o..o + n]);
+                ATA_HDR_LEN + n
+            } else {
+                ATA_HDR_LEN.max(60)
+            };
+            sock.send(&frame[..len]).unwrap_or_else(|e| die(&format!("send: {e}")));
+            slots[s].sent = $now;
+        }};
+    }
+
+    loop {
+        let now = Instant::now();
+        if !stopping && (now >= end || issued_bytes >= byte_limit) {
+            stopping = true;
+        }
+        // Start new requests.
+        if !stopping {
+            while let Some(ri) = idle_reqs.pop() {
+                if issued_bytes >= byte_limit {
+                    idle_reqs.push(ri);
+                    break;
+                }
+                let lba = if seq {
+                    if seq_next + bs_sec > span_sec {
+                        seq_next = 0;
+                    }
+                    let l = seq_next;
+                    seq_next += bs_sec;
+                    l
+                } else {
+                    (rng.next() % (span_sec / bs_sec)) * bs_sec
+                };
+                let r = &mut reqs[ri];
+                r.lba = lba;
+                r.sectors = bs_sec;
+                r.next = 0;
+                r.pending = 0;
+                r.live = true;
+                r.start = now;
+                issued_bytes += bs;
+                issue.push_back(ri);
+            }
+        }
+        // Fill the window.
+        while let Some(&ri) = issue.front() {
+            let Some(s) = free_slots.pop() else { break };
+            let r = &mut reqs[ri];
+            let count = spf.min(r.sectors - r.next);
+            let off = r.next;
+            r.next += count;
+            r.pending += 1;
+            if r.next >= r.sectors {
+                issue.pop_front();
+            }
+            serial = serial.wrapping_add(1);
+            slots[s] = Slot { tag: tag_of(serial, s), req: ri, off, count: count as u8, sent: now, busy: true };
+            send_slot!(s, now);
+        }
+        let inflight = window - free_slots.len();
+        if stopping && inflight == 0 {
+            break;
+        }
+        // Receive.
+        let mut k = rx.recv(&sock);
+        if k == 0 {
+            let wait = if inflight == 0 { Duration::from_millis(1) } else { rto.min(Duration::from_millis(5)) };
+            if sock.wait(wait) {
+                k = rx.recv(&sock);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..k {
+            let f = rx.frame(i);
+            if f.len() < ATA_HDR_LEN || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_AOE {
+                continue;
+            }
+            let fr = Frame::new_unchecked(f);
+            if !fr.is_response() || fr.command() != 0 || fr.src() != t.mac {
+                continue;
+            }
+            let tag = fr.tag();
+            if tag & 0x8000_0000 == 0 {
+                continue;
+            }
+            let s = (tag & 0xFFF) as usize;
+            if s >= window || !slots[s].busy || slots[s].tag != tag {
+                continue; // late reply to a retransmitted frame
+            }
+            let sl = slots[s];
+            let status = f[27];
+            if fr.is_error() || status & ATA_STATUS_FAIL != 0 {
+                errors += 1;
+                if errors < 5 {
+                    eprintln!("aoe-rawbench: error reply (aoe err {} status {:#x})", fr.error_code(), status);
+                }
+            } else if !write {
+                let n = sl.count as usize * SECTOR;
+                let o = sl.off as usize * SECTOR;
+                if f.len() >= ATA_HDR_LEN + n {
+                    let r = &mut reqs[sl.req];
+                    r.buf[o..o + n].copy_from_slice(&f[ATA_HDR_LEN..ATA_HDR_LEN + n]);
+                } else {
+                    errors += 1;
+                }
+            }
+            slots[s].busy = false;
+            free_slots.push(s);
+            let r = &mut reqs[sl.req];
+            r.pending -= 1;
+            done_bytes += sl.count as u64 * SECTOR as u64;
+            if r.pending == 0 && r.next >= r.sectors {
+                r.live = false;
+                done_reqs += 1;
+                let us = now.duration_since(r.start).as_micros().min(u32::MAX as u128) as u32;
+                lats.push(us);
+                idle_reqs.push(sl.req);
+            }
+        }
+        // Retransmit frames older than the timeout (with a new tag).
+        if now.duration_since(last_scan) >= Duration::from_millis(1) {
+            last_scan = now;
+            for s in 0..window {
+                if slots[s].busy && now.duration_since(slots[s].sent) >= rto {
+                    serial = serial.wrapping_add(1);
+                    slots[s].tag = tag_of(serial, s);
+                    retrans += 1;
+                    send_slot!(s, now);
+                }
+            }
+        }
+        if now > end + Duration::from_secs(30) {
+            die("frames still unanswered 30 s after the end: target gone?");
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let rxdrops = sock.drops();
+    lats.sort_unstable();
+    let pct = |p: f64| -> u32 {
+        if lats.is_empty() {
+            0
+        } else {
+            lats[((lats.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    let mean = if lats.is_empty() { 0.0 } else { lats.iter().map(|&x| x as f64).sum::<f64>() / lats.len() as f64 };
+    let name = match cli.mode {
+        Mode::Seqread => "seqread",
+        Mode::Seqwrite => "seqwrite",
+        Mode::Randread => "randread",
+    };
+    println!(
+        "mode={name} mtu={mtu} spf={spf} window={window} bufcnt={} bs={bs} qd={qd} bytes={done_bytes} secs={secs:.3} \
+MBps={:.1} iops={:.0} lat_us_mean={mean:.1} lat_us_p50={} lat_us_p99={} retrans={retrans} rxdrops={rxdrops} errors={errors}",
+        t.buffer_count,
+        done_bytes as f64 / secs / 1e6,
+        done_reqs as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+    );
+    unsafe { libc::close(sock.fd) };
+    if errors > 0 {
+        std::process::exit(3);
+    }
+}
