@@ -422,7 +422,8 @@ impl Core {
             }
             Ctl::Revalidate => {
                 let (shelf, slot) = parse_dev_name(text).ok_or_else(|| CtlError::Invalid(text.into()))?;
-                let dev = self.ini.device(shelf, slot).ok_or(CtlError::NoSuchDevice)?;
+                // The driver answers EINVAL for a device it does not know.
+                let dev = self.ini.device(shelf, slot).ok_or_else(|| CtlError::Invalid(format!("no device {}", text.trim())))?;
                 self.ini.revalidate(&dev);
                 Ok(())
             }

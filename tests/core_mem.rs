@@ -235,7 +235,8 @@ fn control_files_reject_bad_input_and_change_nothing() {
     }
     assert_eq!(core.write_ctl(Ctl::Interfaces, &vec![b'a'; 1 << 20]).unwrap_err(), CtlError::TooLong);
     assert_eq!(core.write_ctl(Ctl::Revalidate, b"garbage").unwrap_err().errno(), libc::EINVAL);
-    assert_eq!(core.write_ctl(Ctl::Revalidate, b"e9.9").unwrap_err().errno(), libc::ENXIO);
+    assert_eq!(core.write_ctl(Ctl::Revalidate, b"e9.9").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(core.write_ctl(Ctl::Flush, b"e9.9").unwrap_err().errno(), libc::ENXIO);
     assert_eq!(core.write_ctl(Ctl::Flush, b"nonsense").unwrap_err().errno(), libc::EINVAL);
     assert_eq!(core.write_ctl(Ctl::Err, b"x").unwrap_err().errno(), libc::EBADF);
     assert!(core.ini.device(3, 7).is_some(), "nothing flushed");

@@ -173,7 +173,9 @@ pub fn bounded<T: Send + 'static>(
     });
     match rx.recv_timeout(timeout) {
         Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{} did not finish within {:?}", what, timeout),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{} did not finish within {:?}", what, timeout)
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{}: helper thread panicked", what),
     }
 }
@@ -354,7 +356,11 @@ fn check_prereqs() {
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-            assert!(ok, "required tool `{}` is not installed (see .ci/run)", tool);
+            assert!(
+                ok,
+                "required tool `{}` is not installed (see .ci/run)",
+                tool
+            );
         }
         assert!(
             Path::new("/dev/fuse").exists(),
@@ -407,6 +413,7 @@ pub struct Testbed {
     pairs: Mutex<Vec<VethPair>>,
     vblades: Mutex<Vec<Vblade>>,
     extra_children: Mutex<Vec<(String, Child)>>,
+    mnt_dirs: Mutex<Vec<PathBuf>>,
 }
 
 impl Testbed {
@@ -430,6 +437,7 @@ impl Testbed {
             pairs: Mutex::new(Vec::new()),
             vblades: Mutex::new(Vec::new()),
             extra_children: Mutex::new(Vec::new()),
+            mnt_dirs: Mutex::new(Vec::new()),
         };
         sh(&["ip", "netns", "add", &tb.ins]);
         sh(&["ip", "netns", "add", &tb.tns]);
@@ -459,12 +467,32 @@ impl Testbed {
             mtu,
         };
         sh(&[
-            "ip", "link", "add", &p.init_if, "netns", &self.ins, "type", "veth", "peer", "name",
-            &p.target_if, "netns", &self.tns,
+            "ip",
+            "link",
+            "add",
+            &p.init_if,
+            "netns",
+            &self.ins,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &p.target_if,
+            "netns",
+            &self.tns,
         ]);
         let m = mtu.to_string();
         sh(&["ip", "-n", &self.ins, "link", "set", &p.init_if, "mtu", &m]);
-        sh(&["ip", "-n", &self.tns, "link", "set", &p.target_if, "mtu", &m]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.tns,
+            "link",
+            "set",
+            &p.target_if,
+            "mtu",
+            &m,
+        ]);
         sh(&["ip", "-n", &self.ins, "link", "set", &p.init_if, "up"]);
         sh(&["ip", "-n", &self.tns, "link", "set", &p.target_if, "up"]);
         // wait (bounded) for carrier on both ends
@@ -531,7 +559,13 @@ impl Testbed {
     }
 
     /// Start `vblade [-b bufcnt] SHELF SLOT aoet0 FILE` in the target namespace.
-    pub fn start_vblade(&self, shelf: u16, slot: u8, file: &Path, bufcnt: Option<u32>) -> VbladeHandle {
+    pub fn start_vblade(
+        &self,
+        shelf: u16,
+        slot: u8,
+        file: &Path,
+        bufcnt: Option<u32>,
+    ) -> VbladeHandle {
         self.start_vblade_on(0, shelf, slot, file, bufcnt)
     }
 
@@ -548,7 +582,9 @@ impl Testbed {
         let iface = self.target_if(k);
         let mut vbs = self.vblades.lock().unwrap();
         let idx = vbs.len();
-        let log = self.dir.join(format!("vblade-{}.{}-{}.log", shelf, slot, idx));
+        let log = self
+            .dir
+            .join(format!("vblade-{}.{}-{}.log", shelf, slot, idx));
         let logf = File::create(&log).unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.tns, "vblade"]);
@@ -564,10 +600,14 @@ impl Testbed {
             .stderr(logf);
         let desc = fmt_cmd(&cmd);
         // `ip netns exec` execs the command, so the child pid is vblade's.
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         let want = format!("e{}.{}", shelf, slot);
         let started = poll_until(Duration::from_secs(5), || {
-            fs::read_to_string(&log).map(|s| s.contains(&want)).unwrap_or(false)
+            fs::read_to_string(&log)
+                .map(|s| s.contains(&want))
+                .unwrap_or(false)
                 || matches!(child.try_wait(), Ok(Some(_)))
         });
         let exited = child.try_wait().ok().flatten();
@@ -581,7 +621,11 @@ impl Testbed {
         if let Some(st) = exited {
             panic!("vblade `{}` exited at start ({}): {}", desc, st, logtxt);
         }
-        assert!(started, "vblade `{}` did not start within 5 s: {}", desc, logtxt);
+        assert!(
+            started,
+            "vblade `{}` did not start within 5 s: {}",
+            desc, logtxt
+        );
         // vblade announces itself right after the start line; give the frame
         // a moment to leave.
         thread::sleep(Duration::from_millis(50));
@@ -590,7 +634,10 @@ impl Testbed {
 
     /// pid of a running vblade
     pub fn vblade_pid(&self, h: VbladeHandle) -> Option<u32> {
-        self.vblades.lock().unwrap()[h.0].child.as_ref().map(|c| c.id())
+        self.vblades.lock().unwrap()[h.0]
+            .child
+            .as_ref()
+            .map(|c| c.id())
     }
 
     /// SIGKILL a vblade and reap it.
@@ -605,7 +652,9 @@ impl Testbed {
     /// teardown if still running. Returns its index for `stop_helper`.
     pub fn spawn_helper(&self, name: &str, mut cmd: Command) -> usize {
         let desc = fmt_cmd(&cmd);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         let mut v = self.extra_children.lock().unwrap();
         v.push((name.to_string(), child));
         v.len() - 1
@@ -626,19 +675,33 @@ impl Testbed {
         let logf = File::create(&log).unwrap();
         // tshark drops privileges / writes via dumpcap; make the dir writable
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.tns, "tshark", "-n", "-i", &iface, "-f", "ether proto 0x88a2"])
-            .args(["-a", &format!("duration:{}", max_secs), "-w"])
-            .arg(pcap)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf);
+        cmd.args([
+            "netns",
+            "exec",
+            &self.tns,
+            "tshark",
+            "-n",
+            "-i",
+            &iface,
+            "-f",
+            "ether proto 0x88a2",
+        ])
+        .args(["-a", &format!("duration:{}", max_secs), "-w"])
+        .arg(pcap)
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().unwrap())
+        .stderr(logf);
         let h = self.spawn_helper("tshark", cmd);
         let ok = poll_until(Duration::from_secs(20), || {
             fs::read_to_string(&log)
                 .map(|s| s.contains("Capturing on"))
                 .unwrap_or(false)
         });
-        assert!(ok, "tshark did not start capturing: {}", fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            ok,
+            "tshark did not start capturing: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
         // dumpcap prints "Capturing on" just before the pcap loop starts
         thread::sleep(Duration::from_millis(500));
         h
@@ -654,8 +717,17 @@ impl Testbed {
     /// Returns (child, mountpoint, log path).
     pub fn spawn_aoefs(&self, iflist: &str, extra_args: &[&str]) -> (Child, PathBuf, PathBuf) {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let mnt = self.dir.join(format!("mnt{}", n));
+        // aoe-stat ignores any path containing the letter "p" (so not /tmp):
+        // mount points live in /mnt.
+        let mnt = PathBuf::from(format!(
+            "/mnt/aoefs-{}-{}-{}",
+            std::process::id(),
+            self.id,
+            n
+        ));
+        let _ = fs::remove_dir(&mnt);
         fs::create_dir_all(&mnt).unwrap();
+        self.mnt_dirs.lock().unwrap().push(mnt.clone());
         let log = self.dir.join(format!("aoefs-{}.log", n));
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.ins_path()))
@@ -664,7 +736,10 @@ impl Testbed {
             .arg("-f")
             .arg("--iflist")
             .arg(iflist);
-        if !extra_args.iter().any(|a| a.starts_with("--discover-wait-ms")) {
+        if !extra_args
+            .iter()
+            .any(|a| a.starts_with("--discover-wait-ms"))
+        {
             cmd.args(["--discover-wait-ms", "1500"]);
         }
         cmd.args(extra_args);
@@ -680,7 +755,9 @@ impl Testbed {
         .stdout(logf.try_clone().unwrap())
         .stderr(logf);
         // nsenter (without --pid/--user) execs the program: child pid == aoefs pid.
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         (child, mnt, log)
     }
 
@@ -688,7 +765,10 @@ impl Testbed {
     pub fn mount_aoefs_iflist(&self, iflist: &str, extra_args: &[&str]) -> Mount {
         {
             let pairs = self.pairs.lock().unwrap();
-            for name in iflist.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+            for name in iflist
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+            {
                 assert!(
                     pairs.iter().any(|p| p.init_if == name),
                     "refusing to start aoefs with an interface the testbed did not create: {}",
@@ -770,13 +850,24 @@ impl Drop for Testbed {
             if let Ok(o) = run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<u32>() {
-                        eprintln!("testbed {}: killing leftover pid {} in {}", self.id, pid, ns);
+                        eprintln!(
+                            "testbed {}: killing leftover pid {} in {}",
+                            self.id, pid, ns
+                        );
                         signal(pid, libc::SIGKILL);
                     }
                 }
             }
         }
-        // Any mount left under our dir (FUSE or ext4): lazy unmount.
+        // Any mount left under our dirs (FUSE or ext4): lazy unmount.
+        let mnt_dirs: Vec<PathBuf> = self.mnt_dirs.lock().map(|v| v.clone()).unwrap_or_default();
+        for d in &mnt_dirs {
+            for m in mounts_below(d) {
+                eprintln!("testbed {}: lazily unmounting leftover {}", self.id, m);
+                lazy_unmount(&m);
+            }
+            let _ = fs::remove_dir(d);
+        }
         for m in mounts_below(&self.dir) {
             eprintln!("testbed {}: lazily unmounting leftover {}", self.id, m);
             lazy_unmount(&m);
@@ -859,40 +950,50 @@ impl Mount {
     /// Content of MNT/block/NAME/ATTR (panics on error).
     pub fn read_status(&self, target: &str, attr: &str) -> String {
         let p = self.attr_path(target, attr);
-        self.bounded_read(&p).unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
+        self.bounded_read(&p)
+            .unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
     }
     /// Read a file on the mount, bounded by 30 s.
     pub fn bounded_read(&self, p: &Path) -> io::Result<String> {
         let p = p.to_path_buf();
-        bounded(&format!("read {}", p.display()), Duration::from_secs(30), move || {
-            fs::read_to_string(&p)
-        })
+        bounded(
+            &format!("read {}", p.display()),
+            Duration::from_secs(30),
+            move || fs::read_to_string(&p),
+        )
     }
     /// Content of a control file, e.g. `interfaces`.
     pub fn read_ctl(&self, name: &str) -> String {
         let p = self.path.join(name);
-        self.bounded_read(&p).unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
+        self.bounded_read(&p)
+            .unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
     }
     /// Open MNT/NAME write-only (no create/truncate) and write `data` in one
     /// write(2). Returns the first error of open or write.
     pub fn write_ctl(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let p = self.path.join(name);
         let data = data.to_vec();
-        bounded(&format!("write {}", p.display()), Duration::from_secs(30), move || {
-            let mut f = OpenOptions::new().write(true).open(&p)?;
-            let n = f.write(&data)?;
-            if n != data.len() {
-                return Err(io::Error::new(
-                    io::ErrorKind::Other,
-                    format!("short write {} of {}", n, data.len()),
-                ));
-            }
-            Ok(())
-        })
+        bounded(
+            &format!("write {}", p.display()),
+            Duration::from_secs(30),
+            move || {
+                let mut f = OpenOptions::new().write(true).open(&p)?;
+                let n = f.write(&data)?;
+                if n != data.len() {
+                    return Err(io::Error::other(format!(
+                        "short write {} of {}",
+                        n,
+                        data.len()
+                    )));
+                }
+                Ok(())
+            },
+        )
     }
     /// `echo > MNT/discover`
     pub fn discover(&self) {
-        self.write_ctl("discover", b"\n").expect("write to discover");
+        self.write_ctl("discover", b"\n")
+            .expect("write to discover");
     }
 
     /// Wait (bounded) until `path` exists. Returns whether it did.
@@ -900,7 +1001,9 @@ impl Mount {
         let p = path.to_path_buf();
         poll_until(timeout, || {
             let p = p.clone();
-            bounded("stat", Duration::from_secs(10), move || fs::metadata(&p).is_ok())
+            bounded("stat", Duration::from_secs(10), move || {
+                fs::metadata(&p).is_ok()
+            })
         })
     }
     /// Wait for target `name` (e.g. "e0.1") to appear; panics with the log if not.
@@ -959,7 +1062,10 @@ impl Mount {
 
     /// `losetup --find --show FILE`; detached in Drop.
     pub fn losetup(&self, file: &Path) -> String {
-        let out = run(Command::new("losetup").arg("--find").arg("--show").arg(file));
+        let out = run(Command::new("losetup")
+            .arg("--find")
+            .arg("--show")
+            .arg(file));
         let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(dev.starts_with("/dev/loop"), "losetup printed {:?}", dev);
         self.loops.lock().unwrap().push(dev.clone());
@@ -998,7 +1104,9 @@ impl Mount {
 
     /// Has aoefs exited? (non-blocking)
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -1069,13 +1177,26 @@ pub fn drop_cache(f: &File) {
 /// Number of frames in `pcap` matching display filter `filter` (`tshark -r -Y`).
 /// Panics if tshark fails (e.g. an invalid filter).
 pub fn tshark_count(pcap: &Path, filter: &str) -> usize {
-    let out = run(Command::new("tshark").arg("-n").arg("-r").arg(pcap).arg("-Y").arg(filter));
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
+    let out = run(Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(pcap)
+        .arg("-Y")
+        .arg(filter));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
 
 /// Human-readable listing of the frames in `pcap` matching `filter` (for messages).
 pub fn tshark_list(pcap: &Path, filter: &str, max: usize) -> String {
-    let out = run(Command::new("tshark").arg("-n").arg("-r").arg(pcap).arg("-Y").arg(filter));
+    let out = run(Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(pcap)
+        .arg("-Y")
+        .arg(filter));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .take(max)
