@@ -7,8 +7,8 @@
 use crate::cache::{Cache, BLOCK, BLOCK_SECTORS};
 use crate::engine::{IoError, Op};
 use crate::pool::Pool;
-use crate::target::{Device, FlushError, Initiator};
-use crate::wire::SECTOR;
+use crate::target::{CtlFailure, CtlReply, CtlRequest, Device, FlushError, Initiator};
+use crate::wire::{AoeError, Directive, Mac, SECTOR};
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,12 @@ pub enum CtlError {
     Busy,
     TooLong,
     NotWritable,
+    /// The target answered a control command with an AoE error.
+    Refused(AoeError),
+    /// MAC mask list full.
+    ListFull,
+    /// No answer from the target.
+    Timeout,
 }
 
 impl CtlError {
@@ -43,6 +49,11 @@ impl CtlError {
             CtlError::Busy => libc::EBUSY,
             CtlError::TooLong => libc::EFBIG,
             CtlError::NotWritable => libc::EBADF,
+            CtlError::Refused(AoeError::ConfigStringPresent) | CtlError::Refused(AoeError::TargetReserved) => libc::EBUSY,
+            CtlError::Refused(AoeError::BadArgument) | CtlError::Refused(AoeError::BadCommand) => libc::EINVAL,
+            CtlError::Refused(_) => libc::EIO,
+            CtlError::ListFull => libc::ENOSPC,
+            CtlError::Timeout => libc::ETIMEDOUT,
         }
     }
 }
@@ -86,8 +97,74 @@ impl Ctl {
 }
 
 /// Status attributes in `block/eX.Y/`.
-pub const ATTRS: [&str; 9] =
-    ["state", "mac", "netif", "firmware-version", "payload", "size", "model", "serial", "stats"];
+pub const ATTRS: [&str; 12] = [
+    "state",
+    "mac",
+    "netif",
+    "firmware-version",
+    "payload",
+    "size",
+    "model",
+    "serial",
+    "stats",
+    "config",
+    "masks",
+    "reserve",
+];
+
+/// Attributes that send a command to the target when read or written.
+pub fn attr_is_command(name: &str) -> bool {
+    matches!(name, "config" | "masks" | "reserve")
+}
+
+/// Parses a `masks` write: whitespace/comma-separated `+MAC` (add), `-MAC`
+/// (delete) or `MAC` (add); `self` stands for this host's MACs. A target
+/// with a non-empty list ignores every MAC not on it, this host's too.
+pub fn parse_mask_edit(text: &str, own: &[Mac]) -> Result<Vec<Directive>, CtlError> {
+    let mut v = Vec::new();
+    for tok in text.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()) {
+        let (dcmd, m) = match tok.as_bytes()[0] {
+            b'+' => (1, &tok[1..]),
+            b'-' => (2, &tok[1..]),
+            _ => (1, tok),
+        };
+        if m == "self" {
+            v.extend(own.iter().map(|&mac| Directive { dcmd, mac }));
+            continue;
+        }
+        let mac = Mac::parse(m).ok_or_else(|| CtlError::Invalid(format!("bad MAC {tok:?}")))?;
+        v.push(Directive { dcmd, mac });
+    }
+    if v.is_empty() || v.len() > 255 {
+        return Err(CtlError::Invalid("masks: give 1 to 255 of +MAC or -MAC".into()));
+    }
+    Ok(v)
+}
+
+/// Parses a `reserve` write: MACs to reserve for (`self` = this host's
+/// MACs), `!` first to force, nothing or `release` to release.
+pub fn parse_reserve(text: &str, own: &[Mac]) -> Result<(Vec<Mac>, bool), CtlError> {
+    let t = text.trim();
+    let (force, t) = match t.strip_prefix('!') {
+        Some(r) => (true, r.trim()),
+        None => (false, t),
+    };
+    if t.is_empty() || t == "release" {
+        return Ok((Vec::new(), force));
+    }
+    let mut macs = Vec::new();
+    for tok in t.split(|c: char| c.is_whitespace() || c == ',').filter(|x| !x.is_empty()) {
+        if tok == "self" {
+            macs.extend_from_slice(own);
+            continue;
+        }
+        macs.push(Mac::parse(tok).ok_or_else(|| CtlError::Invalid(format!("bad MAC {tok:?}")))?);
+    }
+    if macs.len() > 255 {
+        return Err(CtlError::Invalid("reserve: at most 255 MACs".into()));
+    }
+    Ok((macs, force))
+}
 
 /// Parses `e{shelf}.{slot}` (surrounding whitespace allowed).
 pub fn parse_dev_name(s: &str) -> Option<(u16, u8)> {
@@ -190,6 +267,15 @@ impl Core {
         })
     }
 
+    /// Reports a failed request on `err` (target errors only: a dead target
+    /// is reported once, when it goes down) and gives its errno.
+    pub fn io_failed(&self, dev: &Device, what: &str, lba: u64, e: &IoError) -> Errno {
+        if !matches!(e, IoError::Dead | IoError::Down) {
+            self.ini.errlog.push(format!("{}: {what} at sector {lba} failed: {e}", dev.name()));
+        }
+        errno_of(e)
+    }
+
     /// Records a read for read-ahead and fetches what the stream needs next.
     fn read_ahead(&self, dev: &Arc<Device>, off: u64, end: u64, disk: u64) {
         for buf in self.readahead.plan(dev.id, off, end, disk) {
@@ -246,6 +332,7 @@ impl Core {
             let epoch = self.cache.epoch(dev.id);
             let me = self.clone();
             let id = dev.id;
+            let dev2 = dev.clone();
             self.ini.submit(
                 dev,
                 Op::Read,
@@ -259,7 +346,7 @@ impl Core {
                         data.truncate(len);
                         reply(Ok(data));
                     }
-                    Err(e) => reply(Err(errno_of(&e))),
+                    Err(e) => reply(Err(me.io_failed(&dev2, "read", b0 * BLOCK_SECTORS, &e))),
                 }),
             );
             return;
@@ -268,6 +355,8 @@ impl Core {
         let lba1 = end.div_ceil(SECTOR as u64);
         let skip = (off - lba0 * SECTOR as u64) as usize;
         let len = (end - off) as usize;
+        let me = self.clone();
+        let dev2 = dev.clone();
         self.ini.submit(
             dev,
             Op::Read,
@@ -282,7 +371,7 @@ impl Core {
                     data.truncate(len);
                     reply(Ok(data))
                 }
-                Err(e) => reply(Err(errno_of(&e))),
+                Err(e) => reply(Err(me.io_failed(&dev2, "read", lba0, &e))),
             }),
         );
     }
@@ -290,7 +379,7 @@ impl Core {
     /// Writes `data` at `off`; partial sectors are read, merged and written
     /// back under a sector range lock. Answers once the target acknowledged.
     pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, off: u64, mut data: Vec<u8>, reply: WriteReply) {
-        if self.readonly {
+        if self.readonly || dev.readonly.load(std::sync::atomic::Ordering::Acquire) {
             reply(Err(libc::EROFS));
             return;
         }
@@ -349,7 +438,16 @@ impl Core {
         // write may have written some sectors.
         self.cache.invalidate(dev.id, lba0, nsect);
         self.readahead.invalidate(dev.id);
-        r.map(|_| len as u32).map_err(|e| errno_of(&e))
+        match r {
+            Ok(_) => Ok(len as u32),
+            Err(IoError::Ata { error, .. }) if error & crate::wire::ATA_ERR_ABRT != 0 => {
+                if !dev.readonly.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    self.ini.errlog.push(format!("{}: target refused a write (ABRT): read-only", dev.name()));
+                }
+                Err(libc::EROFS)
+            }
+            Err(e) => Err(self.io_failed(dev, "write", lba0, &e)),
+        }
     }
 
     /// fsync: FLUSH CACHE (EXT when IDENTIFY says so), answered once the
@@ -451,6 +549,87 @@ impl Core {
         }
     }
 
+    /// Reads an attribute; `config`, `masks` and `reserve` ask the target
+    /// (on a worker thread), the others answer at once.
+    pub fn read_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, off: u64, size: u32, reply: ReadReply) {
+        if !attr_is_command(attr) {
+            return match self.status_attr(dev, attr) {
+                Some(s) => reply(Ok(slice_at(s.as_bytes(), off, size))),
+                None => reply(Err(libc::ENOENT)),
+            };
+        }
+        let me = self.clone();
+        let dev = dev.clone();
+        self.pool.spawn(move || {
+            let req = match attr {
+                "config" => CtlRequest::ConfigRead,
+                "masks" => CtlRequest::MaskRead,
+                _ => CtlRequest::ReserveRead,
+            };
+            let text = me.ini.control(&dev, &req).map_err(ctl_failure).and_then(|mut r| match r.remove(0) {
+                CtlReply::Config(c) => Ok(format!("{}\n", String::from_utf8_lossy(&c))),
+                CtlReply::Masks { macs, .. } | CtlReply::Reserve(macs) => {
+                    Ok(macs.iter().map(|m| format!("{}\n", m.hex12())).collect::<String>())
+                }
+                CtlReply::Error(e) => Err(CtlError::Refused(e)),
+            });
+            reply(text.map(|t| slice_at(t.as_bytes(), off, size)).map_err(|e| e.errno()))
+        });
+    }
+
+    /// Writes `config` (set; `!` first forces), `masks` (+MAC/-MAC edits) or
+    /// `reserve` (MACs, `self`, `!` to force, empty or `release` to release).
+    pub fn write_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, data: Vec<u8>, reply: WriteReply) {
+        if !attr_is_command(attr) {
+            return reply(Err(libc::EACCES));
+        }
+        if data.len() > crate::wire::MAX_CONFIG_LEN + 2 {
+            return reply(Err(libc::EFBIG));
+        }
+        let n = data.len() as u32;
+        let me = self.clone();
+        let dev = dev.clone();
+        self.pool.spawn(move || {
+            let r = me.command_attr(&dev, attr, &data);
+            if let Err(e) = &r {
+                me.ini.errlog.push(format!("{}: {attr}: {e:?}", dev.name()));
+            }
+            reply(r.map(|_| n).map_err(|e| e.errno()))
+        });
+    }
+
+    fn command_attr(&self, dev: &Arc<Device>, attr: &str, data: &[u8]) -> Result<(), CtlError> {
+        let text = std::str::from_utf8(data).map_err(|_| CtlError::Invalid("not text".into()))?;
+        let req = match attr {
+            "config" => {
+                let v = text.strip_suffix('\n').unwrap_or(text);
+                let (force, v) = match v.strip_prefix('!') {
+                    Some(r) => (true, r),
+                    None => (false, v),
+                };
+                if v.len() > crate::wire::MAX_CONFIG_LEN || v.bytes().any(|b| b == b'\n' || b == 0) {
+                    return Err(CtlError::Invalid("config: one line of at most 1024 bytes".into()));
+                }
+                CtlRequest::ConfigSet { value: v.as_bytes().to_vec(), force }
+            }
+            "masks" => CtlRequest::MaskEdit(parse_mask_edit(text, &self.ini.local_macs(dev))?),
+            _ => {
+                let (macs, force) = parse_reserve(text, &self.ini.local_macs(dev))?;
+                CtlRequest::ReserveSet { macs, force }
+            }
+        };
+        for r in self.ini.control(dev, &req).map_err(ctl_failure)? {
+            match r {
+                CtlReply::Error(e) => return Err(CtlError::Refused(e)),
+                CtlReply::Masks { merror: 3, .. } => return Err(CtlError::ListFull),
+                CtlReply::Masks { merror: 2, .. } => return Err(CtlError::Invalid("bad directive".into())),
+                CtlReply::Masks { merror: m, .. } if m != 0 => return Err(CtlError::Refused(AoeError::Other(m))),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// A status attribute of a device, newline-terminated.
     pub fn status_attr(&self, dev: &Device, attr: &str) -> Option<String> {
         let s = match attr {
@@ -506,6 +685,13 @@ impl Core {
     }
 }
 
+fn ctl_failure(f: CtlFailure) -> CtlError {
+    match f {
+        CtlFailure::NoPath => CtlError::NoSuchDevice,
+        CtlFailure::Timeout => CtlError::Timeout,
+    }
+}
+
 /// `buf[off..off+size]`, clamped.
 pub fn slice_at(buf: &[u8], off: u64, size: u32) -> Vec<u8> {
     let o = (off as usize).min(buf.len());
@@ -541,6 +727,22 @@ mod tests {
         assert!(!t.is_finished());
         drop(g1);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn mask_and_reserve_parsing() {
+        let me = [Mac([2, 0, 0, 0, 0, 1])];
+        let d = parse_mask_edit("+00:11:22:33:44:55 -001122334466, 001122334477 +self", &me).unwrap();
+        assert_eq!(d.iter().map(|x| x.dcmd).collect::<Vec<_>>(), [1, 2, 1, 1]);
+        assert_eq!(d[3].mac, me[0]);
+        for bad in ["", "   ", "+0011223344", "garbage", "+00112233445566", "-zz1122334455"] {
+            assert!(parse_mask_edit(bad, &me).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_reserve("", &me).unwrap(), (vec![], false));
+        assert_eq!(parse_reserve("release\n", &me).unwrap(), (vec![], false));
+        assert_eq!(parse_reserve("!self", &me).unwrap(), (me.to_vec(), true));
+        assert_eq!(parse_reserve("001122334455 self", &me).unwrap().0.len(), 2);
+        assert!(parse_reserve("nonsense", &me).is_err());
     }
 
     #[test]

@@ -84,16 +84,18 @@ impl AoeFs {
             Node::Ctl(c) => (FileType::RegularFile, c.mode(), 0, 1),
             Node::Image(id) => {
                 let d = self.dev(id)?;
-                let perm = if self.core.readonly { 0o440 } else { 0o660 };
+                let ro = self.core.readonly || d.readonly.load(std::sync::atomic::Ordering::Acquire);
+                let perm = if ro { 0o444 } else { 0o660 };
                 (FileType::RegularFile, perm, d.sectors() * 512, 1)
             }
             Node::DevDir(id) => {
                 self.dev(id)?;
                 (FileType::Directory, 0o555, 0, 2)
             }
-            Node::Attr(id, _) => {
+            Node::Attr(id, i) => {
                 self.dev(id)?;
-                (FileType::RegularFile, 0o444, 4096, 1)
+                let perm = if crate::core::attr_is_command(ATTRS[i]) && !self.core.readonly { 0o644 } else { 0o444 };
+                (FileType::RegularFile, perm, 4096, 1)
             }
         };
         Some(FileAttr {
@@ -236,6 +238,7 @@ impl Filesystem for AoeFs {
             match node {
                 // `echo > discover` opens with O_TRUNC: accept it on control files.
                 Node::Ctl(c) if c != Ctl::Err && s == 0 => {}
+                Node::Attr(_, i) if crate::core::attr_is_command(ATTRS[i]) && s == 0 => {}
                 Node::Image(_) if s == a.size => {}
                 Node::Image(_) => return reply.error(errno(libc::EPERM)),
                 _ => return reply.error(errno(libc::EACCES)),
@@ -250,13 +253,14 @@ impl Filesystem for AoeFs {
         match node {
             Node::Image(id) => {
                 let Some(d) = self.dev(id) else { return reply.error(errno(libc::ENOENT)) };
-                if write && self.core.readonly {
+                if write && (self.core.readonly || d.readonly.load(std::sync::atomic::Ordering::Acquire)) {
                     return reply.error(errno(libc::EROFS));
                 }
                 d.opened();
                 reply.opened(FileHandle(id as u64), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
             }
-            Node::Attr(..) if write => reply.error(errno(libc::EACCES)),
+            Node::Attr(_, i) if write && !crate::core::attr_is_command(ATTRS[i]) => reply.error(errno(libc::EACCES)),
+            Node::Attr(..) if write && self.core.readonly => reply.error(errno(libc::EROFS)),
             Node::Ctl(Ctl::Err) if write => reply.error(errno(libc::EACCES)),
             Node::Ctl(_) | Node::Attr(..) => {
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE)
@@ -306,8 +310,8 @@ impl Filesystem for AoeFs {
                 None => answer(Err(libc::ENOENT)),
             },
             Some(Node::Ctl(c)) => self.core.read_ctl(c, offset, size, Box::new(answer)),
-            Some(Node::Attr(id, i)) => match self.dev(id).and_then(|d| self.core.status_attr(&d, ATTRS[i])) {
-                Some(s) => answer(Ok(crate::core::slice_at(s.as_bytes(), offset, size))),
+            Some(Node::Attr(id, i)) => match self.dev(id) {
+                Some(d) => self.core.read_attr(&d, ATTRS[i], offset, size, Box::new(answer)),
                 None => answer(Err(libc::ENOENT)),
             },
             _ => answer(Err(libc::EISDIR)),
@@ -346,7 +350,18 @@ impl Filesystem for AoeFs {
                     reply.error(errno(e.errno()))
                 }
             },
-            Some(Node::Attr(..)) => reply.error(errno(libc::EACCES)),
+            Some(Node::Attr(id, i)) => match self.dev(id) {
+                Some(d) => self.core.write_attr(
+                    &d,
+                    ATTRS[i],
+                    data.to_vec(),
+                    Box::new(move |r| match r {
+                        Ok(n) => reply.written(n),
+                        Err(e) => reply.error(errno(e)),
+                    }),
+                ),
+                None => reply.error(errno(libc::ENOENT)),
+            },
             _ => reply.error(errno(libc::EISDIR)),
         }
     }

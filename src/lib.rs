@@ -11,3 +11,5 @@ pub mod cache;
 pub mod core;
 pub mod fs;
 pub mod readahead;
+pub mod syslog;
+pub mod tools;

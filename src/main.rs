@@ -4,7 +4,7 @@ use aoefs::core::Core;
 use aoefs::fs::AoeFs;
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
 use aoefs::target::{Initiator, Options, RealClock};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,11 +22,16 @@ const EXIT_USAGE: i32 = 2;
     long_about = "Discovers AoE targets (vblade, Coraid shelves) on the allowed interfaces and mounts them \
 with FUSE: each target is an image file e{shelf}.{slot}; the control files discover, interfaces, err, \
 revalidate and flush and the status directories block/e{shelf}.{slot}/ behave like the Linux aoe driver's.",
-    after_help = "Example:\n  aoefs /mnt/etherd --iflist eth1\n  losetup /dev/loop0 /mnt/etherd/e0.2\n  cat /mnt/etherd/block/e0.2/state\n  umount /mnt/etherd"
+    after_help = "Example:\n  aoefs /mnt/etherd --iflist eth1\n  losetup /dev/loop0 /mnt/etherd/e0.2\n  cat /mnt/etherd/block/e0.2/state\n  aoefs stat /mnt/etherd\n  umount /mnt/etherd\n\nExit codes: 0 mounted (or subcommand done), 1 runtime failure (mount point busy, no FUSE,\nno permission for raw capture), 2 usage error (bad option, unknown interface, missing mount point).",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
     /// Directory to mount on
-    mountpoint: PathBuf,
+    #[arg(required = true)]
+    mountpoint: Option<PathBuf>,
     /// Interfaces to use for AoE, whitespace- or comma-separated (default: every up non-loopback interface)
     #[arg(long, value_name = "LIST")]
     iflist: Option<String>,
@@ -51,15 +56,76 @@ struct Cli {
     /// Longest wait for targets to answer the first discovery before the mount appears
     #[arg(long, default_value_t = 1500, value_name = "MS")]
     discover_wait_ms: u64,
-    /// Debug logging to stderr (implies staying attached to the terminal's stderr)
+    /// Debug logging to stderr (RUST_LOG also works; a daemon logs to syslog)
     #[arg(short = 'd', long)]
     debug: bool,
+    /// Write the daemon's process id to this file (removed at exit)
+    #[arg(long, value_name = "PATH")]
+    pidfile: Option<PathBuf>,
     /// FUSE request threads
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     fuse_threads: u16,
     /// Worker threads for writes, fsync and err reads
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: u16,
+}
+
+/// Commands that work on an existing mount.
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List the targets of a mount as aoe-stat does (device, size, netif, payload, state)
+    Stat { mountpoint: PathBuf },
+    /// Broadcast a query config on the allowed interfaces (echo > MNT/discover)
+    Discover { mountpoint: PathBuf },
+    /// Forget targets: down and unused ones, `all` unused ones, or one (eX.Y)
+    Flush { mountpoint: PathBuf, which: Option<String> },
+    /// Query config and IDENTIFY a target again (eX.Y)
+    Revalidate { mountpoint: PathBuf, device: String },
+    /// Print a target's config string, or set it (--force overrides a different one)
+    Config {
+        mountpoint: PathBuf,
+        device: String,
+        /// New config string
+        value: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn run_subcommand(cmd: Cmd) -> ! {
+    use aoefs::tools;
+    let res: Result<(), String> = (|| match cmd {
+        Cmd::Stat { mountpoint } => {
+            let m = tools::check_mount(&mountpoint)?;
+            let rows = tools::stat_rows(&m).map_err(|e| format!("{}: {e}", m.display()))?;
+            print!("{}", tools::format_stat(&rows));
+            Ok(())
+        }
+        Cmd::Discover { mountpoint } => tools::write_control(&tools::check_mount(&mountpoint)?.join("discover"), "\n"),
+        Cmd::Flush { mountpoint, which } => {
+            tools::write_control(&tools::check_mount(&mountpoint)?.join("flush"), &which.unwrap_or_default())
+        }
+        Cmd::Revalidate { mountpoint, device } => {
+            tools::write_control(&tools::check_mount(&mountpoint)?.join("revalidate"), &device)
+        }
+        Cmd::Config { mountpoint, device, value, force } => {
+            let m = tools::check_mount(&mountpoint)?;
+            aoefs::core::parse_dev_name(&device).ok_or_else(|| format!("bad device name: {device}"))?;
+            let f = m.join("block").join(&device).join("config");
+            match value {
+                None => {
+                    let s = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    print!("{s}");
+                    Ok(())
+                }
+                Some(v) => tools::write_control(&f, &format!("{}{v}", if force { "!" } else { "" })),
+            }
+        }
+    })();
+    match res {
+        Ok(()) => std::process::exit(0),
+        Err(e) => fail(EXIT_RUNTIME, &e),
+    }
 }
 
 fn fail(code: i32, msg: &str) -> ! {
@@ -138,16 +204,55 @@ fn lazy_unmount(mnt: &std::path::Path) {
     }
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let default_level = if cli.debug { "debug" } else { "warn" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+/// Takes aoefs's own settings out of `-o` (as mount(8) and fstab pass them):
+/// `iflist=eth1:eth3`, `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`.
+fn apply_aoefs_options(cli: &mut Cli) {
+    let mut rest = Vec::new();
+    for o in std::mem::take(&mut cli.options) {
+        let (k, v) = match o.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => {
+                rest.push(o);
+                continue;
+            }
+        };
+        let num = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| fail(EXIT_USAGE, &format!("-o {k}: not a number: {v}"))) };
+        match k {
+            "iflist" => cli.iflist = Some(v.replace(':', " ")),
+            "deadsecs" => cli.deadsecs = num(v).min(u32::MAX as u64) as u32,
+            "maxout" => {
+                let n = num(v);
+                if !(1..=4096).contains(&n) {
+                    fail(EXIT_USAGE, "-o maxout: must be 1..4096");
+                }
+                cli.maxout = n as u16
+            }
+            "cache_mb" => cli.cache_mb = num(v) as usize,
+            "readahead_kb" => cli.readahead_kb = num(v).min(262144) as u32,
+            _ => rest.push(o),
+        }
+    }
+    cli.options = rest;
+}
 
-    let mnt = match std::fs::canonicalize(&cli.mountpoint) {
+fn main() {
+    let mut cli = Cli::parse();
+    if let Some(cmd) = cli.cmd.take() {
+        run_subcommand(cmd);
+    }
+    let default_level = if cli.debug { "debug" } else { "warn" };
+    let daemon_syslog = !cli.foreground && !cli.debug;
+    if !daemon_syslog {
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+    }
+
+    let mountpoint = cli.mountpoint.clone().expect("clap requires the mount point");
+    let mnt = match std::fs::canonicalize(&mountpoint) {
         Ok(p) if p.is_dir() => p,
         Ok(p) => fail(EXIT_USAGE, &format!("mount point {}: not a directory", p.display())),
-        Err(e) => fail(EXIT_USAGE, &format!("mount point {}: {e}", cli.mountpoint.display())),
+        Err(e) => fail(EXIT_USAGE, &format!("mount point {}: {e}", mountpoint.display())),
     };
+    apply_aoefs_options(&mut cli);
     if !std::path::Path::new("/dev/fuse").exists() {
         fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
     }
@@ -188,6 +293,10 @@ fn main() {
     }
 
     let ready_fd = if cli.foreground { -1 } else { daemonize() };
+    if daemon_syslog {
+        let level = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Info);
+        aoefs::syslog::SyslogLogger::install(level);
+    }
     let sigset = block_signals();
 
     let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout };
@@ -267,6 +376,11 @@ fn main() {
             })
             .expect("spawn signal thread");
     }
+    if let Some(p) = &cli.pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            log::warn!("pidfile {}: {e}", p.display());
+        }
+    }
     notify_parent(ready_fd, 0);
     if ready_fd >= 0 {
         detach_stdio(cli.debug);
@@ -277,6 +391,9 @@ fn main() {
     let _ = timer.join();
     ini.shutdown();
     core.pool.shutdown();
+    if let Some(p) = &cli.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
     if let Err(e) = r {
         log::error!("session ended: {e}");
         std::process::exit(EXIT_RUNTIME);

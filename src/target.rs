@@ -5,7 +5,7 @@
 use crate::engine::{Counters, IoDone, IoError, Micros, Op, Path, ReplyOutcome, TargetIo};
 use crate::errlog::ErrLog;
 use crate::link::{Link, LinkProvider, RxHandler};
-use crate::wire::{self, Body, ConfigRepr, Frame, Header, Identify, Mac, Repr};
+use crate::wire::{self, AoeError, Body, ConfigRepr, Directive, Frame, Header, Identify, Mac, MacMaskRepr, Repr, ReserveRepr};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -76,6 +76,8 @@ pub struct Device {
     open: AtomicU32,
     /// Set once IDENTIFY succeeded: from then on the device is listed.
     visible: AtomicBool,
+    /// The target refused a write with ABRT (vblade -r): shown 0444, writes EROFS.
+    pub readonly: AtomicBool,
     /// Bumped whenever the size may have changed (revalidate).
     pub generation: AtomicU64,
 }
@@ -146,6 +148,8 @@ pub struct Initiator {
     pub ignored: Ignored,
     last_discover: AtomicU64,
     last_new_device: AtomicU64,
+    pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
+    ctl_seq: AtomicU32,
     me: Weak<Initiator>,
 }
 
@@ -186,6 +190,8 @@ impl Initiator {
             ignored: Ignored::default(),
             last_discover: AtomicU64::new(0),
             last_new_device: AtomicU64::new(0),
+            pending_ctl: Mutex::new(HashMap::new()),
+            ctl_seq: AtomicU32::new(1),
             me: me.clone(),
         });
         ini.set_interfaces(names)?;
@@ -348,25 +354,27 @@ impl Initiator {
             }
         };
         let h = repr.header;
+        if h.tag & 0x8000_0000 != 0 && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata)) {
+            self.deliver_ctl(&h, &repr.body);
+        }
         match &repr.body {
             Body::Config(c) => self.on_config(link, &h, c),
             Body::Ata(a) => self.on_ata(link, &h, Ok(a)),
             Body::Error(wire::Command::Ata) => {
                 self.on_ata(link, &h, Err(h.error.expect("error body has an error")))
             }
-            Body::Error(wire::Command::QueryConfig) => {
+            Body::Error(cmd) => {
                 if h.tag & 0x8000_0000 != 0 {
                     self.errlog.push(format!(
-                        "e{}.{}: query config error: {}",
+                        "e{}.{}: {:?} error: {}",
                         h.shelf,
                         h.slot,
+                        cmd,
                         h.error.map(|e| e.describe()).unwrap_or("?")
                     ));
                 }
             }
-            _ => {
-                self.ignored.foreign_tag.fetch_add(1, Ordering::Relaxed);
-            }
+            Body::MacMask(_) | Body::Reserve(_) => {}
         }
     }
 
@@ -404,6 +412,7 @@ impl Initiator {
                                 }),
                                 open: AtomicU32::new(0),
                                 visible: AtomicBool::new(false),
+                                readonly: AtomicBool::new(false),
                                 generation: AtomicU64::new(0),
                             })
                         })
@@ -556,6 +565,7 @@ impl Initiator {
 
     /// Re-queries config and re-identifies a device (`revalidate`).
     pub fn revalidate(&self, dev: &Arc<Device>) {
+        dev.readonly.store(false, Ordering::Release);
         let macs: Vec<Mac> = dev.inner.lock().io.paths.iter().map(|p| p.mac).collect();
         if macs.is_empty() {
             self.query_config(dev.shelf, dev.slot, Mac::BROADCAST);
@@ -679,11 +689,144 @@ impl Initiator {
         }
     }
 
+    fn deliver_ctl(&self, h: &Header, body: &Body<'_>) {
+        let reply = match body {
+            Body::Config(c) => CtlReply::Config(c.config.to_vec()),
+            Body::MacMask(m) => CtlReply::Masks { merror: m.merror, macs: m.directives.iter().map(|d| d.mac).collect() },
+            Body::Reserve(r) => CtlReply::Reserve(r.macs.clone()),
+            Body::Error(_) => CtlReply::Error(h.error.unwrap_or(AoeError::Other(0))),
+            Body::Ata(_) => return,
+        };
+        // Only a reply from one of the device's target MACs counts.
+        let known = self.device(h.shelf, h.slot).is_some_and(|d| d.inner.lock().io.paths.iter().any(|p| p.mac == h.src));
+        if !known {
+            return;
+        }
+        if let Some(tx) = self.pending_ctl.lock().remove(&h.tag) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Sends a control command to every target MAC of the device (reads: to
+    /// the first) and waits for the answers (blocking: worker threads only).
+    pub fn control(&self, dev: &Device, req: &CtlRequest) -> Result<Vec<CtlReply>, CtlFailure> {
+        let mut dests: Vec<(usize, Mac)> = Vec::new();
+        for p in dev.inner.lock().io.paths.iter() {
+            if !dests.iter().any(|(_, m)| *m == p.mac) {
+                dests.push((p.link, p.mac));
+            }
+        }
+        let reads = matches!(req, CtlRequest::ConfigRead | CtlRequest::MaskRead | CtlRequest::ReserveRead);
+        if reads {
+            dests.truncate(1);
+        }
+        if dests.is_empty() {
+            return Err(CtlFailure::NoPath);
+        }
+        let mut out = Vec::new();
+        for (link, mac) in dests {
+            out.push(self.control_one(dev, link, mac, req)?);
+        }
+        Ok(out)
+    }
+
+    fn control_one(&self, dev: &Device, link: usize, dst: Mac, req: &CtlRequest) -> Result<CtlReply, CtlFailure> {
+        for _try in 0..3 {
+            let tag = 0x8000_0000 | (self.ctl_seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF);
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.pending_ctl.lock().insert(tag, tx);
+            {
+                let links = self.links.read();
+                let Some(Some(l)) = links.links.get(link) else {
+                    self.pending_ctl.lock().remove(&tag);
+                    return Err(CtlFailure::NoPath);
+                };
+                let body = match req {
+                    CtlRequest::ConfigRead => Body::Config(ConfigRepr { buffer_count: 0, firmware: 0, max_sectors: 0, aoe_version: 0, ccmd: wire::CCMD_READ, config: &[] }),
+                    CtlRequest::ConfigSet { value, force } => Body::Config(ConfigRepr {
+                        buffer_count: 0,
+                        firmware: 0,
+                        max_sectors: 0,
+                        aoe_version: 0,
+                        ccmd: if *force { wire::CCMD_FORCE_SET } else { wire::CCMD_SET },
+                        config: value,
+                    }),
+                    CtlRequest::MaskRead => Body::MacMask(MacMaskRepr { mcmd: 0, merror: 0, directives: Vec::new() }),
+                    CtlRequest::MaskEdit(d) => Body::MacMask(MacMaskRepr { mcmd: 1, merror: 0, directives: d.clone() }),
+                    CtlRequest::ReserveRead => Body::Reserve(ReserveRepr { rcmd: 0, macs: Vec::new() }),
+                    CtlRequest::ReserveSet { macs, force } => Body::Reserve(ReserveRepr { rcmd: if *force { 2 } else { 1 }, macs: macs.clone() }),
+                };
+                let repr = Repr {
+                    header: Header { dst, src: l.mac(), response: false, error: None, shelf: dev.shelf, slot: dev.slot, tag },
+                    body,
+                };
+                let mut buf = vec![0u8; repr.buffer_len().max(60)];
+                if repr.emit(&mut buf).is_err() {
+                    self.pending_ctl.lock().remove(&tag);
+                    return Err(CtlFailure::NoPath);
+                }
+                if let Err(e) = l.send(&buf) {
+                    log::debug!("control send on {}: {e}", l.name());
+                }
+            }
+            match rx.recv_timeout(Duration::from_millis(1000)) {
+                Ok(r) => return Ok(r),
+                Err(_) => {
+                    self.pending_ctl.lock().remove(&tag);
+                }
+            }
+        }
+        Err(CtlFailure::Timeout)
+    }
+
+    /// Our MAC on each interface the device is reached through.
+    pub fn local_macs(&self, dev: &Device) -> Vec<Mac> {
+        let mut v: Vec<Mac> = Vec::new();
+        for p in dev.inner.lock().io.paths.iter() {
+            if !v.contains(&p.local_mac) {
+                v.push(p.local_mac);
+            }
+        }
+        v
+    }
+
     /// Per-target statistics snapshot.
     pub fn stats(&self, dev: &Device) -> (Counters, Vec<Path>, u32, u32, u32, Micros, Micros) {
         let g = dev.inner.lock();
         (g.io.counters, g.io.paths.clone(), g.io.cwnd, g.io.maxwin, g.io.nout, g.io.srtt(), g.io.rttvar())
     }
+}
+
+/// A non-ATA command to a target (config string, MAC mask list, reservation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtlRequest {
+    ConfigRead,
+    /// Set the config string; `force` overrides a different one.
+    ConfigSet { value: Vec<u8>, force: bool },
+    MaskRead,
+    MaskEdit(Vec<Directive>),
+    ReserveRead,
+    /// Reserve for these MACs (none: release); `force` overrides another's.
+    ReserveSet { macs: Vec<Mac>, force: bool },
+}
+
+/// A target's answer to a `CtlRequest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtlReply {
+    Config(Vec<u8>),
+    /// MAC mask list and its error code (0 ok, 1 unspecified, 2 bad dcmd, 3 full).
+    Masks { merror: u8, macs: Vec<Mac> },
+    Reserve(Vec<Mac>),
+    Error(AoeError),
+}
+
+/// Why a control command got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtlFailure {
+    /// The device has no path (down, or its interfaces were removed).
+    NoPath,
+    /// No answer after the retries.
+    Timeout,
 }
 
 /// Why `flush` refused.

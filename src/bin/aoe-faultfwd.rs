@@ -1,0 +1,394 @@
+//! aoe-faultfwd: forwards AoE frames (ethertype 0x88A2 only) between two
+//! interfaces, both ways, through the seeded fault injector
+//! (`aoefs::link::fault::FaultInjector`). Meant for tests: run it in a middle
+//! network namespace holding one veth towards the initiator and one towards
+//! the target.
+//!
+//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001]
+//!                  [--seed N] [--seconds N] [--stats FILE]
+//!
+//! * AF_PACKET raw sockets bound to each interface with protocol 0x88A2, both
+//!   interfaces put in promiscuous mode (frames are addressed to the hosts on
+//!   the far side, not to us).
+//! * Frames the socket sees leaving the interface (`PACKET_OUTGOING`: our own
+//!   forwarded frames) are never forwarded again.
+//! * Each direction has its own injector (seed N for A->B, N+1 for B->A).
+//!   A frame the injector holds back (reorder/delay) is released after the
+//!   next frame in that direction or after 20 ms without traffic, so a quiet
+//!   link does not hold a frame forever.
+//! * Counters go to stderr (and `--stats FILE`) on SIGTERM/SIGINT or at the
+//!   end of `--seconds`; `--stats FILE` is also rewritten about once a second.
+//!   Exit status 0 after a signal or the time limit, 2 on usage errors,
+//!   1 on socket errors.
+
+use aoefs::link::fault::{FaultConfig, FaultCounters, FaultInjector};
+use aoefs::wire::ETHERTYPE_AOE;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("aoe-faultfwd: {msg}");
+    eprintln!(
+        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,delay=P,delay_frames=N] \
+         [--seed N] [--seconds N] [--stats FILE]"
+    );
+    std::process::exit(2);
+}
+
+struct Args {
+    a: String,
+    b: String,
+    faults: FaultConfig,
+    seed: u64,
+    seconds: Option<f64>,
+    stats: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut pos = Vec::new();
+    let mut faults = FaultConfig::default();
+    let mut seed = 1u64;
+    let mut seconds = None;
+    let mut stats = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| it.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
+        match a.as_str() {
+            "--faults" => faults = FaultConfig::parse(&val("--faults")).unwrap_or_else(|e| usage(&e)),
+            "--seed" => seed = val("--seed").parse().unwrap_or_else(|_| usage("bad --seed")),
+            "--seconds" => {
+                let s: f64 = val("--seconds").parse().unwrap_or_else(|_| usage("bad --seconds"));
+                if !(s > 0.0) {
+                    usage("--seconds must be positive");
+                }
+                seconds = Some(s)
+            }
+            "--stats" => stats = Some(val("--stats")),
+            "-h" | "--help" => usage("help"),
+            s if s.starts_with('-') => usage(&format!("unknown option {s}")),
+            _ => pos.push(a),
+        }
+    }
+    if pos.len() != 2 {
+        usage("need exactly two interfaces");
+    }
+    if pos[0] == pos[1] {
+        usage("the two interfaces must differ");
+    }
+    Args { b: pos.pop().unwrap(), a: pos.pop().unwrap(), faults, seed, seconds, stats }
+}
+
+/// An AF_PACKET socket bound to one interface, receiving only AoE.
+struct Sock {
+    fd: i32,
+    ifindex: i32,
+    name: String,
+}
+
+impl Sock {
+    fn open(name: &str) -> io::Result<Sock> {
+        let ifindex = aoefs::link::pcap::if_index(name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}")))?
+            as i32;
+        let proto = (ETHERTYPE_AOE).to_be() as libc::c_int;
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let s = Sock { fd, ifindex, name: name.to_string() };
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETHERTYPE_AOE.to_be();
+        sll.sll_ifindex = ifindex;
+        let r = unsafe {
+            libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Promiscuous: the frames we forward are addressed to the far hosts.
+        let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mr.mr_ifindex = ifindex;
+        mr.mr_type = libc::PACKET_MR_PROMISC as u16;
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                &mr as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::packet_mreq>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            let v: libc::c_int = 8 << 20;
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    &v as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as u32,
+                );
+            }
+        }
+        Ok(s)
+    }
+
+    /// Waits up to `ms` for a frame. Ok(None) on timeout; the packet type
+    /// comes with the frame.
+    fn recv(&self, buf: &mut [u8], ms: i32) -> io::Result<Option<(usize, u8)>> {
+        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(e) };
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut alen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                &mut sll as *mut _ as *mut libc::sockaddr,
+                &mut alen,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
+                _ => Err(e),
+            };
+        }
+        Ok(Some((n as usize, sll.sll_pkttype)))
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        if frame.len() < 14 {
+            return Ok(());
+        }
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETHERTYPE_AOE.to_be();
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        loop {
+            let r = unsafe {
+                libc::sendto(
+                    self.fd,
+                    frame.as_ptr() as *const libc::c_void,
+                    frame.len(),
+                    0,
+                    &sll as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // A full queue is just another drop.
+                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Sock {
+    fn drop(&mut self) {
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Per-direction bookkeeping beyond the injector's own counters.
+#[derive(Default)]
+struct DirStats {
+    received: AtomicU64,
+    sent: AtomicU64,
+    send_errors: AtomicU64,
+    ignored_outgoing: AtomicU64,
+    ignored_not_aoe: AtomicU64,
+    idle_flushes: AtomicU64,
+}
+
+struct Dir {
+    name: String,
+    inj: Mutex<FaultInjector>,
+    stats: DirStats,
+}
+
+fn forward(from: &Sock, to: &Sock, dir: &Dir, deadline: Option<Instant>) -> io::Result<()> {
+    let mut buf = vec![0u8; 65536];
+    while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        let got = from.recv(&mut buf, 20)?;
+        let out = match got {
+            None => {
+                let mut inj = dir.inj.lock().unwrap();
+                if inj.held() == 0 {
+                    continue;
+                }
+                dir.stats.idle_flushes.fetch_add(1, Ordering::Relaxed);
+                inj.flush()
+            }
+            Some((n, pkttype)) => {
+                if pkttype == libc::PACKET_OUTGOING {
+                    dir.stats.ignored_outgoing.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let f = &buf[..n];
+                if n < 14 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_AOE {
+                    dir.stats.ignored_not_aoe.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                dir.stats.received.fetch_add(1, Ordering::Relaxed);
+                dir.inj.lock().unwrap().apply(f.to_vec())
+            }
+        };
+        for f in out {
+            match to.send(&f) {
+                Ok(()) => {
+                    dir.stats.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    dir.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("aoe-faultfwd: send on {}: {e}", to.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report(dirs: &[Arc<Dir>]) -> String {
+    let mut s = String::new();
+    let mut total = FaultCounters::default();
+    for d in dirs {
+        let c = d.inj.lock().unwrap().counters;
+        total.passed += c.passed;
+        total.dropped += c.dropped;
+        total.duplicated += c.duplicated;
+        total.reordered += c.reordered;
+        total.delayed += c.delayed;
+        total.corrupted += c.corrupted;
+        let st = &d.stats;
+        s += &format!(
+            "{n} received {}\n{n} sent {}\n{n} passed {}\n{n} dropped {}\n{n} duplicated {}\n{n} reordered {}\n{n} delayed {}\n{n} corrupted {}\n{n} send_errors {}\n{n} ignored_outgoing {}\n{n} ignored_not_aoe {}\n{n} idle_flushes {}\n",
+            st.received.load(Ordering::Relaxed),
+            st.sent.load(Ordering::Relaxed),
+            c.passed,
+            c.dropped,
+            c.duplicated,
+            c.reordered,
+            c.delayed,
+            c.corrupted,
+            st.send_errors.load(Ordering::Relaxed),
+            st.ignored_outgoing.load(Ordering::Relaxed),
+            st.ignored_not_aoe.load(Ordering::Relaxed),
+            st.idle_flushes.load(Ordering::Relaxed),
+            n = d.name,
+        );
+    }
+    s += &format!(
+        "passed {}\ndropped {}\nduplicated {}\nreordered {}\ndelayed {}\ncorrupted {}\n",
+        total.passed, total.dropped, total.duplicated, total.reordered, total.delayed, total.corrupted
+    );
+    s
+}
+
+fn write_stats(path: &str, text: &str) {
+    let tmp = format!("{path}.tmp");
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    let open = |n: &str| {
+        Sock::open(n).unwrap_or_else(|e| {
+            eprintln!("aoe-faultfwd: {n}: {e}");
+            std::process::exit(1)
+        })
+    };
+    let a = Arc::new(open(&args.a));
+    let b = Arc::new(open(&args.b));
+    let deadline = args.seconds.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let ab = Arc::new(Dir {
+        name: format!("{}->{}", args.a, args.b),
+        inj: Mutex::new(FaultInjector::new(args.faults, args.seed)),
+        stats: DirStats::default(),
+    });
+    let ba = Arc::new(Dir {
+        name: format!("{}->{}", args.b, args.a),
+        inj: Mutex::new(FaultInjector::new(args.faults, args.seed.wrapping_add(1))),
+        stats: DirStats::default(),
+    });
+    let dirs = vec![ab.clone(), ba.clone()];
+    let spawn = |from: Arc<Sock>, to: Arc<Sock>, d: Arc<Dir>| {
+        std::thread::spawn(move || {
+            if let Err(e) = forward(&from, &to, &d, deadline) {
+                eprintln!("aoe-faultfwd: receive on {}: {e}", from.name);
+                STOP.store(true, Ordering::SeqCst);
+                return false;
+            }
+            true
+        })
+    };
+    let t1 = spawn(a.clone(), b.clone(), ab);
+    let t2 = spawn(b.clone(), a.clone(), ba);
+    eprintln!(
+        "aoe-faultfwd: forwarding {} <-> {} faults {:?} seed {}",
+        args.a, args.b, args.faults, args.seed
+    );
+    let mut last = Instant::now();
+    while !t1.is_finished() || !t2.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(p) = &args.stats {
+            if last.elapsed() >= Duration::from_secs(1) {
+                write_stats(p, &report(&dirs));
+                last = Instant::now();
+            }
+        }
+    }
+    let ok = t1.join().unwrap_or(false) & t2.join().unwrap_or(false);
+    // Frames still held back are delivered, not silently lost at exit.
+    for (d, to) in [(&dirs[0], &b), (&dirs[1], &a)] {
+        for f in d.inj.lock().unwrap().flush() {
+            let _ = to.send(&f);
+        }
+    }
+    let text = report(&dirs);
+    eprint!("{text}");
+    if let Some(p) = &args.stats {
+        write_stats(p, &text);
+    }
+    std::process::exit(if ok { 0 } else { 1 });
+}
