@@ -18,9 +18,12 @@ pub type Errno = i32;
 /// The one place I/O errors become errno values.
 pub fn errno_of(e: &IoError) -> Errno {
     match e {
-        IoError::Ata { .. } | IoError::Aoe(_) | IoError::Dead | IoError::Down | IoError::ShortReply => {
-            libc::EIO
-        }
+        IoError::Ata { .. }
+        | IoError::Aoe(_)
+        | IoError::Dead
+        | IoError::Down
+        | IoError::ShortReply
+        | IoError::Timeout => libc::EIO,
     }
 }
 
@@ -219,6 +222,19 @@ impl Drop for RangeGuard<'_> {
 
 /// Waits for one engine completion (worker threads only).
 fn wait_io(ini: &Initiator, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>) -> Result<Vec<u8>, IoError> {
+    wait_io_for(ini, dev, op, lba, nsect, data, None)
+}
+
+/// `wait_io` that gives up waiting after `limit` (the request goes on).
+fn wait_io_for(
+    ini: &Initiator,
+    dev: &Arc<Device>,
+    op: Op,
+    lba: u64,
+    nsect: u32,
+    data: Vec<u8>,
+    limit: Option<Duration>,
+) -> Result<Vec<u8>, IoError> {
     let slot = Arc::new((Mutex::new(None), Condvar::new()));
     let s2 = slot.clone();
     ini.submit(
@@ -232,11 +248,41 @@ fn wait_io(ini: &Initiator, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, dat
             s2.1.notify_one();
         }),
     );
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
     let mut g = slot.0.lock();
     while g.is_none() {
-        slot.1.wait(&mut g);
+        match deadline {
+            Some(d) => {
+                if slot.1.wait_until(&mut g, d).timed_out() && g.is_none() {
+                    return Err(IoError::Timeout);
+                }
+            }
+            None => slot.1.wait(&mut g),
+        }
     }
     g.take().expect("result")
+}
+
+/// A byte range of a device exposed as a file: the whole disk or a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub len: u64,
+}
+
+/// How long a directory listing waits for a partition table.
+pub const PARTITION_READ_WAIT: Duration = Duration::from_secs(2);
+
+/// Parses an image file name: `e0.1` (part 0, the disk) or `e0.1p2`.
+pub fn parse_file_name(s: &str) -> Option<(u16, u8, u32)> {
+    match s.rsplit_once('p') {
+        Some((dev, n)) if !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            let (sh, sl) = parse_dev_name(dev)?;
+            let n: u32 = n.parse().ok()?;
+            (1..=crate::partition::MAX_PARTITION_NUMBER).contains(&n).then_some((sh, sl, n))
+        }
+        _ => parse_dev_name(s).map(|(a, b)| (a, b, 0)),
+    }
 }
 
 /// The filesystem core.
@@ -247,6 +293,8 @@ pub struct Core {
     pub ranges: RangeLocks,
     pub readahead: crate::readahead::Readahead,
     pub readonly: bool,
+    /// Partition tables, with the device generation they were read at.
+    parts: Mutex<std::collections::HashMap<u32, (u64, Arc<Vec<crate::partition::Partition>>)>>,
 }
 
 pub type ReadReply = Box<dyn FnOnce(Result<Vec<u8>, Errno>) + Send>;
@@ -264,7 +312,52 @@ impl Core {
             ranges: RangeLocks::default(),
             readahead: crate::readahead::Readahead::new(readahead_bytes),
             readonly,
+            parts: Mutex::new(Default::default()),
         })
+    }
+
+    /// The device's partitions (read from its MBR/GPT the first time, again
+    /// after revalidate or a size change). Waits a bounded time.
+    pub fn partitions(&self, dev: &Arc<Device>) -> Arc<Vec<crate::partition::Partition>> {
+        let gen = dev.generation.load(std::sync::atomic::Ordering::Acquire);
+        if let Some((g, p)) = self.parts.lock().get(&dev.id) {
+            if *g == gen {
+                return p.clone();
+            }
+        }
+        if !dev.is_up() {
+            return Arc::new(Vec::new());
+        }
+        let mut failed = false;
+        let mut read = |lba: u64, n: u32| {
+            wait_io_for(&self.ini, dev, Op::Read, lba, n, Vec::new(), Some(PARTITION_READ_WAIT)).map_err(|e| {
+                failed = true;
+                e.to_string()
+            })
+        };
+        let parts = match crate::partition::read_table(dev.sectors(), &mut read) {
+            Ok((_, p)) => p,
+            Err(e) => {
+                log::info!("{}: partition table: {e}", dev.name());
+                Vec::new()
+            }
+        };
+        let parts = Arc::new(parts);
+        if !failed {
+            self.parts.lock().insert(dev.id, (gen, parts.clone()));
+        }
+        parts
+    }
+
+    /// The byte range of `e{shelf}.{slot}` (part 0) or of partition `part`.
+    pub fn region(&self, dev: &Arc<Device>, part: u32) -> Option<Region> {
+        if part == 0 {
+            return Some(Region { base: 0, len: dev.sectors() * SECTOR as u64 });
+        }
+        self.partitions(dev)
+            .iter()
+            .find(|p| p.number == part)
+            .map(|p| Region { base: p.start * SECTOR as u64, len: p.sectors * SECTOR as u64 })
     }
 
     /// Reports a failed request on `err` (target errors only: a dead target
@@ -291,15 +384,17 @@ impl Core {
         }
     }
 
-    /// Reads `size` bytes at `off` of a device image; answers asynchronously.
-    pub fn read_image(self: &Arc<Self>, dev: &Arc<Device>, off: u64, size: u32, reply: ReadReply) {
-        let sectors = dev.sectors();
-        let disk = sectors * SECTOR as u64;
-        if off >= disk || size == 0 {
+    /// Reads `size` bytes at `off` of a region (the disk or a partition);
+    /// answers asynchronously.
+    pub fn read_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, size: u32, reply: ReadReply) {
+        let disk = dev.sectors() * SECTOR as u64;
+        let rlen = region.len.min(disk.saturating_sub(region.base));
+        if off >= rlen || size == 0 {
             reply(Ok(Vec::new()));
             return;
         }
-        let end = (off + size as u64).min(disk);
+        let end = region.base + (off + size as u64).min(rlen);
+        let off = region.base + off;
         // Read-ahead hit (possibly still in flight).
         let reply = match self.readahead.try_serve(dev.id, off, end, reply) {
             Ok(()) => {
@@ -378,23 +473,25 @@ impl Core {
 
     /// Writes `data` at `off`; partial sectors are read, merged and written
     /// back under a sector range lock. Answers once the target acknowledged.
-    pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, off: u64, mut data: Vec<u8>, reply: WriteReply) {
+    pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, mut data: Vec<u8>, reply: WriteReply) {
         if self.readonly || dev.readonly.load(std::sync::atomic::Ordering::Acquire) {
             reply(Err(libc::EROFS));
             return;
         }
         let disk = dev.sectors() * SECTOR as u64;
+        let rlen = region.len.min(disk.saturating_sub(region.base));
         if data.is_empty() {
             reply(Ok(0));
             return;
         }
-        if off >= disk {
+        if off >= rlen {
             reply(Err(libc::ENOSPC));
             return;
         }
-        if off + data.len() as u64 > disk {
-            data.truncate((disk - off) as usize);
+        if off + data.len() as u64 > rlen {
+            data.truncate((rlen - off) as usize);
         }
+        let off = region.base + off;
         let me = self.clone();
         let dev = dev.clone();
         self.pool.spawn(move || {
@@ -522,6 +619,7 @@ impl Core {
                 let (shelf, slot) = parse_dev_name(text).ok_or_else(|| CtlError::Invalid(text.into()))?;
                 // The driver answers EINVAL for a device it does not know.
                 let dev = self.ini.device(shelf, slot).ok_or_else(|| CtlError::Invalid(format!("no device {}", text.trim())))?;
+                self.parts.lock().remove(&dev.id);
                 self.ini.revalidate(&dev);
                 Ok(())
             }
@@ -727,6 +825,16 @@ mod tests {
         assert!(!t.is_finished());
         drop(g1);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(parse_file_name("e0.1"), Some((0, 1, 0)));
+        assert_eq!(parse_file_name("e0.1p1"), Some((0, 1, 1)));
+        assert_eq!(parse_file_name("e10.3p255"), Some((10, 3, 255)));
+        for bad in ["e0.1p0", "e0.1p", "e0.1p256", "e0.1px", "p1", "e0p1", "e0.1p1p2", "e0.1p0001"] {
+            assert_eq!(parse_file_name(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

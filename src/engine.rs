@@ -37,6 +37,8 @@ pub enum IoError {
     Down,
     /// The reply carried less data than the command asked for.
     ShortReply,
+    /// A bounded wait ended before the answer (the request goes on).
+    Timeout,
 }
 
 impl fmt::Display for IoError {
@@ -49,6 +51,7 @@ impl fmt::Display for IoError {
             IoError::Dead => write!(f, "target timed out (deadsecs)"),
             IoError::Down => write!(f, "target is down"),
             IoError::ShortReply => write!(f, "short reply"),
+            IoError::Timeout => write!(f, "no answer in time"),
         }
     }
 }

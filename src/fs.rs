@@ -16,7 +16,8 @@ const TTL: Duration = Duration::from_secs(1);
 const ROOT: u64 = 1;
 const BLOCK_DIR: u64 = 7;
 const DEV_BASE: u64 = 1 << 20;
-const DEV_STRIDE: u64 = 64;
+const DEV_STRIDE: u64 = 512;
+const DEV_PART0: u64 = 256;
 const DEV_DIR: u64 = 1;
 const DEV_ATTR0: u64 = 2;
 
@@ -26,7 +27,8 @@ pub enum Node {
     Root,
     Ctl(Ctl),
     BlockDir,
-    Image(u32),
+    /// The disk (part 0) or one of its partitions.
+    Image(u32, u32),
     DevDir(u32),
     Attr(u32, usize),
 }
@@ -37,7 +39,8 @@ impl Node {
             Node::Root => ROOT,
             Node::Ctl(c) => 2 + Ctl::ALL.iter().position(|x| *x == c).expect("ctl") as u64,
             Node::BlockDir => BLOCK_DIR,
-            Node::Image(id) => DEV_BASE + id as u64 * DEV_STRIDE,
+            Node::Image(id, 0) => DEV_BASE + id as u64 * DEV_STRIDE,
+            Node::Image(id, p) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_PART0 + p as u64,
             Node::DevDir(id) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_DIR,
             Node::Attr(id, i) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_ATTR0 + i as u64,
         }
@@ -50,9 +53,12 @@ impl Node {
             i if i >= DEV_BASE => {
                 let id = ((i - DEV_BASE) / DEV_STRIDE) as u32;
                 match (i - DEV_BASE) % DEV_STRIDE {
-                    0 => Some(Node::Image(id)),
+                    0 => Some(Node::Image(id, 0)),
                     DEV_DIR => Some(Node::DevDir(id)),
-                    a if ((a - DEV_ATTR0) as usize) < ATTRS.len() => Some(Node::Attr(id, (a - DEV_ATTR0) as usize)),
+                    p if p > DEV_PART0 => Some(Node::Image(id, (p - DEV_PART0) as u32)),
+                    a if a >= DEV_ATTR0 && ((a - DEV_ATTR0) as usize) < ATTRS.len() => {
+                        Some(Node::Attr(id, (a - DEV_ATTR0) as usize))
+                    }
                     _ => None,
                 }
             }
@@ -82,11 +88,11 @@ impl AoeFs {
             Node::Root => (FileType::Directory, 0o755, 0, 3),
             Node::BlockDir => (FileType::Directory, 0o755, 0, 2),
             Node::Ctl(c) => (FileType::RegularFile, c.mode(), 0, 1),
-            Node::Image(id) => {
+            Node::Image(id, part) => {
                 let d = self.dev(id)?;
                 let ro = self.core.readonly || d.readonly.load(std::sync::atomic::Ordering::Acquire);
                 let perm = if ro { 0o444 } else { 0o660 };
-                (FileType::RegularFile, perm, d.sectors() * 512, 1)
+                (FileType::RegularFile, perm, self.core.region(&d, part)?.len, 1)
             }
             Node::DevDir(id) => {
                 self.dev(id)?;
@@ -126,9 +132,10 @@ impl AoeFs {
                 if let Some(c) = Ctl::ALL.iter().find(|c| c.name() == name) {
                     return Some(Node::Ctl(*c));
                 }
-                let (s, t) = crate::core::parse_dev_name(name)?;
+                let (s, t, part) = crate::core::parse_file_name(name)?;
                 let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
-                (d.name() == name).then_some(Node::Image(d.id))
+                let canonical = if part == 0 { d.name() } else { format!("{}p{part}", d.name()) };
+                (canonical == name).then_some(Node::Image(d.id, part))
             }
             Node::BlockDir => {
                 let (s, t) = crate::core::parse_dev_name(name)?;
@@ -153,7 +160,10 @@ impl AoeFs {
                 }
                 v.push((BLOCK_DIR, FileType::Directory, "block".into()));
                 for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
-                    v.push((Node::Image(d.id).ino(), FileType::RegularFile, d.name()));
+                    v.push((Node::Image(d.id, 0).ino(), FileType::RegularFile, d.name()));
+                    for p in self.core.partitions(&d).iter() {
+                        v.push((Node::Image(d.id, p.number).ino(), FileType::RegularFile, format!("{}p{}", d.name(), p.number)));
+                    }
                 }
             }
             Node::BlockDir => {
@@ -239,8 +249,8 @@ impl Filesystem for AoeFs {
                 // `echo > discover` opens with O_TRUNC: accept it on control files.
                 Node::Ctl(c) if c != Ctl::Err && s == 0 => {}
                 Node::Attr(_, i) if crate::core::attr_is_command(ATTRS[i]) && s == 0 => {}
-                Node::Image(_) if s == a.size => {}
-                Node::Image(_) => return reply.error(errno(libc::EPERM)),
+                Node::Image(..) if s == a.size => {}
+                Node::Image(..) => return reply.error(errno(libc::EPERM)),
                 _ => return reply.error(errno(libc::EACCES)),
             }
         }
@@ -251,13 +261,16 @@ impl Filesystem for AoeFs {
         let Some(node) = Node::from_ino(ino.0) else { return reply.error(errno(libc::ENOENT)) };
         let write = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         match node {
-            Node::Image(id) => {
+            Node::Image(id, part) => {
                 let Some(d) = self.dev(id) else { return reply.error(errno(libc::ENOENT)) };
+                if self.core.region(&d, part).is_none() {
+                    return reply.error(errno(libc::ENOENT));
+                }
                 if write && (self.core.readonly || d.readonly.load(std::sync::atomic::Ordering::Acquire)) {
                     return reply.error(errno(libc::EROFS));
                 }
                 d.opened();
-                reply.opened(FileHandle(id as u64), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
+                reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
             }
             Node::Attr(_, i) if write && !crate::core::attr_is_command(ATTRS[i]) => reply.error(errno(libc::EACCES)),
             Node::Attr(..) if write && self.core.readonly => reply.error(errno(libc::EROFS)),
@@ -279,7 +292,7 @@ impl Filesystem for AoeFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(Node::Image(id)) = Node::from_ino(ino.0) {
+        if let Some(Node::Image(id, _)) = Node::from_ino(ino.0) {
             // The device may have been flushed meanwhile: look it up even if
             // no longer visible.
             if let Some(d) = self.core.ini.device_by_id(id) {
@@ -305,8 +318,8 @@ impl Filesystem for AoeFs {
             Err(e) => reply.error(errno(e)),
         };
         match Node::from_ino(ino.0) {
-            Some(Node::Image(id)) => match self.dev(id) {
-                Some(d) => self.core.read_image(&d, offset, size, Box::new(answer)),
+            Some(Node::Image(id, part)) => match self.dev(id).and_then(|d| Some((self.core.region(&d, part)?, d))) {
+                Some((r, d)) => self.core.read_image(&d, r, offset, size, Box::new(answer)),
                 None => answer(Err(libc::ENOENT)),
             },
             Some(Node::Ctl(c)) => self.core.read_ctl(c, offset, size, Box::new(answer)),
@@ -331,9 +344,10 @@ impl Filesystem for AoeFs {
         reply: ReplyWrite,
     ) {
         match Node::from_ino(ino.0) {
-            Some(Node::Image(id)) => match self.dev(id) {
-                Some(d) => self.core.write_image(
+            Some(Node::Image(id, part)) => match self.dev(id).and_then(|d| Some((self.core.region(&d, part)?, d))) {
+                Some((r, d)) => self.core.write_image(
                     &d,
+                    r,
                     offset,
                     data.to_vec(),
                     Box::new(move |r| match r {
@@ -372,7 +386,7 @@ impl Filesystem for AoeFs {
 
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         match Node::from_ino(ino.0) {
-            Some(Node::Image(id)) => match self.dev(id) {
+            Some(Node::Image(id, _)) => match self.dev(id) {
                 Some(d) => self.core.fsync_image(
                     &d,
                     Box::new(move |r| match r {

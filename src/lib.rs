@@ -13,3 +13,4 @@ pub mod fs;
 pub mod readahead;
 pub mod syslog;
 pub mod tools;
+pub mod partition;

@@ -34,14 +34,16 @@ fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<C
 fn read(core: &Arc<Core>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
-    core.read_image(&dev, off, len, Box::new(move |r| tx.send(r).unwrap()));
+    let region = core.region(&dev, 0).unwrap();
+    core.read_image(&dev, region, off, len, Box::new(move |r| tx.send(r).unwrap()));
     rx.recv_timeout(Duration::from_secs(30)).expect("read answered")
 }
 
 fn write(core: &Arc<Core>, off: u64, data: &[u8]) -> Result<u32, i32> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
-    core.write_image(&dev, off, data.to_vec(), Box::new(move |r| tx.send(r).unwrap()));
+    let region = core.region(&dev, 0).unwrap();
+    core.write_image(&dev, region, off, data.to_vec(), Box::new(move |r| tx.send(r).unwrap()));
     rx.recv_timeout(Duration::from_secs(30)).expect("write answered")
 }
 
