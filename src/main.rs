@@ -197,6 +197,32 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// Whether something is mounted on `p` (in this mount namespace).
+fn is_mount_point(p: &std::path::Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = p.as_os_str().as_encoded_bytes();
+    info.lines().any(|l| {
+        l.split(' ').nth(4).is_some_and(|m| unescape_mount_path(m).as_slice() == want)
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mount_path(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fn lazy_unmount(mnt: &std::path::Path) {
     let c = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).expect("path");
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
@@ -253,6 +279,9 @@ fn main() {
         Err(e) => fail(EXIT_USAGE, &format!("mount point {}: {e}", mountpoint.display())),
     };
     apply_aoefs_options(&mut cli);
+    if is_mount_point(&mnt) {
+        fail(EXIT_RUNTIME, &format!("mount point {} is busy (already mounted)", mnt.display()));
+    }
     if !std::path::Path::new("/dev/fuse").exists() {
         fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
     }

@@ -414,6 +414,8 @@ pub struct Testbed {
     vblades: Mutex<Vec<Vblade>>,
     extra_children: Mutex<Vec<(String, Child)>>,
     mnt_dirs: Mutex<Vec<PathBuf>>,
+    /// State of the fault-test helpers (middle namespaces, restartable vblades).
+    faultbed: Mutex<FaultBed>,
 }
 
 impl Testbed {
@@ -438,6 +440,7 @@ impl Testbed {
             vblades: Mutex::new(Vec::new()),
             extra_children: Mutex::new(Vec::new()),
             mnt_dirs: Mutex::new(Vec::new()),
+            faultbed: Mutex::new(FaultBed::default()),
         };
         sh(&["ip", "netns", "add", &tb.ins]);
         sh(&["ip", "netns", "add", &tb.tns]);
@@ -874,6 +877,7 @@ impl Drop for Testbed {
         }
         sh_quiet(&["ip", "netns", "del", &self.ins]);
         sh_quiet(&["ip", "netns", "del", &self.tns]);
+        self.faultbed_teardown();
         if mounts_below(&self.dir).is_empty() {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
@@ -1225,4 +1229,459 @@ pub fn netns_list() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Mounts made by other programs (mount helpers, a systemd ExecStart line)
+// ---------------------------------------------------------------------------
+
+impl Testbed {
+    /// A fresh, empty mount point under /mnt (no letter "p" in its path),
+    /// registered with the testbed: whatever is still mounted there at
+    /// teardown is lazily unmounted and the directory removed.
+    pub fn mount_dir(&self) -> PathBuf {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let mnt = PathBuf::from(format!(
+            "/mnt/aoefs-{}-{}-{}",
+            std::process::id(),
+            self.id,
+            n
+        ));
+        let _ = fs::remove_dir(&mnt);
+        fs::create_dir_all(&mnt).unwrap_or_else(|e| panic!("mkdir {}: {}", mnt.display(), e));
+        self.mnt_dirs.lock().unwrap().push(mnt.clone());
+        mnt
+    }
+
+    /// pids of every process in the initiator namespace (all of them were
+    /// started by this testbed).
+    pub fn initiator_pids(&self) -> Vec<u32> {
+        let mut c = Command::new("ip");
+        c.args(["netns", "pids", &self.ins]);
+        match run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
+            Ok(o) => String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Run `argv` (a program that mounts aoefs at `mnt` and stays in the
+    /// foreground, e.g. a unit's ExecStart line) in the initiator namespace
+    /// with `env` added, and wait (bounded) until `mnt/discover` exists.
+    /// `argv` must pass `--iflist` with testbed interfaces only (checked).
+    /// The returned [`Mount`] stops the program and unmounts in Drop.
+    pub fn mount_with_command(&self, mnt: &Path, argv: &[String], env: &[(&str, &str)]) -> Mount {
+        let pos = argv
+            .iter()
+            .position(|a| a == "--iflist")
+            .unwrap_or_else(|| panic!("refusing to run {:?} without --iflist", argv));
+        let ifl = argv.get(pos + 1).expect("--iflist value");
+        {
+            let pairs = self.pairs.lock().unwrap();
+            for name in ifl
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+            {
+                assert!(
+                    pairs.iter().any(|p| p.init_if == name),
+                    "refusing to start aoefs with an interface the testbed did not create: {}",
+                    name
+                );
+            }
+        }
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let log = self.dir.join(format!("cmd-mount-{}.log", n));
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.ins_path())).args(argv);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let desc = fmt_cmd(&cmd);
+        fs::write(&log, format!("### {}\n", desc)).unwrap();
+        let logf = OpenOptions::new().append(true).open(&log).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let mut m = Mount::new(child, mnt.to_path_buf(), log);
+        let discover = mnt.join("discover");
+        let deadline = Instant::now() + MOUNT_TIMEOUT;
+        loop {
+            if let Ok(Some(st)) = m.child.as_mut().unwrap().try_wait() {
+                panic!(
+                    "`{}` exited before the mount was ready ({}); log:\n{}",
+                    desc,
+                    st,
+                    tail(&m.log, 100)
+                );
+            }
+            let d = discover.clone();
+            if bounded("stat of MNT/discover", Duration::from_secs(10), move || {
+                fs::metadata(&d).is_ok()
+            }) {
+                return m;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "`{}`: no {} within {:?}; log:\n{}",
+                    desc,
+                    discover.display(),
+                    MOUNT_TIMEOUT,
+                    tail(&m.log, 100)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fault-test helpers (tests/faults.rs): a middle namespace with the frame
+// forwarder, the hostile-frame injector, restartable vblades with extra
+// arguments, `stats` parsing, `err` draining.
+// ---------------------------------------------------------------------------
+
+/// Path of the fault-injecting frame forwarder.
+pub const AOE_FAULTFWD: &str = env!("CARGO_BIN_EXE_aoe-faultfwd");
+/// Path of the hostile-frame injector.
+pub const AOE_INJECT: &str = env!("CARGO_BIN_EXE_aoe-inject");
+
+/// How a vblade started by `start_vblade_with` was started (for restarts).
+#[derive(Clone, Debug)]
+struct VbladeSpec {
+    k: usize,
+    shelf: u16,
+    slot: u8,
+    file: PathBuf,
+    args: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct FaultBed {
+    /// Middle namespace (created on first use of `add_forwarded_pair`).
+    mns: Option<String>,
+    /// pair index -> (middle-side interface towards the initiator, towards the target)
+    fwd_ifs: Vec<(usize, String, String)>,
+    /// vblade handle index -> how to restart it
+    specs: Vec<(usize, VbladeSpec)>,
+}
+
+/// A running `aoe-faultfwd` (a testbed helper: killed in teardown).
+pub struct Forwarder {
+    pub helper: usize,
+    pub stats: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A running `aoe-inject` (a testbed helper: killed in teardown).
+pub struct Injector {
+    pub helper: usize,
+    pub stats: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Parses `key value` lines (last token is the number) into a map keyed by
+/// everything before the number, e.g. `retransmits` or
+/// `path aoei0 02aabbccddee frames_sent`.
+pub fn parse_counters(text: &str) -> std::collections::HashMap<String, u64> {
+    let mut m = std::collections::HashMap::new();
+    for l in text.lines() {
+        let l = l.trim();
+        if let Some((k, v)) = l.rsplit_once(' ') {
+            if let Ok(n) = v.parse::<u64>() {
+                m.insert(k.trim().to_string(), n);
+            }
+        }
+    }
+    m
+}
+
+fn wait_log(log: &Path, want: &str, timeout: Duration) -> bool {
+    poll_until(timeout, || {
+        fs::read_to_string(log)
+            .map(|s| s.contains(want))
+            .unwrap_or(false)
+    })
+}
+
+impl Testbed {
+    /// The middle namespace (created on first call).
+    pub fn middle_ns(&self) -> String {
+        let mut fb = self.faultbed.lock().unwrap();
+        if let Some(m) = &fb.mns {
+            return m.clone();
+        }
+        let m = format!("aoefs-m-{}-{}", std::process::id(), self.id);
+        // record first, so that a failure below still tears it down
+        fb.mns = Some(m.clone());
+        drop(fb);
+        sh(&["ip", "netns", "add", &m]);
+        sh(&["ip", "-n", &m, "link", "set", "lo", "up"]);
+        m
+    }
+
+    /// Add pair `k` whose frames pass through the middle namespace:
+    /// `aoei<k>` (initiator ns) <-> `aoefa<k>` (middle) and `aoefb<k>`
+    /// (middle) <-> `aoet<k>` (target ns). Nothing passes until
+    /// `start_forwarder(k, ..)` runs. `init_if(k)`, `target_if(k)`,
+    /// `start_vblade_on(k, ..)` and `mount_aoefs_iflist` work as for a direct pair.
+    pub fn add_forwarded_pair(&self, mtu: u32) -> usize {
+        let mns = self.middle_ns();
+        let mut pairs = self.pairs.lock().unwrap();
+        let k = pairs.len();
+        let p = VethPair {
+            init_if: format!("aoei{}", k),
+            target_if: format!("aoet{}", k),
+            mtu,
+        };
+        let fa = format!("aoefa{}", k);
+        let fb = format!("aoefb{}", k);
+        sh(&["ip", "link", "add", &p.init_if, "netns", &self.ins, "type", "veth", "peer", "name", &fa, "netns", &mns]);
+        sh(&["ip", "link", "add", &fb, "netns", &mns, "type", "veth", "peer", "name", &p.target_if, "netns", &self.tns]);
+        let m = mtu.to_string();
+        for (ns, ifn) in [
+            (&self.ins, &p.init_if),
+            (&mns, &fa),
+            (&mns, &fb),
+            (&self.tns, &p.target_if),
+        ] {
+            sh(&["ip", "-n", ns, "link", "set", ifn, "mtu", &m]);
+            sh(&["ip", "-n", ns, "link", "set", ifn, "up"]);
+        }
+        let ok = poll_until(Duration::from_secs(5), || {
+            [
+                (&self.ins, &p.init_if),
+                (&mns, &fa),
+                (&mns, &fb),
+                (&self.tns, &p.target_if),
+            ]
+            .iter()
+            .all(|(ns, ifn)| sh(&["ip", "-n", ns, "-o", "link", "show", ifn]).contains("LOWER_UP"))
+        });
+        assert!(ok, "forwarded pair {} did not come up", k);
+        pairs.push(p);
+        self.faultbed.lock().unwrap().fwd_ifs.push((k, fa, fb));
+        k
+    }
+
+    /// Start `aoe-faultfwd` for forwarded pair `k` with `faults`
+    /// (`FaultConfig::parse` syntax) and `seed`; waits until it forwards.
+    pub fn start_forwarder(&self, k: usize, faults: &str, seed: u64) -> Forwarder {
+        let mns = self.middle_ns();
+        let (fa, fb) = {
+            let fbd = self.faultbed.lock().unwrap();
+            let (_, a, b) = fbd
+                .fwd_ifs
+                .iter()
+                .find(|(i, _, _)| *i == k)
+                .unwrap_or_else(|| panic!("pair {} is not a forwarded pair", k))
+                .clone();
+            (a, b)
+        };
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let stats = self.dir.join(format!("faultfwd-{}-{}.stats", k, n));
+        let log = self.dir.join(format!("faultfwd-{}-{}.log", k, n));
+        let logf = File::create(&log).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &mns, AOE_FAULTFWD, &fa, &fb, "--faults", faults])
+            .args(["--seed", &seed.to_string(), "--stats"])
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
+        let helper = self.spawn_helper("aoe-faultfwd", cmd);
+        assert!(
+            wait_log(&log, "forwarding", Duration::from_secs(10)),
+            "aoe-faultfwd did not start: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        Forwarder { helper, stats, log }
+    }
+
+    /// SIGTERM the forwarder; returns its final counters.
+    pub fn stop_forwarder(&self, f: &Forwarder) -> std::collections::HashMap<String, u64> {
+        let st = self.stop_helper(f.helper, libc::SIGTERM, Duration::from_secs(5));
+        let text = fs::read_to_string(&f.stats).unwrap_or_default();
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "aoe-faultfwd exit {:?}; log:\n{}",
+            st,
+            fs::read_to_string(&f.log).unwrap_or_default()
+        );
+        parse_counters(&text)
+    }
+
+    /// Start `aoe-inject` on the target side of pair `k` against
+    /// e`shelf`.`slot` with extra arguments (`--seconds`, `--rate`, ...).
+    pub fn start_injector(&self, k: usize, shelf: u16, slot: u8, args: &[&str]) -> Injector {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let stats = self.dir.join(format!("inject-{}-{}.stats", k, n));
+        let log = self.dir.join(format!("inject-{}-{}.log", k, n));
+        let logf = File::create(&log).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.tns, AOE_INJECT])
+            .arg(self.target_if(k))
+            .arg(format!("{}.{}", shelf, slot))
+            .args(args)
+            .arg("--stats")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
+        let helper = self.spawn_helper("aoe-inject", cmd);
+        assert!(
+            wait_log(&log, "ready", Duration::from_secs(10)),
+            "aoe-inject did not start: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        Injector { helper, stats, log }
+    }
+
+    /// Wait (bounded by `timeout`) for the injector to finish; returns its counters.
+    pub fn wait_injector(&self, inj: &Injector, timeout: Duration) -> std::collections::HashMap<String, u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = {
+                let mut v = self.extra_children.lock().unwrap();
+                matches!(v[inj.helper].1.try_wait(), Ok(Some(_)))
+            };
+            if done || Instant::now() >= deadline {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let st = self.stop_helper(inj.helper, libc::SIGTERM, Duration::from_secs(5));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "aoe-inject exit {:?}; log:\n{}",
+            st,
+            fs::read_to_string(&inj.log).unwrap_or_default()
+        );
+        parse_counters(&fs::read_to_string(&inj.stats).unwrap_or_default())
+    }
+
+    /// `vblade ARGS SHELF SLOT aoet<k> FILE` in the target namespace, with
+    /// extra vblade options (e.g. `-s`); restartable with `restart_vblade`.
+    pub fn start_vblade_with(&self, k: usize, shelf: u16, slot: u8, file: &Path, args: &[&str]) -> VbladeHandle {
+        let spec = VbladeSpec {
+            k,
+            shelf,
+            slot,
+            file: file.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut vbs = self.vblades.lock().unwrap();
+        let idx = vbs.len();
+        vbs.push(Vblade {
+            child: None,
+            shelf,
+            slot,
+            log: self.dir.join(format!("vblade-{}.{}-{}.log", shelf, slot, idx)),
+        });
+        drop(vbs);
+        self.faultbed.lock().unwrap().specs.push((idx, spec));
+        let h = VbladeHandle(idx);
+        self.restart_vblade(h);
+        h
+    }
+
+    /// (Re)start a vblade created by `start_vblade_with` after `kill_vblade`
+    /// (same interface, file and options; the log is appended to). Waits
+    /// (bounded) for its start line.
+    pub fn restart_vblade(&self, h: VbladeHandle) {
+        let spec = {
+            let fb = self.faultbed.lock().unwrap();
+            fb.specs
+                .iter()
+                .find(|(i, _)| *i == h.0)
+                .map(|(_, s)| s.clone())
+                .expect("restart_vblade needs a handle from start_vblade_with")
+        };
+        let mut vbs = self.vblades.lock().unwrap();
+        assert!(vbs[h.0].child.is_none(), "vblade {:?} is still running", h);
+        let log = vbs[h.0].log.clone();
+        let before = fs::read_to_string(&log).map(|s| s.len()).unwrap_or(0);
+        let logf = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.tns, "vblade"])
+            .args(&spec.args)
+            .arg(spec.shelf.to_string())
+            .arg(spec.slot.to_string())
+            .arg(self.target_if(spec.k))
+            .arg(&spec.file)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
+        let desc = fmt_cmd(&cmd);
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let want = format!("e{}.{}", spec.shelf, spec.slot);
+        let started = poll_until(Duration::from_secs(5), || {
+            fs::read_to_string(&log)
+                .map(|s| s.len() > before && s[before..].contains(&want))
+                .unwrap_or(false)
+                || matches!(child.try_wait(), Ok(Some(_)))
+        });
+        let exited = child.try_wait().ok().flatten();
+        vbs[h.0].child = Some(child);
+        drop(vbs);
+        let logtxt = fs::read_to_string(&log).unwrap_or_default();
+        if let Some(st) = exited {
+            panic!("vblade `{}` exited at start ({}): {}", desc, st, logtxt);
+        }
+        assert!(started, "vblade `{}` did not start within 5 s: {}", desc, logtxt);
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    fn faultbed_teardown(&self) {
+        let mns = self.faultbed.lock().map(|f| f.mns.clone()).unwrap_or(None);
+        if let Some(m) = mns {
+            let mut c = Command::new("ip");
+            c.args(["netns", "pids", &m]);
+            if let Ok(o) = run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<u32>() {
+                        eprintln!("testbed {}: killing leftover pid {} in {}", self.id, pid, m);
+                        signal(pid, libc::SIGKILL);
+                    }
+                }
+            }
+            sh_quiet(&["ip", "netns", "del", &m]);
+        }
+    }
+}
+
+impl Mount {
+    /// Send `sig` to aoefs (e.g. SIGKILL for crash tests); Drop still
+    /// reaps it and lazily unmounts the dead mount.
+    pub fn kill(&self, sig: libc::c_int) {
+        signal(self.pid, sig);
+    }
+
+    /// Drain the `err` file: one read(2) per message, stopping at the first
+    /// read that returns nothing, EINTR (none within the file's wait) or
+    /// after `max` messages. Bounded by 30 s.
+    pub fn err_messages(&self, max: usize) -> Vec<String> {
+        let p = self.path.join("err");
+        bounded("read err", Duration::from_secs(30), move || {
+            let mut v = Vec::new();
+            let Ok(mut f) = File::open(&p) else { return v };
+            let mut buf = vec![0u8; 4096];
+            while v.len() < max {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => v.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string()),
+                }
+            }
+            v
+        })
+    }
+
+    /// `block/NAME/stats` parsed with `parse_counters`.
+    pub fn stats(&self, target: &str) -> std::collections::HashMap<String, u64> {
+        parse_counters(&self.read_status(target, "stats"))
+    }
 }
