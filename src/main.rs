@@ -303,6 +303,9 @@ fn main() {
     let mut mount_opts = vec![
         fuser::MountOption::FSName("aoefs".into()),
         fuser::MountOption::Subtype("aoefs".into()),
+        // The direct mount(2) path ignores Subtype: pass it to the kernel too, so
+        // /proc/mounts says fuse.aoefs (as mount(8) and fstab expect).
+        fuser::MountOption::CUSTOM("subtype=aoefs".into()),
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoDev,
