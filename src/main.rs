@@ -266,7 +266,9 @@ fn main() {
     if let Some(cmd) = cli.cmd.take() {
         run_subcommand(cmd);
     }
-    let default_level = if cli.debug { "debug" } else { "warn" };
+    // fuser warns when the mount it would unmount at exit is already gone
+    // (umount by the user): expected, so not shown by default.
+    let default_level = if cli.debug { "debug" } else { "warn,fuser::session=error" };
     let daemon_syslog = !cli.foreground && !cli.debug;
     if !daemon_syslog {
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
