@@ -773,7 +773,20 @@ impl Core {
             );
         };
         line(&mut s, "", &c);
+        let _ = writeln!(s, "ignored {}", dev.ignored.load(std::sync::atomic::Ordering::Relaxed));
         let _ = writeln!(s, "rtt_avg_us {srtt}\nrtt_dev_us {rttvar}\nwindow {cwnd}\nmax_window {maxwin}\noutstanding {nout}");
+        // Frames ignored before they could be tied to a target (whole mount).
+        let ig = &self.ini.ignored;
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            s,
+            "mount_ignored_malformed {}\nmount_ignored_unknown_target {}\nmount_ignored_unknown_source {}\nmount_ignored_foreign_tag {}\nmount_ignored_unexpected_tag {}",
+            ld(&ig.malformed),
+            ld(&ig.unknown_target),
+            ld(&ig.unknown_source),
+            ld(&ig.foreign_tag),
+            ld(&ig.unexpected_tag)
+        );
         for p in &paths {
             let prefix = format!("path {} {} ", p.ifname, p.mac.hex12());
             line(&mut s, &prefix, &p.counters);

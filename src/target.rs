@@ -78,6 +78,9 @@ pub struct Device {
     visible: AtomicBool,
     /// The target refused a write with ABRT (vblade -r): shown 0444, writes EROFS.
     pub readonly: AtomicBool,
+    /// Frames for this shelf.slot that were not applied: malformed, from a
+    /// MAC that is not one of the target's, or without our tag bit.
+    pub ignored: AtomicU64,
     /// Bumped whenever the size may have changed (revalidate).
     pub generation: AtomicU64,
 }
@@ -349,6 +352,7 @@ impl Initiator {
             Ok(r) => r,
             Err(e) => {
                 self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+                self.count_ignored(f.shelf(), f.slot());
                 log::debug!("ignored frame from {}: {e}", f.src());
                 return;
             }
@@ -413,6 +417,7 @@ impl Initiator {
                                 open: AtomicU32::new(0),
                                 visible: AtomicBool::new(false),
                                 readonly: AtomicBool::new(false),
+                                ignored: AtomicU64::new(0),
                                 generation: AtomicU64::new(0),
                             })
                         })
@@ -484,6 +489,7 @@ impl Initiator {
         if h.tag & 0x8000_0000 == 0 {
             // Not one of ours (a kernel initiator's tag).
             self.ignored.foreign_tag.fetch_add(1, Ordering::Relaxed);
+            self.count_ignored(h.shelf, h.slot);
             return;
         }
         let Some(dev) = self.device(h.shelf, h.slot) else {
@@ -523,6 +529,7 @@ impl Initiator {
             }
             ReplyOutcome::UnknownSource => {
                 self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
+                dev.ignored.fetch_add(1, Ordering::Relaxed);
                 self.errlog.push(format!(
                     "e{}.{}: reply from unknown MAC {} ignored",
                     h.shelf,
@@ -689,6 +696,12 @@ impl Initiator {
         }
     }
 
+    fn count_ignored(&self, shelf: u16, slot: u8) {
+        if let Some(d) = self.device(shelf, slot) {
+            d.ignored.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn deliver_ctl(&self, h: &Header, body: &Body<'_>) {
         let reply = match body {
             Body::Config(c) => CtlReply::Config(c.config.to_vec()),
@@ -700,6 +713,8 @@ impl Initiator {
         // Only a reply from one of the device's target MACs counts.
         let known = self.device(h.shelf, h.slot).is_some_and(|d| d.inner.lock().io.paths.iter().any(|p| p.mac == h.src));
         if !known {
+            self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
+            self.count_ignored(h.shelf, h.slot);
             return;
         }
         if let Some(tx) = self.pending_ctl.lock().remove(&h.tag) {

@@ -280,3 +280,63 @@ fn read_ahead_serves_sequential_readers_and_never_stale_data() {
         assert_eq!(read(&core, i * chunk, chunk as u32).unwrap(), model[(i * chunk) as usize..((i + 1) * chunk) as usize], "chunk {i}");
     }
 }
+
+#[test]
+fn hostile_frames_during_io_are_ignored_and_counted() {
+    use aoefs::wire::{AtaRepr, Body, Header, Repr};
+    let (hub, t, core, _) = setup(1500, 180, 0);
+    let rogue = hub.add_port("rogue", Mac([2, 0, 0, 0, 6, 6]), 1500);
+    let victim = Mac([2, 0, 0, 0, 1, 1]);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (hub2, stop2) = (hub.clone(), stop.clone());
+    let injector = std::thread::spawn(move || {
+        let mut rng = aoefs::link::fault::Rng::new(9);
+        let mut n = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let data = vec![0xEEu8; 1024];
+            let (shelf, slot, src, tag) = match n % 4 {
+                0 => (3, 7, Mac([2, 0, 0, 0, 6, 6]), 0x8000_0000 | rng.next_u64() as u32), // unknown MAC
+                1 => (3, 7, Mac([2, 0, 0, 0, 2, 2]), 0x8000_0000 | rng.next_u64() as u32), // spoofed MAC, stale tag
+                2 => (4, 7, Mac([2, 0, 0, 0, 6, 6]), 0x8000_0000 | rng.next_u64() as u32), // wrong shelf
+                _ => (3, 7, Mac([2, 0, 0, 0, 2, 2]), rng.next_u64() as u32 & 0x7FFF_FFFF), // no tag bit 31
+            };
+            let r = Repr {
+                header: Header { dst: victim, src, response: true, error: None, shelf, slot, tag },
+                body: Body::Ata(AtaRepr { aflags: 0x40, err_feature: 0, sector_count: 0, cmd_status: 0x40, lba: 0, data: &data }),
+            };
+            let mut b = vec![0u8; r.buffer_len()];
+            r.emit(&mut b).unwrap();
+            if n % 7 == 0 {
+                b.truncate(30); // truncated
+            }
+            hub2.send_from(rogue, &b);
+            n += 1;
+            if n % 16 == 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        n
+    });
+    let mut model = t.disk.lock().clone();
+    for i in 0..20u64 {
+        let d = pattern(50_000, 300 + i);
+        let off = i * 50_000;
+        write(&core, off, &d).unwrap();
+        model[off as usize..off as usize + d.len()].copy_from_slice(&d);
+        assert_eq!(read(&core, off, 50_000).unwrap(), d);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = injector.join().unwrap();
+    assert!(sent > 100);
+    assert!(*t.disk.lock() == model, "no forged byte applied");
+    let dev = core.ini.device(3, 7).unwrap();
+    let stats = core.status_attr(&dev, "stats").unwrap();
+    let get = |k: &str| -> u64 {
+        stats.lines().find_map(|l| l.strip_prefix(&format!("{k} ")).map(|v| v.parse().unwrap())).unwrap_or_else(|| panic!("{k} in {stats}"))
+    };
+    assert!(get("unexpected") > 0, "{stats}");
+    assert!(get("ignored") > 0, "{stats}");
+    assert!(get("mount_ignored_unknown_target") > 0, "{stats}");
+    assert!(get("mount_ignored_foreign_tag") > 0, "{stats}");
+    assert!(get("mount_ignored_malformed") > 0, "{stats}");
+}

@@ -251,6 +251,9 @@ fn forward(from: &Sock, to: &Sock, dir: &Dir, deadline: Option<Instant>) -> io::
                 inj.flush()
             }
             Some((n, pkttype)) => {
+                // With a protocol-bound socket the kernel delivers only
+                // incoming frames; the check keeps our own frames out even if
+                // that changes (e.g. an ETH_P_ALL socket).
                 if pkttype == libc::PACKET_OUTGOING {
                     dir.stats.ignored_outgoing.fetch_add(1, Ordering::Relaxed);
                     continue;

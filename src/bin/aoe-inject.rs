@@ -161,7 +161,9 @@ impl Sock {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}")))?
             as i32;
         let fd = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, (ETHERTYPE_AOE.to_be()) as libc::c_int)
+            // ETH_P_ALL: a socket bound to one protocol sees only incoming
+            // frames; the target's replies are outgoing here.
+            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, (libc::ETH_P_ALL as u16).to_be() as libc::c_int)
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());
@@ -169,13 +171,23 @@ impl Sock {
         let s = Sock { fd, ifindex };
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         sll.sll_ifindex = ifindex;
         let r = unsafe {
             libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
         };
         if r < 0 {
             return Err(io::Error::last_os_error());
+        }
+        let v: libc::c_int = 8 << 20;
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &v as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
         }
         Ok(s)
     }
@@ -249,6 +261,7 @@ struct Req {
     cmd: u8,
     lba: [u8; 6],
     seen: Instant,
+    answered: bool,
 }
 
 #[derive(Default)]
@@ -264,7 +277,7 @@ struct Seen {
 }
 
 const MAX_REQS: usize = 4096;
-const MAX_REPLIES: usize = 512;
+const MAX_REPLIES: usize = 2048;
 const STALE_AGE: Duration = Duration::from_millis(200);
 const LIVE_AGE: Duration = Duration::from_millis(100);
 
@@ -293,7 +306,7 @@ fn sniff(sock: &Sock, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, deadlin
             }
             let mut lba = [0u8; 6];
             lba.copy_from_slice(&f[28..34]);
-            let r = Req { tag, aflags: f[24], count: f[26], cmd: f[27], lba, seen: Instant::now() };
+            let r = Req { tag, aflags: f[24], count: f[26], cmd: f[27], lba, seen: Instant::now(), answered: false };
             g.requests_seen += 1;
             g.reqs.push_back(r);
             g.by_tag.insert(tag, r);
@@ -307,7 +320,16 @@ fn sniff(sock: &Sock, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, deadlin
             // The target's own reply to a request we saw (our forgeries never
             // come from `me` with a valid header, version and live tag).
             g.replies_seen += 1;
-            g.replies.push_back((Instant::now(), f.to_vec()));
+            if let Some(r) = g.by_tag.get_mut(&tag) {
+                r.answered = true;
+            }
+            // Keep at most one reply per millisecond, so the ring reaches
+            // back far enough to hold stale ones at any rate.
+            let now = Instant::now();
+            if g.replies.back().is_some_and(|(t, _)| now - *t < Duration::from_millis(1)) {
+                continue;
+            }
+            g.replies.push_back((now, f.to_vec()));
             while g.replies.len() > MAX_REPLIES {
                 g.replies.pop_front();
             }
@@ -366,10 +388,15 @@ struct Ctx {
 /// Builds one frame of `kind`, or None when nothing suitable was observed yet.
 fn build(kind: &str, init: Mac, c: &Ctx, seen: &Seen, rng: &mut Rng) -> Option<Vec<u8>> {
     let now = Instant::now();
-    // A live request: the newest one (or a random recent one).
+    // A live request: the newest one the target has not answered yet, else
+    // the newest one.
     let live = || -> Option<Req> {
-        let recent: Vec<&Req> = seen.reqs.iter().rev().take(32).filter(|r| now - r.seen <= LIVE_AGE).collect();
-        recent.first().map(|r| **r)
+        let recent: Vec<&Req> = seen.reqs.iter().rev().take(64).filter(|r| now - r.seen <= LIVE_AGE).collect();
+        recent
+            .iter()
+            .find(|r| seen.by_tag.get(&r.tag).is_some_and(|x| !x.answered))
+            .or(recent.first())
+            .map(|r| **r)
     };
     let stale = |rng: &mut Rng| -> Option<Vec<u8>> {
         let old: Vec<&(Instant, Vec<u8>)> = seen.replies.iter().filter(|(t, _)| now - *t >= STALE_AGE).collect();
@@ -415,6 +442,7 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &Seen, rng: &mut Rng) -> Option<V
                 cmd: 0x24,
                 lba: [lba[0], lba[1], lba[2], 0, 0, 0],
                 seen: now,
+                answered: false,
             };
             pad60(ata_reply(init, c.me, 1, c.shelf, c.slot, r.tag, &r, c.mtu))
         }
