@@ -233,6 +233,17 @@ fn startup_errors_are_one_line_with_exit_codes() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(word), "{args:?}: {err}");
     }
+    // No permission for raw capture (an unprivileged user).
+    let out = run_unchecked(Command::new("nsenter").arg(&ns).args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]).arg(AOEFS).args([
+        "/mnt",
+        "-f",
+        "--iflist",
+        &tb.init_if(0),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("CAP_NET_RAW"), "{err}");
     // A busy mount point: mount once, then again on the same directory.
     let m = tb.mount_aoefs(&[]);
     let out = run_unchecked_timeout(
