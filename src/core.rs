@@ -199,6 +199,7 @@ pub struct RangeGuard<'a> {
 }
 
 impl RangeLocks {
+    /// Waits until no held range of `dev` overlaps, then holds this one.
     pub fn lock(&self, dev: u32, start: u64, end: u64) -> RangeGuard<'_> {
         let mut g = self.held.lock();
         while g.iter().any(|&(d, s, e)| d == dev && s < end && start < e) {
@@ -207,16 +208,31 @@ impl RangeLocks {
         g.push((dev, start, end));
         RangeGuard { locks: self, key: (dev, start, end) }
     }
+
+    /// Holds the range if nothing overlaps it now; the caller must `unlock`.
+    pub fn try_lock(&self, dev: u32, start: u64, end: u64) -> bool {
+        let mut g = self.held.lock();
+        if g.iter().any(|&(d, s, e)| d == dev && s < end && start < e) {
+            return false;
+        }
+        g.push((dev, start, end));
+        true
+    }
+
+    pub fn unlock(&self, dev: u32, start: u64, end: u64) {
+        let mut g = self.held.lock();
+        if let Some(i) = g.iter().position(|k| *k == (dev, start, end)) {
+            g.swap_remove(i);
+        }
+        drop(g);
+        self.cv.notify_all();
+    }
 }
 
 impl Drop for RangeGuard<'_> {
     fn drop(&mut self) {
-        let mut g = self.locks.held.lock();
-        if let Some(i) = g.iter().position(|k| *k == self.key) {
-            g.swap_remove(i);
-        }
-        drop(g);
-        self.locks.cv.notify_all();
+        let (d, s, e) = self.key;
+        self.locks.unlock(d, s, e);
     }
 }
 
@@ -492,6 +508,27 @@ impl Core {
             data.truncate((rlen - off) as usize);
         }
         let off = region.base + off;
+        let len = data.len() as u64;
+        let (lba0, lba1) = (off / SECTOR as u64, (off + len).div_ceil(SECTOR as u64));
+        // Whole sectors with nothing overlapping in progress: straight to the
+        // target from this thread, answered from the completion.
+        if off % SECTOR as u64 == 0 && len % SECTOR as u64 == 0 && self.ranges.try_lock(dev.id, lba0, lba1) {
+            let me = self.clone();
+            let d2 = dev.clone();
+            self.ini.submit(
+                dev,
+                Op::Write,
+                lba0,
+                (lba1 - lba0) as u32,
+                data,
+                Box::new(move |r| {
+                    let res = me.write_done(&d2, lba0, lba1 - lba0, len as u32, r);
+                    me.ranges.unlock(d2.id, lba0, lba1);
+                    reply(res);
+                }),
+            );
+            return;
+        }
         let me = self.clone();
         let dev = dev.clone();
         self.pool.spawn(move || {
@@ -531,12 +568,17 @@ impl Core {
             buf
         };
         let r = wait_io(&self.ini, dev, Op::Write, lba0, nsect as u32, buf);
+        self.write_done(dev, lba0, nsect, len as u32, r)
+    }
+
+    /// After the target answered a write: invalidate, map the result.
+    fn write_done(&self, dev: &Device, lba0: u64, nsect: u64, len: u32, r: Result<Vec<u8>, IoError>) -> Result<u32, Errno> {
         // Invalidate after the target answered, success or not: a failed
         // write may have written some sectors.
         self.cache.invalidate(dev.id, lba0, nsect);
         self.readahead.invalidate(dev.id);
         match r {
-            Ok(_) => Ok(len as u32),
+            Ok(_) => Ok(len),
             Err(IoError::Ata { error, .. }) if error & crate::wire::ATA_ERR_ABRT != 0 => {
                 if !dev.readonly.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     self.ini.errlog.push(format!("{}: target refused a write (ABRT): read-only", dev.name()));
@@ -827,6 +869,13 @@ mod tests {
     #[test]
     fn range_locks_exclude_overlaps_only() {
         let l = Arc::new(RangeLocks::default());
+        assert!(l.try_lock(9, 0, 4));
+        assert!(!l.try_lock(9, 3, 5));
+        assert!(l.try_lock(9, 4, 5));
+        l.unlock(9, 0, 4);
+        assert!(l.try_lock(9, 0, 4));
+        l.unlock(9, 0, 4);
+        l.unlock(9, 4, 5);
         let g1 = l.lock(1, 0, 10);
         let _g2 = l.lock(1, 10, 20); // adjacent: no conflict
         let _g3 = l.lock(2, 0, 10); // other device
