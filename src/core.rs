@@ -22,7 +22,6 @@ pub fn errno_of(e: &IoError) -> Errno {
         | IoError::Aoe(_)
         | IoError::Dead
         | IoError::Down
-        | IoError::ShortReply
         | IoError::Timeout => libc::EIO,
     }
 }
@@ -639,15 +638,17 @@ impl Core {
         if data.len() > CTL_MAX_WRITE {
             return Err(CtlError::TooLong);
         }
+        if ctl == Ctl::Discover {
+            // As with the driver, any write triggers discovery.
+            self.ini.discover();
+            return Ok(());
+        }
         let text = std::str::from_utf8(data).map_err(|_| CtlError::Invalid("not text".into()))?;
         if text.bytes().any(|b| b < 0x20 && !b.is_ascii_whitespace()) {
             return Err(CtlError::Invalid("control characters".into()));
         }
         match ctl {
-            Ctl::Discover => {
-                self.ini.discover();
-                Ok(())
-            }
+            Ctl::Discover => unreachable!("handled above"),
             Ctl::Interfaces => {
                 let names = crate::link::split_iflist(text);
                 if let Some(bad) = names.iter().find(|n| !crate::link::valid_ifname(n)) {
@@ -810,11 +811,13 @@ impl Core {
         let line = |s: &mut String, prefix: &str, c: &crate::engine::Counters| {
             let _ = writeln!(
                 s,
-                "{prefix}frames_sent {}\n{prefix}frames_received {}\n{prefix}retransmits {}\n{prefix}timeouts {}\n{prefix}unexpected {}\n{prefix}errors {}\n{prefix}bytes_read {}\n{prefix}bytes_written {}",
-                c.frames_sent, c.frames_received, c.retransmits, c.timeouts, c.unexpected, c.errors, c.bytes_read, c.bytes_written
+                "{prefix}frames_sent {}\n{prefix}frames_received {}\n{prefix}retransmits {}\n{prefix}timeouts {}\n{prefix}errors {}\n{prefix}bytes_read {}\n{prefix}bytes_written {}",
+                c.frames_sent, c.frames_received, c.retransmits, c.timeouts, c.errors, c.bytes_read, c.bytes_written
             );
         };
         line(&mut s, "", &c);
+        // A stale tag cannot be tied to a path: counted per target only.
+        let _ = writeln!(s, "unexpected {}", c.unexpected);
         let _ = writeln!(s, "ignored {}", dev.ignored.load(std::sync::atomic::Ordering::Relaxed));
         let _ = writeln!(s, "rtt_avg_us {srtt}\nrtt_dev_us {rttvar}\nwindow {cwnd}\nmax_window {maxwin}\noutstanding {nout}");
         // Frames ignored before they could be tied to a target (whole mount).

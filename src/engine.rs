@@ -15,6 +15,9 @@ pub const MIN_RTO: Micros = 5_000;
 pub const MAX_RTO: Micros = 2_000_000;
 const INITIAL_SRTT: Micros = 20_000;
 const INITIAL_RTTVAR: Micros = 10_000;
+/// Most paths (local interface, target MAC) per target; more config
+/// responses from new MACs are ignored.
+pub const MAX_PATHS: usize = 8;
 /// Consecutive timeouts after which a path leaves the rotation.
 const PATH_FAIL_TIMEOUTS: u32 = 3;
 /// How often a failed path is re-probed with one frame.
@@ -35,8 +38,6 @@ pub enum IoError {
     Dead,
     /// The target is down (or was flushed) and takes no I/O.
     Down,
-    /// The reply carried less data than the command asked for.
-    ShortReply,
     /// A bounded wait ended before the answer (the request goes on).
     Timeout,
 }
@@ -50,7 +51,6 @@ impl fmt::Display for IoError {
             IoError::Aoe(e) => write!(f, "AoE error {}: {}", e.to_u8(), e.describe()),
             IoError::Dead => write!(f, "target timed out (deadsecs)"),
             IoError::Down => write!(f, "target is down"),
-            IoError::ShortReply => write!(f, "short reply"),
             IoError::Timeout => write!(f, "no answer in time"),
         }
     }
@@ -123,6 +123,9 @@ pub struct Path {
     pub local_mac: Mac,
     pub mac: Mac,
     pub mtu: usize,
+    /// From this target MAC's config response.
+    pub buffer_count: u16,
+    pub max_sectors: u8,
     pub consecutive_timeouts: u32,
     pub next_probe: Micros,
     pub counters: Counters,
@@ -140,6 +143,15 @@ pub type Diag = String;
 /// Finished requests, to be run after the caller drops the target's lock.
 pub type Completions = Vec<(IoDone, IoResult)>;
 
+/// What `add_path` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathChange {
+    Added,
+    Updated,
+    /// Already `MAX_PATHS` paths: not added.
+    Full,
+}
+
 /// Result of a reply being offered to the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyOutcome {
@@ -148,6 +160,8 @@ pub enum ReplyOutcome {
     Unexpected,
     /// Source MAC is not a path of this target.
     UnknownSource,
+    /// Right tag and source, but less data than the command asked for.
+    Short,
 }
 
 /// Engine state of one target.
@@ -157,8 +171,6 @@ pub struct TargetIo {
     pub lba48: bool,
     /// Sectors per ATA frame (from MTU and the target's maximum).
     pub sectors_per_frame: u8,
-    /// Target's max sectors per command (from query config).
-    pub target_max_sectors: u8,
     maxout: u16,
     /// min(maxout, buffer count)
     pub maxwin: u32,
@@ -191,7 +203,6 @@ impl TargetIo {
             slot,
             lba48: true,
             sectors_per_frame: 2,
-            target_max_sectors: 2,
             maxout: maxout.max(1),
             maxwin: 1,
             cwnd: 1,
@@ -215,13 +226,17 @@ impl TargetIo {
             frame: Vec::new(),
             completed: Vec::new(),
         };
-        t.set_buffer_count(16);
+        t.recompute();
         t
     }
 
-    /// Applies the target's buffer count: the window is capped by
-    /// min(maxout, buffer count) and restarts at half of it.
-    pub fn set_buffer_count(&mut self, bufcnt: u16) {
+    /// Applies the paths' buffer counts, maximum sectors and MTUs: the
+    /// window is capped by min(maxout, smallest buffer count) and restarts
+    /// at half of it when that changes; sectors per frame follow the
+    /// smallest MTU and maximum. Taking the smallest means a path (or a
+    /// forged config response) can only make aoefs more careful.
+    fn recompute(&mut self) {
+        let bufcnt = self.paths.iter().map(|p| p.buffer_count).min().unwrap_or(16);
         let maxwin = (bufcnt.max(1).min(self.maxout) as u32).min(MAX_SLOTS as u32);
         if maxwin != self.maxwin {
             self.maxwin = maxwin;
@@ -229,19 +244,10 @@ impl TargetIo {
             self.ssthresh = maxwin;
             self.ack_credit = 0;
         }
-    }
-
-    /// Applies the target's maximum sectors per command and recomputes the
-    /// sectors per frame from the smallest path MTU.
-    pub fn set_max_sectors(&mut self, max: u8) {
-        self.target_max_sectors = max.max(1);
-        self.recompute_frame_size();
-    }
-
-    fn recompute_frame_size(&mut self) {
         let mtu = self.paths.iter().map(|p| p.mtu).min().unwrap_or(1500);
+        let max = self.paths.iter().map(|p| p.max_sectors).min().unwrap_or(2).max(1);
         let by_mtu = (mtu.saturating_sub(ATA_HDR_LEN - wire::ETH_HDR_LEN)) / SECTOR;
-        let n = by_mtu.min(self.target_max_sectors as usize).clamp(1, 255);
+        let n = by_mtu.min(max as usize).clamp(1, 255);
         self.sectors_per_frame = n as u8;
         let need = ATA_HDR_LEN + n * SECTOR;
         if self.frame.len() < need {
@@ -254,28 +260,45 @@ impl TargetIo {
         self.sectors_per_frame as usize * SECTOR
     }
 
-    /// Adds a path if new; returns true if it was added.
-    pub fn add_path(&mut self, link: usize, ifname: &str, local_mac: Mac, mac: Mac, mtu: usize) -> bool {
-        if let Some(p) = self.paths.iter_mut().find(|p| p.link == link && p.mac == mac) {
+    /// Adds a path, or updates it from a new config response.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_path(
+        &mut self,
+        link: usize,
+        ifname: &str,
+        local_mac: Mac,
+        mac: Mac,
+        mtu: usize,
+        buffer_count: u16,
+        max_sectors: u8,
+    ) -> PathChange {
+        let change = if let Some(p) = self.paths.iter_mut().find(|p| p.link == link && p.mac == mac) {
             // A config reply proves the path works again.
             p.consecutive_timeouts = 0;
             p.mtu = mtu;
             p.ifname = ifname.to_string();
-            self.recompute_frame_size();
-            return false;
-        }
-        self.paths.push(Path {
-            link,
-            ifname: ifname.to_string(),
-            local_mac,
-            mac,
-            mtu,
-            consecutive_timeouts: 0,
-            next_probe: 0,
-            counters: Counters::default(),
-        });
-        self.recompute_frame_size();
-        true
+            p.buffer_count = buffer_count;
+            p.max_sectors = max_sectors;
+            PathChange::Updated
+        } else if self.paths.len() >= MAX_PATHS {
+            return PathChange::Full;
+        } else {
+            self.paths.push(Path {
+                link,
+                ifname: ifname.to_string(),
+                local_mac,
+                mac,
+                mtu,
+                buffer_count,
+                max_sectors,
+                consecutive_timeouts: 0,
+                next_probe: 0,
+                counters: Counters::default(),
+            });
+            PathChange::Added
+        };
+        self.recompute();
+        change
     }
 
     /// Removes every path through `link` (interface no longer allowed).
@@ -297,7 +320,7 @@ impl TargetIo {
             }
         }
         self.rr = 0;
-        self.recompute_frame_size();
+        self.recompute();
     }
 
     pub fn rto(&self) -> Micros {
@@ -504,7 +527,14 @@ impl TargetIo {
     fn frame_done(&mut self, req: u32, err: Option<IoError>) {
         let Some(r) = self.reqs[req as usize].as_mut() else { return };
         if r.err.is_none() {
-            r.err = err;
+            if let Some(e) = err {
+                // The first error answers the request at once; its other
+                // frames still in flight finish quietly.
+                if let Some(done) = r.done.take() {
+                    self.completed.push((done, Err(e.clone())));
+                }
+                r.err = Some(e);
+            }
         }
         r.frames_left -= 1;
         if r.frames_left == 0 {
@@ -584,10 +614,23 @@ impl TargetIo {
                 return ReplyOutcome::UnknownSource;
             }
         }
+        let want = match job.cmd {
+            wire::ATA_IDENTIFY => SECTOR,
+            _ if !job.write => job.count as usize * SECTOR,
+            _ => 0,
+        };
+        if let Ok(a) = reply {
+            if !a.failed() && a.data.len() < want {
+                // Truncated on the way: as good as lost; the frame is
+                // retransmitted on timeout.
+                return ReplyOutcome::Short;
+            }
+        }
         self.rtt_sample(now.saturating_sub(sent_at));
         self.last_progress = now;
         self.counters.frames_received += 1;
-        if let Some(p) = self.paths.get_mut(s.path as usize) {
+        let path_idx = s.path as usize;
+        if let Some(p) = self.paths.get_mut(path_idx) {
             p.counters.frames_received += 1;
             p.consecutive_timeouts = 0;
         }
@@ -597,35 +640,33 @@ impl TargetIo {
             Err(e) => Some(IoError::Aoe(e)),
             Ok(a) if a.failed() => Some(IoError::Ata { status: a.cmd_status, error: a.err_feature }),
             Ok(a) => {
-                let want = match job.cmd {
-                    wire::ATA_IDENTIFY => SECTOR,
-                    _ if !job.write => job.count as usize * SECTOR,
-                    _ => 0,
-                };
+                let (mut read, mut written) = (0u64, 0u64);
                 if want > 0 {
-                    match a.data_exact(want) {
-                        Ok(d) => {
-                            if let Some(r) = self.reqs[job.req as usize].as_mut() {
-                                let off = job.off as usize;
-                                r.buf[off..off + want].copy_from_slice(d);
-                            }
-                            if job.cmd != wire::ATA_IDENTIFY {
-                                self.counters.bytes_read += want as u64;
-                            }
-                            None
-                        }
-                        Err(_) => Some(IoError::ShortReply),
+                    // Length checked above.
+                    if let Some(r) = self.reqs[job.req as usize].as_mut() {
+                        let off = job.off as usize;
+                        r.buf[off..off + want].copy_from_slice(&a.data[..want]);
                     }
-                } else {
-                    if job.write {
-                        self.counters.bytes_written += job.count as u64 * SECTOR as u64;
+                    if job.cmd != wire::ATA_IDENTIFY {
+                        read = want as u64;
                     }
-                    None
+                } else if job.write {
+                    written = job.count as u64 * SECTOR as u64;
                 }
+                self.counters.bytes_read += read;
+                self.counters.bytes_written += written;
+                if let Some(p) = self.paths.get_mut(path_idx) {
+                    p.counters.bytes_read += read;
+                    p.counters.bytes_written += written;
+                }
+                None
             }
         };
         if err.is_some() {
             self.counters.errors += 1;
+            if let Some(p) = self.paths.get_mut(path_idx) {
+                p.counters.errors += 1;
+            }
         }
         self.frame_done(job.req, err);
         self.pump(now, tx);

@@ -2,7 +2,7 @@
 //! frame dispatch from capture threads into the per-target engines, and the
 //! timer that drives retransmission, dead detection and rediscovery.
 
-use crate::engine::{Counters, IoDone, IoError, Micros, Op, Path, ReplyOutcome, TargetIo};
+use crate::engine::{Counters, IoDone, IoError, Micros, Op, Path, PathChange, ReplyOutcome, TargetIo};
 use crate::errlog::ErrLog;
 use crate::link::{Link, LinkProvider, RxHandler};
 use crate::wire::{self, AoeError, Body, ConfigRepr, Directive, Frame, Header, Identify, Mac, MacMaskRepr, Repr, ReserveRepr};
@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
+
+/// Tag of our query-config broadcasts (bit 31 set, as userland initiators do).
+pub const DISCOVER_TAG: u32 = 0x8000_0000;
 
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
@@ -60,7 +63,6 @@ pub struct DevInner {
     pub state: DevState,
     pub identify: Option<Identify>,
     pub firmware: u16,
-    pub buffer_count: u16,
     pub config: Vec<u8>,
     pub io: TargetIo,
     identifying: bool,
@@ -316,7 +318,7 @@ impl Initiator {
         let mut buf = [0u8; 64];
         for l in t.links.iter().flatten() {
             let repr = Repr {
-                header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: 0x8000_0000 },
+                header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: DISCOVER_TAG },
                 body: Body::Config(ConfigRepr {
                     buffer_count: 0,
                     firmware: 0,
@@ -358,11 +360,17 @@ impl Initiator {
             }
         };
         let h = repr.header;
-        if h.tag & 0x8000_0000 != 0 && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata)) {
-            self.deliver_ctl(&h, &repr.body);
-        }
+        let ctl_reply =
+            h.tag & 0x8000_0000 != 0 && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata)) && self.deliver_ctl(&h, &repr.body);
         match &repr.body {
-            Body::Config(c) => self.on_config(link, &h, c),
+            // Config responses count when unsolicited (announcements, tag 0)
+            // or answering our discovery or a control command; others (a
+            // damaged ATA reply, a stray) would rewrite the target's settings.
+            Body::Config(c) if h.tag == 0 || h.tag == DISCOVER_TAG || ctl_reply => self.on_config(link, &h, c),
+            Body::Config(_) => {
+                self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
+                self.count_ignored(h.shelf, h.slot);
+            }
             Body::Ata(a) => self.on_ata(link, &h, Ok(a)),
             Body::Error(wire::Command::Ata) => {
                 self.on_ata(link, &h, Err(h.error.expect("error body has an error")))
@@ -409,7 +417,6 @@ impl Initiator {
                                     state: DevState::Discovered,
                                     identify: None,
                                     firmware: 0,
-                                    buffer_count: 0,
                                     config: Vec::new(),
                                     io: TargetIo::new(h.shelf, h.slot, self.opts.maxout),
                                     identifying: false,
@@ -429,15 +436,18 @@ impl Initiator {
         let mut tx = tx_fn(&links);
         let completions = {
             let mut g = dev.inner.lock();
-            let added = g.io.add_path(link, l.name(), l.mac(), h.src, l.mtu());
-            if added {
-                log::info!("{}: path {} via {}", dev.name(), h.src, l.name());
+            match g.io.add_path(link, l.name(), l.mac(), h.src, l.mtu(), c.buffer_count, c.effective_max_sectors()) {
+                PathChange::Added => log::info!("{}: path {} via {}", dev.name(), h.src, l.name()),
+                PathChange::Updated => {}
+                PathChange::Full => {
+                    drop(g);
+                    self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
+                    dev.ignored.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
             }
             g.firmware = c.firmware;
-            g.buffer_count = c.buffer_count;
             g.config = c.config.to_vec();
-            g.io.set_buffer_count(c.buffer_count);
-            g.io.set_max_sectors(c.effective_max_sectors());
             if g.state == DevState::Down && dev.open_count() == 0 {
                 g.state = DevState::Discovered;
             }
@@ -526,6 +536,10 @@ impl Initiator {
                     h.src.hex12(),
                     h.dst.hex12()
                 ));
+            }
+            ReplyOutcome::Short => {
+                self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+                dev.ignored.fetch_add(1, Ordering::Relaxed);
             }
             ReplyOutcome::UnknownSource => {
                 self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
@@ -702,23 +716,32 @@ impl Initiator {
         }
     }
 
-    fn deliver_ctl(&self, h: &Header, body: &Body<'_>) {
+    /// Hands a reply to the control command waiting for its tag; true if
+    /// one was.
+    fn deliver_ctl(&self, h: &Header, body: &Body<'_>) -> bool {
         let reply = match body {
             Body::Config(c) => CtlReply::Config(c.config.to_vec()),
             Body::MacMask(m) => CtlReply::Masks { merror: m.merror, macs: m.directives.iter().map(|d| d.mac).collect() },
             Body::Reserve(r) => CtlReply::Reserve(r.macs.clone()),
             Body::Error(_) => CtlReply::Error(h.error.unwrap_or(AoeError::Other(0))),
-            Body::Ata(_) => return,
+            Body::Ata(_) => return false,
         };
+        if !self.pending_ctl.lock().contains_key(&h.tag) {
+            return false;
+        }
         // Only a reply from one of the device's target MACs counts.
         let known = self.device(h.shelf, h.slot).is_some_and(|d| d.inner.lock().io.paths.iter().any(|p| p.mac == h.src));
         if !known {
             self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
             self.count_ignored(h.shelf, h.slot);
-            return;
+            return false;
         }
-        if let Some(tx) = self.pending_ctl.lock().remove(&h.tag) {
-            let _ = tx.send(reply);
+        match self.pending_ctl.lock().remove(&h.tag) {
+            Some(tx) => {
+                let _ = tx.send(reply);
+                true
+            }
+            None => false,
         }
     }
 

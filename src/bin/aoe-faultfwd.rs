@@ -66,7 +66,7 @@ fn parse_args() -> Args {
             "--seed" => seed = val("--seed").parse().unwrap_or_else(|_| usage("bad --seed")),
             "--seconds" => {
                 let s: f64 = val("--seconds").parse().unwrap_or_else(|_| usage("bad --seconds"));
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     usage("--seconds must be positive");
                 }
                 seconds = Some(s)

@@ -2,7 +2,7 @@
 //! the target's interface (in the target's network namespace, next to vblade):
 //!
 //!     aoe-inject IFACE SHELF.SLOT [--seconds S] [--rate N] [--seed N]
-//!                [--initiator-mac MAC] [--foreign-mac MAC] [--kinds k1,k2,..] [--stats FILE]
+//!                [--initiator-mac MAC] [--foreign-mac MAC] [--kinds k1,k2,..] [--error N] [--stats FILE]
 //!
 //! It sniffs the initiator's ATA requests to the target (learning the
 //! initiator's MAC, unless given, and live tags) and the target's replies on
@@ -21,11 +21,13 @@
 //! | `bad-version` | a live-tag reply from the target's MAC with AoE version 0, 2 or 15, 0xEE data | ignores it (bad version) |
 //! | `no-tag-bit` | a live-tag reply from the target's MAC with tag bit 31 cleared, 0xEE data | ignores it (not a userland tag) |
 //! | `garbage` | random bytes with ethertype 0x88A2 from a random MAC, sometimes with a plausible header | ignores it |
+//! | `target-error` | only when named in `--kinds`: AoE error `--error N` (default 3) from the target's MAC to a live tag | fails that request |
 //!
-//! It never sends a well-formed reply from the target's MAC to a live tag:
-//! AoE has no authentication, so no initiator can tell such a forgery from the
-//! target. Replays use only replies seen at least 200 ms earlier, so they
-//! cannot overtake the real one.
+//! Apart from `target-error` it never sends a well-formed reply from the
+//! target's MAC to a live tag: AoE has no authentication, so no initiator can
+//! tell such a forgery from the target. (`target-error` is for tests that stop
+//! the real target with SIGSTOP and answer in its place.) Replays use only
+//! replies seen at least 200 ms earlier, so they cannot overtake the real one.
 //!
 //! Counters per kind go to stderr (and `--stats FILE`) at the end or on
 //! SIGTERM. Exit status 0, 2 on usage errors, 1 on socket errors.
@@ -57,12 +59,16 @@ const KINDS: [&str; 10] = [
     "garbage",
 ];
 
+/// Kinds sent only when `--kinds` names them.
+const EXPLICIT_KINDS: [&str; 1] = ["target-error"];
+
 fn usage(msg: &str) -> ! {
     eprintln!("aoe-inject: {msg}");
     eprintln!(
         "usage: aoe-inject IFACE SHELF.SLOT [--seconds S] [--rate N] [--seed N] [--initiator-mac MAC] \
-         [--foreign-mac MAC] [--kinds {}] [--stats FILE]",
-        KINDS.join(",")
+         [--foreign-mac MAC] [--kinds {},{}] [--error N] [--stats FILE]",
+        KINDS.join(","),
+        EXPLICIT_KINDS.join(",")
     );
     std::process::exit(2);
 }
@@ -77,6 +83,7 @@ struct Args {
     initiator: Option<Mac>,
     foreign: Mac,
     kinds: Vec<&'static str>,
+    error: u8,
     stats: Option<String>,
 }
 
@@ -92,6 +99,7 @@ fn parse_args() -> Args {
         initiator: None,
         foreign: Mac([0x02, 0xee, 0xee, 0xee, 0xee, 0x01]),
         kinds: KINDS.to_vec(),
+        error: 3,
         stats: None,
     };
     let mut it = std::env::args().skip(1);
@@ -100,13 +108,13 @@ fn parse_args() -> Args {
         match arg.as_str() {
             "--seconds" => {
                 a.seconds = val("--seconds").parse().unwrap_or_else(|_| usage("bad --seconds"));
-                if !(a.seconds > 0.0 && a.seconds <= 3600.0) {
+                if a.seconds.is_nan() || a.seconds <= 0.0 || a.seconds > 3600.0 {
                     usage("--seconds must be in (0, 3600]");
                 }
             }
             "--rate" => {
                 a.rate = val("--rate").parse().unwrap_or_else(|_| usage("bad --rate"));
-                if !(a.rate > 0.0 && a.rate <= 100_000.0) {
+                if a.rate.is_nan() || a.rate <= 0.0 || a.rate > 100_000.0 {
                     usage("--rate must be in (0, 100000]");
                 }
             }
@@ -121,13 +129,20 @@ fn parse_args() -> Args {
                     .split(',')
                     .map(str::trim)
                     .filter(|k| !k.is_empty())
-                    .map(|k| *KINDS.iter().find(|x| **x == k).unwrap_or_else(|| usage(&format!("unknown kind {k}"))))
+                    .map(|k| {
+                        *KINDS
+                            .iter()
+                            .chain(EXPLICIT_KINDS.iter())
+                            .find(|x| **x == k)
+                            .unwrap_or_else(|| usage(&format!("unknown kind {k}")))
+                    })
                     .collect();
                 if a.kinds.is_empty() {
                     usage("--kinds is empty");
                 }
             }
             "--stats" => a.stats = Some(val("--stats")),
+            "--error" => a.error = val("--error").parse().unwrap_or_else(|_| usage("bad --error")),
             "-h" | "--help" => usage("help"),
             s if s.starts_with('-') => usage(&format!("unknown option {s}")),
             _ => pos.push(arg),
@@ -338,6 +353,7 @@ fn sniff(sock: &Sock, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, deadlin
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn header(dst: Mac, src: Mac, ver: u8, flags: u8, err: u8, shelf: u16, slot: u8, cmd: u8, tag: u32) -> Vec<u8> {
     let mut f = Vec::with_capacity(1100);
     f.extend_from_slice(&dst.0);
@@ -353,6 +369,7 @@ fn header(dst: Mac, src: Mac, ver: u8, flags: u8, err: u8, shelf: u16, slot: u8,
 }
 
 /// A plausible successful ATA reply to `r` (0xEE data for reads).
+#[allow(clippy::too_many_arguments)]
 fn ata_reply(dst: Mac, src: Mac, ver: u8, shelf: u16, slot: u8, tag: u32, r: &Req, mtu: usize) -> Vec<u8> {
     let mut f = header(dst, src, ver, 0x08, 0, shelf, slot, 0, tag);
     f.extend_from_slice(&[r.aflags, 0, r.count, 0x40]);
@@ -383,10 +400,30 @@ struct Ctx {
     shelf: u16,
     slot: u8,
     mtu: usize,
+    error: u8,
 }
 
 /// Builds one frame of `kind`, or None when nothing suitable was observed yet.
-fn build(kind: &str, init: Mac, c: &Ctx, seen: &Seen, rng: &mut Rng) -> Option<Vec<u8>> {
+fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Option<Vec<u8>> {
+    if kind == "target-error" {
+        // Answer each live request once, oldest first, and remember it.
+        let now = Instant::now();
+        let tag = seen
+            .reqs
+            .iter()
+            .filter(|r| now - r.seen <= LIVE_AGE)
+            .find(|r| seen.by_tag.get(&r.tag).is_some_and(|x| !x.answered))?
+            .tag;
+        let r = seen.by_tag.get_mut(&tag)?;
+        r.answered = true;
+        let r = *r;
+        let mut f = header(init, c.me, 1, 0x08 | 0x04, c.error, c.shelf, c.slot, 0, r.tag);
+        f.extend_from_slice(&[r.aflags, 0, r.count, r.cmd]);
+        f.extend_from_slice(&r.lba);
+        f.extend_from_slice(&[0, 0]);
+        return Some(pad60(f));
+    }
+    let seen = &*seen;
     let now = Instant::now();
     // A live request: the newest one the target has not answered yet, else
     // the newest one.
@@ -551,7 +588,7 @@ fn main() {
         a.seconds,
         a.kinds.join(",")
     );
-    let ctx = Ctx { me, foreign: a.foreign, shelf: a.shelf, slot: a.slot, mtu };
+    let ctx = Ctx { me, foreign: a.foreign, shelf: a.shelf, slot: a.slot, mtu, error: a.error };
     let mut rng = Rng::new(a.seed);
     let mut sent: Vec<u64> = vec![0; a.kinds.len()];
     let mut skipped: Vec<u64> = vec![0; a.kinds.len()];
@@ -573,9 +610,9 @@ fn main() {
         let i = k % a.kinds.len();
         k += 1;
         let frame = {
-            let g = seen.lock().unwrap();
+            let mut g = seen.lock().unwrap();
             match g.initiator {
-                Some(init) => build(a.kinds[i], init, &ctx, &g, &mut rng),
+                Some(init) => build(a.kinds[i], init, &ctx, &mut g, &mut rng),
                 None => None,
             }
         };

@@ -140,9 +140,7 @@ struct Harness {
 impl Harness {
     fn new(sectors: usize, bufcnt: u16, maxout: u16, mtu: usize, seed: u64) -> Harness {
         let mut t = TargetIo::new(0, 1, maxout);
-        t.add_path(0, "sim0", I_MAC, T_MAC, mtu);
-        t.set_buffer_count(bufcnt);
-        t.set_max_sectors(255);
+        t.add_path(0, "sim0", I_MAC, T_MAC, mtu, bufcnt, 255);
         Harness {
             t,
             net: Net::new(sectors, bufcnt as usize, seed),
@@ -213,16 +211,33 @@ impl Harness {
 #[test]
 fn frame_size_follows_mtu_and_target_maximum() {
     let mut t = TargetIo::new(0, 1, 128);
-    t.add_path(0, "a", I_MAC, T_MAC, 1500);
-    t.set_max_sectors(255);
+    t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
     assert_eq!(t.sectors_per_frame, 2);
     assert_eq!(t.payload(), 1024);
-    t.add_path(1, "b", I_MAC, T_MAC2, 9000);
+    t.add_path(1, "b", I_MAC, T_MAC2, 9000, 16, 255);
     assert_eq!(t.sectors_per_frame, 2, "smallest path MTU wins");
     t.remove_link(0);
     assert_eq!(t.sectors_per_frame, 17);
-    t.set_max_sectors(8);
+    assert_eq!(t.add_path(1, "b", I_MAC, T_MAC2, 9000, 16, 8), PathChange::Updated);
     assert_eq!(t.sectors_per_frame, 8);
+}
+
+#[test]
+fn paths_are_capped_and_the_smallest_buffer_count_wins() {
+    let mut t = TargetIo::new(0, 1, 128);
+    assert_eq!(t.add_path(0, "a", I_MAC, T_MAC, 9000, 64, 17), PathChange::Added);
+    assert_eq!(t.maxwin, 64);
+    // A (possibly forged) config response with a huge buffer count cannot
+    // raise the window; a small one lowers it.
+    t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 1, 1]), 9000, 65535, 255);
+    assert_eq!(t.maxwin, 64);
+    t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 1, 2]), 9000, 4, 255);
+    assert_eq!(t.maxwin, 4);
+    for i in 3..20u8 {
+        t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 1, i]), 9000, 16, 255);
+    }
+    assert_eq!(t.paths.len(), MAX_PATHS);
+    assert_eq!(t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 2, 0]), 9000, 16, 255), PathChange::Full);
 }
 
 #[test]
@@ -364,7 +379,7 @@ fn replies_from_unknown_macs_and_stale_tags_are_not_applied() {
 #[test]
 fn multipath_round_robin_then_failover_to_the_working_path() {
     let mut h = Harness::new(8192, 16, 128, 1500, 11);
-    h.t.add_path(1, "sim1", I_MAC, T_MAC2, 1500);
+    h.t.add_path(1, "sim1", I_MAC, T_MAC2, 1500, 16, 255);
     h.read(0, 0, 2000);
     h.run(1, 10_000_000);
     assert!(h.result(0).is_ok());
@@ -412,7 +427,7 @@ fn rto_follows_the_measured_rtt() {
 #[test]
 fn tags_have_bit_31_and_differ_on_retransmit() {
     let mut t = TargetIo::new(0, 1, 128);
-    t.add_path(0, "a", I_MAC, T_MAC, 1500);
+    t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
     let mut tags = Vec::new();
     t.submit_read(0, 0, 2, Box::new(|_| {}), &mut |_, f| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
     t.on_timer(10_000_000, 0, &mut |_| {}, &mut |_, f| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
