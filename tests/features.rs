@@ -285,3 +285,35 @@ fn read_only_mount_and_read_only_target() {
     assert!(poll_until(Duration::from_secs(3), || fs::metadata(&t).unwrap().mode() & 0o777 == 0o444));
     assert!(read_all(&img2).iter().all(|&b| b == 0), "nothing written");
 }
+
+#[test]
+fn err_blocks_returns_one_message_per_read_and_ctrl_c_ends_it() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Zero);
+    tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&[]);
+    m.expect_target("e0.1", APPEAR);
+    // Drain what start-up left, with single bounded reads.
+    m.err_messages(1000);
+    let mut cat = Command::new("cat").arg(m.path.join("err")).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(cat.try_wait().unwrap().is_none(), "cat blocks while there is no message");
+    // Make a diagnostic: a refused control write is reported on err.
+    assert!(write_file(&m.attr_path("e0.1", "masks"), "+not-a-mac").is_err());
+    let mut out = cat.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let n = out.read(&mut buf).unwrap_or(0);
+        let _ = tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
+    });
+    let line = rx.recv_timeout(Duration::from_secs(5)).expect("cat printed the message");
+    assert!(line.contains("e0.1") && line.ends_with('\n'), "{line:?}");
+    // Ctrl-C ends the reader within about a second.
+    let t = std::time::Instant::now();
+    unsafe { libc::kill(cat.id() as i32, libc::SIGINT) };
+    assert!(poll_until(Duration::from_secs(2), || cat.try_wait().unwrap().is_some()), "cat still running after SIGINT");
+    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+}
