@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Turns tests/bench/run.sh's results.csv into one table (Markdown) with the
+ratios and the issue-3 targets, PASS/FAIL per row.
+
+results.csv columns: mtu,system,row,value,unit with system in raw, aoefs,
+nbdfuse and row in seqread, seqwrite, lat1, iops32, bufread, rss.
+"""
+import argparse
+import csv
+import math
+import sys
+
+ROWS = [
+    # key, label, unit, higher is better
+    ("seqread", "seq read 1M O_DIRECT", "MB/s", True),
+    ("seqwrite", "seq write 1M O_DIRECT", "MB/s", True),
+    ("lat1", "rand read 4k QD1 mean latency", "us", False),
+    ("iops32", "rand read 4k QD32", "IOPS", True),
+    ("bufread", "buffered read dd bs=1M", "MB/s", True),
+    ("rss", "peak RSS during 4 GiB dd", "MiB", False),
+]
+
+
+def num(v):
+    try:
+        f = float(v)
+        return None if math.isnan(f) else f
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if unit in ("IOPS",):
+        return "%.0f" % v
+    if v >= 100:
+        return "%.0f" % v
+    return "%.1f" % v
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def rfmt(r):
+    return "n/a" if r is None else "%.2f" % r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--cache-mb", type=float, default=64)
+    ap.add_argument("--machine")
+    a = ap.parse_args()
+
+    data = {}
+    mtus = []
+    with open(a.results) as f:
+        for r in csv.DictReader(f):
+            m = int(r["mtu"])
+            if m not in mtus:
+                mtus.append(m)
+            data[(m, r["system"], r["row"])] = num(r["value"])
+
+    out = []
+    if a.machine:
+        try:
+            out += ["    " + l.rstrip() for l in open(a.machine)]
+            out.append("")
+        except OSError:
+            pass
+    out.append("| MTU | row | unit | raw | aoefs | nbdfuse | aoefs/raw | aoefs/nbdfuse | target | result |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    npass = nfail = 0
+    for m in mtus:
+        for key, label, unit, higher in ROWS:
+            raw = data.get((m, "raw", key))
+            ao = data.get((m, "aoefs", key))
+            nb = data.get((m, "nbdfuse", key))
+            r_raw = ratio(ao, raw)
+            r_nb = ratio(ao, nb)
+            checks = []
+            if key == "seqread":
+                tgt = ">=0.90 raw, > nbdfuse"
+                checks = [r_raw is not None and r_raw >= 0.90, ao is not None and nb is not None and ao > nb]
+            elif key == "seqwrite":
+                tgt = ">=0.85 raw, > nbdfuse"
+                checks = [r_raw is not None and r_raw >= 0.85, ao is not None and nb is not None and ao > nb]
+            elif key == "lat1":
+                tgt = "<=1.3 raw, < nbdfuse"
+                checks = [r_raw is not None and r_raw <= 1.3, ao is not None and nb is not None and ao < nb]
+            elif key == "iops32":
+                tgt = ">=0.80 raw, > nbdfuse"
+                checks = [r_raw is not None and r_raw >= 0.80, ao is not None and nb is not None and ao > nb]
+            elif key == "bufread":
+                direct = data.get((m, "aoefs", "seqread"))
+                rd = ratio(ao, direct)
+                tgt = ">=0.70 aoefs O_DIRECT (%s), > nbdfuse" % rfmt(rd)
+                checks = [rd is not None and rd >= 0.70, ao is not None and nb is not None and ao > nb]
+            elif key == "rss":
+                lim = a.cache_mb + 64
+                tgt = "< cache %g + 64 = %g MiB" % (a.cache_mb, lim)
+                checks = [ao is not None and ao < lim]
+            res = "PASS" if checks and all(checks) else "FAIL"
+            if res == "PASS":
+                npass += 1
+            else:
+                nfail += 1
+            out.append(
+                "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                % (m, label, unit, fmt(raw, unit) if raw is not None else "-", fmt(ao, unit), fmt(nb, unit),
+                   rfmt(r_raw), rfmt(r_nb), tgt, res)
+            )
+    out.append("")
+    out.append("%d rows PASS, %d rows FAIL" % (npass, nfail))
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
