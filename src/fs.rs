@@ -199,6 +199,10 @@ impl Filesystem for AoeFs {
         // image with O_TRUNC (dd without conv=notrunc, `>` redirection) is
         // ignored as on a block device, while truncate(2) is refused.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Let the kernel send several O_DIRECT requests of one file at once
+        // (io_submit with a queue depth, loop devices): without it a
+        // reader's queue depth reaches aoefs one request at a time.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ASYNC_DIO);
         Ok(())
     }
 
