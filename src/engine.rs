@@ -137,6 +137,10 @@ impl Path {
     }
 }
 
+/// Sends one frame on a path: the frame is `head` followed by `data` (kept
+/// apart so that write data goes out without being copied into a frame).
+pub type Tx<'a> = dyn FnMut(&Path, &[u8], &[u8]) + 'a;
+
 /// A message the engine wants on the `err` file.
 pub type Diag = String;
 
@@ -192,7 +196,8 @@ pub struct TargetIo {
     last_progress: Micros,
     busy_since: Option<Micros>,
     pub counters: Counters,
-    frame: Vec<u8>,
+    /// Header of the frame being sent.
+    frame: [u8; ATA_HDR_LEN],
     completed: Completions,
 }
 
@@ -223,7 +228,7 @@ impl TargetIo {
             last_progress: 0,
             busy_since: None,
             counters: Counters::default(),
-            frame: Vec::new(),
+            frame: [0u8; ATA_HDR_LEN],
             completed: Vec::new(),
         };
         t.recompute();
@@ -249,10 +254,6 @@ impl TargetIo {
         let by_mtu = (mtu.saturating_sub(ATA_HDR_LEN - wire::ETH_HDR_LEN)) / SECTOR;
         let n = by_mtu.min(max as usize).clamp(1, 255);
         self.sectors_per_frame = n as u8;
-        let need = ATA_HDR_LEN + n * SECTOR;
-        if self.frame.len() < need {
-            self.frame.resize(need, 0);
-        }
     }
 
     /// Bytes of data per frame (the `payload` attribute).
@@ -356,13 +357,13 @@ impl TargetIo {
     }
 
     /// Queues a read of `nsect` sectors at `lba`.
-    pub fn submit_read(&mut self, now: Micros, lba: u64, nsect: u32, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8])) {
+    pub fn submit_read(&mut self, now: Micros, lba: u64, nsect: u32, done: IoDone, tx: &mut Tx<'_>) {
         let (rd, _) = self.rw_cmds();
         self.submit_rw(now, Op::Read, rd, lba, vec![0u8; nsect as usize * SECTOR], done, tx)
     }
 
     /// Queues a write of `data` (a whole number of sectors) at `lba`.
-    pub fn submit_write(&mut self, now: Micros, lba: u64, data: Vec<u8>, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8])) {
+    pub fn submit_write(&mut self, now: Micros, lba: u64, data: Vec<u8>, done: IoDone, tx: &mut Tx<'_>) {
         debug_assert!(data.len() % SECTOR == 0);
         let (_, wr) = self.rw_cmds();
         self.submit_rw(now, Op::Write, wr, lba, data, done, tx)
@@ -377,7 +378,7 @@ impl TargetIo {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn submit_rw(&mut self, now: Micros, op: Op, cmd: u8, lba: u64, buf: Vec<u8>, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8])) {
+    fn submit_rw(&mut self, now: Micros, op: Op, cmd: u8, lba: u64, buf: Vec<u8>, done: IoDone, tx: &mut Tx<'_>) {
         let nsect = (buf.len() / SECTOR) as u64;
         if nsect == 0 {
             done(Ok(buf));
@@ -405,7 +406,7 @@ impl TargetIo {
 
     /// Queues a one-frame ATA command without data out: IDENTIFY (512 bytes
     /// in) or FLUSH CACHE.
-    pub fn submit_cmd(&mut self, now: Micros, op: Op, done: IoDone, tx: &mut dyn FnMut(&Path, &[u8]), flush_ext: bool) {
+    pub fn submit_cmd(&mut self, now: Micros, op: Op, done: IoDone, tx: &mut Tx<'_>, flush_ext: bool) {
         let (cmd, count, len) = match op {
             Op::Identify => (wire::ATA_IDENTIFY, 1u8, SECTOR),
             Op::Flush => (if flush_ext { wire::ATA_FLUSH_EXT } else { wire::ATA_FLUSH }, 0u8, 0),
@@ -457,7 +458,7 @@ impl TargetIo {
     }
 
     /// Sends queued frames while the window allows.
-    pub fn pump(&mut self, now: Micros, tx: &mut dyn FnMut(&Path, &[u8])) {
+    pub fn pump(&mut self, now: Micros, tx: &mut Tx<'_>) {
         while self.nout < self.cwnd.min(self.maxwin) {
             let Some(job) = self.pending.front().copied() else { break };
             // Frames of a request that already failed are not sent.
@@ -484,7 +485,7 @@ impl TargetIo {
     }
 
     /// Builds and sends the frame of an occupied slot.
-    fn transmit(&mut self, slot: u16, tx: &mut dyn FnMut(&Path, &[u8])) {
+    fn transmit(&mut self, slot: u16, tx: &mut Tx<'_>) {
         let s = self.slots[slot as usize];
         let job = s.job.expect("transmit of an empty slot");
         let Some(path) = self.paths.get_mut(s.path as usize) else { return };
@@ -496,10 +497,6 @@ impl TargetIo {
         };
         let aflags = aflags | if job.write { wire::AFLAG_WRITE } else { 0 };
         let dlen = if job.write { job.count as usize * SECTOR } else { 0 };
-        let need = ATA_HDR_LEN + dlen;
-        if self.frame.len() < need {
-            self.frame.resize(need, 0);
-        }
         wire::emit_ata_header(
             &mut self.frame[..ATA_HDR_LEN],
             path.mac,
@@ -512,14 +509,16 @@ impl TargetIo {
             job.cmd,
             lba,
         );
-        if job.write {
-            let req = self.reqs[job.req as usize].as_ref().expect("frame of a finished request");
-            let off = job.off as usize;
-            self.frame[ATA_HDR_LEN..need].copy_from_slice(&req.buf[off..off + dlen]);
-        }
         path.counters.frames_sent += 1;
         self.counters.frames_sent += 1;
-        tx(path, &self.frame[..need]);
+        let data: &[u8] = if job.write {
+            let req = self.reqs[job.req as usize].as_ref().expect("frame of a finished request");
+            let off = job.off as usize;
+            &req.buf[off..off + dlen]
+        } else {
+            &[]
+        };
+        tx(path, &self.frame[..ATA_HDR_LEN], data);
     }
 
     /// Counts one frame of `req` as finished; completes the request when it
@@ -593,7 +592,7 @@ impl TargetIo {
         src: Mac,
         tag: u32,
         reply: Result<&AtaRepr<'_>, AoeError>,
-        tx: &mut dyn FnMut(&Path, &[u8]),
+        tx: &mut Tx<'_>,
     ) -> ReplyOutcome {
         let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
         let Some(s) = self.slots.get(slot as usize).copied() else {
@@ -680,7 +679,7 @@ impl TargetIo {
         now: Micros,
         deadsecs: u32,
         diag: &mut dyn FnMut(Diag),
-        tx: &mut dyn FnMut(&Path, &[u8]),
+        tx: &mut Tx<'_>,
     ) -> bool {
         if let Some(since) = self.busy_since {
             let ref_t = since.max(self.last_progress);

@@ -158,10 +158,10 @@ pub struct Initiator {
     me: Weak<Initiator>,
 }
 
-fn tx_fn<'a>(links: &'a LinkTable) -> impl FnMut(&Path, &[u8]) + 'a {
-    move |p: &Path, f: &[u8]| {
+fn tx_fn<'a>(links: &'a LinkTable) -> impl FnMut(&Path, &[u8], &[u8]) + 'a {
+    move |p: &Path, head: &[u8], data: &[u8]| {
         if let Some(Some(l)) = links.links.get(p.link) {
-            if let Err(e) = l.send(f) {
+            if let Err(e) = l.send_parts(head, data) {
                 log::debug!("send on {}: {e}", l.name());
             }
         }
@@ -461,7 +461,7 @@ impl Initiator {
         run_completions(completions);
     }
 
-    fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, tx: &mut dyn FnMut(&Path, &[u8])) {
+    fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, tx: &mut crate::engine::Tx<'_>) {
         g.identifying = true;
         let d = dev.clone();
         let me = self.me.clone();

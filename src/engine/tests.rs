@@ -156,14 +156,14 @@ impl Harness {
     fn read(&mut self, id: usize, lba: u64, n: u32) {
         let d = done_into(&self.results, id);
         let net = &mut self.net;
-        self.t.submit_read(net.now, lba, n, d, &mut |p, f| net.send(p, f));
+        self.t.submit_read(net.now, lba, n, d, &mut |p, h, d| net.send(p, &[h, d].concat()));
         self.after();
     }
 
     fn write(&mut self, id: usize, lba: u64, data: Vec<u8>) {
         let d = done_into(&self.results, id);
         let net = &mut self.net;
-        self.t.submit_write(net.now, lba, data, d, &mut |p, f| net.send(p, f));
+        self.t.submit_write(net.now, lba, data, d, &mut |p, h, d| net.send(p, &[h, d].concat()));
         self.after();
     }
 
@@ -187,12 +187,12 @@ impl Harness {
                 let r = Repr::parse(&f).unwrap();
                 let Body::Ata(a) = r.body else { unreachable!() };
                 let net = &mut self.net;
-                self.t.on_reply(net.now, r.header.src, r.header.tag, Ok(&a), &mut |p, f| net.send(p, f));
+                self.t.on_reply(net.now, r.header.src, r.header.tag, Ok(&a), &mut |p, h, d| net.send(p, &[h, d].concat()));
                 self.after();
             }
             if self.net.now == next_tick {
                 let net = &mut self.net;
-                let dead = self.t.on_timer(net.now, self.deadsecs, &mut |_| {}, &mut |p, f| net.send(p, f));
+                let dead = self.t.on_timer(net.now, self.deadsecs, &mut |_| {}, &mut |p, h, d| net.send(p, &[h, d].concat()));
                 if dead {
                     self.t.fail_all(IoError::Dead);
                     self.dead = true;
@@ -366,10 +366,10 @@ fn replies_from_unknown_macs_and_stale_tags_are_not_applied() {
     let r = Repr::parse(&forged).unwrap();
     let Body::Ata(a) = r.body else { unreachable!() };
     let net = &mut h.net;
-    let o = h.t.on_reply(net.now, r.header.src, tag, Ok(&a), &mut |p, f| net.send(p, f));
+    let o = h.t.on_reply(net.now, r.header.src, tag, Ok(&a), &mut |p, h, d| net.send(p, &[h, d].concat()));
     assert_eq!(o, ReplyOutcome::UnknownSource);
     // Unknown tag from the right MAC.
-    let o = h.t.on_reply(net.now, T_MAC, tag ^ 0x0100_0000, Ok(&a), &mut |p, f| net.send(p, f));
+    let o = h.t.on_reply(net.now, T_MAC, tag ^ 0x0100_0000, Ok(&a), &mut |p, h, d| net.send(p, &[h, d].concat()));
     assert_eq!(o, ReplyOutcome::Unexpected);
     assert_eq!(h.t.nout, 1);
     h.run(1, 5_000_000);
@@ -429,8 +429,8 @@ fn tags_have_bit_31_and_differ_on_retransmit() {
     let mut t = TargetIo::new(0, 1, 128);
     t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
     let mut tags = Vec::new();
-    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut |_, f| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
-    t.on_timer(10_000_000, 0, &mut |_| {}, &mut |_, f| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
+    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut |_, f, _| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
+    t.on_timer(10_000_000, 0, &mut |_| {}, &mut |_, f, _| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
     assert_eq!(tags.len(), 2);
     assert!(tags.iter().all(|t| t & 0x8000_0000 != 0));
     assert_ne!(tags[0], tags[1]);

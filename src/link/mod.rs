@@ -24,6 +24,14 @@ pub trait Link: Send + Sync {
     fn mtu(&self) -> usize;
     /// Sends one whole frame (Ethernet header included).
     fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// Sends the frame `head` followed by `data`.
+    fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            self.send(head)
+        } else {
+            self.send(&[head, data].concat())
+        }
+    }
     /// Stops the receive side; no handler call starts after this returns.
     fn close(&self);
 }

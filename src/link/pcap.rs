@@ -232,23 +232,31 @@ impl Link for PcapLink {
         self.mtu
     }
     fn send(&self, frame: &[u8]) -> io::Result<()> {
+        self.send_parts(frame, &[])
+    }
+    /// One sendmsg with two iovecs: write data goes out of the request's
+    /// buffer without being copied into a frame first.
+    fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
+        if head.len() < 6 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than a MAC"));
+        }
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETHERTYPE_AOE.to_be();
         sll.sll_ifindex = self.ifindex;
         sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        sll.sll_addr[..6].copy_from_slice(&head[..6]);
+        let mut iov = [
+            libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
+            libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() },
+        ];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = &mut sll as *mut _ as *mut libc::c_void;
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = if data.is_empty() { 1 } else { 2 };
         loop {
-            let r = unsafe {
-                libc::sendto(
-                    self.send_fd,
-                    frame.as_ptr() as *const libc::c_void,
-                    frame.len(),
-                    0,
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
+            let r = unsafe { libc::sendmsg(self.send_fd, &msg, 0) };
             if r >= 0 {
                 return Ok(());
             }
