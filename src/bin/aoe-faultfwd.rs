@@ -22,6 +22,7 @@
 //!   1 on socket errors.
 
 use aoefs::link::fault::{FaultConfig, FaultCounters, FaultInjector};
+use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::wire::ETHERTYPE_AOE;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,136 +88,34 @@ fn parse_args() -> Args {
 }
 
 /// An AF_PACKET socket bound to one interface, receiving only AoE.
+/// One side of the forwarder: AoE frames of one interface, promiscuous
+/// (the frames it forwards are addressed to the far hosts).
 struct Sock {
-    fd: i32,
-    ifindex: i32,
+    raw: RawSocket,
     name: String,
 }
 
 impl Sock {
     fn open(name: &str) -> io::Result<Sock> {
-        let ifindex = aoefs::link::pcap::if_index(name)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}")))?
-            as i32;
-        let proto = (ETHERTYPE_AOE).to_be() as libc::c_int;
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let s = Sock { fd, ifindex, name: name.to_string() };
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = ifindex;
-        let r = unsafe {
-            libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Promiscuous: the frames we forward are addressed to the far hosts.
-        let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
-        mr.mr_ifindex = ifindex;
-        mr.mr_type = libc::PACKET_MR_PROMISC as u16;
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                &mr as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::packet_mreq>() as u32,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-            let v: libc::c_int = 8 << 20;
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    &v as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as u32,
-                );
-            }
-        }
-        Ok(s)
+        let opts = RawOptions { receive: Receive::Aoe, promiscuous: true, rcvbuf: 8 << 20, sndbuf: 8 << 20, ..Default::default() };
+        Ok(Sock { raw: RawSocket::open(name, opts)?, name: name.to_string() })
     }
 
     /// Waits up to `ms` for a frame. Ok(None) on timeout; the packet type
     /// comes with the frame.
     fn recv(&self, buf: &mut [u8], ms: i32) -> io::Result<Option<(usize, u8)>> {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(e) };
-        }
-        if r == 0 {
-            return Ok(None);
-        }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut alen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd,
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                &mut sll as *mut _ as *mut libc::sockaddr,
-                &mut alen,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
-                _ => Err(e),
-            };
-        }
-        Ok(Some((n as usize, sll.sll_pkttype)))
+        self.raw.recv(buf, ms)
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<()> {
         if frame.len() < 14 {
             return Ok(());
         }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        loop {
-            let r = unsafe {
-                libc::sendto(
-                    self.fd,
-                    frame.as_ptr() as *const libc::c_void,
-                    frame.len(),
-                    0,
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // A full queue is just another drop.
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => return Ok(()),
-                _ => return Err(e),
-            }
+        match self.raw.send(frame) {
+            // A full queue is just another drop.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EAGAIN)) => Ok(()),
+            r => r,
         }
-    }
-}
-
-impl Drop for Sock {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.fd) };
     }
 }
 

@@ -33,6 +33,7 @@
 //! SIGTERM. Exit status 0, 2 on usage errors, 1 on socket errors.
 
 use aoefs::link::fault::Rng;
+use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::wire::{Mac, ETHERTYPE_AOE};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -165,106 +166,10 @@ fn parse_args() -> Args {
     a
 }
 
-struct Sock {
-    fd: i32,
-    ifindex: i32,
-}
-
-impl Sock {
-    fn open(name: &str) -> io::Result<Sock> {
-        let ifindex = aoefs::link::pcap::if_index(name)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}")))?
-            as i32;
-        let fd = unsafe {
-            // ETH_P_ALL: a socket bound to one protocol sees only incoming
-            // frames; the target's replies are outgoing here.
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, (libc::ETH_P_ALL as u16).to_be() as libc::c_int)
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let s = Sock { fd, ifindex };
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex;
-        let r = unsafe {
-            libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let v: libc::c_int = 8 << 20;
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &v as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
-        }
-        Ok(s)
-    }
-
-    fn recv(&self, buf: &mut [u8], ms: i32) -> io::Result<Option<(usize, u8)>> {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r <= 0 {
-            let e = io::Error::last_os_error();
-            return if r == 0 || e.kind() == io::ErrorKind::Interrupted { Ok(None) } else { Err(e) };
-        }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut alen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd,
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                &mut sll as *mut _ as *mut libc::sockaddr,
-                &mut alen,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
-                _ => Err(e),
-            };
-        }
-        Ok(Some((n as usize, sll.sll_pkttype)))
-    }
-
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        let r = unsafe {
-            libc::sendto(
-                self.fd,
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Drop for Sock {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.fd) };
-    }
+/// ETH_P_ALL: a socket bound to one protocol sees only incoming frames,
+/// and the target's replies are outgoing on the target's veth.
+fn open_sock(name: &str) -> io::Result<RawSocket> {
+    RawSocket::open(name, RawOptions { receive: Receive::All, rcvbuf: 8 << 20, ..Default::default() })
 }
 
 /// One ATA request seen from the initiator.
@@ -296,7 +201,7 @@ const MAX_REPLIES: usize = 2048;
 const STALE_AGE: Duration = Duration::from_millis(200);
 const LIVE_AGE: Duration = Duration::from_millis(100);
 
-fn sniff(sock: &Sock, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, deadline: Instant) -> io::Result<()> {
+fn sniff(sock: &RawSocket, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, deadline: Instant) -> io::Result<()> {
     let mut buf = vec![0u8; 65536];
     while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
         let Some((n, pkttype)) = sock.recv(&mut buf, 50)? else { continue };
@@ -570,7 +475,7 @@ fn main() {
     };
     let me = aoefs::link::pcap::if_mac(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
     let mtu = aoefs::link::pcap::if_mtu(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
-    let sock = Arc::new(Sock::open(&a.iface).unwrap_or_else(|e| fail(&a.iface, e)));
+    let sock = Arc::new(open_sock(&a.iface).unwrap_or_else(|e| fail(&a.iface, e)));
     let seen = Arc::new(Mutex::new(Seen { initiator: a.initiator, ..Default::default() }));
     let deadline = Instant::now() + Duration::from_secs_f64(a.seconds);
     let sniffer = {

@@ -21,6 +21,8 @@
 //!  lat_us_mean=.. lat_us_p50=.. lat_us_p99=.. retrans=.. errors=..`
 //! (MBps in 10^6 bytes per second).
 
+use aoefs::link::pcap::{if_mac, if_mtu};
+use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::wire::*;
 use clap::{Parser, ValueEnum};
 use std::collections::VecDeque;
@@ -99,150 +101,21 @@ fn die(msg: &str) -> ! {
 
 // ---------------------------------------------------------------- socket
 
-struct Sock {
-    fd: i32,
-    ifindex: i32,
+fn open_sock(iface: &str) -> io::Result<RawSocket> {
+    // Big buffers: a burst of a whole window of jumbo replies must fit; our
+    // own requests are not received back.
+    RawSocket::open(iface, RawOptions { receive: Receive::Aoe, ignore_outgoing: true, rcvbuf: 64 << 20, sndbuf: 16 << 20, ..Default::default() })
 }
 
-fn ifreq_for(name: &str) -> libc::ifreq {
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    if name.is_empty() || name.len() >= req.ifr_name.len() {
-        die("bad interface name");
-    }
-    for (i, c) in name.bytes().enumerate() {
-        req.ifr_name[i] = c as libc::c_char;
-    }
-    req
-}
-
-fn if_info(name: &str) -> io::Result<(i32, Mac, usize)> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut r = ifreq_for(name);
-    let mut m = ifreq_for(name);
-    let mut x = ifreq_for(name);
-    let res = unsafe {
-        (
-            libc::ioctl(fd, libc::SIOCGIFHWADDR as _, &mut r),
-            libc::ioctl(fd, libc::SIOCGIFMTU as _, &mut m),
-            libc::ioctl(fd, libc::SIOCGIFINDEX as _, &mut x),
-        )
-    };
-    let err = io::Error::last_os_error();
-    unsafe { libc::close(fd) };
-    if res.0 < 0 || res.1 < 0 || res.2 < 0 {
-        return Err(err);
-    }
-    let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (i, b) in mac.iter_mut().enumerate() {
-        *b = sa.sa_data[i] as u8;
-    }
-    let mtu = unsafe { m.ifr_ifru.ifru_mtu } as usize;
-    let idx = unsafe { x.ifr_ifru.ifru_ifindex };
-    Ok((idx, Mac(mac), mtu))
-}
-
-fn setopt(fd: i32, level: i32, opt: i32, val: i32) {
-    unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            &val as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as u32,
-        );
-    }
-}
-
-impl Sock {
-    fn open(ifindex: i32) -> io::Result<Sock> {
-        let proto = (ETHERTYPE_AOE).to_be() as i32;
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Big buffers: a burst of a whole window of jumbo replies must fit.
-        setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 64 << 20);
-        setopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 16 << 20);
-        // Do not see our own requests (PACKET_IGNORE_OUTGOING, Linux 4.20+).
-        setopt(fd, libc::SOL_PACKET, 23, 1);
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = ifindex;
-        let r = unsafe {
-            libc::bind(
-                fd,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            unsafe { libc::close(fd) };
-            return Err(e);
-        }
-        Ok(Sock { fd, ifindex })
-    }
-
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        loop {
-            let r = unsafe {
-                libc::sendto(
-                    self.fd,
-                    frame.as_ptr() as *const libc::c_void,
-                    frame.len(),
-                    0,
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if r >= 0 {
-                return Ok(());
+/// Sends, waiting while the transmit queue is full (the receive side drains).
+fn send_frame(sock: &RawSocket, frame: &[u8]) -> io::Result<()> {
+    loop {
+        match sock.send(frame) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EAGAIN)) => {
+                std::thread::sleep(Duration::from_micros(20))
             }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // Transmit queue full: let the receive side drain, try again.
-                Some(libc::ENOBUFS) | Some(libc::EAGAIN) => {
-                    std::thread::sleep(Duration::from_micros(20));
-                    continue;
-                }
-                _ => return Err(e),
-            }
+            r => return r,
         }
-    }
-
-    /// Frames the kernel dropped on this socket since the last call
-    /// (PACKET_STATISTICS: receive buffer full).
-    fn drops(&self) -> u32 {
-        let mut st = [0u32; 2];
-        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(self.fd, libc::SOL_PACKET, 6, st.as_mut_ptr() as *mut libc::c_void, &mut len)
-        };
-        if r == 0 {
-            st[1]
-        } else {
-            0
-        }
-    }
-
-    /// Waits up to `timeout` for something to read.
-    fn wait(&self, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
-        let ms = timeout.as_millis().min(1000) as i32;
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        r > 0
     }
 }
 
@@ -273,11 +146,11 @@ impl RxBatch {
     }
 
     /// Non-blocking: returns how many frames arrived (0 when none).
-    fn recv(&mut self, sock: &Sock) -> usize {
+    fn recv(&mut self, sock: &RawSocket) -> usize {
         let _ = &self.iovs;
         let r = unsafe {
             libc::recvmmsg(
-                sock.fd,
+                sock.fd(),
                 self.hdrs.as_mut_ptr(),
                 self.hdrs.len() as u32,
                 libc::MSG_DONTWAIT,
@@ -309,7 +182,7 @@ struct Target {
     lba48: bool,
 }
 
-fn discover(sock: &Sock, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
+fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
     let mut buf = [0u8; 64];
     let q = Repr {
         header: Header {
@@ -340,10 +213,10 @@ fn discover(sock: &Sock, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
             die("no AoE target answered the query config");
         }
         if now >= next_send {
-            sock.send(&buf[..n.max(60)]).unwrap_or_else(|e| die(&format!("send: {e}")));
+            send_frame(sock, &buf[..n.max(60)]).unwrap_or_else(|e| die(&format!("send: {e}")));
             next_send = now + Duration::from_millis(500);
         }
-        sock.wait(Duration::from_millis(50));
+        sock.wait(50);
         let k = rx.recv(sock);
         for i in 0..k {
             let Ok(r) = Repr::parse(rx.frame(i)) else { continue };
@@ -372,10 +245,10 @@ fn discover(sock: &Sock, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
             die("target did not answer IDENTIFY");
         }
         if now >= next_send {
-            sock.send(&f[..60]).unwrap_or_else(|e| die(&format!("send: {e}")));
+            send_frame(sock, &f[..60]).unwrap_or_else(|e| die(&format!("send: {e}")));
             next_send = now + Duration::from_millis(500);
         }
-        sock.wait(Duration::from_millis(50));
+        sock.wait(50);
         let k = rx.recv(sock);
         for i in 0..k {
             let Ok(r) = Repr::parse(rx.frame(i)) else { continue };
@@ -443,8 +316,11 @@ impl Rng {
 
 fn main() {
     let cli = Cli::parse();
-    let (ifindex, me, mtu) = if_info(&cli.iface).unwrap_or_else(|e| die(&format!("{}: {e}", cli.iface)));
-    let sock = Sock::open(ifindex).unwrap_or_else(|e| die(&format!("AF_PACKET socket: {e} (needs root)")));
+    let (me, mtu) = match (if_mac(&cli.iface), if_mtu(&cli.iface)) {
+        (Ok(m), Ok(t)) => (m, t),
+        (Err(e), _) | (_, Err(e)) => die(&format!("{}: {e}", cli.iface)),
+    };
+    let sock = open_sock(&cli.iface).unwrap_or_else(|e| die(&format!("AF_PACKET socket: {e} (needs root)")));
     let mut rx = RxBatch::new(64, mtu + 64);
     let t = discover(&sock, me, &cli, &mut rx);
 
@@ -543,7 +419,7 @@ fn main() {
             } else {
                 ATA_HDR_LEN.max(60)
             };
-            sock.send(&frame[..len]).unwrap_or_else(|e| die(&format!("send: {e}")));
+            send_frame(&sock, &frame[..len]).unwrap_or_else(|e| die(&format!("send: {e}")));
             slots[s].sent = $now;
         }};
     }
@@ -604,7 +480,7 @@ fn main() {
         let mut k = rx.recv(&sock);
         if k == 0 {
             let wait = if inflight == 0 { Duration::from_millis(1) } else { rto.min(Duration::from_millis(5)) };
-            if sock.wait(wait) {
+            if sock.wait(wait.as_millis().min(1000) as i32) {
                 k = rx.recv(&sock);
             }
         }
@@ -697,7 +573,7 @@ MBps={:.1} iops={:.0} lat_us_mean={mean:.1} lat_us_p50={} lat_us_p99={} retrans=
         pct(0.50),
         pct(0.99),
     );
-    unsafe { libc::close(sock.fd) };
+    drop(sock);
     if errors > 0 {
         std::process::exit(3);
     }

@@ -1,6 +1,7 @@
 //! Real interfaces: libpcap receives (ethertype 0x88A2, incoming only, one
 //! capture thread per interface) and an AF_PACKET raw socket sends.
 
+use super::raw::{RawOptions, RawSocket};
 use super::{Link, LinkProvider, RxHandler};
 use crate::wire::{Mac, ETHERTYPE_AOE};
 use std::ffi::CString;
@@ -126,8 +127,8 @@ pub struct PcapLink {
     name: String,
     mac: Mac,
     mtu: usize,
-    ifindex: i32,
-    send_fd: i32,
+    /// Send-only AF_PACKET socket.
+    sender: RawSocket,
     stop: Arc<AtomicBool>,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
@@ -144,7 +145,7 @@ fn pcap_err(name: &str, e: pcap::Error) -> io::Error {
 
 impl PcapLink {
     pub fn open(name: &str, rx: RxHandler) -> io::Result<Arc<PcapLink>> {
-        let ifindex = if_index(name).ok_or_else(|| {
+        if_index(name).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}"))
         })?;
         let mac = if_mac(name)?;
@@ -170,20 +171,7 @@ impl PcapLink {
             cap.as_raw_fd()
         };
 
-        let send_fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if send_fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let sndbuf: libc::c_int = 8 << 20;
-        unsafe {
-            libc::setsockopt(
-                send_fd,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                &sndbuf as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
-        }
+        let sender = RawSocket::open(name, RawOptions::default())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let tname = format!("rx-{name}");
@@ -213,8 +201,7 @@ impl PcapLink {
             name: name.to_string(),
             mac,
             mtu,
-            ifindex: ifindex as i32,
-            send_fd,
+            sender,
             stop,
             thread: parking_lot::Mutex::new(Some(thread)),
         }))
@@ -232,40 +219,12 @@ impl Link for PcapLink {
         self.mtu
     }
     fn send(&self, frame: &[u8]) -> io::Result<()> {
-        self.send_parts(frame, &[])
+        self.sender.send(frame)
     }
-    /// One sendmsg with two iovecs: write data goes out of the request's
-    /// buffer without being copied into a frame first.
+    /// Write data goes out of the request's buffer without being copied
+    /// into a frame first.
     fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
-        if head.len() < 6 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than a MAC"));
-        }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&head[..6]);
-        let mut iov = [
-            libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
-            libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() },
-        ];
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = &mut sll as *mut _ as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = if data.is_empty() { 1 } else { 2 };
-        loop {
-            let r = unsafe { libc::sendmsg(self.send_fd, &msg, 0) };
-            if r >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        self.sender.send_parts(head, data)
     }
     fn close(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -280,6 +239,5 @@ impl Link for PcapLink {
 impl Drop for PcapLink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        unsafe { libc::close(self.send_fd) };
     }
 }
