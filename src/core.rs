@@ -312,7 +312,9 @@ pub struct Core {
     parts: Mutex<std::collections::HashMap<u32, (u64, Arc<Vec<crate::partition::Partition>>)>>,
 }
 
-pub type ReadReply = Box<dyn FnOnce(Result<Vec<u8>, Errno>) + Send>;
+/// Answers a read with a borrowed slice, so data goes to FUSE straight from
+/// the buffer it was received into.
+pub type ReadReply = Box<dyn for<'a> FnOnce(Result<&'a [u8], Errno>) + Send>;
 pub type WriteReply = Box<dyn FnOnce(Result<u32, Errno>) + Send>;
 pub type EmptyReply = Box<dyn FnOnce(Result<(), Errno>) + Send>;
 
@@ -405,7 +407,7 @@ impl Core {
         let disk = dev.sectors() * SECTOR as u64;
         let rlen = region.len.min(disk.saturating_sub(region.base));
         if off >= rlen || size == 0 {
-            reply(Ok(Vec::new()));
+            reply(Ok(&[]));
             return;
         }
         let end = region.base + (off + size as u64).min(rlen);
@@ -434,9 +436,7 @@ impl Core {
             let skip = (off - b0 * BLOCK as u64) as usize;
             let len = (end - off) as usize;
             if self.cache.get(dev.id, b0, nb, &mut buf) {
-                buf.drain(..skip);
-                buf.truncate(len);
-                reply(Ok(buf));
+                reply(Ok(&buf[skip..skip + len]));
                 return;
             }
             let epoch = self.cache.epoch(dev.id);
@@ -450,11 +450,9 @@ impl Core {
                 (nb * BLOCK_SECTORS) as u32,
                 Vec::new(),
                 Box::new(move |r| match r {
-                    Ok(mut data) => {
+                    Ok(data) => {
                         me.cache.insert(id, b0, &data, epoch);
-                        data.drain(..skip);
-                        data.truncate(len);
-                        reply(Ok(data));
+                        reply(Ok(&data[skip..skip + len]));
                     }
                     Err(e) => reply(Err(me.io_failed(&dev2, "read", b0 * BLOCK_SECTORS, &e))),
                 }),
@@ -474,13 +472,7 @@ impl Core {
             (lba1 - lba0) as u32,
             Vec::new(),
             Box::new(move |r| match r {
-                Ok(mut data) => {
-                    if skip > 0 {
-                        data.drain(..skip);
-                    }
-                    data.truncate(len);
-                    reply(Ok(data))
-                }
+                Ok(data) => reply(Ok(&data[skip..skip + len])),
                 Err(e) => reply(Err(me.io_failed(&dev2, "read", lba0, &e))),
             }),
         );
@@ -621,11 +613,7 @@ impl Core {
             Ctl::Err => {
                 let me = self.clone();
                 self.pool.spawn(move || match me.ini.errlog.pop_timeout(ERR_READ_WAIT) {
-                    Some(m) => {
-                        let mut b = m.into_bytes();
-                        b.truncate(size as usize);
-                        reply(Ok(b))
-                    }
+                    Some(m) => reply(Ok(slice_at(m.as_bytes(), 0, size))),
                     None => reply(Err(libc::EINTR)),
                 });
             }
@@ -714,7 +702,10 @@ impl Core {
                 }
                 CtlReply::Error(e) => Err(CtlError::Refused(e)),
             });
-            reply(text.map(|t| slice_at(t.as_bytes(), off, size)).map_err(|e| e.errno()))
+            match text {
+                Ok(t) => reply(Ok(slice_at(t.as_bytes(), off, size))),
+                Err(e) => reply(Err(e.errno())),
+            }
         });
     }
 
@@ -849,10 +840,10 @@ fn ctl_failure(f: CtlFailure) -> CtlError {
 }
 
 /// `buf[off..off+size]`, clamped.
-pub fn slice_at(buf: &[u8], off: u64, size: u32) -> Vec<u8> {
+pub fn slice_at(buf: &[u8], off: u64, size: u32) -> &[u8] {
     let o = (off as usize).min(buf.len());
     let e = o.saturating_add(size as usize).min(buf.len());
-    buf[o..e].to_vec()
+    &buf[o..e]
 }
 
 #[cfg(test)]

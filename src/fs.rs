@@ -317,8 +317,8 @@ impl Filesystem for AoeFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let answer = move |r: Result<Vec<u8>, i32>| match r {
-            Ok(d) => reply.data(&d),
+        let answer = move |r: Result<&[u8], i32>| match r {
+            Ok(d) => reply.data(d),
             Err(e) => reply.error(errno(e)),
         };
         match Node::from_ino(ino.0) {

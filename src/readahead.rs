@@ -10,6 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 pub type Waiter = Box<dyn FnOnce(Result<Arc<Vec<u8>>, i32>) + Send>;
+/// A reader's answer: a slice of a prefetched buffer.
+pub type SliceReply = Box<dyn for<'a> FnOnce(Result<&'a [u8], i32>) + Send>;
 
 pub enum BufState {
     Pending(Vec<Waiter>),
@@ -79,8 +81,8 @@ impl Readahead {
         dev: u32,
         off: u64,
         end: u64,
-        reply: Box<dyn FnOnce(Result<Vec<u8>, i32>) + Send>,
-    ) -> Result<(), Box<dyn FnOnce(Result<Vec<u8>, i32>) + Send>> {
+        reply: SliceReply,
+    ) -> Result<(), SliceReply> {
         let buf = {
             let s = self.streams.lock();
             match s.get(&dev).and_then(|st| st.bufs.iter().find(|b| b.off <= off && end <= b.end()).cloned()) {
@@ -92,13 +94,16 @@ impl Readahead {
         let mut st = buf.state.lock();
         match &mut *st {
             BufState::Ready(d) => {
-                let v = d[o..e].to_vec();
+                let d = d.clone();
                 drop(st);
-                reply(Ok(v));
+                reply(Ok(&d[o..e]));
                 Ok(())
             }
             BufState::Pending(w) => {
-                w.push(Box::new(move |r| reply(r.map(|d| d[o..e].to_vec()))));
+                w.push(Box::new(move |r| match r {
+                    Ok(d) => reply(Ok(&d[o..e])),
+                    Err(e) => reply(Err(e)),
+                }));
                 Ok(())
             }
             BufState::Failed => Err(reply),
@@ -162,11 +167,13 @@ mod tests {
         // Served while pending, answered on completion.
         let (tx, rx) = mpsc::channel();
         let t2 = tx.clone();
-        assert!(ra.try_serve(1, 2 << 20, 3 << 20, Box::new(move |r| t2.send(r).unwrap())).is_ok());
+        assert!(ra.try_serve(1, 2 << 20, 3 << 20, Box::new(move |r: Result<&[u8], i32>| t2.send(r.map(|d| d.to_vec())).unwrap())).is_ok());
         bufs[0].complete(Ok(vec![7u8; 1 << 20]));
         assert_eq!(rx.recv().unwrap().unwrap(), vec![7u8; 1 << 20]);
         // Ready buffer serves a sub-range at once.
-        assert!(ra.try_serve(1, (2 << 20) + 512, (2 << 20) + 1024, Box::new(move |r| tx.send(r).unwrap())).is_ok());
+        assert!(ra
+            .try_serve(1, (2 << 20) + 512, (2 << 20) + 1024, Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap()))
+            .is_ok());
         assert_eq!(rx.recv().unwrap().unwrap(), vec![7u8; 512]);
         // Next read extends the stream by one chunk.
         let more = ra.plan(1, 2 << 20, 3 << 20, 1 << 30);
@@ -182,7 +189,7 @@ mod tests {
         assert!(ra.plan(1, 1 << 20, (1 << 20) + 4096, 1 << 30).is_empty(), "a jump ends the stream");
         ra.plan(1, (1 << 20) + 4096, (1 << 20) + 8192, 1 << 30);
         ra.invalidate(1);
-        let r = ra.try_serve(1, (1 << 20) + 8192, (1 << 20) + 12288, Box::new(|_| {}));
+        let r = ra.try_serve(1, (1 << 20) + 8192, (1 << 20) + 12288, Box::new(|_: Result<&[u8], i32>| {}));
         assert!(r.is_err(), "a completed write drops prefetched data");
     }
 
@@ -194,7 +201,7 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(b[1].off + b[1].len, 200_000);
         b[0].complete(Err(5));
-        assert!(ra.try_serve(1, 131072, 196608, Box::new(|_| {})).is_err());
+        assert!(ra.try_serve(1, 131072, 196608, Box::new(|_: Result<&[u8], i32>| {})).is_err());
         assert!(Readahead::new(0).plan(1, 0, 4096, 1 << 20).is_empty());
     }
 }

@@ -35,7 +35,7 @@ fn read(core: &Arc<Core>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
     let region = core.region(&dev, 0).unwrap();
-    core.read_image(&dev, region, off, len, Box::new(move |r| tx.send(r).unwrap()));
+    core.read_image(&dev, region, off, len, Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap()));
     rx.recv_timeout(Duration::from_secs(30)).expect("read answered")
 }
 
