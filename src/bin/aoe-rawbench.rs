@@ -301,18 +301,6 @@ struct Slot {
     busy: bool,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 fn main() {
     let cli = Cli::parse();
@@ -384,7 +372,7 @@ fn main() {
     let mut idle_reqs: Vec<usize> = (0..qd).rev().collect();
     let mut serial: u32 = 0;
     let _ = sock.drops();
-    let mut rng = Rng(cli.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = aoefs::link::fault::Rng::new(cli.seed);
     let mut seq_next = (cli.offset / SECTOR as u64) % span_sec;
     let rto = Duration::from_millis(cli.rto_ms.max(1));
     let mut frame = vec![0u8; ATA_HDR_LEN + (spf as usize) * SECTOR + 64];
@@ -444,7 +432,7 @@ fn main() {
                     seq_next += bs_sec;
                     l
                 } else {
-                    (rng.next() % (span_sec / bs_sec)) * bs_sec
+                    (rng.next_u64() % (span_sec / bs_sec)) * bs_sec
                 };
                 let r = &mut reqs[ri];
                 r.lba = lba;
