@@ -278,6 +278,9 @@ fn wait_io_for(
     g.take().expect("result")
 }
 
+/// A device's partitions, shared with readers.
+pub type Partitions = Arc<Vec<crate::partition::Partition>>;
+
 /// A byte range of a device exposed as a file: the whole disk or a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
@@ -308,8 +311,9 @@ pub struct Core {
     pub ranges: RangeLocks,
     pub readahead: crate::readahead::Readahead,
     pub readonly: bool,
-    /// Partition tables, with the device generation they were read at.
-    parts: Mutex<std::collections::HashMap<u32, (u64, Arc<Vec<crate::partition::Partition>>)>>,
+    /// Partition tables by device id, with the device generation they were
+    /// read at.
+    parts: Mutex<std::collections::HashMap<u32, (u64, Partitions)>>,
 }
 
 /// Answers a read with a borrowed slice, so data goes to FUSE straight from
@@ -335,7 +339,7 @@ impl Core {
 
     /// The device's partitions (read from its MBR/GPT the first time, again
     /// after revalidate or a size change). Waits a bounded time.
-    pub fn partitions(&self, dev: &Arc<Device>) -> Arc<Vec<crate::partition::Partition>> {
+    pub fn partitions(&self, dev: &Arc<Device>) -> Partitions {
         let gen = dev.generation.load(std::sync::atomic::Ordering::Acquire);
         if let Some((g, p)) = self.parts.lock().get(&dev.id) {
             if *g == gen {
@@ -503,7 +507,7 @@ impl Core {
         let (lba0, lba1) = (off / SECTOR as u64, (off + len).div_ceil(SECTOR as u64));
         // Whole sectors with nothing overlapping in progress: straight to the
         // target from this thread, answered from the completion.
-        if off % SECTOR as u64 == 0 && len % SECTOR as u64 == 0 && self.ranges.try_lock(dev.id, lba0, lba1) {
+        if off.is_multiple_of(SECTOR as u64) && len.is_multiple_of(SECTOR as u64) && self.ranges.try_lock(dev.id, lba0, lba1) {
             let me = self.clone();
             let d2 = dev.clone();
             self.ini.submit(

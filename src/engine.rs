@@ -364,7 +364,7 @@ impl TargetIo {
 
     /// Queues a write of `data` (a whole number of sectors) at `lba`.
     pub fn submit_write(&mut self, now: Micros, lba: u64, data: Vec<u8>, done: IoDone, tx: &mut Tx<'_>) {
-        debug_assert!(data.len() % SECTOR == 0);
+        debug_assert!(data.len().is_multiple_of(SECTOR));
         let (_, wr) = self.rw_cmds();
         self.submit_rw(now, Op::Write, wr, lba, data, done, tx)
     }

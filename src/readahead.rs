@@ -121,7 +121,7 @@ impl Readahead {
         let sequential = s.last_end == Some(off);
         s.last_end = Some(end);
         let req = end - off;
-        if !sequential || off % 512 != 0 || req % 512 != 0 {
+        if !sequential || !off.is_multiple_of(512) || !req.is_multiple_of(512) {
             s.bufs.clear();
             return Vec::new();
         }

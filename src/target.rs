@@ -63,7 +63,6 @@ pub struct DevInner {
     pub state: DevState,
     pub identify: Option<Identify>,
     pub firmware: u16,
-    pub config: Vec<u8>,
     pub io: TargetIo,
     identifying: bool,
 }
@@ -417,7 +416,6 @@ impl Initiator {
                                     state: DevState::Discovered,
                                     identify: None,
                                     firmware: 0,
-                                    config: Vec::new(),
                                     io: TargetIo::new(h.shelf, h.slot, self.opts.maxout),
                                     identifying: false,
                                 }),
@@ -447,7 +445,6 @@ impl Initiator {
                 }
             }
             g.firmware = c.firmware;
-            g.config = c.config.to_vec();
             if g.state == DevState::Down && dev.open_count() == 0 {
                 g.state = DevState::Discovered;
             }

@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn sizes_like_aoe_stat() {
         assert_eq!(gb(524288), "0.268GB");
-        assert_eq!(gb(2_000_000_000 / 512 * 1), "2.000GB");
+        assert_eq!(gb(2_000_000_000 / 512), "2.000GB");
         assert_eq!(gb(0), "0.000GB");
     }
 

@@ -306,12 +306,12 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
             };
             let mut b = vec![0u8; r.buffer_len()];
             r.emit(&mut b).unwrap();
-            if n % 7 == 0 {
+            if n.is_multiple_of(7) {
                 b.truncate(30); // truncated
             }
             hub2.send_from(rogue, &b);
             n += 1;
-            if n % 16 == 0 {
+            if n.is_multiple_of(16) {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }

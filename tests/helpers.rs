@@ -113,7 +113,7 @@ impl<'a> ExtMount<'a> {
             .into_iter()
             .filter(|pid| {
                 let argv = cmdline(*pid);
-                argv.first().is_some_and(|a| a.ends_with("aoefs")) && argv.iter().any(|a| *a == p)
+                argv.first().is_some_and(|a| a.ends_with("aoefs")) && argv.contains(&p)
             })
             .collect()
     }
