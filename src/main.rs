@@ -314,16 +314,17 @@ fn main() {
     ];
     for o in cli.options.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         match o {
-            "ro" => {
-                readonly = true;
-                mount_opts.push(fuser::MountOption::RO);
-            }
+            // The last of ro/rw wins, as with mount(8).
+            "ro" => readonly = true,
             "rw" => readonly = false,
             "allow_other" => acl = fuser::SessionACL::All,
             "allow_root" => acl = fuser::SessionACL::RootAndOwner,
             "default_permissions" | "nosuid" | "nodev" | "suid" | "dev" => {}
             other => mount_opts.push(fuser::MountOption::CUSTOM(other.to_string())),
         }
+    }
+    if readonly {
+        mount_opts.push(fuser::MountOption::RO);
     }
 
     let ready_fd = if cli.foreground { -1 } else { daemonize() };
