@@ -152,6 +152,7 @@ pub struct Initiator {
     pub ignored: Ignored,
     last_discover: AtomicU64,
     last_new_device: AtomicU64,
+    last_link_check: AtomicU64,
     pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
     ctl_seq: AtomicU32,
     me: Weak<Initiator>,
@@ -194,6 +195,7 @@ impl Initiator {
             ignored: Ignored::default(),
             last_discover: AtomicU64::new(0),
             last_new_device: AtomicU64::new(0),
+            last_link_check: AtomicU64::new(0),
             pending_ctl: Mutex::new(HashMap::new()),
             ctl_seq: AtomicU32::new(1),
             me: me.clone(),
@@ -229,13 +231,7 @@ impl Initiator {
                 continue;
             }
             let id = table.links.len() + opened.len();
-            let me = self.me.clone();
-            let rx: RxHandler = Arc::new(move |f: &[u8]| {
-                if let Some(ini) = me.upgrade() {
-                    ini.handle_frame(id, f);
-                }
-            });
-            match self.provider.open(n, rx) {
+            match self.open_link(id, n) {
                 Ok(l) => opened.push((n.clone(), l)),
                 Err(e) => {
                     for (_, l) in opened {
@@ -270,6 +266,71 @@ impl Initiator {
             }
         }
         Ok(())
+    }
+
+    /// Opens interface `name` as link `id`: its frames go to `handle_frame`.
+    fn open_link(&self, id: usize, name: &str) -> std::io::Result<Arc<dyn Link>> {
+        let me = self.me.clone();
+        let rx: RxHandler = Arc::new(move |f: &[u8]| {
+            if let Some(ini) = me.upgrade() {
+                ini.handle_frame(id, f);
+            }
+        });
+        self.provider.open(name, rx)
+    }
+
+    /// An allowed interface that vanished (its capture ended: deleted,
+    /// renamed, driver unloaded) is closed and its paths dropped; once an
+    /// interface of that name exists again it is reopened and discovery
+    /// runs, so targets come back without a remount.
+    fn revive_links(&self) {
+        let dead: Vec<(usize, String)> = {
+            let t = self.links.read();
+            t.links
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.as_ref().filter(|l| !l.alive()).map(|l| (i, l.name().to_string())))
+                .collect()
+        };
+        if !dead.is_empty() {
+            let mut t = self.links.write();
+            for (id, _) in &dead {
+                if let Some(l) = t.links[*id].take() {
+                    l.close();
+                }
+            }
+            drop(t);
+            for d in self.devices() {
+                let mut g = d.inner.lock();
+                for (id, _) in &dead {
+                    g.io.remove_link(*id);
+                }
+            }
+            for (_, name) in &dead {
+                self.errlog.push(format!("{name}: interface gone; it is reopened when it is back"));
+            }
+        }
+        let missing: Vec<String> = {
+            let t = self.links.read();
+            t.names.iter().filter(|n| !t.links.iter().flatten().any(|l| l.name() == n.as_str())).cloned().collect()
+        };
+        let mut back = false;
+        for name in missing.into_iter().filter(|n| self.provider.exists(n)) {
+            let mut t = self.links.write();
+            let id = t.links.len();
+            match self.open_link(id, &name) {
+                Ok(l) => {
+                    t.links.push(Some(l));
+                    back = true;
+                    drop(t);
+                    self.errlog.push(format!("{name}: interface back"));
+                }
+                Err(e) => log::debug!("{name}: reopen: {e}"),
+            }
+        }
+        if back {
+            self.discover();
+        }
     }
 
     /// Closes every interface (at unmount).
@@ -644,9 +705,14 @@ impl Initiator {
         Ok(removed.len())
     }
 
-    /// Retransmits, detects dead targets, rediscovers every 60 s.
+    /// Retransmits, detects dead targets, rediscovers every 60 s, and once
+    /// a second reopens interfaces that vanished and came back.
     pub fn tick(&self) {
         let now = self.now();
+        if now.saturating_sub(self.last_link_check.load(Ordering::Relaxed)) >= 1_000_000 {
+            self.last_link_check.store(now, Ordering::Relaxed);
+            self.revive_links();
+        }
         let last = self.last_discover.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) >= REDISCOVER_INTERVAL {
             self.discover();

@@ -317,3 +317,39 @@ fn err_blocks_returns_one_message_per_read_and_ctrl_c_ends_it() {
     assert!(poll_until(Duration::from_secs(2), || cat.try_wait().unwrap().is_some()), "cat still running after SIGINT");
     assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
 }
+
+#[test]
+fn an_interface_that_vanishes_and_returns_is_reopened() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(11));
+    let vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&["--deadsecs", "30"]);
+    let t = m.expect_target("e0.1", APPEAR);
+    let want = read_all(&img);
+    assert_same("before", &read_all(&t)[..65536], &want[..65536]);
+    // The veth pair goes away (both ends), and with it vblade's interface.
+    tb.kill_vblade(vb);
+    let (i, o) = (tb.init_if(0), tb.target_if(0));
+    run(Command::new("ip").args(["-n", &tb.ins, "link", "del", &i]));
+    assert!(
+        poll_until(Duration::from_secs(5), || m.err_messages(50).iter().any(|l| l.contains("interface gone"))),
+        "err reports the vanished interface"
+    );
+    // It comes back under the same name, and so does the target.
+    run(Command::new("ip").args(["link", "add", &i, "netns", &tb.ins, "type", "veth", "peer", "name", &o, "netns", &tb.tns]));
+    run(Command::new("ip").args(["-n", &tb.ins, "link", "set", &i, "up"]));
+    run(Command::new("ip").args(["-n", &tb.tns, "link", "set", &o, "up"]));
+    tb.start_vblade(0, 1, &img, None);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            let s = m.read_status("e0.1", "stats");
+            s.lines().any(|l| l.starts_with(&format!("path {i} ")))
+        }),
+        "path back through the reopened interface"
+    );
+    let f = OpenOptions::new().read(true).open(&t).unwrap();
+    let mut buf = vec![0u8; 65536];
+    f.read_exact_at(&mut buf, 1 << 20).unwrap();
+    assert_same("after", &buf, &want[1 << 20..(1 << 20) + 65536]);
+    assert_eq!(m.read_status("e0.1", "state"), "up\n");
+}

@@ -35,6 +35,10 @@ pub trait Link: Send + Sync {
     }
     /// Stops the receive side; no handler call starts after this returns.
     fn close(&self);
+    /// False once the receive side ended by itself (interface gone).
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 /// Opens links by interface name.

@@ -130,6 +130,8 @@ pub struct PcapLink {
     /// Send-only AF_PACKET socket.
     sender: RawSocket,
     stop: Arc<AtomicBool>,
+    /// Set when the capture ended on an error (the interface went away).
+    dead: Arc<AtomicBool>,
     thread: parking_lot::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -174,6 +176,8 @@ impl PcapLink {
         let sender = RawSocket::open(name, RawOptions::default())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
+        let dead = Arc::new(AtomicBool::new(false));
+        let dead2 = dead.clone();
         let tname = format!("rx-{name}");
         let thread = std::thread::Builder::new().name(tname).spawn(move || {
             'outer: while !stop2.load(Ordering::Relaxed) {
@@ -188,7 +192,8 @@ impl PcapLink {
                         }
                         Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => break,
                         Err(e) => {
-                            log::error!("capture stopped: {e}");
+                            log::warn!("capture stopped: {e}");
+                            dead2.store(true, Ordering::Relaxed);
                             break 'outer;
                         }
                     }
@@ -203,6 +208,7 @@ impl PcapLink {
             mtu,
             sender,
             stop,
+            dead,
             thread: parking_lot::Mutex::new(Some(thread)),
         }))
     }
@@ -225,6 +231,9 @@ impl Link for PcapLink {
     /// into a frame first.
     fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
         self.sender.send_parts(head, data)
+    }
+    fn alive(&self) -> bool {
+        !self.dead.load(Ordering::Relaxed)
     }
     fn close(&self) {
         self.stop.store(true, Ordering::Relaxed);
