@@ -700,6 +700,14 @@ impl TargetIo {
             if now.saturating_sub(s.sent_at) < backoff {
                 continue;
             }
+            if self.reqs[job.req as usize].as_ref().is_none_or(|r| r.err.is_some()) {
+                // Its request already failed and was answered: a lost frame
+                // of it is not worth retrying (nor worth declaring the
+                // target dead over).
+                self.free_slot(i as u16);
+                self.frame_done(job.req, None);
+                continue;
+            }
             lost = true;
             self.counters.timeouts += 1;
             self.counters.retransmits += 1;

@@ -435,3 +435,29 @@ fn tags_have_bit_31_and_differ_on_retransmit() {
     assert!(tags.iter().all(|t| t & 0x8000_0000 != 0));
     assert_ne!(tags[0], tags[1]);
 }
+
+#[test]
+fn frames_of_a_failed_request_are_not_retried_and_do_not_kill_the_target() {
+    let mut h = Harness::new(100, 16, 128, 1500, 3);
+    h.deadsecs = 2;
+    // Frames past the end fail at once (IDNF); every other reply is lost
+    // and the target then goes quiet, so the request's other frames in
+    // flight are never answered.
+    h.read(0, 96, 20);
+    let kept: Vec<_> = h
+        .net
+        .replies
+        .drain()
+        .filter(|Reverse((_, _, f))| f[27] & wire::ATA_STATUS_FAIL != 0)
+        .take(1)
+        .collect();
+    assert_eq!(kept.len(), 1);
+    h.net.replies.extend(kept);
+    h.net.silent = true;
+    assert!(h.t.nout > 1);
+    h.run(1, 100_000);
+    assert!(matches!(h.result(0), Err(IoError::Ata { .. })), "answered at the first error");
+    h.run(2, 5_000_000);
+    assert!(!h.dead, "no retrying for an answered request, so no deadsecs");
+    assert!(!h.t.busy());
+}
