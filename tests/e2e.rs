@@ -40,13 +40,6 @@ fn setup(mtu: u32, size: u64, fill: Fill, extra: &[&str]) -> Setup {
     Setup { m, vb, img, tb }
 }
 
-fn open_rw(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
-}
 
 fn check_layout(mtu: u32, payload: u64) {
     let size = 64 * MIB;

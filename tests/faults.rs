@@ -26,13 +26,6 @@ const MIB: u64 = 1 << 20;
 const APPEAR: Duration = Duration::from_secs(5);
 const T: &str = "e0.1";
 
-fn open_rw(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
-}
 
 fn sha256(p: &Path) -> String {
     let out = run_timeout(Command::new("sha256sum").arg(p), Duration::from_secs(120));

@@ -249,16 +249,14 @@ fn emit_vec(r: &Repr<'_>) -> Vec<u8> {
     out
 }
 
-/// Deterministic xorshift64* PRNG (no extra crates).
-struct XorShift(u64);
+/// The crate's seeded PRNG, with the helpers these tests use.
+struct XorShift(crate::link::fault::Rng);
 impl XorShift {
+    fn new(seed: u64) -> XorShift {
+        XorShift(crate::link::fault::Rng::new(seed))
+    }
     fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     fn byte(&mut self) -> u8 {
         (self.next() >> 56) as u8
@@ -1126,7 +1124,7 @@ fn mac_parse_hex12_display() {
     ] {
         assert_eq!(Mac::parse(bad), None, "{bad:?}");
     }
-    let mut rng = XorShift(0x1234_5678_9abc_def1);
+    let mut rng = XorShift::new(0x1234_5678_9abc_def1);
     for _ in 0..1000 {
         let m = Mac(std::array::from_fn(|_| rng.byte()));
         assert_eq!(Mac::parse(&m.hex12()), Some(m));
@@ -1219,7 +1217,7 @@ fn every_single_byte_corruption_of_every_frame() {
 
 #[test]
 fn random_inputs_never_panic() {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15);
     let mut inputs = Vec::new();
     for len in 0..2000usize {
         // Plain noise (almost always NotAoe / Truncated).

@@ -194,13 +194,14 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Deterministic xorshift64* PRNG (no external crates needed).
+/// The crate's seeded PRNG (`aoefs::link::fault::Rng`), with the helpers
+/// the tests use.
 #[derive(Clone)]
-pub struct Rng(u64);
+pub struct Rng(aoefs::link::fault::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(aoefs::link::fault::Rng::new(seed))
     }
     pub fn from_time() -> Rng {
         let t = std::time::SystemTime::now()
@@ -210,12 +211,7 @@ impl Rng {
         Rng::new(t ^ (std::process::id() as u64) << 32)
     }
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     /// Uniform-ish in [0, n).
     pub fn below(&mut self, n: u64) -> u64 {
@@ -1489,16 +1485,8 @@ impl Testbed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &mns, AOE_FAULTFWD, &fa, &fb, "--faults", faults])
             .args(["--seed", &seed.to_string(), "--stats"])
-            .arg(&stats)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf);
-        let helper = self.spawn_helper("aoe-faultfwd", cmd);
-        assert!(
-            wait_log(&log, "forwarding", Duration::from_secs(10)),
-            "aoe-faultfwd did not start: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+            .arg(&stats);
+        let helper = self.start_tool("aoe-faultfwd", cmd, logf, &log, "forwarding");
         Forwarder { helper, stats, log }
     }
 
@@ -1528,17 +1516,23 @@ impl Testbed {
             .arg(format!("{}.{}", shelf, slot))
             .args(args)
             .arg("--stats")
-            .arg(&stats)
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf);
-        let helper = self.spawn_helper("aoe-inject", cmd);
-        assert!(
-            wait_log(&log, "ready", Duration::from_secs(10)),
-            "aoe-inject did not start: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+            .arg(&stats);
+        let helper = self.start_tool("aoe-inject", cmd, logf, &log, "ready");
         Injector { helper, stats, log }
+    }
+
+    /// Spawns a test tool with its output in `log` and waits (bounded) for
+    /// the line that says it is ready.
+    fn start_tool(&self, name: &str, mut cmd: Command, logf: File, log: &Path, ready: &str) -> usize {
+        cmd.stdin(Stdio::null()).stdout(logf.try_clone().unwrap()).stderr(logf);
+        let helper = self.spawn_helper(name, cmd);
+        assert!(
+            wait_log(log, ready, Duration::from_secs(10)),
+            "{} did not start: {}",
+            name,
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        helper
     }
 
     /// Wait (bounded by `timeout`) for the injector to finish; returns its counters.
@@ -1684,4 +1678,13 @@ impl Mount {
     pub fn stats(&self, target: &str) -> std::collections::HashMap<String, u64> {
         parse_counters(&self.read_status(target, "stats"))
     }
+}
+
+/// Opens a file for reading and writing, or panics naming it.
+pub fn open_rw(p: &Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
 }
