@@ -172,6 +172,13 @@ impl PcapLink {
             use std::os::fd::AsRawFd;
             cap.as_raw_fd()
         };
+        // libpcap applies `Direction::In` in userspace, after the kernel has
+        // cloned every frame this host sends into the capture ring (and run
+        // the filter on it). Tell the kernel not to hand them over at all.
+        // Older kernels (< 4.20) lack the option; libpcap's own check stays.
+        if let Err(e) = super::raw::ignore_outgoing(fd) {
+            log::debug!("{name}: PACKET_IGNORE_OUTGOING: {e}");
+        }
 
         let sender = RawSocket::open(name, RawOptions::default())?;
         let stop = Arc::new(AtomicBool::new(false));

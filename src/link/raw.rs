@@ -58,6 +58,12 @@ const PACKET_IGNORE_OUTGOING: i32 = 23;
 /// PACKET_STATISTICS.
 const PACKET_STATISTICS: i32 = 6;
 
+/// Sets PACKET_IGNORE_OUTGOING on an AF_PACKET socket (the pcap capture's
+/// among them): frames this host sends are not looped back to it.
+pub fn ignore_outgoing(fd: i32) -> io::Result<()> {
+    setopt(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &int(1))
+}
+
 impl RawSocket {
     pub fn open(ifname: &str, opts: RawOptions) -> io::Result<RawSocket> {
         let ifindex = super::pcap::if_index(ifname)
@@ -81,7 +87,7 @@ impl RawSocket {
             setopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &int(opts.sndbuf))?;
         }
         if opts.ignore_outgoing {
-            setopt(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &int(1))?;
+            ignore_outgoing(fd)?;
         }
         if opts.receive != Receive::Nothing {
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
