@@ -3,7 +3,9 @@
 ratios and the issue-3 targets, PASS/FAIL per row.
 
 results.csv columns: mtu,system,row,value,unit with system in raw, aoefs,
-nbdfuse and row in seqread, seqwrite, lat1, iops32, bufread, rss.
+nbdfuse and row in seqread, seqwrite, lat1, iops32, bufread, rss, and the
+machine's CPU time per unit of work in seqread_cpu, seqwrite_cpu (us per MB)
+and iops32_cpu (us per IO).
 """
 import argparse
 import csv
@@ -18,6 +20,13 @@ ROWS = [
     ("iops32", "rand read 4k QD32", "IOPS", True),
     ("bufread", "buffered read dd bs=1M", "MB/s", True),
     ("rss", "peak RSS during 4 GiB dd", "MiB", False),
+]
+
+
+CPU_ROWS = [
+    ("seqread_cpu", "seq read 1M", "CPU us per MB"),
+    ("seqwrite_cpu", "seq write 1M", "CPU us per MB"),
+    ("iops32_cpu", "rand read 4k QD32", "CPU us per IO"),
 ]
 
 
@@ -116,6 +125,22 @@ def main():
             )
     out.append("")
     out.append("%d rows PASS, %d rows FAIL" % (npass, nfail))
+    # Where the time goes: busy CPU time of the whole machine (target
+    # included) per unit of work, lowest of the rounds. On a machine where
+    # initiator and target share the CPUs, this is what bounds throughput.
+    cpu_rows = [(k, l, u) for k, l, u in CPU_ROWS if any(data.get((m, s, k)) is not None
+                                                        for m in mtus for s in ("raw", "aoefs", "nbdfuse"))]
+    if cpu_rows:
+        out.append("")
+        out.append("Machine CPU time (all CPUs, target included) per unit of work, lowest round:")
+        out.append("")
+        out.append("| MTU | row | unit | raw | aoefs | nbdfuse | aoefs/raw |")
+        out.append("|---|---|---|---|---|---|---|")
+        for m in mtus:
+            for key, label, unit in cpu_rows:
+                raw, ao, nb = (data.get((m, s, key)) for s in ("raw", "aoefs", "nbdfuse"))
+                out.append("| %d | %s | %s | %s | %s | %s | %s |" % (
+                    m, label, unit, fmt(raw, unit), fmt(ao, unit), fmt(nb, unit), rfmt(ratio(ao, raw))))
     print("\n".join(out))
 
 

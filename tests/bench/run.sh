@@ -210,25 +210,42 @@ best() {
 
 kv() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }   # kv KEY < line
 
-raw() {         # raw ARGS... -> one result line (also logged)
-    local line
+# Busy jiffies of the whole machine (all CPUs: user+nice+system+irq+softirq).
+busy_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+
+raw() {         # raw ARGS... -> one result line (also logged), plus cpu_us_per_MB= cpu_us_per_io=
+    local line b0 b1
+    b0=$(busy_jiffies)
     line=$(timeout 120 nsenter --net=/run/netns/"$INS" "$RAW" -i "$IV" "$@" 2>>"$LOG")
+    b1=$(busy_jiffies)
+    line="$line $(python3 -c '
+import sys
+kv = dict(x.split("=", 1) for x in sys.argv[1].split() if "=" in x)
+us = (int(sys.argv[2]) - int(sys.argv[3])) * 1e6 / int(sys.argv[4])
+b, n = float(kv.get("bytes", 0)), float(kv.get("iops", 0)) * float(kv.get("secs", 0))
+print("cpu_us_per_MB=%.1f cpu_us_per_io=%.2f" % (us / (b / 1e6) if b else float("nan"), us / n if n else float("nan")))' "$line" "$b1" "$b0" "$HZ")"
     echo "raw $*: $line" >> "$LOG"
     echo "$line"
 }
 
-# fio_run NAME FILE RW BS ENGINE QD RUNTIME -> "MBps iops lat_mean_us p50_us p99_us"
+# fio_run NAME FILE RW BS ENGINE QD RUNTIME
+#   -> "MBps iops lat_mean_us p50_us p99_us cpu_us_per_io cpu_us_per_MB"
+# (cpu: busy time of the whole machine, target included, over the fio run)
 fio_run() {
     local name=$1 file=$2 rw=$3 bs=$4 eng=$5 qd=$6 rt=$7
     local js=$WORK/fio-$name.json
+    local b0 b1
+    b0=$(busy_jiffies)
     timeout $((rt + 60)) fio --name="$name" --filename="$file" --direct=1 --rw="$rw" --bs="$bs" \
         --ioengine="$eng" --iodepth="$qd" --size="$SIZE_B" --runtime="$rt" --time_based \
         --allow_file_create=0 --fallocate=none --randrepeat=0 --norandommap \
         --output-format=json --output="$js" >>"$LOG" 2>&1
     local rc=$?
-    python3 - "$js" "$rw" "$rc" <<'EOF'
+    b1=$(busy_jiffies)
+    python3 - "$js" "$rw" "$rc" "$(( (b1 - b0) * 1000000 / HZ ))" <<'EOF'
 import json, sys
-js, rw, rc = sys.argv[1], sys.argv[2], sys.argv[3]
+js, rw, rc, cpu_us = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 try:
     j = json.load(open(js))
     d = j["jobs"][0]["write" if "write" in rw else "read"]
@@ -236,11 +253,12 @@ try:
     err = j["jobs"][0].get("error", 0)
     if err or d["io_bytes"] == 0:
         raise ValueError("fio error %s" % err)
-    print("%.1f %.0f %.1f %.1f %.1f" % (d["bw_bytes"] / 1e6, d["iops"], d["lat_ns"]["mean"] / 1e3,
-          p.get("50.000000", 0) / 1e3, p.get("99.000000", 0) / 1e3))
+    print("%.1f %.0f %.1f %.1f %.1f %.2f %.1f" % (d["bw_bytes"] / 1e6, d["iops"], d["lat_ns"]["mean"] / 1e3,
+          p.get("50.000000", 0) / 1e3, p.get("99.000000", 0) / 1e3,
+          cpu_us / d["total_ios"], cpu_us / (d["io_bytes"] / 1e6)))
 except Exception as e:
     sys.stderr.write("fio %s failed (rc %s): %s\n" % (js, rc, e))
-    print("nan nan nan nan nan")
+    print("nan nan nan nan nan nan nan")
 EOF
     cp "$js" "$OUT/" 2>/dev/null
 }
@@ -306,30 +324,33 @@ note_load() {
 fio_rows() {
     local sys=$1 mtu=$2 file=$3 i=$4 out
     out=$(fio_run "$sys-$mtu-seqread-$i" "$file" read 1M psync 1 "$RT"); add $sys seqread "$(echo $out | cut -d' ' -f1)"
+    add $sys seqread_cpu "$(echo $out | cut -d' ' -f7)"
     echo "$sys mtu $mtu seqread #$i: $out" >> "$LOG"
     out=$(fio_run "$sys-$mtu-seqwrite-$i" "$file" write 1M psync 1 "$RT"); add $sys seqwrite "$(echo $out | cut -d' ' -f1)"
+    add $sys seqwrite_cpu "$(echo $out | cut -d' ' -f7)"
     echo "$sys mtu $mtu seqwrite #$i: $out" >> "$LOG"
     out=$(fio_run "$sys-$mtu-rand1-$i" "$file" randread 4k psync 1 "$RT"); add $sys lat1 "$(echo $out | cut -d' ' -f3)"
     echo "$sys mtu $mtu randread qd1 #$i: $out" >> "$LOG"
     out=$(fio_run "$sys-$mtu-rand32-$i" "$file" randread 4k libaio 32 "$RT"); add $sys iops32 "$(echo $out | cut -d' ' -f2)"
+    add $sys iops32_cpu "$(echo $out | cut -d' ' -f6)"
     echo "$sys mtu $mtu randread qd32 #$i: $out" >> "$LOG"
 }
 
 raw_rows() {    # raw_rows MTU
     local l
-    l=$(raw -m seqread --seconds "$RT" -v); add raw seqread "$(echo "$l" | kv MBps)"
-    l=$(raw -m seqwrite --seconds "$RT"); add raw seqwrite "$(echo "$l" | kv MBps)"
+    l=$(raw -m seqread --seconds "$RT" -v); add raw seqread "$(echo "$l" | kv MBps)"; add raw seqread_cpu "$(echo "$l" | kv cpu_us_per_MB)"
+    l=$(raw -m seqwrite --seconds "$RT"); add raw seqwrite "$(echo "$l" | kv MBps)"; add raw seqwrite_cpu "$(echo "$l" | kv cpu_us_per_MB)"
     l=$(raw -m randread --qd 1 --seconds "$RT"); add raw lat1 "$(echo "$l" | kv lat_us_mean)"
-    l=$(raw -m randread --qd 32 --seconds "$RT"); add raw iops32 "$(echo "$l" | kv iops)"
+    l=$(raw -m randread --qd 32 --seconds "$RT"); add raw iops32 "$(echo "$l" | kv iops)"; add raw iops32_cpu "$(echo "$l" | kv cpu_us_per_io)"
 }
 
 record_best() { # record_best MTU
     local sys row how
     for sys in raw aoefs nbdfuse; do
-        for row in seqread seqwrite lat1 iops32; do
+        for row in seqread seqwrite lat1 iops32 seqread_cpu seqwrite_cpu iops32_cpu; do
             [ -n "${VALS["$sys,$row"]:-}" ] || continue
-            how=max; [ $row = lat1 ] && how=min
-            case $row in seqread|seqwrite) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; esac
+            how=max; case $row in lat1|*_cpu) how=min ;; esac
+            case $row in seqread|seqwrite) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; *_cpu) u=cpu_us ;; esac
             record "$1" "$sys" "$row" "$(best $how ${VALS["$sys,$row"]})" "$u"
             log "$sys mtu $1 $row:${VALS["$sys,$row"]} $u"
         done
