@@ -62,6 +62,9 @@ struct Cli {
     /// Write the daemon's process id to this file (removed at exit)
     #[arg(long, value_name = "PATH")]
     pidfile: Option<PathBuf>,
+    /// Busy-poll: after the last received frame, the capture thread keeps checking for the next one this many microseconds before it sleeps (0: off). Spends CPU to cut small-request latency, like net.core.busy_poll
+    #[arg(long, default_value_t = 0, value_name = "US", value_parser = clap::value_parser!(u32).range(0..=100000))]
+    busy_poll_us: u32,
     /// FUSE request threads
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     fuse_threads: u16,
@@ -231,7 +234,8 @@ fn lazy_unmount(mnt: &std::path::Path) {
 }
 
 /// Takes aoefs's own settings out of `-o` (as mount(8) and fstab pass them):
-/// `iflist=eth1:eth3`, `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`.
+/// `iflist=eth1:eth3`, `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`,
+/// `busy_poll_us=N`.
 fn apply_aoefs_options(cli: &mut Cli) {
     let mut rest = Vec::new();
     for o in std::mem::take(&mut cli.options) {
@@ -255,6 +259,7 @@ fn apply_aoefs_options(cli: &mut Cli) {
             }
             "cache_mb" => cli.cache_mb = num(v) as usize,
             "readahead_kb" => cli.readahead_kb = num(v).min(262144) as u32,
+            "busy_poll_us" => cli.busy_poll_us = num(v).min(100000) as u32,
             _ => rest.push(o),
         }
     }
@@ -287,7 +292,7 @@ fn main() {
     if !std::path::Path::new("/dev/fuse").exists() {
         fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
     }
-    let provider = Arc::new(PcapProvider);
+    let provider = Arc::new(PcapProvider { busy_poll: std::time::Duration::from_micros(cli.busy_poll_us as u64) });
     let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
     for n in &names {
         if !provider.exists(n) {

@@ -367,11 +367,11 @@ fn mount_helper_rejects_bad_input() {
     // -f (fake) prints the command and mounts nothing
     let out = in_ns(
         &tb,
-        &[&h, "aoei0:aoei0", &mnt_s, "-fv", "-o", "iflist=aoei0,readahead_kb=0,allow_other"],
+        &[&h, "aoei0:aoei0", &mnt_s, "-fv", "-o", "iflist=aoei0,readahead_kb=0,busy_poll_us=30,allow_other"],
         &[("AOEFS", AOEFS)],
     );
     let e = text(&out.stderr);
-    assert!(e.contains("--iflist aoei0 ") && e.contains("--readahead-kb 0") && e.contains("-o allow_other"), "{}", e);
+    assert!(e.contains("--iflist aoei0 ") && e.contains("--readahead-kb 0") && e.contains("--busy-poll-us 30") && e.contains("-o allow_other"), "{}", e);
     assert!(!mountinfo_has(&mnt));
     // no binary anywhere (unless one is installed where install.sh puts it)
     if Path::new("/usr/local/bin/aoefs").exists() {

@@ -11,8 +11,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Opens real interfaces in the current network namespace.
-#[derive(Default)]
-pub struct PcapProvider;
+#[derive(Default, Clone, Copy)]
+pub struct PcapProvider {
+    /// After the ring runs empty, keep checking it this long before
+    /// sleeping in poll() (0: sleep at once). Like the kernel's
+    /// `net.core.busy_poll`: it spends CPU to save the wake-up of the
+    /// capture thread, which is most of a small request's latency.
+    pub busy_poll: std::time::Duration,
+}
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -118,7 +124,7 @@ impl LinkProvider for PcapProvider {
         super::valid_ifname(name) && if_index(name).is_some()
     }
     fn open(&self, name: &str, rx: RxHandler) -> io::Result<Arc<dyn Link>> {
-        Ok(PcapLink::open(name, rx)?)
+        Ok(PcapLink::open(name, rx, self.busy_poll)?)
     }
 }
 
@@ -141,6 +147,22 @@ fn ring_bytes(snaplen: usize) -> usize {
     }
     let per_block = block / frame;
     (RING_FRAMES.div_ceil(per_block) * block).max(2 << 20)
+}
+
+/// Checks `fd` for input without sleeping until it has some (true) or
+/// `limit` has passed (false).
+fn busy_wait(fd: i32, limit: std::time::Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    loop {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+            return true;
+        }
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
 }
 
 /// A real interface.
@@ -167,7 +189,7 @@ fn pcap_err(name: &str, e: pcap::Error) -> io::Error {
 }
 
 impl PcapLink {
-    pub fn open(name: &str, rx: RxHandler) -> io::Result<Arc<PcapLink>> {
+    pub fn open(name: &str, rx: RxHandler, busy_poll: std::time::Duration) -> io::Result<Arc<PcapLink>> {
         if_index(name).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}"))
         })?;
@@ -227,6 +249,9 @@ impl PcapLink {
                         }
                     }
                 }
+                if !busy_poll.is_zero() && busy_wait(fd, busy_poll) {
+                    continue;
+                }
                 let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
                 unsafe { libc::poll(&mut pfd, 1, 100) };
             }
@@ -282,7 +307,26 @@ impl Drop for PcapLink {
 
 #[cfg(test)]
 mod tests {
-    use super::ring_bytes;
+    use super::{busy_wait, ring_bytes};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn busy_wait_sees_input_and_gives_up_after_its_limit() {
+        let mut p = [0i32; 2];
+        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        let t0 = Instant::now();
+        assert!(!busy_wait(p[0], Duration::from_micros(2000)), "nothing to read yet");
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_micros(2000) && waited < Duration::from_millis(500), "{waited:?}");
+        assert_eq!(unsafe { libc::write(p[1], b"x".as_ptr() as *const libc::c_void, 1) }, 1);
+        let t0 = Instant::now();
+        assert!(busy_wait(p[0], Duration::from_secs(5)));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        unsafe {
+            libc::close(p[0]);
+            libc::close(p[1]);
+        }
+    }
 
     #[test]
     fn ring_holds_enough_frames_and_stays_small() {
