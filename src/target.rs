@@ -159,13 +159,57 @@ pub struct Initiator {
 }
 
 fn tx_fn<'a>(links: &'a LinkTable) -> impl FnMut(&Path, &[u8], &[u8]) + 'a {
-    move |p: &Path, head: &[u8], data: &[u8]| {
-        if let Some(Some(l)) = links.links.get(p.link) {
-            if let Err(e) = l.send_parts(head, data) {
-                log::debug!("send on {}: {e}", l.name());
-            }
+    move |p: &Path, head: &[u8], data: &[u8]| send_now(links, p.link, head, data)
+}
+
+/// Header-only frames (read commands) built under a device's lock, sent
+/// after the lock is dropped: a send is a system call that on a veth pair
+/// also runs the target's receive path, and holding the lock through it
+/// made the FUSE threads and the capture thread spin on each other at high
+/// queue depth (QD32: 98k sched_yield calls in 3 s before, 10k after).
+/// Frames carrying write data are still sent at once: their data is
+/// borrowed from the request, which only lives under the lock.
+type Outbox = Vec<(usize, [u8; wire::ATA_HDR_LEN])>;
+
+thread_local! {
+    /// One reusable outbox per thread, so the hot path does not allocate.
+    static OUTBOX: std::cell::RefCell<Outbox> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn send_now(links: &LinkTable, link: usize, head: &[u8], data: &[u8]) {
+    if let Some(Some(l)) = links.links.get(link) {
+        if let Err(e) = l.send_parts(head, data) {
+            log::debug!("send on {}: {e}", l.name());
         }
     }
+}
+
+fn tx_deferred<'a>(links: &'a LinkTable, out: &'a mut Outbox) -> impl FnMut(&Path, &[u8], &[u8]) + 'a {
+    move |p: &Path, head: &[u8], data: &[u8]| {
+        if data.is_empty() && head.len() == wire::ATA_HDR_LEN {
+            let mut h = [0u8; wire::ATA_HDR_LEN];
+            h.copy_from_slice(head);
+            out.push((p.link, h));
+        } else {
+            send_now(links, p.link, head, data);
+        }
+    }
+}
+
+/// Sends what `tx_deferred` kept, in order.
+fn flush_outbox(links: &LinkTable, out: &mut Outbox) {
+    for (link, h) in out.drain(..) {
+        send_now(links, link, &h, &[]);
+    }
+}
+
+/// Runs `f` with this thread's (empty) outbox and puts it back after.
+fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
+    let mut out = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
+    let r = f(&mut out);
+    out.clear();
+    OUTBOX.with(|o| *o.borrow_mut() = out);
+    r
 }
 
 /// Runs finished requests' callbacks (outside every lock).
@@ -570,13 +614,16 @@ impl Initiator {
             return;
         }
         let now = self.now();
-        let mut tx = tx_fn(&links);
-        let (outcome, c) = {
-            let mut g = dev.inner.lock();
-            let o = g.io.on_reply(now, h.src, h.tag, reply, &mut tx);
-            (o, g.io.take_completed())
-        };
-        drop(tx);
+        let (outcome, c) = with_outbox(|out| {
+            let r = {
+                let mut tx = tx_deferred(&links, out);
+                let mut g = dev.inner.lock();
+                let o = g.io.on_reply(now, h.src, h.tag, reply, &mut tx);
+                (o, g.io.take_completed())
+            };
+            flush_outbox(&links, out);
+            r
+        });
         drop(links);
         match outcome {
             ReplyOutcome::Accepted => {
@@ -617,27 +664,28 @@ impl Initiator {
     pub fn submit(&self, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>, done: IoDone) {
         let links = self.links.read();
         let now = self.now();
-        let mut tx = tx_fn(&links);
-        let mut g = dev.inner.lock();
-        if g.state != DevState::Up {
-            drop(g);
-            drop(tx);
-            drop(links);
-            done(Err(IoError::Down));
-            return;
-        }
-        match op {
-            Op::Read => g.io.submit_read(now, lba, nsect, done, &mut tx),
-            Op::Write => g.io.submit_write(now, lba, data, done, &mut tx),
-            Op::Flush => {
-                let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
-                g.io.submit_cmd(now, Op::Flush, done, &mut tx, ext)
-            }
-            Op::Identify => g.io.submit_cmd(now, Op::Identify, done, &mut tx, false),
-        }
-        let c = g.io.take_completed();
-        drop(g);
-        drop(tx);
+        let c = with_outbox(|out| {
+            let c = {
+                let mut tx = tx_deferred(&links, out);
+                let mut g = dev.inner.lock();
+                if g.state != DevState::Up {
+                    vec![(done, Err(IoError::Down))]
+                } else {
+                    match op {
+                        Op::Read => g.io.submit_read(now, lba, nsect, done, &mut tx),
+                        Op::Write => g.io.submit_write(now, lba, data, done, &mut tx),
+                        Op::Flush => {
+                            let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
+                            g.io.submit_cmd(now, Op::Flush, done, &mut tx, ext)
+                        }
+                        Op::Identify => g.io.submit_cmd(now, Op::Identify, done, &mut tx, false),
+                    }
+                    g.io.take_completed()
+                }
+            };
+            flush_outbox(&links, out);
+            c
+        });
         drop(links);
         run_completions(c);
     }
