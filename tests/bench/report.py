@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--cache-mb", type=float, default=64)
     ap.add_argument("--machine")
+    ap.add_argument("--busy-poll-us", type=int, default=0)
     a = ap.parse_args()
 
     data = {}
@@ -141,6 +142,22 @@ def main():
                 raw, ao, nb = (data.get((m, s, key)) for s in ("raw", "aoefs", "nbdfuse"))
                 out.append("| %d | %s | %s | %s | %s | %s | %s |" % (
                     m, label, unit, fmt(raw, unit), fmt(ao, unit), fmt(nb, unit), rfmt(ratio(ao, raw))))
+    # aoefs with --busy-poll-us (opt-in), if the run measured it.
+    bp_rows = [(k, l, u, h) for k, l, u, h in ROWS[:4]] + [(k, l, u, False) for k, l, u in CPU_ROWS]
+    if any(data.get((m, "aoefs-bp", k)) is not None for m in mtus for k, _, _, _ in bp_rows):
+        out.append("")
+        out.append("aoefs mounted with --busy-poll-us %d (off by default), same run:" % a.busy_poll_us)
+        out.append("")
+        out.append("| MTU | row | unit | raw | aoefs | aoefs --busy-poll-us | busy-poll/raw | busy-poll/aoefs |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for m in mtus:
+            for key, label, unit, _ in bp_rows:
+                raw, ao, bp = (data.get((m, s, key)) for s in ("raw", "aoefs", "aoefs-bp"))
+                if bp is None:
+                    continue
+                out.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                    m, label, unit, fmt(raw, unit) if raw is not None else "-", fmt(ao, unit), fmt(bp, unit),
+                    rfmt(ratio(bp, raw)), rfmt(ratio(bp, ao))))
     print("\n".join(out))
 
 

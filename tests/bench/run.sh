@@ -8,7 +8,10 @@
 #                           [--runtime 5] [--reps 2] [--sweep-runtime 2]
 #                           [--cache-mb 64] [--dir /dev/shm] [--out DIR]
 #                           [--no-nbd] [--no-sweep] [--no-build] [--no-offload]
-#                           [--quiet-wait 20]
+#                           [--quiet-wait 20] [--busy-poll-us 50]
+#
+# --busy-poll-us N also runs the four fio rows against aoefs mounted with
+# that option (system "aoefs-bp", a table of its own); 0 skips it.
 #
 # Needs root, vblade, fio, fuse3, nbdkit + nbdfuse (libnbd-bin), python3.
 # Everything it starts (netns, vblade, aoefs, nbdkit, nbdfuse, mounts, the
@@ -33,6 +36,7 @@ DO_BUILD=1
 NO_OFFLOAD=0
 SWEEP_SIZES="4k 16k 64k 256k 1m"
 QUIET_WAIT=20   # seconds to wait at most for the machine to go idle before a phase
+BUSY_POLL=50    # aoefs --busy-poll-us for the extra aoefs-bp rows (0: none)
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -48,9 +52,10 @@ while [ $# -gt 0 ]; do
         --no-nbd) DO_NBD=0; shift ;;
         --no-sweep) DO_SWEEP=0; shift ;;
         --no-build) DO_BUILD=0; shift ;;
-        --no-offload) NO_OFFLOAD=1; shift ;;
-        --quiet-wait) QUIET_WAIT=$2; shift 2 ;;   # veth gso_max_segs 1: TCP segments at the MTU too
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --no-offload) NO_OFFLOAD=1; shift ;;   # veth gso_max_segs 1: TCP segments at the MTU too
+        --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
+        --busy-poll-us) BUSY_POLL=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -346,7 +351,7 @@ raw_rows() {    # raw_rows MTU
 
 record_best() { # record_best MTU
     local sys row how
-    for sys in raw aoefs nbdfuse; do
+    for sys in raw aoefs aoefs-bp nbdfuse; do
         for row in seqread seqwrite lat1 iops32 seqread_cpu seqwrite_cpu iops32_cpu; do
             [ -n "${VALS["$sys,$row"]:-}" ] || continue
             how=max; case $row in lat1|*_cpu) how=min ;; esac
@@ -357,8 +362,8 @@ record_best() { # record_best MTU
     done
 }
 
-start_aoefs() {
-    nsenter --net=/run/netns/"$INS" "$AOEFS" "$MNT_A" -f --iflist "$IV" --cache-mb "$CACHE_MB" >>"$LOG" 2>&1 &
+start_aoefs() {  # start_aoefs [EXTRA AOEFS ARGS...]
+    nsenter --net=/run/netns/"$INS" "$AOEFS" "$MNT_A" -f --iflist "$IV" --cache-mb "$CACHE_MB" "$@" >>"$LOG" 2>&1 &
     AOEFS_PID=$!
     wait_file "$MNT_A/e0.1" "$AOEFS_PID" 20 || { log "aoefs did not mount (see $LOG)"; stop_aoefs; return 1; }
     # Sanity read: a device that does not answer would turn every row into EIO.
@@ -440,6 +445,14 @@ for MTU in $MTUS; do
             stop_aoefs
         fi
 
+        if [ "$BUSY_POLL" != 0 ]; then
+            note_load "aoefs --busy-poll-us $BUSY_POLL rows #$rep (mtu $MTU)"
+            if start_aoefs --busy-poll-us "$BUSY_POLL" || { log "aoefs-bp: mounting again"; start_aoefs --busy-poll-us "$BUSY_POLL"; }; then
+                fio_rows aoefs-bp "$MTU" "$MNT_A/e0.1" "$rep"
+                stop_aoefs
+            fi
+        fi
+
         if [ $DO_NBD = 1 ]; then
             note_load "nbdfuse rows #$rep (mtu $MTU)"
             if start_nbd; then
@@ -458,7 +471,7 @@ for MTU in $MTUS; do
     teardown_net
 done
 
-python3 "$HERE/report.py" --results "$RES" --cache-mb "$CACHE_MB" --machine "$OUT/machine.txt" | tee "$OUT/table.md"
+python3 "$HERE/report.py" --results "$RES" --cache-mb "$CACHE_MB" --busy-poll-us "$BUSY_POLL" --machine "$OUT/machine.txt" | tee "$OUT/table.md"
 if [ $DO_SWEEP = 1 ]; then
     python3 "$HERE/plot.py" "$SWEEP" "$OUT/perf-plot.svg" && log "plot: $OUT/perf-plot.svg"
 fi
