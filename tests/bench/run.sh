@@ -297,8 +297,8 @@ buffered_read() {
         mbps=nan; log "dd on $sys failed (rc $rc)"
     fi
     local peak; peak=$(cat "$rf")
-    record "$mtu" "$sys" bufread "$mbps" MBps
-    record "$mtu" "$sys" rss "$(python3 -c "print('%.1f' % ($peak / 1024))")" MiB
+    add "$sys" bufread "$mbps"
+    add "$sys" rss "$(python3 -c "print('%.1f' % ($peak / 1024))")"
     log "$sys mtu $mtu: buffered dd $((bytes >> 20)) MiB: $mbps MB/s, peak RSS $((peak / 1024)) MiB"
 }
 
@@ -352,10 +352,11 @@ raw_rows() {    # raw_rows MTU
 record_best() { # record_best MTU
     local sys row how
     for sys in raw aoefs aoefs-bp nbdfuse; do
-        for row in seqread seqwrite lat1 iops32 seqread_cpu seqwrite_cpu iops32_cpu; do
+        for row in seqread seqwrite lat1 iops32 bufread rss seqread_cpu seqwrite_cpu iops32_cpu; do
             [ -n "${VALS["$sys,$row"]:-}" ] || continue
+            # Best round, except RSS: its highest peak counts.
             how=max; case $row in lat1|*_cpu) how=min ;; esac
-            case $row in seqread|seqwrite) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; *_cpu) u=cpu_us ;; esac
+            case $row in seqread|seqwrite|bufread) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; rss) u=MiB ;; *_cpu) u=cpu_us ;; esac
             record "$1" "$sys" "$row" "$(best $how ${VALS["$sys,$row"]})" "$u"
             log "$sys mtu $1 $row:${VALS["$sys,$row"]} $u"
         done
@@ -436,8 +437,8 @@ for MTU in $MTUS; do
         if start_aoefs || { log "aoefs: mounting again"; start_aoefs; }; then
             fio_rows aoefs "$MTU" "$MNT_A/e0.1" "$rep"
             fio_sweep aoefs "$MTU" "$MNT_A/e0.1"
+            buffered_read aoefs "$MTU" "$MNT_A/e0.1" "$AOEFS_PID" "$SIZE_B"
             if [ $rep = "$REPS" ]; then
-                buffered_read aoefs "$MTU" "$MNT_A/e0.1" "$AOEFS_PID" "$SIZE_B"
                 { echo "--- aoefs, MTU $MTU, after all rows"
                   for a in state payload stats; do echo "$a: $(cat "$MNT_A/block/e0.1/$a" 2>&1)"; done; } >> "$OUT/aoefs-stats.txt"
             fi
@@ -458,11 +459,9 @@ for MTU in $MTUS; do
             if start_nbd; then
                 fio_rows nbdfuse "$MTU" "$MNT_N/nbd" "$rep"
                 fio_sweep nbdfuse "$MTU" "$MNT_N/nbd"
-                if [ $rep = "$REPS" ]; then
-                    # A bounded buffered read for the rate (RSS for reference).
-                    nb=$(( SIZE_B < (2 << 30) ? SIZE_B : (2 << 30) ))
-                    buffered_read nbdfuse "$MTU" "$MNT_N/nbd" "$NBDFUSE_PID" "$nb"
-                fi
+                # A bounded buffered read for the rate (RSS for reference).
+                nb=$(( SIZE_B < (2 << 30) ? SIZE_B : (2 << 30) ))
+                buffered_read nbdfuse "$MTU" "$MNT_N/nbd" "$NBDFUSE_PID" "$nb"
                 stop_nbd
             fi
         fi
