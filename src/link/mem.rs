@@ -4,7 +4,7 @@
 //! target serving a disk held in memory. No kernel, no capture privileges.
 
 use super::fault::{FaultConfig, FaultCounters, FaultInjector};
-use super::{Link, LinkProvider, RxHandler};
+use super::{Link, LinkProvider, RxHandler, RX_BURST};
 use crate::wire::{self, AtaRepr, Body, ConfigRepr, Frame, Header, Identify, Mac, Repr, SECTOR};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -99,23 +99,61 @@ impl Hub {
     }
 }
 
+/// Receivers that got frames since their last `idle`, like a real link's
+/// capture thread: `idle` when the queue runs dry or after `RX_BURST`
+/// frames, so receivers that batch see bursts here too.
+#[derive(Default)]
+struct Bursts {
+    rx: Vec<RxHandler>,
+    frames: usize,
+}
+
+impl Bursts {
+    fn add(&mut self, got: Vec<RxHandler>) {
+        for r in got {
+            if !self.rx.iter().any(|x| Arc::ptr_eq(x, &r)) {
+                self.rx.push(r);
+            }
+            self.frames += 1;
+        }
+        if self.frames >= RX_BURST {
+            self.idle();
+        }
+    }
+    fn idle(&mut self) {
+        for r in self.rx.drain(..) {
+            r.idle();
+        }
+        self.frames = 0;
+    }
+}
+
 fn hub_loop(h: Arc<HubInner>) {
+    let mut bursts = Bursts::default();
     loop {
         let (from, frame) = {
             let mut q = h.queue.lock();
             loop {
                 if h.stop.load(Ordering::Relaxed) {
+                    drop(q);
+                    bursts.idle();
                     return;
                 }
                 if let Some(x) = q.pop_front() {
                     break x;
+                }
+                if !bursts.rx.is_empty() {
+                    drop(q);
+                    bursts.idle();
+                    q = h.queue.lock();
+                    continue;
                 }
                 // Release frames held by the fault injector when idle.
                 let held = h.faults.lock().as_mut().map(|f| f.flush()).unwrap_or_default();
                 if !held.is_empty() {
                     drop(q);
                     for f in held {
-                        deliver(&h, usize::MAX, &f);
+                        bursts.add(deliver(&h, usize::MAX, &f));
                     }
                     q = h.queue.lock();
                     continue;
@@ -128,14 +166,15 @@ fn hub_loop(h: Arc<HubInner>) {
             None => vec![frame],
         };
         for f in frames {
-            deliver(&h, from, &f);
+            bursts.add(deliver(&h, from, &f));
         }
     }
 }
 
-fn deliver(h: &HubInner, from: usize, f: &[u8]) {
+/// Hands `f` to every port it is addressed to; returns their receivers.
+fn deliver(h: &HubInner, from: usize, f: &[u8]) -> Vec<RxHandler> {
     if f.len() < 14 {
-        return;
+        return Vec::new();
     }
     let dst = Mac::from_slice(&f[0..6]);
     let src = Mac::from_slice(&f[6..12]);
@@ -147,10 +186,11 @@ fn deliver(h: &HubInner, from: usize, f: &[u8]) {
         .filter(|(i, p)| *i != from && p.mac != src && (dst.is_broadcast() || p.mac == dst))
         .filter_map(|(_, p)| p.rx.clone())
         .collect();
-    for rx in targets {
+    for rx in &targets {
         h.delivered.fetch_add(1, Ordering::Relaxed);
-        rx(f);
+        rx.frame(f);
     }
+    targets
 }
 
 /// Opens hub ports by name.
@@ -379,5 +419,53 @@ impl SimTarget {
         let mut buf = vec![0u8; r.buffer_len()];
         r.emit(&mut buf).expect("emit");
         buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Bursts, RX_BURST};
+    use crate::link::{Receiver, RxHandler};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Counting {
+        frames: AtomicUsize,
+        idles: AtomicUsize,
+    }
+
+    impl Receiver for Counting {
+        fn frame(&self, _f: &[u8]) {
+            self.frames.fetch_add(1, Ordering::Relaxed);
+        }
+        fn idle(&self) {
+            self.idles.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn receivers_are_told_idle_per_burst_not_per_frame() {
+        let a = Arc::new(Counting::default());
+        let b = Arc::new(Counting::default());
+        let (ra, rb): (RxHandler, RxHandler) = (a.clone(), b.clone());
+        let mut bursts = Bursts::default();
+        // A burst shorter than RX_BURST: no idle until the queue runs dry.
+        for _ in 0..RX_BURST - 2 {
+            bursts.add(vec![ra.clone()]);
+        }
+        bursts.add(vec![rb.clone()]);
+        assert_eq!((a.idles.load(Ordering::Relaxed), b.idles.load(Ordering::Relaxed)), (0, 0));
+        bursts.idle();
+        assert_eq!((a.idles.load(Ordering::Relaxed), b.idles.load(Ordering::Relaxed)), (1, 1));
+        // A long run: idle every RX_BURST frames, each receiver once.
+        for _ in 0..RX_BURST * 3 {
+            bursts.add(vec![ra.clone()]);
+        }
+        assert_eq!(a.idles.load(Ordering::Relaxed), 4);
+        assert_eq!(b.idles.load(Ordering::Relaxed), 1, "b got no frames since its idle");
+        // Dry queue with nothing delivered: nobody is told.
+        bursts.idle();
+        assert_eq!(a.idles.load(Ordering::Relaxed), 4);
     }
 }

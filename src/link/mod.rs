@@ -12,8 +12,29 @@ use crate::wire::Mac;
 use std::io;
 use std::sync::Arc;
 
-/// Called by a link's receive side for every incoming AoE frame.
-pub type RxHandler = Arc<dyn Fn(&[u8]) + Send + Sync>;
+/// Where a link delivers what it receives.
+pub trait Receiver: Send + Sync {
+    /// One incoming frame.
+    fn frame(&self, f: &[u8]);
+    /// The link has delivered what it had queued (or `RX_BURST` frames in a
+    /// row) and may now wait. A receiver may hold back work the frames
+    /// caused until here (the initiator batches the next commands and the
+    /// FUSE replies), so every link calls this after delivering frames.
+    fn idle(&self) {}
+}
+
+/// A plain closure receives frames and has nothing to do when idle.
+impl<F: Fn(&[u8]) + Send + Sync> Receiver for F {
+    fn frame(&self, f: &[u8]) {
+        self(f)
+    }
+}
+
+/// A link's receive side delivers every incoming AoE frame here.
+pub type RxHandler = Arc<dyn Receiver>;
+
+/// Most frames a link delivers before it calls `Receiver::idle`.
+pub const RX_BURST: usize = 16;
 
 /// One local network interface.
 pub trait Link: Send + Sync {

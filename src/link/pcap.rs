@@ -2,7 +2,7 @@
 //! capture thread per interface) and an AF_PACKET raw socket sends.
 
 use super::raw::{RawOptions, RawSocket};
-use super::{Link, LinkProvider, RxHandler};
+use super::{Link, LinkProvider, RxHandler, RX_BURST};
 use crate::wire::{Mac, ETHERTYPE_AOE};
 use std::ffi::CString;
 use std::io;
@@ -235,14 +235,21 @@ impl PcapLink {
         let tname = format!("rx-{name}");
         let thread = std::thread::Builder::new().name(tname).spawn(move || {
             'outer: while !stop2.load(Ordering::Relaxed) {
-                // Drain everything queued, then wait for more.
+                // Drain everything queued (telling the receiver every
+                // RX_BURST frames and at the end), then wait for more.
+                let mut burst = 0;
                 loop {
                     match cap.next_packet() {
                         Ok(p) => {
                             if stop2.load(Ordering::Relaxed) {
                                 break 'outer;
                             }
-                            rx(p.data)
+                            rx.frame(p.data);
+                            burst += 1;
+                            if burst == RX_BURST {
+                                rx.idle();
+                                burst = 0;
+                            }
                         }
                         Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => break,
                         Err(e) => {
@@ -252,12 +259,18 @@ impl PcapLink {
                         }
                     }
                 }
+                if burst > 0 {
+                    rx.idle();
+                }
                 if !busy_poll.is_zero() && busy_wait(fd, busy_poll) {
                     continue;
                 }
                 let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
                 unsafe { libc::poll(&mut pfd, 1, 100) };
             }
+            // Whatever the receiver held back (replies to FUSE among it)
+            // must not be lost when the capture ends.
+            rx.idle();
         })?;
         Ok(Arc::new(PcapLink {
             name: name.to_string(),
