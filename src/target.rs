@@ -256,6 +256,15 @@ impl Receiver for FrameSink {
     }
 }
 
+/// Closes links taken out of the link table, after its lock is dropped:
+/// `close` waits for the capture thread, which may itself be waiting for
+/// that lock to handle a frame (or to send what a burst held back).
+fn close_links(links: impl IntoIterator<Item = Arc<dyn Link>>) {
+    for l in links {
+        l.close();
+    }
+}
+
 /// Runs finished requests' callbacks (outside every lock).
 fn run_completions(c: crate::engine::Completions) {
     for (done, res) in c {
@@ -322,9 +331,8 @@ impl Initiator {
             match self.open_link(id, n) {
                 Ok(l) => opened.push((n.clone(), l)),
                 Err(e) => {
-                    for (_, l) in opened {
-                        l.close();
-                    }
+                    drop(table);
+                    close_links(opened.into_iter().map(|(_, l)| l));
                     return Err(format!("{n}: {e}"));
                 }
             }
@@ -332,19 +340,18 @@ impl Initiator {
         for (_, l) in opened {
             table.links.push(Some(l));
         }
-        // Close the ones no longer allowed.
+        // Take out the ones no longer allowed (closed below).
         let mut removed = Vec::new();
+        let mut gone = Vec::new();
         for (id, slot) in table.links.iter_mut().enumerate() {
-            if let Some(l) = slot {
-                if !names.iter().any(|n| n == l.name()) {
-                    l.close();
-                    *slot = None;
-                    removed.push(id);
-                }
+            if slot.as_ref().is_some_and(|l| !names.iter().any(|n| n == l.name())) {
+                gone.extend(slot.take());
+                removed.push(id);
             }
         }
         table.names = names;
         drop(table);
+        close_links(gone);
         if !removed.is_empty() {
             for d in self.devices() {
                 let mut g = d.inner.lock();
@@ -377,12 +384,9 @@ impl Initiator {
         };
         if !dead.is_empty() {
             let mut t = self.links.write();
-            for (id, _) in &dead {
-                if let Some(l) = t.links[*id].take() {
-                    l.close();
-                }
-            }
+            let gone: Vec<Arc<dyn Link>> = dead.iter().filter_map(|(id, _)| t.links[*id].take()).collect();
             drop(t);
+            close_links(gone);
             for d in self.devices() {
                 let mut g = d.inner.lock();
                 for (id, _) in &dead {
@@ -419,12 +423,9 @@ impl Initiator {
     /// Closes every interface (at unmount).
     pub fn shutdown(&self) {
         let mut t = self.links.write();
-        for l in t.links.iter_mut() {
-            if let Some(l) = l.take() {
-                l.close();
-            }
-        }
+        let gone: Vec<Arc<dyn Link>> = t.links.iter_mut().filter_map(|l| l.take()).collect();
         drop(t);
+        close_links(gone);
         for d in self.devices() {
             let c = {
                 let mut g = d.inner.lock();
