@@ -149,7 +149,7 @@ fn interface_removed_during_io_returns_and_io_goes_on() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     let len = 4096 * (1 + rng.below(64) as usize);
-                    let off = 4096 * rng.below((size as u64 - len as u64) / 4096);
+                    let off = 4096 * rng.below((size - len as u64) / 4096);
                     let b = &mut buf[..len];
                     f.read_exact_at(b, off).map_err(|e| format!("read {len} at {off}: {e}"))?;
                     if b[..] != want[off as usize..off as usize + len] {
