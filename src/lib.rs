@@ -13,4 +13,5 @@ pub mod fs;
 pub mod readahead;
 pub mod syslog;
 pub mod tools;
+pub mod testtools;
 pub mod partition;

@@ -23,17 +23,12 @@
 
 use aoefs::link::fault::{FaultConfig, FaultCounters, FaultInjector};
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
+use aoefs::testtools::{stop_on_signals, STOP};
 use aoefs::wire::ETHERTYPE_AOE;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 fn usage(msg: &str) -> ! {
     eprintln!("aoe-faultfwd: {msg}");
@@ -226,14 +221,7 @@ fn write_stats(path: &str, text: &str) {
 
 fn main() {
     let args = parse_args();
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+    stop_on_signals();
     let open = |n: &str| {
         Sock::open(n).unwrap_or_else(|e| {
             eprintln!("aoe-faultfwd: {n}: {e}");

@@ -34,31 +34,13 @@
 
 use aoefs::link::fault::Rng;
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
+use aoefs::testtools::{stop_on_signals, INJECT_KINDS, STOP};
 use aoefs::wire::{Mac, ETHERTYPE_AOE};
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-const KINDS: [&str; 10] = [
-    "foreign-mac",
-    "foreign-error",
-    "wrong-target",
-    "stale-tag",
-    "unknown-tag",
-    "truncated",
-    "oversized",
-    "bad-version",
-    "no-tag-bit",
-    "garbage",
-];
 
 /// Kinds sent only when `--kinds` names them.
 const EXPLICIT_KINDS: [&str; 1] = ["target-error"];
@@ -68,7 +50,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: aoe-inject IFACE SHELF.SLOT [--seconds S] [--rate N] [--seed N] [--initiator-mac MAC] \
          [--foreign-mac MAC] [--kinds {},{}] [--error N] [--stats FILE]",
-        KINDS.join(","),
+        INJECT_KINDS.join(","),
         EXPLICIT_KINDS.join(",")
     );
     std::process::exit(2);
@@ -99,7 +81,7 @@ fn parse_args() -> Args {
         seed: 1,
         initiator: None,
         foreign: Mac([0x02, 0xee, 0xee, 0xee, 0xee, 0x01]),
-        kinds: KINDS.to_vec(),
+        kinds: INJECT_KINDS.to_vec(),
         error: 3,
         stats: None,
     };
@@ -131,7 +113,7 @@ fn parse_args() -> Args {
                     .map(str::trim)
                     .filter(|k| !k.is_empty())
                     .map(|k| {
-                        *KINDS
+                        *INJECT_KINDS
                             .iter()
                             .chain(EXPLICIT_KINDS.iter())
                             .find(|x| **x == k)
@@ -461,14 +443,7 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
 
 fn main() {
     let a = parse_args();
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+    stop_on_signals();
     let fail = |what: &str, e: io::Error| -> ! {
         eprintln!("aoe-inject: {what}: {e}");
         std::process::exit(1)
