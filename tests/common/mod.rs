@@ -760,21 +760,22 @@ impl Testbed {
         (child, mnt, log)
     }
 
+    /// Panics unless every interface in `iflist` (comma- or space-separated)
+    /// is one this testbed created: aoefs never runs on a real interface.
+    fn assert_own_interfaces(&self, iflist: &str) {
+        let pairs = self.pairs.lock().unwrap();
+        for name in iflist.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+            assert!(
+                pairs.iter().any(|p| p.init_if == name),
+                "refusing to start aoefs with an interface the testbed did not create: {}",
+                name
+            );
+        }
+    }
+
     /// Mount aoefs restricted to `iflist` (must name only testbed interfaces).
     pub fn mount_aoefs_iflist(&self, iflist: &str, extra_args: &[&str]) -> Mount {
-        {
-            let pairs = self.pairs.lock().unwrap();
-            for name in iflist
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-            {
-                assert!(
-                    pairs.iter().any(|p| p.init_if == name),
-                    "refusing to start aoefs with an interface the testbed did not create: {}",
-                    name
-                );
-            }
-        }
+        self.assert_own_interfaces(iflist);
         let (child, mnt, log) = self.spawn_aoefs(iflist, extra_args);
         let mut m = Mount::new(child, mnt, log);
         let discover = m.path.join("discover");
@@ -1274,19 +1275,7 @@ impl Testbed {
             .position(|a| a == "--iflist")
             .unwrap_or_else(|| panic!("refusing to run {:?} without --iflist", argv));
         let ifl = argv.get(pos + 1).expect("--iflist value");
-        {
-            let pairs = self.pairs.lock().unwrap();
-            for name in ifl
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-            {
-                assert!(
-                    pairs.iter().any(|p| p.init_if == name),
-                    "refusing to start aoefs with an interface the testbed did not create: {}",
-                    name
-                );
-            }
-        }
+        self.assert_own_interfaces(ifl);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let log = self.dir.join(format!("cmd-mount-{}.log", n));
         let mut cmd = Command::new("nsenter");
