@@ -115,27 +115,46 @@ fn fio_verify_over_lossy_link() {
 // multipath: two vblades (same file, same shelf.slot) on two veth pairs
 // ---------------------------------------------------------------------------
 
-/// Taking an interface away (a write to `interfaces`) while reads run on
-/// it: the write returns (closing a link waits for its capture thread,
-/// which must not be left waiting for the link table the write holds), the
-/// reads go on over the other path, and every byte read is right.
-#[test]
-fn interface_removed_during_io_returns_and_io_goes_on() {
+/// Two vblades exporting one image as e0.1, one on each of two veth pairs,
+/// and aoefs mounted on both interfaces with both paths known. (Fields drop
+/// in order: the mount before the testbed.)
+struct TwoPaths {
+    m: Mount,
+    dev: PathBuf,
+    if0: String,
+    if1: String,
+    img: PathBuf,
+    vb1: VbladeHandle,
+    tb: Testbed,
+}
+
+fn two_paths(size: u64, fill: Fill, aoefs_args: &[&str]) -> TwoPaths {
     let tb = Testbed::new(1500);
     tb.add_veth(1500);
-    let size = 32 * MIB;
-    let img = tb.make_image("disk.img", size, Fill::Random(11));
-    let want = fs::read(&img).unwrap();
-    let _vb0 = tb.start_vblade_with(0, 0, 1, &img, &[]);
-    let _vb1 = tb.start_vblade_with(1, 0, 1, &img, &[]);
+    let img = tb.make_image("disk.img", size, fill);
+    tb.start_vblade_with(0, 0, 1, &img, &[]);
+    let vb1 = tb.start_vblade_with(1, 0, 1, &img, &[]);
     let (if0, if1) = (tb.init_if(0), tb.init_if(1));
-    let m = tb.mount_aoefs_iflist(&format!("{} {}", if0, if1), &["--cache-mb", "0", "--readahead-kb", "0"]);
+    let m = tb.mount_aoefs_iflist(&format!("{} {}", if0, if1), aoefs_args);
     let dev = m.expect_target(T, APPEAR);
     let ok = poll_until(Duration::from_secs(5), || {
         let st = m.stats(T);
         path_counter(&st, &if0, "frames_sent").is_some() && path_counter(&st, &if1, "frames_sent").is_some()
     });
     assert!(ok, "two paths expected: {}", m.read_status(T, "stats"));
+    TwoPaths { m, dev, if0, if1, img, vb1, tb }
+}
+
+/// Taking an interface away (a write to `interfaces`) while reads run on
+/// it: the write returns (closing a link waits for its capture thread,
+/// which must not be left waiting for the link table the write holds), the
+/// reads go on over the other path, and every byte read is right.
+#[test]
+fn interface_removed_during_io_returns_and_io_goes_on() {
+    let size = 32 * MIB;
+    let p = two_paths(size, Fill::Random(11), &["--cache-mb", "0", "--readahead-kb", "0"]);
+    let (m, dev, if0, if1, img) = (&p.m, p.dev.clone(), p.if0.clone(), p.if1.clone(), p.img.clone());
+    let want = fs::read(&img).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4u64)
@@ -191,21 +210,10 @@ fn interface_removed_during_io_returns_and_io_goes_on() {
 
 #[test]
 fn multipath_survives_a_dying_path_and_reuses_it() {
-    let tb = Testbed::new(1500);
-    tb.add_veth(1500);
     let size = 80 * MIB;
-    let img = tb.make_image("disk.img", size, Fill::Zero);
-    let _vb0 = tb.start_vblade_with(0, 0, 1, &img, &[]);
-    let vb1 = tb.start_vblade_with(1, 0, 1, &img, &[]);
-    let (if0, if1) = (tb.init_if(0), tb.init_if(1));
-    let m = tb.mount_aoefs_iflist(&format!("{} {}", if0, if1), &["--cache-mb", "0"]);
-    let dev = m.expect_target(T, APPEAR);
-    // both paths known
-    let ok = poll_until(Duration::from_secs(5), || {
-        let st = m.stats(T);
-        path_counter(&st, &if0, "frames_sent").is_some() && path_counter(&st, &if1, "frames_sent").is_some()
-    });
-    assert!(ok, "two paths expected: {}", m.read_status(T, "stats"));
+    let p = two_paths(size, Fill::Zero, &["--cache-mb", "0"]);
+    let (tb, m, vb1) = (&p.tb, &p.m, p.vb1);
+    let (dev, if0, if1, img) = (p.dev.clone(), p.if0.clone(), p.if1.clone(), p.img.clone());
     let netif = m.read_status(T, "netif");
     assert!(netif.contains(&if0) && netif.contains(&if1), "netif {:?}", netif);
 
@@ -554,18 +562,7 @@ fn hostile_frames_do_not_corrupt_data() {
     }
     let ic = tb.wait_injector(&inj, Duration::from_secs(10));
     eprintln!("{} rounds; injector: {:?}", rounds, ic);
-    for k in [
-        "foreign-mac",
-        "foreign-error",
-        "wrong-target",
-        "stale-tag",
-        "unknown-tag",
-        "truncated",
-        "oversized",
-        "bad-version",
-        "no-tag-bit",
-        "garbage",
-    ] {
+    for k in aoefs::testtools::INJECT_KINDS {
         assert!(ic.get(&format!("sent {}", k)).copied().unwrap_or(0) > 50, "injector sent few {}: {:?}", k, ic);
     }
     assert!(m.exited().is_none(), "aoefs died");
