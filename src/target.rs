@@ -213,10 +213,8 @@ fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
 }
 
 thread_local! {
-    /// On a capture thread, between a link's frames and its `idle`: true
-    /// while replies' follow-up commands and completions are being batched.
-    static RX_BATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// What the batch holds: read-command frames to send, then completions.
+    /// On a capture thread, between a link's frames and its `idle`: the
+    /// read-command frames replies freed up, then the completed requests.
     static RX_BATCH: std::cell::RefCell<(Outbox, crate::engine::Completions)> =
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
@@ -236,12 +234,10 @@ struct FrameSink {
 impl Receiver for FrameSink {
     fn frame(&self, f: &[u8]) {
         if let Some(ini) = self.ini.upgrade() {
-            RX_BATCHING.with(|b| b.set(true));
             ini.handle_frame(self.link, f);
         }
     }
     fn idle(&self) {
-        RX_BATCHING.with(|b| b.set(false));
         let (mut out, done) = RX_BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
         if !out.is_empty() {
             match self.ini.upgrade() {
@@ -480,8 +476,9 @@ impl Initiator {
         }
     }
 
-    /// Entry point of the capture threads.
-    pub fn handle_frame(&self, link: usize, bytes: &[u8]) {
+    /// Entry point of the capture threads, only through `FrameSink` (whose
+    /// `idle` sends and answers what replies leave in `RX_BATCH`).
+    fn handle_frame(&self, link: usize, bytes: &[u8]) {
         let f = match Frame::new_checked(bytes) {
             Ok(f) => f,
             Err(_) => {
@@ -654,36 +651,22 @@ impl Initiator {
             return;
         }
         let now = self.now();
-        let (outcome, c) = if RX_BATCHING.with(|b| b.get()) {
-            // In a burst: commands and completions wait for the link's idle.
-            // (Taken out while in use, so nothing can find it borrowed.)
-            let (mut out, mut done) = RX_BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
-            let o = {
-                let mut tx = tx_deferred(&links, &mut out);
-                let mut g = dev.inner.lock();
-                let o = g.io.on_reply(now, h.src, h.tag, reply, &mut tx);
-                done.extend(g.io.take_completed());
-                o
-            };
-            RX_BATCH.with(|b| {
-                let mut b = b.borrow_mut();
-                out.append(&mut b.0);
-                done.append(&mut b.1);
-                *b = (out, done);
-            });
-            (o, Vec::new())
-        } else {
-            with_outbox(|out| {
-                let r = {
-                    let mut tx = tx_deferred(&links, out);
-                    let mut g = dev.inner.lock();
-                    let o = g.io.on_reply(now, h.src, h.tag, reply, &mut tx);
-                    (o, g.io.take_completed())
-                };
-                flush_outbox(&links, out);
-                r
-            })
+        // Commands and completions wait for the link's idle (`FrameSink`).
+        // (Taken out while in use, so nothing can find it borrowed.)
+        let (mut out, mut done) = RX_BATCH.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let outcome = {
+            let mut tx = tx_deferred(&links, &mut out);
+            let mut g = dev.inner.lock();
+            let o = g.io.on_reply(now, h.src, h.tag, reply, &mut tx);
+            done.extend(g.io.take_completed());
+            o
         };
+        RX_BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            out.append(&mut b.0);
+            done.append(&mut b.1);
+            *b = (out, done);
+        });
         drop(links);
         match outcome {
             ReplyOutcome::Accepted => {
@@ -717,7 +700,6 @@ impl Initiator {
                 ));
             }
         }
-        run_completions(c);
     }
 
     /// Submits I/O to a device; `done` runs exactly once.
