@@ -322,6 +322,49 @@ pub type ReadReply = Box<dyn for<'a> FnOnce(Result<&'a [u8], Errno>) + Send>;
 pub type WriteReply = Box<dyn FnOnce(Result<u32, Errno>) + Send>;
 pub type EmptyReply = Box<dyn FnOnce(Result<(), Errno>) + Send>;
 
+/// About this many bytes of a write are copied and submitted at a time.
+pub const WRITE_CHUNK: usize = 128 << 10;
+
+/// The chunk size for a device whose frames carry `payload` bytes: a whole
+/// number of frames (no short frame at each chunk's end), about
+/// [`WRITE_CHUNK`] bytes.
+fn write_chunk(payload: usize) -> usize {
+    let payload = payload.max(SECTOR);
+    ((WRITE_CHUNK + payload / 2) / payload).max(1) * payload
+}
+
+/// Joins the completions of the parts of one request: `done` runs once,
+/// after the last part, with the first error of any part.
+struct Join {
+    left: Mutex<(usize, Option<IoError>)>,
+    done: Mutex<Option<JoinDone>>,
+}
+
+type JoinDone = Box<dyn FnOnce(Result<Vec<u8>, IoError>) + Send>;
+
+impl Join {
+    fn new(parts: usize, done: impl FnOnce(Result<Vec<u8>, IoError>) + Send + 'static) -> Arc<Join> {
+        Arc::new(Join { left: Mutex::new((parts, None)), done: Mutex::new(Some(Box::new(done))) })
+    }
+
+    fn part_done(&self, r: Result<Vec<u8>, IoError>) {
+        let err = {
+            let mut g = self.left.lock();
+            if let Err(e) = r {
+                g.1.get_or_insert(e);
+            }
+            g.0 -= 1;
+            if g.0 > 0 {
+                return;
+            }
+            g.1.take()
+        };
+        if let Some(done) = self.done.lock().take() {
+            done(err.map_or(Ok(Vec::new()), Err));
+        }
+    }
+}
+
 impl Core {
     /// `readahead_bytes`: most bytes fetched ahead of a sequential reader
     /// (0 disables read-ahead).
@@ -484,7 +527,12 @@ impl Core {
 
     /// Writes `data` at `off`; partial sectors are read, merged and written
     /// back under a sector range lock. Answers once the target acknowledged.
-    pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, mut data: Vec<u8>, reply: WriteReply) {
+    /// Writes `data` at `off` in `region`. The data is borrowed (fuser's
+    /// request buffer): whole-sector writes are copied and sent in chunks of
+    /// about [`WRITE_CHUNK`] bytes, so the first frames are on the wire while
+    /// the rest is still being copied; the reply comes once the target
+    /// acknowledged every chunk.
+    pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, data: &[u8], reply: WriteReply) {
         if self.readonly || dev.readonly.load(std::sync::atomic::Ordering::Acquire) {
             reply(Err(libc::EROFS));
             return;
@@ -499,9 +547,7 @@ impl Core {
             reply(Err(libc::ENOSPC));
             return;
         }
-        if off + data.len() as u64 > rlen {
-            data.truncate((rlen - off) as usize);
-        }
+        let data = &data[..data.len().min((rlen - off) as usize)];
         let off = region.base + off;
         let len = data.len() as u64;
         let (lba0, lba1) = (off / SECTOR as u64, (off + len).div_ceil(SECTOR as u64));
@@ -510,22 +556,22 @@ impl Core {
         if off.is_multiple_of(SECTOR as u64) && len.is_multiple_of(SECTOR as u64) && self.ranges.try_lock(dev.id, lba0, lba1) {
             let me = self.clone();
             let d2 = dev.clone();
-            self.ini.submit(
-                dev,
-                Op::Write,
-                lba0,
-                (lba1 - lba0) as u32,
-                data,
-                Box::new(move |r| {
-                    let res = me.write_done(&d2, lba0, lba1 - lba0, len as u32, r);
-                    me.ranges.unlock(d2.id, lba0, lba1);
-                    reply(res);
-                }),
-            );
+            let chunk = write_chunk(dev.inner.lock().io.payload());
+            let join = Join::new(data.len().div_ceil(chunk), move |r| {
+                let res = me.write_done(&d2, lba0, lba1 - lba0, len as u32, r);
+                me.ranges.unlock(d2.id, lba0, lba1);
+                reply(res);
+            });
+            for (i, part) in data.chunks(chunk).enumerate() {
+                let j = join.clone();
+                let lba = lba0 + (i * chunk / SECTOR) as u64;
+                self.ini.submit(dev, Op::Write, lba, (part.len() / SECTOR) as u32, part.to_vec(), Box::new(move |r| j.part_done(r)));
+            }
             return;
         }
         let me = self.clone();
         let dev = dev.clone();
+        let data = data.to_vec();
         self.pool.spawn(move || {
             let r = me.write_blocking(&dev, off, data);
             reply(r);
@@ -853,6 +899,39 @@ pub fn slice_at(buf: &[u8], off: u64, size: u32) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_chunks_are_whole_frames_of_about_128k() {
+        assert_eq!(write_chunk(1024), 128 << 10);
+        assert_eq!(write_chunk(8704), 15 * 8704);
+        assert_eq!(write_chunk(512 * 255), 512 * 255);
+        // A payload not yet known (0) still gives whole sectors.
+        assert_eq!(write_chunk(0), 128 << 10);
+        for p in (1..=255).map(|n| n * SECTOR) {
+            let c = write_chunk(p);
+            assert!(c.is_multiple_of(p) && c.abs_diff(WRITE_CHUNK) <= p / 2, "{p} -> {c}");
+        }
+    }
+
+    #[test]
+    fn join_answers_once_after_the_last_part_with_the_first_error() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let j = Join::new(3, move |r| g.lock().push(r.map(|v| v.len())));
+        j.part_done(Ok(vec![1]));
+        j.part_done(Err(IoError::Dead));
+        assert!(got.lock().is_empty(), "answered before the last part");
+        j.part_done(Err(IoError::Down));
+        assert_eq!(got.lock().len(), 1);
+        assert!(matches!(got.lock()[0], Err(IoError::Dead)), "{:?}", got.lock());
+
+        let g = got.clone();
+        let j = Join::new(2, move |r| g.lock().push(r.map(|v| v.len())));
+        j.part_done(Ok(vec![1, 2]));
+        j.part_done(Ok(vec![3]));
+        assert!(matches!(got.lock()[1], Ok(0)), "parts' buffers are not passed on");
+        assert_eq!(got.lock().len(), 2);
+    }
 
     #[test]
     fn dev_names() {

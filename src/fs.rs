@@ -353,7 +353,7 @@ impl Filesystem for AoeFs {
                     &d,
                     r,
                     offset,
-                    data.to_vec(),
+                    data,
                     Box::new(move |r| match r {
                         Ok(n) => reply.written(n),
                         Err(e) => reply.error(errno(e)),
