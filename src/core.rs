@@ -525,13 +525,12 @@ impl Core {
         );
     }
 
-    /// Writes `data` at `off`; partial sectors are read, merged and written
-    /// back under a sector range lock. Answers once the target acknowledged.
-    /// Writes `data` at `off` in `region`. The data is borrowed (fuser's
-    /// request buffer): whole-sector writes are copied and sent in chunks of
-    /// about [`WRITE_CHUNK`] bytes, so the first frames are on the wire while
-    /// the rest is still being copied; the reply comes once the target
-    /// acknowledged every chunk.
+    /// Writes `data` (borrowed: fuser's request buffer) at `off` in `region`,
+    /// and answers once the target acknowledged all of it. A whole-sector
+    /// write is copied and submitted in chunks of about [`WRITE_CHUNK`]
+    /// bytes, so its first frames are on the wire while the rest is copied;
+    /// partial sectors are read, merged and written back under a sector
+    /// range lock, on the worker pool.
     pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, data: &[u8], reply: WriteReply) {
         if self.readonly || dev.readonly.load(std::sync::atomic::Ordering::Acquire) {
             reply(Err(libc::EROFS));
