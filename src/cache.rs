@@ -14,6 +14,9 @@ pub const BLOCK_SECTORS: u64 = (BLOCK / 512) as u64;
 struct Inner {
     lru: LruCache<(u32, u64), Box<[u8]>>,
     epochs: HashMap<u32, u64>,
+    /// The block buffer the last insert displaced, reused by the next one
+    /// (a full cache then inserts without allocating or freeing).
+    spare: Option<Box<[u8]>>,
 }
 
 pub struct Cache {
@@ -25,7 +28,7 @@ impl Cache {
     pub fn new(bytes: usize) -> Cache {
         let blocks = bytes / BLOCK;
         let inner = std::num::NonZeroUsize::new(blocks)
-            .map(|n| Mutex::new(Inner { lru: LruCache::new(n), epochs: HashMap::new() }));
+            .map(|n| Mutex::new(Inner { lru: LruCache::new(n), epochs: HashMap::new(), spare: None }));
         Cache { inner }
     }
 
@@ -67,7 +70,18 @@ impl Cache {
             return;
         }
         for (i, chunk) in data.chunks_exact(BLOCK).enumerate() {
-            g.lru.put((dev, first + i as u64), chunk.to_vec().into_boxed_slice());
+            let buf = match g.spare.take() {
+                Some(mut b) => {
+                    b.copy_from_slice(chunk);
+                    b
+                }
+                None => chunk.into(),
+            };
+            // The displaced buffer (the evicted block's, or this block's
+            // older copy) becomes the next insert's.
+            if let Some((_, old)) = g.lru.push((dev, first + i as u64), buf) {
+                g.spare = Some(old);
+            }
         }
     }
 
@@ -156,5 +170,39 @@ mod tests {
         assert!(!c.get(1, 0, 1, &mut out));
         assert!(c.get(1, 2, 1, &mut out));
         assert_eq!(out[0], 3);
+    }
+
+    #[test]
+    fn reused_buffers_hold_only_their_own_block() {
+        // A full cache recycles the evicted block's buffer, and a block
+        // inserted again recycles its older copy: every hit must still be
+        // exactly the data last inserted for that block.
+        let c = Cache::new(4 * BLOCK);
+        let e = c.epoch(1);
+        let fill = |b: u64, gen: u8| -> Vec<u8> { (0..BLOCK).map(|i| (i as u64 * 7 + b * 13) as u8 ^ gen).collect() };
+        for round in 0..3u8 {
+            for b in 0..10u64 {
+                c.insert(1, b, &fill(b, round), e);
+                // Insert the previous block again, newer data.
+                if b > 0 {
+                    c.insert(1, b - 1, &fill(b - 1, round + 100), e);
+                }
+            }
+        }
+        let mut out = vec![0u8; BLOCK];
+        for b in 0..10u64 {
+            if c.get(1, b, 1, &mut out) {
+                let want = if b == 9 { fill(9, 2) } else { fill(b, 102) };
+                assert_eq!(out, want, "block {b}");
+            } else {
+                assert!(b < 6, "block {b} should still be cached");
+            }
+        }
+        // Several blocks at once.
+        let two: Vec<u8> = [fill(20, 5), fill(21, 5)].concat();
+        c.insert(1, 20, &two, e);
+        let mut out2 = vec![0u8; 2 * BLOCK];
+        assert!(c.get(1, 20, 2, &mut out2));
+        assert_eq!(out2, two);
     }
 }
