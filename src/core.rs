@@ -335,31 +335,33 @@ fn write_chunk(payload: usize) -> usize {
 
 /// Joins the completions of the parts of one request: `done` runs once,
 /// after the last part, with the first error of any part.
-struct Join {
-    left: Mutex<(usize, Option<IoError>)>,
-    done: Mutex<Option<JoinDone>>,
-}
+struct Join(Mutex<JoinState>);
 
-type JoinDone = Box<dyn FnOnce(Result<Vec<u8>, IoError>) + Send>;
+struct JoinState {
+    left: usize,
+    err: Option<IoError>,
+    done: Option<crate::engine::IoDone>,
+}
 
 impl Join {
     fn new(parts: usize, done: impl FnOnce(Result<Vec<u8>, IoError>) + Send + 'static) -> Arc<Join> {
-        Arc::new(Join { left: Mutex::new((parts, None)), done: Mutex::new(Some(Box::new(done))) })
+        Arc::new(Join(Mutex::new(JoinState { left: parts, err: None, done: Some(Box::new(done)) })))
     }
 
     fn part_done(&self, r: Result<Vec<u8>, IoError>) {
-        let err = {
-            let mut g = self.left.lock();
+        let (done, err) = {
+            let mut g = self.0.lock();
             if let Err(e) = r {
-                g.1.get_or_insert(e);
+                g.err.get_or_insert(e);
             }
-            g.0 -= 1;
-            if g.0 > 0 {
+            g.left -= 1;
+            if g.left > 0 {
                 return;
             }
-            g.1.take()
+            (g.done.take(), g.err.take())
         };
-        if let Some(done) = self.done.lock().take() {
+        // Called without the lock held: `done` answers FUSE.
+        if let Some(done) = done {
             done(err.map_or(Ok(Vec::new()), Err));
         }
     }
