@@ -5,13 +5,12 @@
 //! Buffers are dropped when any write to the device completes, so a read
 //! that starts after an acknowledged write never sees older data.
 
+use crate::core::ReadReply;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 pub type Waiter = Box<dyn FnOnce(Result<Arc<Vec<u8>>, i32>) + Send>;
-/// A reader's answer: a slice of a prefetched buffer.
-pub type SliceReply = Box<dyn for<'a> FnOnce(Result<&'a [u8], i32>) + Send>;
 
 pub enum BufState {
     Pending(Vec<Waiter>),
@@ -81,8 +80,8 @@ impl Readahead {
         dev: u32,
         off: u64,
         end: u64,
-        reply: SliceReply,
-    ) -> Result<(), SliceReply> {
+        reply: ReadReply,
+    ) -> Result<(), ReadReply> {
         let buf = {
             let s = self.streams.lock();
             match s.get(&dev).and_then(|st| st.bufs.iter().find(|b| b.off <= off && end <= b.end()).cloned()) {
