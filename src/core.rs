@@ -18,11 +18,7 @@ pub type Errno = i32;
 /// The one place I/O errors become errno values.
 pub fn errno_of(e: &IoError) -> Errno {
     match e {
-        IoError::Ata { .. }
-        | IoError::Aoe(_)
-        | IoError::Dead
-        | IoError::Down
-        | IoError::Timeout => libc::EIO,
+        IoError::Ata { .. } | IoError::Aoe(_) | IoError::Dead | IoError::Down | IoError::Timeout => libc::EIO,
     }
 }
 
@@ -51,7 +47,9 @@ impl CtlError {
             CtlError::Busy => libc::EBUSY,
             CtlError::TooLong => libc::EFBIG,
             CtlError::NotWritable => libc::EBADF,
-            CtlError::Refused(AoeError::ConfigStringPresent) | CtlError::Refused(AoeError::TargetReserved) => libc::EBUSY,
+            CtlError::Refused(AoeError::ConfigStringPresent) | CtlError::Refused(AoeError::TargetReserved) => {
+                libc::EBUSY
+            }
             CtlError::Refused(AoeError::BadArgument) | CtlError::Refused(AoeError::BadCommand) => libc::EINVAL,
             CtlError::Refused(_) => libc::EIO,
             CtlError::ListFull => libc::ENOSPC,
@@ -236,7 +234,14 @@ impl Drop for RangeGuard<'_> {
 }
 
 /// Waits for one engine completion (worker threads only).
-fn wait_io(ini: &Initiator, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>) -> Result<Vec<u8>, IoError> {
+fn wait_io(
+    ini: &Initiator,
+    dev: &Arc<Device>,
+    op: Op,
+    lba: u64,
+    nsect: u32,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, IoError> {
     wait_io_for(ini, dev, op, lba, nsect, data, None)
 }
 
@@ -370,7 +375,13 @@ impl Join {
 impl Core {
     /// `readahead_bytes`: most bytes fetched ahead of a sequential reader
     /// (0 disables read-ahead).
-    pub fn new(ini: Arc<Initiator>, cache_bytes: usize, readahead_bytes: u64, workers: usize, readonly: bool) -> Arc<Core> {
+    pub fn new(
+        ini: Arc<Initiator>,
+        cache_bytes: usize,
+        readahead_bytes: u64,
+        workers: usize,
+        readonly: bool,
+    ) -> Arc<Core> {
         Arc::new(Core {
             ini,
             cache: Cache::new(cache_bytes),
@@ -554,7 +565,10 @@ impl Core {
         let (lba0, lba1) = (off / SECTOR as u64, (off + len).div_ceil(SECTOR as u64));
         // Whole sectors with nothing overlapping in progress: straight to the
         // target from this thread, answered from the completion.
-        if off.is_multiple_of(SECTOR as u64) && len.is_multiple_of(SECTOR as u64) && self.ranges.try_lock(dev.id, lba0, lba1) {
+        if off.is_multiple_of(SECTOR as u64)
+            && len.is_multiple_of(SECTOR as u64)
+            && self.ranges.try_lock(dev.id, lba0, lba1)
+        {
             let me = self.clone();
             let d2 = dev.clone();
             let chunk = write_chunk(dev.inner.lock().io.payload());
@@ -566,7 +580,14 @@ impl Core {
             for (i, part) in data.chunks(chunk).enumerate() {
                 let j = join.clone();
                 let lba = lba0 + (i * chunk / SECTOR) as u64;
-                self.ini.submit(dev, Op::Write, lba, (part.len() / SECTOR) as u32, part.to_vec(), Box::new(move |r| j.part_done(r)));
+                self.ini.submit(
+                    dev,
+                    Op::Write,
+                    lba,
+                    (part.len() / SECTOR) as u32,
+                    part.to_vec(),
+                    Box::new(move |r| j.part_done(r)),
+                );
             }
             return;
         }
@@ -614,7 +635,14 @@ impl Core {
     }
 
     /// After the target answered a write: invalidate, map the result.
-    fn write_done(&self, dev: &Device, lba0: u64, nsect: u64, len: u32, r: Result<Vec<u8>, IoError>) -> Result<u32, Errno> {
+    fn write_done(
+        &self,
+        dev: &Device,
+        lba0: u64,
+        nsect: u64,
+        len: u32,
+        r: Result<Vec<u8>, IoError>,
+    ) -> Result<u32, Errno> {
         // Invalidate after the target answered, success or not: a failed
         // write may have written some sectors.
         self.cache.invalidate(dev.id, lba0, nsect);
@@ -700,7 +728,10 @@ impl Core {
             Ctl::Revalidate => {
                 let (shelf, slot) = parse_dev_name(text).ok_or_else(|| CtlError::Invalid(text.into()))?;
                 // The driver answers EINVAL for a device it does not know.
-                let dev = self.ini.device(shelf, slot).ok_or_else(|| CtlError::Invalid(format!("no device {}", text.trim())))?;
+                let dev = self
+                    .ini
+                    .device(shelf, slot)
+                    .ok_or_else(|| CtlError::Invalid(format!("no device {}", text.trim())))?;
                 self.parts.lock().remove(&dev.id);
                 self.ini.revalidate(&dev);
                 Ok(())
@@ -861,7 +892,10 @@ impl Core {
         // A stale tag cannot be tied to a path: counted per target only.
         let _ = writeln!(s, "unexpected {}", c.unexpected);
         let _ = writeln!(s, "ignored {}", dev.ignored.load(std::sync::atomic::Ordering::Relaxed));
-        let _ = writeln!(s, "rtt_avg_us {srtt}\nrtt_dev_us {rttvar}\nwindow {cwnd}\nmax_window {maxwin}\noutstanding {nout}");
+        let _ = writeln!(
+            s,
+            "rtt_avg_us {srtt}\nrtt_dev_us {rttvar}\nwindow {cwnd}\nmax_window {maxwin}\noutstanding {nout}"
+        );
         // Frames ignored before they could be tied to a target (whole mount).
         let ig = &self.ini.ignored;
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -939,7 +973,9 @@ mod tests {
         assert_eq!(parse_dev_name("e0.2"), Some((0, 2)));
         assert_eq!(parse_dev_name(" e10.3\n"), Some((10, 3)));
         assert_eq!(parse_dev_name("e65534.254"), Some((65534, 254)));
-        for bad in ["", "e", "e1", "e1.", "e.1", "x1.2", "e1.2.3", "e-1.2", "e65535.1", "e1.255", "e1.2x", "e99999999999.1"] {
+        for bad in
+            ["", "e", "e1", "e1.", "e.1", "x1.2", "e1.2.3", "e-1.2", "e65535.1", "e1.255", "e1.2x", "e99999999999.1"]
+        {
             assert_eq!(parse_dev_name(bad), None, "{bad:?}");
         }
     }

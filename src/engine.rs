@@ -70,7 +70,6 @@ pub enum Op {
 }
 
 struct Req {
-
     buf: Vec<u8>,
     frames_left: u32,
     err: Option<IoError>,
@@ -472,13 +471,30 @@ impl TargetIo {
             let slot = match self.free_slots.pop() {
                 Some(s) => s,
                 None => {
-                    self.slots.push(Slot { tag: 0, prev_tag: 0, prev_sent_at: 0, job: None, sent_at: 0, first_sent: 0, path: 0, tries: 0 });
+                    self.slots.push(Slot {
+                        tag: 0,
+                        prev_tag: 0,
+                        prev_sent_at: 0,
+                        job: None,
+                        sent_at: 0,
+                        first_sent: 0,
+                        path: 0,
+                        tries: 0,
+                    });
                     (self.slots.len() - 1) as u16
                 }
             };
             let tag = self.new_tag(slot);
-            self.slots[slot as usize] =
-                Slot { tag, prev_tag: 0, prev_sent_at: 0, job: Some(job), sent_at: now, first_sent: now, path, tries: 0 };
+            self.slots[slot as usize] = Slot {
+                tag,
+                prev_tag: 0,
+                prev_sent_at: 0,
+                job: Some(job),
+                sent_at: now,
+                first_sent: now,
+                path,
+                tries: 0,
+            };
             self.nout += 1;
             self.transmit(slot, tx);
         }
@@ -674,13 +690,7 @@ impl TargetIo {
 
     /// Retransmits expired frames and detects a dead target. Returns true
     /// when the target has made no progress for `deadsecs` (0: never).
-    pub fn on_timer(
-        &mut self,
-        now: Micros,
-        deadsecs: u32,
-        diag: &mut dyn FnMut(Diag),
-        tx: &mut Tx<'_>,
-    ) -> bool {
+    pub fn on_timer(&mut self, now: Micros, deadsecs: u32, diag: &mut dyn FnMut(Diag), tx: &mut Tx<'_>) -> bool {
         if let Some(since) = self.busy_since {
             let ref_t = since.max(self.last_progress);
             if deadsecs > 0 && now.saturating_sub(ref_t) >= deadsecs as u64 * 1_000_000 {

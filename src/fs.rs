@@ -4,9 +4,9 @@
 use crate::core::{Core, Ctl, ATTRS};
 use crate::target::Device;
 use fuser::{
-    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags,
-    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    TimeOrNow, WriteFlags,
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags, ReplyAttr,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
 };
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -162,7 +162,11 @@ impl AoeFs {
                 for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
                     v.push((Node::Image(d.id, 0).ino(), FileType::RegularFile, d.name()));
                     for p in self.core.partitions(&d).iter() {
-                        v.push((Node::Image(d.id, p.number).ino(), FileType::RegularFile, format!("{}p{}", d.name(), p.number)));
+                        v.push((
+                            Node::Image(d.id, p.number).ino(),
+                            FileType::RegularFile,
+                            format!("{}p{}", d.name(), p.number),
+                        ));
                     }
                 }
             }

@@ -204,9 +204,7 @@ fn block_signals() -> libc::sigset_t {
 fn is_mount_point(p: &std::path::Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     let want = p.as_os_str().as_encoded_bytes();
-    info.lines().any(|l| {
-        l.split(' ').nth(4).is_some_and(|m| unescape_mount_path(m).as_slice() == want)
-    })
+    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape_mount_path(m).as_slice() == want))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as \ooo.
@@ -246,7 +244,8 @@ fn apply_aoefs_options(cli: &mut Cli) {
                 continue;
             }
         };
-        let num = |v: &str| -> u64 { v.parse().unwrap_or_else(|_| fail(EXIT_USAGE, &format!("-o {k}: not a number: {v}"))) };
+        let num =
+            |v: &str| -> u64 { v.parse().unwrap_or_else(|_| fail(EXIT_USAGE, &format!("-o {k}: not a number: {v}"))) };
         match k {
             "iflist" => cli.iflist = Some(v.replace(':', " ")),
             "deadsecs" => cli.deadsecs = num(v).min(u32::MAX as u64) as u32,
@@ -370,7 +369,8 @@ fn main() {
     ini.discover();
     ini.wait_discovery(Duration::from_millis(cli.discover_wait_ms));
 
-    let core = Core::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
+    let core =
+        Core::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
     let fs = AoeFs::new(core.clone());
     let mut config = fuser::Config::default();
     config.mount_options = mount_opts;

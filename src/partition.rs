@@ -118,11 +118,7 @@ pub fn read_table(
     if disk_sectors == 0 {
         return Ok((Scheme::None, Vec::new()));
     }
-    let mut rd = Reader {
-        disk_sectors,
-        read,
-        io_errors: Vec::new(),
-    };
+    let mut rd = Reader { disk_sectors, read, io_errors: Vec::new() };
     let mbr = match rd.sectors(0, 1) {
         Some(s) => s,
         None => return Err(format!("reading LBA 0: {}", rd.io_errors.join("; "))),
@@ -136,9 +132,7 @@ pub fn read_table(
     if entries.iter().any(|e| e.type_byte == 0xEE && e.start == 1) {
         return match find_valid_gpt(&mut rd) {
             Some(parts) => Ok((Scheme::Gpt, finish(parts, disk_sectors))),
-            None if !rd.io_errors.is_empty() => {
-                Err(format!("no valid GPT: {}", rd.io_errors.join("; ")))
-            }
+            None if !rd.io_errors.is_empty() => Err(format!("no valid GPT: {}", rd.io_errors.join("; "))),
             None => Ok((Scheme::None, Vec::new())),
         };
     }
@@ -159,23 +153,14 @@ pub fn read_table(
             continue;
         }
         if e.is_extended() {
-            parse_extended(
-                &mut rd,
-                u64::from(e.start),
-                u64::from(e.sectors),
-                &mut next_logical,
-                &mut parts,
-            );
+            parse_extended(&mut rd, u64::from(e.start), u64::from(e.sectors), &mut next_logical, &mut parts);
             continue;
         }
         parts.push(Partition {
             number: i as u32 + 1,
             start: u64::from(e.start),
             sectors: u64::from(e.sectors),
-            kind: Kind::Mbr {
-                type_byte: e.type_byte,
-                bootable: e.status == 0x80,
-            },
+            kind: Kind::Mbr { type_byte: e.type_byte, bootable: e.status == 0x80 },
         });
     }
     Ok((Scheme::Mbr, finish(parts, disk_sectors)))
@@ -222,15 +207,11 @@ impl Reader<'_> {
                 Some(v)
             }
             Ok(v) => {
-                self.io_errors.push(format!(
-                    "short read at LBA {lba}: {} of {want} bytes",
-                    v.len()
-                ));
+                self.io_errors.push(format!("short read at LBA {lba}: {} of {want} bytes", v.len()));
                 None
             }
             Err(e) => {
-                self.io_errors
-                    .push(format!("read at LBA {lba} ({count} sectors): {e}"));
+                self.io_errors.push(format!("read at LBA {lba} ({count} sectors): {e}"));
                 None
             }
         }
@@ -261,33 +242,17 @@ fn has_mbr_signature(sector: &[u8]) -> bool {
 }
 
 fn mbr_entries(sector: &[u8]) -> [MbrEntry; 4] {
-    let mut out = [MbrEntry {
-        status: 0,
-        type_byte: 0,
-        start: 0,
-        sectors: 0,
-    }; 4];
+    let mut out = [MbrEntry { status: 0, type_byte: 0, start: 0, sectors: 0 }; 4];
     for (i, e) in out.iter_mut().enumerate() {
         let b = &sector[446 + 16 * i..446 + 16 * (i + 1)];
-        *e = MbrEntry {
-            status: b[0],
-            type_byte: b[4],
-            start: le32(&b[8..12]),
-            sectors: le32(&b[12..16]),
-        };
+        *e = MbrEntry { status: b[0], type_byte: b[4], start: le32(&b[8..12]), sectors: le32(&b[12..16]) };
     }
     out
 }
 
 /// Linux `parse_extended()`: walk the EBR chain of the extended partition at
 /// `first_sector` (size `first_size`), appending logical partitions.
-fn parse_extended(
-    rd: &mut Reader<'_>,
-    first_sector: u64,
-    first_size: u64,
-    next: &mut u32,
-    parts: &mut Vec<Partition>,
-) {
+fn parse_extended(rd: &mut Reader<'_>, first_sector: u64, first_size: u64, next: &mut u32, parts: &mut Vec<Partition>) {
     let mut this_sector = first_sector;
     let mut this_size = first_size;
     let mut visited: Vec<u64> = Vec::new();
@@ -332,10 +297,7 @@ fn parse_extended(
                 number: *next,
                 start,
                 sectors: size,
-                kind: Kind::Mbr {
-                    type_byte: e.type_byte,
-                    bootable: e.status == 0x80,
-                },
+                kind: Kind::Mbr { type_byte: e.type_byte, bootable: e.status == 0x80 },
             });
             loopct = 0;
             *next += 1;
@@ -411,10 +373,7 @@ fn try_gpt(rd: &mut Reader<'_>, lba: u64) -> Option<Vec<Partition>> {
             number: i as u32 + 1,
             start: first,
             sectors: last - first + 1,
-            kind: Kind::Gpt {
-                type_guid,
-                name: utf16le_name(&e[56..128]),
-            },
+            kind: Kind::Gpt { type_guid, name: utf16le_name(&e[56..128]) },
         });
     }
     Some(parts)
@@ -450,24 +409,13 @@ fn parse_gpt_header(sector: &[u8], lba: u64, last_lba: u64) -> Option<GptHeader>
     if u64::from(num_entries) * u64::from(entry_size) > MAX_GPT_ARRAY_BYTES {
         return None;
     }
-    Some(GptHeader {
-        entry_lba: le64(&sector[72..80]),
-        num_entries,
-        entry_size,
-        array_crc: le32(&sector[88..92]),
-    })
+    Some(GptHeader { entry_lba: le64(&sector[72..80]), num_entries, entry_size, array_crc: le32(&sector[88..92]) })
 }
 
 /// GPT partition name: UTF-16LE, 36 code units, NUL-terminated.
 fn utf16le_name(b: &[u8]) -> String {
-    let units = b
-        .chunks_exact(2)
-        .take(36)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .take_while(|&u| u != 0);
-    char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect()
+    let units = b.chunks_exact(2).take(36).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0);
+    char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
 }
 
 // ------------------------------------------------------------------- helpers
@@ -489,11 +437,7 @@ const CRC32_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
         t[i] = c;
@@ -526,10 +470,7 @@ mod tests {
 
     impl Disk {
         fn new(sectors: u64) -> Self {
-            Disk {
-                sectors,
-                data: BTreeMap::new(),
-            }
+            Disk { sectors, data: BTreeMap::new() }
         }
         /// Parses a `tests/data/partitions/*.sectors` fixture: a comment line
         /// "... N sectors ...", then "<lba> <hex>" lines (trailing zeros trimmed).
@@ -542,9 +483,8 @@ mod tests {
                     continue;
                 }
                 let (lba, hex) = line.split_once(' ').unwrap();
-                let mut s: Vec<u8> = (0..hex.len() / 2)
-                    .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-                    .collect();
+                let mut s: Vec<u8> =
+                    (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
                 s.resize(512, 0);
                 disk.data.insert(lba.parse().unwrap(), s);
             }
@@ -555,10 +495,7 @@ mod tests {
             self.data.entry(lba).or_insert_with(|| vec![0; 512])
         }
         fn read(&self, lba: u64, count: u32) -> Result<Vec<u8>, String> {
-            if lba
-                .checked_add(u64::from(count))
-                .is_none_or(|e| e > self.sectors)
-            {
+            if lba.checked_add(u64::from(count)).is_none_or(|e| e > self.sectors) {
                 return Err(format!("out of range: {lba}+{count}"));
             }
             let mut out = Vec::with_capacity(count as usize * 512);
@@ -580,23 +517,13 @@ mod tests {
     const GPT3: &str = include_str!("../tests/data/partitions/gpt3.sectors");
 
     fn mbr(number: u32, start: u64, sectors: u64, type_byte: u8, bootable: bool) -> Partition {
-        Partition {
-            number,
-            start,
-            sectors,
-            kind: Kind::Mbr {
-                type_byte,
-                bootable,
-            },
-        }
+        Partition { number, start, sectors, kind: Kind::Mbr { type_byte, bootable } }
     }
 
     /// GUID string (as printed by sfdisk) → on-disk mixed-endian bytes.
     fn guid(s: &str) -> [u8; 16] {
         let h: String = s.chars().filter(|c| *c != '-').collect();
-        let b: Vec<u8> = (0..16)
-            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
+        let b: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap()).collect();
         let mut g = [0u8; 16];
         g[0..4].copy_from_slice(&[b[3], b[2], b[1], b[0]]);
         g[4..6].copy_from_slice(&[b[5], b[4]]);
@@ -606,41 +533,15 @@ mod tests {
     }
 
     fn gpt(number: u32, start: u64, sectors: u64, ty: &str, name: &str) -> Partition {
-        Partition {
-            number,
-            start,
-            sectors,
-            kind: Kind::Gpt {
-                type_guid: guid(ty),
-                name: name.into(),
-            },
-        }
+        Partition { number, start, sectors, kind: Kind::Gpt { type_guid: guid(ty), name: name.into() } }
     }
 
     fn gpt3_expected() -> Vec<Partition> {
         // From tests/data/partitions/gpt3.sfdisk.json.
         vec![
-            gpt(
-                1,
-                2048,
-                8192,
-                "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-                "EFI system",
-            ),
-            gpt(
-                2,
-                10240,
-                32768,
-                "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-                "root",
-            ),
-            gpt(
-                3,
-                43008,
-                86016,
-                "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
-                "swap partition ünïcode",
-            ),
+            gpt(1, 2048, 8192, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI system"),
+            gpt(2, 10240, 32768, "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "root"),
+            gpt(3, 43008, 86016, "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "swap partition ünïcode"),
         ]
     }
 
@@ -672,10 +573,7 @@ mod tests {
     fn crc32_reference_vectors() {
         assert_eq!(crc32(b""), 0);
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(
-            crc32(b"The quick brown fox jumps over the lazy dog"),
-            0x414F_A339
-        );
+        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
     }
 
     #[test]
@@ -684,13 +582,7 @@ mod tests {
         let (scheme, parts) = d.parse().unwrap();
         assert_eq!(scheme, Scheme::Mbr);
         // sfdisk --json: p1 2048+20480 type 83 bootable, p2 22528+40960 type 7.
-        assert_eq!(
-            parts,
-            vec![
-                mbr(1, 2048, 20480, 0x83, true),
-                mbr(2, 22528, 40960, 0x07, false)
-            ]
-        );
+        assert_eq!(parts, vec![mbr(1, 2048, 20480, 0x83, true), mbr(2, 22528, 40960, 0x07, false)]);
         assert_eq!(parts[1].byte_offset(), 22528 * 512);
         assert_eq!(parts[1].byte_len(), 40960 * 512);
     }
@@ -839,10 +731,7 @@ mod tests {
             sign(e);
         }
         let (_, parts) = d.parse().unwrap();
-        assert_eq!(
-            parts,
-            vec![mbr(5, 101, 10, 0x83, false), mbr(6, 301, 10, 0x83, false)]
-        );
+        assert_eq!(parts, vec![mbr(5, 101, 10, 0x83, false), mbr(6, 301, 10, 0x83, false)]);
 
         // A 300-long chain of EBRs with data: capped at MAX_EBRS.
         let mut d = Disk::new(1_000_000);
@@ -887,13 +776,7 @@ mod tests {
         set_entry(e, 0, 0, 0x83, 63, 100);
         sign(e);
         let (_, parts) = d.parse().unwrap();
-        assert_eq!(
-            parts,
-            vec![
-                mbr(4, 6000, 100, 0x0C, true),
-                mbr(5, 1063, 100, 0x83, false)
-            ]
-        );
+        assert_eq!(parts, vec![mbr(4, 6000, 100, 0x0C, true), mbr(5, 1063, 100, 0x83, false)]);
     }
 
     #[test]
@@ -907,10 +790,7 @@ mod tests {
         sign(s);
         let (scheme, parts) = d.parse().unwrap();
         assert_eq!(scheme, Scheme::Mbr);
-        assert_eq!(
-            parts,
-            vec![mbr(1, 100, 200, 0x83, false), mbr(2, 900, 100, 0x83, false)]
-        );
+        assert_eq!(parts, vec![mbr(1, 100, 200, 0x83, false), mbr(2, 900, 100, 0x83, false)]);
     }
 
     #[test]
@@ -972,11 +852,7 @@ mod tests {
                 let small = mode == 3;
                 let h = d.sector_mut(1);
                 h[0..8].copy_from_slice(GPT_SIGNATURE);
-                let hs = if small {
-                    92
-                } else {
-                    92 + (rng.next() % 500) as u32
-                };
+                let hs = if small { 92 } else { 92 + (rng.next() % 500) as u32 };
                 h[12..16].copy_from_slice(&hs.to_le_bytes());
                 h[24..32].copy_from_slice(&1u64.to_le_bytes());
                 if small {
@@ -1050,9 +926,7 @@ mod tests {
         let got: Vec<u32> = parts.iter().map(|p| p.number).collect();
         assert_eq!(got, want);
         for p in &parts {
-            let Kind::Gpt { name, .. } = &p.kind else {
-                panic!()
-            };
+            let Kind::Gpt { name, .. } = &p.kind else { panic!() };
             assert!(name.encode_utf16().count() <= 36);
         }
     }

@@ -75,13 +75,7 @@ impl Readahead {
     /// Serves `[off, end)` from a prefetched buffer if one covers it: `reply`
     /// gets the bytes now or when the fetch completes. Gives `reply` back
     /// when nothing covers the range (or the fetch failed).
-    pub fn try_serve(
-        &self,
-        dev: u32,
-        off: u64,
-        end: u64,
-        reply: ReadReply,
-    ) -> Result<(), ReadReply> {
+    pub fn try_serve(&self, dev: u32, off: u64, end: u64, reply: ReadReply) -> Result<(), ReadReply> {
         let buf = {
             let s = self.streams.lock();
             match s.get(&dev).and_then(|st| st.bufs.iter().find(|b| b.off <= off && end <= b.end()).cloned()) {
@@ -166,12 +160,24 @@ mod tests {
         // Served while pending, answered on completion.
         let (tx, rx) = mpsc::channel();
         let t2 = tx.clone();
-        assert!(ra.try_serve(1, 2 << 20, 3 << 20, Box::new(move |r: Result<&[u8], i32>| t2.send(r.map(|d| d.to_vec())).unwrap())).is_ok());
+        assert!(ra
+            .try_serve(
+                1,
+                2 << 20,
+                3 << 20,
+                Box::new(move |r: Result<&[u8], i32>| t2.send(r.map(|d| d.to_vec())).unwrap())
+            )
+            .is_ok());
         bufs[0].complete(Ok(vec![7u8; 1 << 20]));
         assert_eq!(rx.recv().unwrap().unwrap(), vec![7u8; 1 << 20]);
         // Ready buffer serves a sub-range at once.
         assert!(ra
-            .try_serve(1, (2 << 20) + 512, (2 << 20) + 1024, Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap()))
+            .try_serve(
+                1,
+                (2 << 20) + 512,
+                (2 << 20) + 1024,
+                Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap())
+            )
             .is_ok());
         assert_eq!(rx.recv().unwrap().unwrap(), vec![7u8; 512]);
         // Next read extends the stream by one chunk.

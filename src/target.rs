@@ -5,7 +5,9 @@
 use crate::engine::{Counters, IoDone, IoError, Micros, Op, Path, PathChange, ReplyOutcome, TargetIo};
 use crate::errlog::ErrLog;
 use crate::link::{Link, LinkProvider, Receiver, RxHandler};
-use crate::wire::{self, AoeError, Body, ConfigRepr, Directive, Frame, Header, Identify, Mac, MacMaskRepr, Repr, ReserveRepr};
+use crate::wire::{
+    self, AoeError, Body, ConfigRepr, Directive, Frame, Header, Identify, Mac, MacMaskRepr, Repr, ReserveRepr,
+};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -309,8 +311,7 @@ impl Initiator {
     /// Replaces the allowed interfaces. Every name must exist; on error
     /// nothing changes. An empty list means every up non-loopback interface.
     pub fn set_interfaces(&self, names: &[String]) -> Result<(), String> {
-        let names: Vec<String> =
-            if names.is_empty() { self.provider.default_names() } else { names.to_vec() };
+        let names: Vec<String> = if names.is_empty() { self.provider.default_names() } else { names.to_vec() };
         for n in &names {
             if !self.provider.exists(n) {
                 return Err(format!("unknown interface: {n}"));
@@ -501,8 +502,9 @@ impl Initiator {
             }
         };
         let h = repr.header;
-        let ctl_reply =
-            h.tag & 0x8000_0000 != 0 && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata)) && self.deliver_ctl(&h, &repr.body);
+        let ctl_reply = h.tag & 0x8000_0000 != 0
+            && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata))
+            && self.deliver_ctl(&h, &repr.body);
         match &repr.body {
             // Config responses count when unsolicited (announcements, tag 0)
             // or answering our discovery or a control command; others (a
@@ -513,9 +515,7 @@ impl Initiator {
                 self.count_ignored(h.shelf, h.slot);
             }
             Body::Ata(a) => self.on_ata(link, &h, Ok(a)),
-            Body::Error(wire::Command::Ata) => {
-                self.on_ata(link, &h, Err(h.error.expect("error body has an error")))
-            }
+            Body::Error(wire::Command::Ata) => self.on_ata(link, &h, Err(h.error.expect("error body has an error"))),
             Body::Error(cmd) => {
                 if h.tag & 0x8000_0000 != 0 {
                     self.errlog.push(format!(
@@ -692,12 +692,7 @@ impl Initiator {
             ReplyOutcome::UnknownSource => {
                 self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
                 dev.ignored.fetch_add(1, Ordering::Relaxed);
-                self.errlog.push(format!(
-                    "e{}.{}: reply from unknown MAC {} ignored",
-                    h.shelf,
-                    h.slot,
-                    h.src.hex12()
-                ));
+                self.errlog.push(format!("e{}.{}: reply from unknown MAC {} ignored", h.shelf, h.slot, h.src.hex12()));
             }
         }
     }
@@ -874,7 +869,9 @@ impl Initiator {
     fn deliver_ctl(&self, h: &Header, body: &Body<'_>) -> bool {
         let reply = match body {
             Body::Config(c) => CtlReply::Config(c.config.to_vec()),
-            Body::MacMask(m) => CtlReply::Masks { merror: m.merror, macs: m.directives.iter().map(|d| d.mac).collect() },
+            Body::MacMask(m) => {
+                CtlReply::Masks { merror: m.merror, macs: m.directives.iter().map(|d| d.mac).collect() }
+            }
             Body::Reserve(r) => CtlReply::Reserve(r.macs.clone()),
             Body::Error(_) => CtlReply::Error(h.error.unwrap_or(AoeError::Other(0))),
             Body::Ata(_) => return false,
@@ -883,7 +880,8 @@ impl Initiator {
             return false;
         }
         // Only a reply from one of the device's target MACs counts.
-        let known = self.device(h.shelf, h.slot).is_some_and(|d| d.inner.lock().io.paths.iter().any(|p| p.mac == h.src));
+        let known =
+            self.device(h.shelf, h.slot).is_some_and(|d| d.inner.lock().io.paths.iter().any(|p| p.mac == h.src));
         if !known {
             self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
             self.count_ignored(h.shelf, h.slot);
@@ -933,7 +931,14 @@ impl Initiator {
                     return Err(CtlFailure::NoPath);
                 };
                 let body = match req {
-                    CtlRequest::ConfigRead => Body::Config(ConfigRepr { buffer_count: 0, firmware: 0, max_sectors: 0, aoe_version: 0, ccmd: wire::CCMD_READ, config: &[] }),
+                    CtlRequest::ConfigRead => Body::Config(ConfigRepr {
+                        buffer_count: 0,
+                        firmware: 0,
+                        max_sectors: 0,
+                        aoe_version: 0,
+                        ccmd: wire::CCMD_READ,
+                        config: &[],
+                    }),
                     CtlRequest::ConfigSet { value, force } => Body::Config(ConfigRepr {
                         buffer_count: 0,
                         firmware: 0,
@@ -945,10 +950,20 @@ impl Initiator {
                     CtlRequest::MaskRead => Body::MacMask(MacMaskRepr { mcmd: 0, merror: 0, directives: Vec::new() }),
                     CtlRequest::MaskEdit(d) => Body::MacMask(MacMaskRepr { mcmd: 1, merror: 0, directives: d.clone() }),
                     CtlRequest::ReserveRead => Body::Reserve(ReserveRepr { rcmd: 0, macs: Vec::new() }),
-                    CtlRequest::ReserveSet { macs, force } => Body::Reserve(ReserveRepr { rcmd: if *force { 2 } else { 1 }, macs: macs.clone() }),
+                    CtlRequest::ReserveSet { macs, force } => {
+                        Body::Reserve(ReserveRepr { rcmd: if *force { 2 } else { 1 }, macs: macs.clone() })
+                    }
                 };
                 let repr = Repr {
-                    header: Header { dst, src: l.mac(), response: false, error: None, shelf: dev.shelf, slot: dev.slot, tag },
+                    header: Header {
+                        dst,
+                        src: l.mac(),
+                        response: false,
+                        error: None,
+                        shelf: dev.shelf,
+                        slot: dev.slot,
+                        tag,
+                    },
                     body,
                 };
                 let mut buf = vec![0u8; repr.buffer_len().max(60)];
@@ -993,12 +1008,18 @@ impl Initiator {
 pub enum CtlRequest {
     ConfigRead,
     /// Set the config string; `force` overrides a different one.
-    ConfigSet { value: Vec<u8>, force: bool },
+    ConfigSet {
+        value: Vec<u8>,
+        force: bool,
+    },
     MaskRead,
     MaskEdit(Vec<Directive>),
     ReserveRead,
     /// Reserve for these MACs (none: release); `force` overrides another's.
-    ReserveSet { macs: Vec<Mac>, force: bool },
+    ReserveSet {
+        macs: Vec<Mac>,
+        force: bool,
+    },
 }
 
 /// A target's answer to a `CtlRequest`.
@@ -1006,7 +1027,10 @@ pub enum CtlRequest {
 pub enum CtlReply {
     Config(Vec<u8>),
     /// MAC mask list and its error code (0 ok, 1 unspecified, 2 bad dcmd, 3 full).
-    Masks { merror: u8, macs: Vec<Mac> },
+    Masks {
+        merror: u8,
+        macs: Vec<Mac>,
+    },
     Reserve(Vec<Mac>),
     Error(AoeError),
 }

@@ -60,10 +60,7 @@ pub fn format_stat(rows: &[StatRow]) -> String {
 
 /// Writes one command to a control file of the mount.
 pub fn write_control(path: &Path, data: &str) -> Result<(), String> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(data.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -16,8 +16,13 @@ fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<C
     let hub = Hub::new();
     hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
     let t = SimTarget::start(&hub, 3, 7, Mac([2, 0, 0, 0, 2, 2]), SECTORS, 16, 17);
-    let ini = Initiator::new(hub.provider(), Arc::new(RealClock::default()), Options { deadsecs, maxout: 128 }, &["mem0".to_string()])
-        .expect("initiator");
+    let ini = Initiator::new(
+        hub.provider(),
+        Arc::new(RealClock::default()),
+        Options { deadsecs, maxout: 128 },
+        &["mem0".to_string()],
+    )
+    .expect("initiator");
     let i2 = ini.clone();
     let timer = std::thread::spawn(move || {
         for _ in 0..4000 {
@@ -35,7 +40,13 @@ fn read(core: &Arc<Core>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
     let region = core.region(&dev, 0).unwrap();
-    core.read_image(&dev, region, off, len, Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap()));
+    core.read_image(
+        &dev,
+        region,
+        off,
+        len,
+        Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap()),
+    );
     rx.recv_timeout(Duration::from_secs(30)).expect("read answered")
 }
 
@@ -85,7 +96,8 @@ fn aligned_and_unaligned_io_round_trip() {
         assert_eq!(read(&core, 4096, 300_000).unwrap(), data);
         // Unaligned: odd offsets and lengths, within one sector and across many.
         let mut model = t.disk.lock().clone();
-        for (i, (off, len)) in [(513u64, 1000usize), (1, 3), (511, 2), (100_000, 70_001), (1023, 1)].iter().enumerate() {
+        for (i, (off, len)) in [(513u64, 1000usize), (1, 3), (511, 2), (100_000, 70_001), (1023, 1)].iter().enumerate()
+        {
             let d = pattern(*len, 10 + i as u64);
             assert_eq!(write(&core, *off, &d), Ok(*len as u32));
             model[*off as usize..*off as usize + len].copy_from_slice(&d);
@@ -267,7 +279,10 @@ fn read_ahead_serves_sequential_readers_and_never_stale_data() {
     let mut model = model;
     let chunk = 65536u64;
     for i in 0..16u64 {
-        assert_eq!(read(&core, i * chunk, chunk as u32).unwrap(), model[(i * chunk) as usize..((i + 1) * chunk) as usize]);
+        assert_eq!(
+            read(&core, i * chunk, chunk as u32).unwrap(),
+            model[(i * chunk) as usize..((i + 1) * chunk) as usize]
+        );
     }
     let dev = core.ini.device(3, 7).unwrap();
     // The target was read ahead of the reader: 4 chunks past the 16 asked for.
@@ -280,7 +295,11 @@ fn read_ahead_serves_sequential_readers_and_never_stale_data() {
     write(&core, at as u64, &d).unwrap();
     model[at..at + d.len()].copy_from_slice(&d);
     for i in 16..40u64 {
-        assert_eq!(read(&core, i * chunk, chunk as u32).unwrap(), model[(i * chunk) as usize..((i + 1) * chunk) as usize], "chunk {i}");
+        assert_eq!(
+            read(&core, i * chunk, chunk as u32).unwrap(),
+            model[(i * chunk) as usize..((i + 1) * chunk) as usize],
+            "chunk {i}"
+        );
     }
 }
 
@@ -305,7 +324,14 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
             };
             let r = Repr {
                 header: Header { dst: victim, src, response: true, error: None, shelf, slot, tag },
-                body: Body::Ata(AtaRepr { aflags: 0x40, err_feature: 0, sector_count: 0, cmd_status: 0x40, lba: 0, data: &data }),
+                body: Body::Ata(AtaRepr {
+                    aflags: 0x40,
+                    err_feature: 0,
+                    sector_count: 0,
+                    cmd_status: 0x40,
+                    lba: 0,
+                    data: &data,
+                }),
             };
             let mut b = vec![0u8; r.buffer_len()];
             r.emit(&mut b).unwrap();
@@ -335,7 +361,10 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
     let dev = core.ini.device(3, 7).unwrap();
     let stats = core.status_attr(&dev, "stats").unwrap();
     let get = |k: &str| -> u64 {
-        stats.lines().find_map(|l| l.strip_prefix(&format!("{k} ")).map(|v| v.parse().unwrap())).unwrap_or_else(|| panic!("{k} in {stats}"))
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")).map(|v| v.parse().unwrap()))
+            .unwrap_or_else(|| panic!("{k} in {stats}"))
     };
     assert!(get("unexpected") > 0, "{stats}");
     assert!(get("ignored") > 0, "{stats}");

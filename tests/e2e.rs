@@ -40,7 +40,6 @@ fn setup(mtu: u32, size: u64, fill: Fill, extra: &[&str]) -> Setup {
     Setup { m, vb, img, tb }
 }
 
-
 fn check_layout(mtu: u32, payload: u64) {
     let size = 64 * MIB;
     let tb = Testbed::new(mtu);
@@ -50,61 +49,27 @@ fn check_layout(mtu: u32, payload: u64) {
     let dev = m.expect_target("e0.1", APPEAR);
 
     let names = m.list();
-    for f in [
-        "discover",
-        "interfaces",
-        "err",
-        "revalidate",
-        "flush",
-        "block",
-        "e0.1",
-    ] {
-        assert!(
-            names.iter().any(|n| n == f),
-            "{} missing from {:?}",
-            f,
-            names
-        );
+    for f in ["discover", "interfaces", "err", "revalidate", "flush", "block", "e0.1"] {
+        assert!(names.iter().any(|n| n == f), "{} missing from {:?}", f, names);
     }
     let md = fs::metadata(&dev).unwrap();
     assert!(md.is_file(), "e0.1 is not a regular file");
     assert_eq!(md.len(), size, "e0.1 size != backing file size");
     assert_eq!(md.mode() & 0o777, 0o660, "e0.1 mode {:o}", md.mode());
-    for (f, mode) in [
-        ("discover", 0o200),
-        ("interfaces", 0o644),
-        ("err", 0o444),
-        ("revalidate", 0o200),
-        ("flush", 0o200),
-    ] {
+    for (f, mode) in
+        [("discover", 0o200), ("interfaces", 0o644), ("err", 0o444), ("revalidate", 0o200), ("flush", 0o200)]
+    {
         let md = fs::metadata(m.path.join(f)).unwrap();
         assert_eq!(md.mode() & 0o777, mode, "mode of {}: {:o}", f, md.mode());
     }
 
-    assert_eq!(
-        m.wait_status("e0.1", "state", "up\n", APPEAR),
-        "up\n",
-        "state"
-    );
+    assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n", "state");
     let mac = m.read_status("e0.1", "mac");
     assert_eq!(mac.trim_end(), tb.target_mac(0), "mac attribute");
     assert_eq!(mac.trim_end().len(), 12);
-    assert_eq!(
-        m.read_status("e0.1", "netif").trim_end(),
-        tb.init_if(0),
-        "netif"
-    );
-    assert_eq!(
-        m.read_status("e0.1", "payload").trim_end(),
-        payload.to_string(),
-        "payload at MTU {}",
-        mtu
-    );
-    assert_eq!(
-        m.read_status("e0.1", "size").trim_end(),
-        (size / 512).to_string(),
-        "size in sectors"
-    );
+    assert_eq!(m.read_status("e0.1", "netif").trim_end(), tb.init_if(0), "netif");
+    assert_eq!(m.read_status("e0.1", "payload").trim_end(), payload.to_string(), "payload at MTU {}", mtu);
+    assert_eq!(m.read_status("e0.1", "size").trim_end(), (size / 512).to_string(), "size in sectors");
     let fw = m.read_status("e0.1", "firmware-version");
     let fw = fw.trim_end();
     assert!(
@@ -122,19 +87,10 @@ fn check_layout(mtu: u32, payload: u64) {
     let line = out
         .lines()
         // aoe-stat prints the whole path when it is not the kernel's sysfs
-        .find(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|c| c == "e0.1" || c.ends_with("/e0.1"))
-        })
+        .find(|l| l.split_whitespace().next().is_some_and(|c| c == "e0.1" || c.ends_with("/e0.1")))
         .unwrap_or_else(|| panic!("aoe-stat does not list e0.1:\n{}", out));
     let cols: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        cols.get(1).copied(),
-        Some(aoe_stat_size(size / 512).as_str()),
-        "{}",
-        line
-    );
+    assert_eq!(cols.get(1).copied(), Some(aoe_stat_size(size / 512).as_str()), "{}", line);
     assert!(cols.contains(&tb.init_if(0).as_str()), "{}", line);
     assert!(cols.contains(&"up"), "{}", line);
     assert!(cols.contains(&payload.to_string().as_str()), "{}", line);
@@ -160,8 +116,7 @@ fn random_writes_reach_backing_file() {
         let len = 1 + rng.below(64 * 1024) as usize;
         let off = rng.below(IMG - len as u64) as usize;
         let data = rng.bytes(len);
-        f.write_all_at(&data, off as u64)
-            .unwrap_or_else(|e| panic!("write {} bytes at {}: {}", len, off, e));
+        f.write_all_at(&data, off as u64).unwrap_or_else(|e| panic!("write {} bytes at {}: {}", len, off, e));
         model[off..off + len].copy_from_slice(&data);
     }
     f.sync_all().expect("fsync");
@@ -252,21 +207,12 @@ fn unaligned_writes() {
     let check = |f: &File, model: &Vec<u8>, off: usize, len: usize| {
         let lo = off.saturating_sub(700);
         let hi = (off + len + 700).min(sz);
-        let got =
-            pread(f, lo as u64, hi - lo).unwrap_or_else(|e| panic!("read {}..{}: {}", lo, hi, e));
-        assert_same(
-            &format!(
-                "after write of {} bytes at {} (checked {}..{})",
-                len, off, lo, hi
-            ),
-            &got,
-            &model[lo..hi],
-        );
+        let got = pread(f, lo as u64, hi - lo).unwrap_or_else(|e| panic!("read {}..{}: {}", lo, hi, e));
+        assert_same(&format!("after write of {} bytes at {} (checked {}..{})", len, off, lo, hi), &got, &model[lo..hi]);
     };
     for &(off, len) in &cases {
         let data = rng.bytes(len);
-        f.write_all_at(&data, off as u64)
-            .unwrap_or_else(|e| panic!("write {} bytes at {}: {}", len, off, e));
+        f.write_all_at(&data, off as u64).unwrap_or_else(|e| panic!("write {} bytes at {}: {}", len, off, e));
         model[off..off + len].copy_from_slice(&data);
         check(&f, &model, off, len);
     }
@@ -319,11 +265,7 @@ fn concurrent_interleaved_writes() {
             .enumerate()
             .map(|(t, v)| {
                 // even threads share one handle, odd threads open their own
-                let f = if t % 2 == 0 {
-                    shared.clone()
-                } else {
-                    Arc::new(open_rw(&dev))
-                };
+                let f = if t % 2 == 0 { shared.clone() } else { Arc::new(open_rw(&dev)) };
                 thread::spawn(move || {
                     for (off, d) in v {
                         f.write_all_at(&d, off as u64)
@@ -342,11 +284,7 @@ fn concurrent_interleaved_writes() {
     let f = File::open(&dev).unwrap();
     for base in [MIB as usize + 300, 5 * MIB as usize + 17] {
         let got = pread(&f, base as u64, len).unwrap();
-        assert_same(
-            "interleaved region through aoefs",
-            &got,
-            &model[base..base + len],
-        );
+        assert_same("interleaved region through aoefs", &got, &model[base..base + len]);
     }
     drop(f);
     assert_same("e0.1 through aoefs", &read_all(&dev), &model);
@@ -383,10 +321,7 @@ fn ext4_on_loop_device() {
     fs::create_dir_all(&src).unwrap();
     let docs = Path::new("/usr/share/doc/aoetools");
     if docs.is_dir() {
-        run(Command::new("cp")
-            .arg("-a")
-            .arg(docs)
-            .arg(src.join("aoetools-doc")));
+        run(Command::new("cp").arg("-a").arg(docs).arg(src.join("aoetools-doc")));
     }
     let total = gen_tree(&src.join("gen"), &mut Rng::from_time());
     assert!(total > 2 * MIB);
@@ -402,10 +337,7 @@ fn ext4_on_loop_device() {
     let out = run(Command::new("fsck.ext4").args(["-n", "-f"]).arg(&dev));
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     s.m.mount_dev(&dev, &ext);
-    run(Command::new("diff")
-        .arg("-r")
-        .arg(&src)
-        .arg(ext.join("tree")));
+    run(Command::new("diff").arg("-r").arg(&src).arg(ext.join("tree")));
     s.m.umount_dev(&ext);
     s.m.detach_loop(&dev);
     // and the file system is also intact in vblade's backing file
@@ -442,11 +374,7 @@ fn target_started_after_mount_appears_after_discover() {
     let tb = Testbed::new(1500);
     let img = tb.make_image("late.img", 8 * MIB, Fill::Zero);
     let m = tb.mount_aoefs(&["--discover-wait-ms", "300"]);
-    assert!(
-        m.targets().is_empty(),
-        "unexpected targets {:?}",
-        m.targets()
-    );
+    assert!(m.targets().is_empty(), "unexpected targets {:?}", m.targets());
     tb.start_vblade(0, 7, &img, None);
     let t0 = Instant::now();
     m.discover();
@@ -472,14 +400,9 @@ fn iflist_excludes_other_interfaces() {
     assert_eq!(m.read_ctl("interfaces").trim(), only, "interfaces");
     m.discover();
     thread::sleep(Duration::from_secs(2));
-    assert!(
-        m.targets().is_empty(),
-        "target seen through an excluded interface: {:?}",
-        m.targets()
-    );
+    assert!(m.targets().is_empty(), "target seen through an excluded interface: {:?}", m.targets());
     // sanity: the target is reachable once the interface is allowed
-    m.write_ctl("interfaces", format!("{}\n", tb.init_if(0)).as_bytes())
-        .expect("write a valid interface list");
+    m.write_ctl("interfaces", format!("{}\n", tb.init_if(0)).as_bytes()).expect("write a valid interface list");
     assert_eq!(m.read_ctl("interfaces").trim(), tb.init_if(0));
     m.discover();
     m.expect_target("e0.1", Duration::from_secs(3));
@@ -503,24 +426,10 @@ fn unknown_iflist_interface_exits_2_without_mounting() {
     .unwrap_or_else(|e| panic!("{}", e));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!mountinfo_has(&mnt), "mounted despite unknown interface");
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "exit status; stderr: {}",
-        stderr
-    );
+    assert_eq!(out.status.code(), Some(2), "exit status; stderr: {}", stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected a one-line error, got: {:?}",
-        lines
-    );
-    assert!(
-        lines[0].contains("nosuch0"),
-        "error should name the interface: {}",
-        lines[0]
-    );
+    assert_eq!(lines.len(), 1, "expected a one-line error, got: {:?}", lines);
+    assert!(lines[0].contains("nosuch0"), "error should name the interface: {}", lines[0]);
 }
 
 #[test]
@@ -533,22 +442,14 @@ fn dead_target_gives_eio_within_deadsecs() {
     let t0 = Instant::now();
     let f2 = f.clone();
     // a never-read offset far from offset 0, so no cache can serve it
-    let r = bounded(
-        "read from dead target",
-        Duration::from_secs(deadsecs + 30),
-        move || pread(&f2, 24 * MIB + 8192, 4096),
-    );
+    let r =
+        bounded("read from dead target", Duration::from_secs(deadsecs + 30), move || pread(&f2, 24 * MIB + 8192, 4096));
     let el = t0.elapsed();
     match r {
         Ok(_) => panic!("read from a killed target succeeded"),
         Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "expected EIO, got {}", e),
     }
-    assert!(
-        el <= Duration::from_secs(deadsecs + 6),
-        "EIO took {:?} (deadsecs {})",
-        el,
-        deadsecs
-    );
+    assert!(el <= Duration::from_secs(deadsecs + 6), "EIO took {:?} (deadsecs {})", el, deadsecs);
     assert_eq!(
         s.m.wait_status("e0.1", "state", "down,closewait\n", Duration::from_secs(3)),
         "down,closewait\n",
@@ -556,22 +457,12 @@ fn dead_target_gives_eio_within_deadsecs() {
     );
     // further I/O (at another never-read offset) fails at once
     let t1 = Instant::now();
-    let e = pread(&f, 16 * MIB + 4096, 512)
-        .map(|_| ())
-        .expect_err("read at a fresh offset after the device went down");
+    let e = pread(&f, 16 * MIB + 4096, 512).map(|_| ()).expect_err("read at a fresh offset after the device went down");
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
-    assert!(
-        t1.elapsed() < Duration::from_secs(3),
-        "EIO on a down device took {:?}",
-        t1.elapsed()
-    );
+    assert!(t1.elapsed() < Duration::from_secs(3), "EIO on a down device took {:?}", t1.elapsed());
     drop(f);
     // FUSE release is asynchronous: poll
-    assert_eq!(
-        s.m.wait_status("e0.1", "state", "down\n", Duration::from_secs(5)),
-        "down\n",
-        "state after close"
-    );
+    assert_eq!(s.m.wait_status("e0.1", "state", "down\n", Duration::from_secs(5)), "down\n", "state after close");
 }
 
 fn is_err_with(r: &io::Result<()>, errno: i32) -> bool {
@@ -603,10 +494,7 @@ fn bad_control_writes_fail_and_change_nothing() {
     expect_einval("flush <- nonsense", "flush", b"nonsense\n");
     let after = m.read_ctl("interfaces");
     if after != before {
-        problems.push(format!(
-            "interfaces changed by rejected writes: {:?} -> {:?}",
-            before, after
-        ));
+        problems.push(format!("interfaces changed by rejected writes: {:?} -> {:?}", before, after));
     }
 
     let r = m.write_ctl("err", b"hello\n");
@@ -628,10 +516,7 @@ fn bad_control_writes_fail_and_change_nothing() {
     }
     let after = m.read_ctl("interfaces");
     if after != before {
-        problems.push(format!(
-            "interfaces changed by junk: {:?}",
-            &after[..after.len().min(80)]
-        ));
+        problems.push(format!("interfaces changed by junk: {:?}", &after[..after.len().min(80)]));
     }
 
     // the device is unaffected
@@ -643,11 +528,7 @@ fn bad_control_writes_fail_and_change_nothing() {
     if let Err(e) = pread(&f, 0, 4096) {
         problems.push(format!("I/O after bad control writes: {}", e));
     }
-    assert!(
-        problems.is_empty(),
-        "control-file problems:\n  {}",
-        problems.join("\n  ")
-    );
+    assert!(problems.is_empty(), "control-file problems:\n  {}", problems.join("\n  "));
 }
 
 #[test]
@@ -655,18 +536,15 @@ fn valid_control_writes_are_accepted() {
     let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
     let m = &s.m;
     m.write_ctl("discover", b"\n").expect("discover");
-    m.write_ctl("discover", b"anything")
-        .expect("discover <- anything");
-    m.write_ctl("revalidate", b"e0.1\n")
-        .expect("revalidate e0.1");
+    m.write_ctl("discover", b"anything").expect("discover <- anything");
+    m.write_ctl("revalidate", b"e0.1\n").expect("revalidate e0.1");
     assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n");
     m.write_ctl("flush", b"\n").expect("flush (empty)");
     m.write_ctl("flush", b"").expect("flush \"\"");
     // an up device is not forgotten by a plain flush
     assert!(m.target("e0.1").exists(), "flush removed an up device");
     let ifl = format!("{}\n", s.tb.init_if(0));
-    m.write_ctl("interfaces", ifl.as_bytes())
-        .expect("interfaces <- same list");
+    m.write_ctl("interfaces", ifl.as_bytes()).expect("interfaces <- same list");
     assert_eq!(m.read_ctl("interfaces").trim(), s.tb.init_if(0));
 }
 
@@ -685,9 +563,7 @@ fn fsync_works() {
 #[test]
 fn sigterm_unmounts_and_exits_0() {
     let mut s = setup(1500, 8 * MIB, Fill::Zero, &[]);
-    let st =
-        s.m.terminate(Duration::from_secs(10))
-            .expect("aoefs did not exit within 10 s of SIGTERM");
+    let st = s.m.terminate(Duration::from_secs(10)).expect("aoefs did not exit within 10 s of SIGTERM");
     assert_eq!(st.code(), Some(0), "exit status after SIGTERM: {:?}", st);
     assert!(!mountinfo_has(&s.m.path), "still mounted after SIGTERM");
 }
@@ -709,11 +585,7 @@ fn wire_traffic_is_well_formed() {
     drop(f);
     let f = File::open(&dev).unwrap();
     drop_cache(&f);
-    assert_same(
-        "read back",
-        &pread(&f, 4096 + 3, data.len()).unwrap(),
-        &data,
-    );
+    assert_same("read back", &pread(&f, 4096 + 3, data.len()).unwrap(), &data);
     pread(&f, 20 * MIB, 100_000).unwrap();
     drop(f);
     m.discover();
@@ -723,14 +595,7 @@ fn wire_traffic_is_well_formed() {
     assert!(n > 0, "no AoE frames captured");
     let bad = "_ws.malformed || _ws.expert.severity >= warning";
     let nbad = tshark_count(&pcap, bad);
-    assert_eq!(
-        nbad,
-        0,
-        "{} of {} frames malformed or with expert warnings:\n{}",
-        nbad,
-        n,
-        tshark_list(&pcap, bad, 20)
-    );
+    assert_eq!(nbad, 0, "{} of {} frames malformed or with expert warnings:\n{}", nbad, n, tshark_list(&pcap, bad, 20));
     eprintln!("{} AoE frames captured, none malformed", n);
 }
 
@@ -773,11 +638,7 @@ fn teardown_after_panic_leaves_nothing() {
     assert!(r.is_err());
     let s = seen.expect("setup did not complete");
     let ns = netns_list();
-    assert!(
-        !ns.contains(&s.ins) && !ns.contains(&s.tns),
-        "namespaces left: {:?}",
-        ns
-    );
+    assert!(!ns.contains(&s.ins) && !ns.contains(&s.tns), "namespaces left: {:?}", ns);
     assert!(!mountinfo_has(&s.mnt), "FUSE mount left");
     assert!(!mountinfo_has(&s.ext), "ext4 mount left");
     assert!(!s.mnt.exists(), "mount point dir left");
@@ -785,8 +646,7 @@ fn teardown_after_panic_leaves_nothing() {
     assert!(!pid_alive(s.vblade), "vblade left running");
     let l = sh(&["losetup", "-a"]);
     assert!(
-        !l.contains(&format!("{}:", s.loopdev))
-            || !l.contains(&s.mnt.to_string_lossy().to_string()),
+        !l.contains(&format!("{}:", s.loopdev)) || !l.contains(&s.mnt.to_string_lossy().to_string()),
         "loop device left: {}",
         l
     );

@@ -26,14 +26,9 @@ const MIB: u64 = 1 << 20;
 const APPEAR: Duration = Duration::from_secs(5);
 const T: &str = "e0.1";
 
-
 fn sha256(p: &Path) -> String {
     let out = run_timeout(Command::new("sha256sum").arg(p), Duration::from_secs(120));
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
 fn errno_of<T>(r: &io::Result<T>) -> Option<i32> {
@@ -68,31 +63,23 @@ fn fio_verify_over_lossy_link() {
 
     let t0 = Instant::now();
     let out = run_unchecked_timeout(
-        Command::new("fio")
-            .arg("--name=v")
-            .arg(format!("--filename={}", dev.display()))
-            .args([
-                "--rw=randwrite",
-                "--bsrange=4k-64k",
-                "--verify=crc32c",
-                "--do_verify=1",
-                "--verify_fatal=1",
-                "--size=32M",
-                "--direct=1",
-                "--ioengine=psync",
-                "--randseed=1234",
-            ]),
+        Command::new("fio").arg("--name=v").arg(format!("--filename={}", dev.display())).args([
+            "--rw=randwrite",
+            "--bsrange=4k-64k",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--size=32M",
+            "--direct=1",
+            "--ioengine=psync",
+            "--randseed=1234",
+        ]),
         Duration::from_secs(150),
     )
     .unwrap_or_else(|e| panic!("{}", e));
     let fio_out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     eprintln!("fio over the lossy link took {:?}", t0.elapsed());
-    assert!(
-        out.status.success(),
-        "fio failed ({}):\n{}",
-        out.status,
-        fio_out
-    );
+    assert!(out.status.success(), "fio failed ({}):\n{}", out.status, fio_out);
     assert!(!fio_out.contains("verify: bad"), "fio reported verify errors:\n{}", fio_out);
 
     // the image read through aoefs (again over the lossy link) == backing file
@@ -203,7 +190,11 @@ fn interface_removed_during_io_returns_and_io_goes_on() {
     }
     assert_eq!(m.read_ctl("interfaces").trim(), if0);
     let st = m.stats(T);
-    assert!(path_counter(&st, &if1, "frames_sent").is_none(), "path on {if1} still there: {}", m.read_status(T, "stats"));
+    assert!(
+        path_counter(&st, &if1, "frames_sent").is_none(),
+        "path on {if1} still there: {}",
+        m.read_status(T, "stats")
+    );
     assert_eq!(st["errors"], 0, "{}", m.read_status(T, "stats"));
     assert_eq!(m.read_status(T, "state"), "up\n");
 }
@@ -227,10 +218,11 @@ fn multipath_survives_a_dying_path_and_reuses_it() {
         let (src, dev, done) = (src.clone(), dev.clone(), done.clone());
         thread::spawn(move || {
             let r = run_unchecked_timeout(
-                Command::new("dd")
-                    .arg(format!("if={}", src.display()))
-                    .arg(format!("of={}", dev.display()))
-                    .args(["bs=1M", "oflag=direct", "conv=notrunc"]),
+                Command::new("dd").arg(format!("if={}", src.display())).arg(format!("of={}", dev.display())).args([
+                    "bs=1M",
+                    "oflag=direct",
+                    "conv=notrunc",
+                ]),
                 Duration::from_secs(120),
             );
             done.store(true, Ordering::SeqCst);
@@ -256,11 +248,7 @@ fn multipath_survives_a_dying_path_and_reuses_it() {
     }
     let killed_at = killed_at.expect("dd finished (or stalled) before a quarter was written");
     let out = dd.join().unwrap().unwrap_or_else(|e| panic!("{}", e));
-    assert!(
-        out.status.success(),
-        "dd failed after a path died: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "dd failed after a path died: {}", String::from_utf8_lossy(&out.stderr));
     assert!(killed_at < total, "vblade was killed only after the write ended");
     let st = m.stats(T);
     eprintln!("after the write: {}", m.read_status(T, "stats"));
@@ -284,8 +272,7 @@ fn multipath_survives_a_dying_path_and_reuses_it() {
         pread(&f, (total / 2) + (Rng::from_time().below(8) * MIB), MIB as usize).expect("read after restart");
         let st = m.stats(T);
         last = format!("{:?}", st);
-        path_counter(&st, &if1, "failed") == Some(0)
-            && path_counter(&st, &if1, "frames_sent").unwrap() > before + 200
+        path_counter(&st, &if1, "failed") == Some(0) && path_counter(&st, &if1, "frames_sent").unwrap() > before + 200
     });
     assert!(back, "restarted path not used again (frames_sent before {}): {}", before, last);
     assert_eq!(m.read_status(T, "state"), "up\n");
@@ -352,9 +339,7 @@ fn target_dead_beyond_deadsecs_gives_eio_then_comes_back() {
     tb.kill_vblade(vb);
     let t0 = Instant::now();
     let f2 = f.clone();
-    let r = bounded("read from a dead target", Duration::from_secs(deadsecs + 20), move || {
-        pread(&f2, 3 * MIB, 65536)
-    });
+    let r = bounded("read from a dead target", Duration::from_secs(deadsecs + 20), move || pread(&f2, 3 * MIB, 65536));
     let el = t0.elapsed();
     assert_eq!(errno_of(&r), Some(libc::EIO), "expected EIO, got {:?}", r.map(|v| v.len()));
     assert!(
@@ -439,11 +424,7 @@ fn ata_error_from_vblade_fails_only_that_request() {
     let st = m.stats(T);
     assert!(st["errors"] >= 21, "error replies not counted: {:?}", st);
     let errs = m.err_messages(200);
-    assert!(
-        errs.iter().any(|l| l.contains("e0.1")),
-        "no message about e0.1 on err: {:?}",
-        errs
-    );
+    assert!(errs.iter().any(|l| l.contains("e0.1")), "no message about e0.1 on err: {:?}", errs);
     // the lower half still reads and writes fine
     f.write_all_at(&[0x77; 8192], 4096).unwrap();
     assert_eq!(pread(&f, 4096, 8192).unwrap(), vec![0x77; 8192]);
@@ -465,7 +446,8 @@ fn aoe_error_reply_fails_the_request_promptly() {
     let errors0 = m.stats(T)["errors"];
     let pid = tb.vblade_pid(vb).unwrap();
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
-    let inj = tb.start_injector(0, 0, 1, &["--kinds", "target-error", "--error", "6", "--rate", "500", "--seconds", "6"]);
+    let inj =
+        tb.start_injector(0, 0, 1, &["--kinds", "target-error", "--error", "6", "--rate", "500", "--seconds", "6"]);
     for (i, off) in [MIB, 3 * MIB + 512, 6 * MIB].into_iter().enumerate() {
         let t0 = Instant::now();
         let f2 = f.clone();
@@ -579,7 +561,11 @@ fn hostile_frames_do_not_corrupt_data() {
         stale
     );
     let errs = m.err_messages(1024);
-    assert!(errs.iter().any(|l| l.contains("unknown MAC")), "no 'unknown MAC' on err: {:?}", &errs[..errs.len().min(20)]);
+    assert!(
+        errs.iter().any(|l| l.contains("unknown MAC")),
+        "no 'unknown MAC' on err: {:?}",
+        &errs[..errs.len().min(20)]
+    );
     assert!(errs.iter().any(|l| l.contains("unexpected rsp")), "no 'unexpected rsp' on err");
     drop(f);
     assert_same("e0.1 after injection", &read_all(&dev), &model);
@@ -622,9 +608,7 @@ fn control_files_reject_binary_junk_and_huge_writes() {
             let r = m.write_ctl(file, data);
             match errno_of(&r) {
                 Some(e) => seen_errno.entry(file.to_string()).or_default().push(e),
-                None if r.is_ok() && file == "discover" => {
-                    seen_errno.entry(file.to_string()).or_default().push(0)
-                }
+                None if r.is_ok() && file == "discover" => seen_errno.entry(file.to_string()).or_default().push(0),
                 None => problems.push(format!("{} <- {}: accepted ({:?})", file, what, r)),
             }
             // allowed errnos
@@ -642,9 +626,8 @@ fn control_files_reject_binary_junk_and_huge_writes() {
     // status attributes are read-only
     for a in ["state", "mac", "netif", "size", "stats"] {
         let p = m.attr_path(T, a);
-        let r = bounded("write attr", Duration::from_secs(10), move || {
-            OpenOptions::new().write(true).open(&p).map(|_| ())
-        });
+        let r =
+            bounded("write attr", Duration::from_secs(10), move || OpenOptions::new().write(true).open(&p).map(|_| ()));
         if errno_of(&r) != Some(libc::EACCES) {
             problems.push(format!("open block/e0.1/{} for write: {:?}", a, r));
         }
@@ -745,9 +728,7 @@ fn image_file_truncate_refused_and_writes_stop_at_the_end() {
 /// Runs `argv` as nobody (uid/gid 65534, no groups); returns (exit ok, stdout, stderr).
 fn as_nobody(argv: &[&str]) -> (bool, Vec<u8>, String) {
     let out = run_unchecked_timeout(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .args(argv),
+        Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).args(argv),
         Duration::from_secs(30),
     )
     .unwrap_or_else(|e| panic!("{}", e));
@@ -760,9 +741,7 @@ fn mount_permissions_for_other_users() {
     let img = tb.make_image("disk.img", 4 * MIB, Fill::Random(101));
     let _vb = tb.start_vblade(0, 1, &img, None);
     let want = read_all(&img)[..4096].to_vec();
-    let dd = |dev: &Path| {
-        as_nobody(&["dd", &format!("if={}", dev.display()), "bs=4096", "count=1", "status=none"])
-    };
+    let dd = |dev: &Path| as_nobody(&["dd", &format!("if={}", dev.display()), "bs=4096", "count=1", "status=none"]);
 
     // 1. no allow_other: FUSE itself denies every access by another user,
     //    even to the mount root
@@ -791,7 +770,15 @@ fn mount_permissions_for_other_users() {
     let (ok, out, err) = dd(&dev3);
     assert!(ok, "nobody cannot read e0.1 on allow_other,ro (image mode {:o}): {}", mode, err);
     assert_same("e0.1 read by nobody", &out, &want);
-    let (ok, _, err) = as_nobody(&["dd", "if=/dev/zero", &format!("of={}", dev3.display()), "bs=512", "count=1", "conv=notrunc", "status=none"]);
+    let (ok, _, err) = as_nobody(&[
+        "dd",
+        "if=/dev/zero",
+        &format!("of={}", dev3.display()),
+        "bs=512",
+        "count=1",
+        "conv=notrunc",
+        "status=none",
+    ]);
     assert!(!ok && (err.contains("Read-only") || err.contains("Permission denied")), "nobody wrote on ro: {}", err);
 }
 

@@ -211,7 +211,10 @@ fn daemon_mode_returns_when_mounted_writes_pidfile_and_stops_on_sigterm() {
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     assert_eq!(fs::read_to_string(mnt.join("block/e0.1/state")).unwrap(), "up\n");
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert!(poll_until(Duration::from_secs(5), || !Path::new(&format!("/proc/{pid}")).exists()), "daemon exits on SIGTERM");
+    assert!(
+        poll_until(Duration::from_secs(5), || !Path::new(&format!("/proc/{pid}")).exists()),
+        "daemon exits on SIGTERM"
+    );
     assert!(!mountinfo_has(&mnt), "and unmounts");
     assert!(!pidfile.exists(), "pid file removed");
     drop(d);
@@ -234,12 +237,13 @@ fn startup_errors_are_one_line_with_exit_codes() {
         assert!(err.contains(word), "{args:?}: {err}");
     }
     // No permission for raw capture (an unprivileged user).
-    let out = run_unchecked(Command::new("nsenter").arg(&ns).args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]).arg(AOEFS).args([
-        "/mnt",
-        "-f",
-        "--iflist",
-        &tb.init_if(0),
-    ]));
+    let out = run_unchecked(
+        Command::new("nsenter")
+            .arg(&ns)
+            .args(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(AOEFS)
+            .args(["/mnt", "-f", "--iflist", &tb.init_if(0)]),
+    );
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -247,7 +251,13 @@ fn startup_errors_are_one_line_with_exit_codes() {
     // A busy mount point: mount once, then again on the same directory.
     let m = tb.mount_aoefs(&[]);
     let out = run_unchecked_timeout(
-        Command::new("nsenter").arg(&ns).arg(AOEFS).arg(&m.path).args(["-f", "--iflist", &tb.init_if(0), "--discover-wait-ms", "100"]),
+        Command::new("nsenter").arg(&ns).arg(AOEFS).arg(&m.path).args([
+            "-f",
+            "--iflist",
+            &tb.init_if(0),
+            "--discover-wait-ms",
+            "100",
+        ]),
         Duration::from_secs(20),
     )
     .unwrap();
@@ -336,7 +346,8 @@ fn an_interface_that_vanishes_and_returns_is_reopened() {
         "err reports the vanished interface"
     );
     // It comes back under the same name, and so does the target.
-    run(Command::new("ip").args(["link", "add", &i, "netns", &tb.ins, "type", "veth", "peer", "name", &o, "netns", &tb.tns]));
+    run(Command::new("ip")
+        .args(["link", "add", &i, "netns", &tb.ins, "type", "veth", "peer", "name", &o, "netns", &tb.tns]));
     run(Command::new("ip").args(["-n", &tb.ins, "link", "set", &i, "up"]));
     run(Command::new("ip").args(["-n", &tb.tns, "link", "set", &o, "up"]));
     tb.start_vblade(0, 1, &img, None);

@@ -25,11 +25,7 @@ fn harness_testbed_veth_vblade_capture() {
         assert!(ifn.len() <= 15);
     }
     let root = sh(&["ip", "-o", "link"]);
-    assert!(
-        !root.contains(&format!("{}@", tb.init_if(0))),
-        "veth leaked into root ns: {}",
-        root
-    );
+    assert!(!root.contains(&format!("{}@", tb.init_if(0))), "veth leaked into root ns: {}", root);
     assert_eq!(tb.target_mac(0).len(), 12);
     assert!(tb.target_mac(0).chars().all(|c| c.is_ascii_hexdigit()));
 
@@ -73,11 +69,7 @@ fn harness_teardown_on_panic() {
     assert!(r.is_err());
     let (ins, tns) = names.unwrap();
     let ns = netns_list();
-    assert!(
-        !ns.contains(&ins) && !ns.contains(&tns),
-        "namespaces left: {:?}",
-        ns
-    );
+    assert!(!ns.contains(&ins) && !ns.contains(&tns), "namespaces left: {:?}", ns);
     assert!(!pid_alive(pid.unwrap()), "vblade left running");
     assert!(!dir.unwrap().exists(), "temp dir left");
 }
@@ -108,11 +100,7 @@ fn harness_run_reports_failures() {
     });
     let msg = r.unwrap_err();
     let msg = msg.downcast_ref::<String>().unwrap();
-    assert!(
-        msg.contains("exit status: 3") && msg.contains("err"),
-        "{}",
-        msg
-    );
+    assert!(msg.contains("exit status: 3") && msg.contains("err"), "{}", msg);
     let r = run_unchecked_timeout(Command::new("sleep").arg("5"), Duration::from_millis(200));
     assert!(r.is_err());
     assert!(Path::new(AOEFS).is_absolute());

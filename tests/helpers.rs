@@ -59,11 +59,7 @@ fn mount_entry(path: &Path) -> Option<(String, String, String)> {
             continue;
         }
         let sep = f.iter().position(|x| *x == "-")?;
-        return Some((
-            f.get(sep + 1)?.to_string(),
-            f.get(5)?.to_string(),
-            f.get(sep + 3).unwrap_or(&"").to_string(),
-        ));
+        return Some((f.get(sep + 1)?.to_string(), f.get(5)?.to_string(), f.get(sep + 3).unwrap_or(&"").to_string()));
     }
     None
 }
@@ -76,10 +72,7 @@ fn assert_fuse(fstype: &str) {
 fn cmdline(pid: u32) -> Vec<String> {
     fs::read(format!("/proc/{}/cmdline", pid))
         .map(|b| {
-            b.split(|c| *c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
+            b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
         })
         .unwrap_or_default()
 }
@@ -99,10 +92,7 @@ struct ExtMount<'a> {
 
 impl<'a> ExtMount<'a> {
     fn new(tb: &'a Testbed, path: &Path) -> ExtMount<'a> {
-        ExtMount {
-            tb,
-            path: path.to_path_buf(),
-        }
+        ExtMount { tb, path: path.to_path_buf() }
     }
 
     /// pids of the aoefs daemons serving this mount point.
@@ -136,9 +126,7 @@ impl<'a> ExtMount<'a> {
 
     fn read(&self, rel: &str) -> io::Result<String> {
         let p = self.path.join(rel);
-        bounded(&format!("read {}", p.display()), Duration::from_secs(30), move || {
-            fs::read_to_string(&p)
-        })
+        bounded(&format!("read {}", p.display()), Duration::from_secs(30), move || fs::read_to_string(&p))
     }
 
     fn expect_target(&self, name: &str) {
@@ -167,9 +155,8 @@ impl Drop for ExtMount<'_> {
             let p = self.path.to_string_lossy().into_owned();
             let mut c = Command::new("fusermount3");
             c.args(["-u", "-z", &p]);
-            let ok = run_unchecked_timeout(&mut c, Duration::from_secs(20))
-                .map(|o| o.status.success())
-                .unwrap_or(false);
+            let ok =
+                run_unchecked_timeout(&mut c, Duration::from_secs(20)).map(|o| o.status.success()).unwrap_or(false);
             if !ok {
                 let mut c = Command::new("umount");
                 c.args(["-l", &p]);
@@ -203,9 +190,8 @@ fn in_ns(tb: &Testbed, argv: &[&str], env: &[(&str, &str)]) -> std::process::Out
 
 fn write_fails_erofs(p: &Path) {
     let p = p.to_path_buf();
-    let r = bounded("open for write", Duration::from_secs(30), move || {
-        OpenOptions::new().write(true).open(&p).map(|_| ())
-    });
+    let r =
+        bounded("open for write", Duration::from_secs(30), move || OpenOptions::new().write(true).open(&p).map(|_| ()));
     match r {
         Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
         other => panic!("opening the image for writing on a ro mount: {:?}, want EROFS", other),
@@ -244,11 +230,7 @@ struct SbinHelper {
 impl SbinHelper {
     fn install() -> SbinHelper {
         let lock = SBIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let mut h = SbinHelper {
-            _lock: lock,
-            saved: Vec::new(),
-            created: Vec::new(),
-        };
+        let mut h = SbinHelper { _lock: lock, saved: Vec::new(), created: Vec::new() };
         let sbin = Path::new("/sbin");
         for name in ["mount.aoefs", "mount.fuse.aoefs"] {
             let p = sbin.join(name);
@@ -371,7 +353,14 @@ fn mount_helper_rejects_bad_input() {
         &[("AOEFS", AOEFS)],
     );
     let e = text(&out.stderr);
-    assert!(e.contains("--iflist aoei0 ") && e.contains("--readahead-kb 0") && e.contains("--busy-poll-us 30") && e.contains("-o allow_other"), "{}", e);
+    assert!(
+        e.contains("--iflist aoei0 ")
+            && e.contains("--readahead-kb 0")
+            && e.contains("--busy-poll-us 30")
+            && e.contains("-o allow_other"),
+        "{}",
+        e
+    );
     assert!(!mountinfo_has(&mnt));
     // no binary anywhere (unless one is installed where install.sh puts it)
     if Path::new("/usr/local/bin/aoefs").exists() {
@@ -393,11 +382,7 @@ fn util_linux_mount_t_aoefs() {
     let m = ExtMount::new(&tb, &mnt);
     let ifl = tb.init_if(0);
     let mnt_s = mnt.to_string_lossy().into_owned();
-    in_ns(
-        &tb,
-        &["mount", "-t", "aoefs", &ifl, &mnt_s, "-o", "deadsecs=30,maxout=16"],
-        &[("AOEFS", AOEFS)],
-    );
+    in_ns(&tb, &["mount", "-t", "aoefs", &ifl, &mnt_s, "-o", "deadsecs=30,maxout=16"], &[("AOEFS", AOEFS)]);
     m.wait_ready();
     m.expect_target("e0.1");
     let (fstype, opts, _) = mount_entry(&mnt).unwrap();
@@ -428,11 +413,7 @@ fn fstab_line_fuse_aoefs() {
         ),
     )
     .unwrap();
-    in_ns(
-        &tb,
-        &["mount", "--fstab", &fstab.to_string_lossy(), &mnt.to_string_lossy()],
-        &[("AOEFS", AOEFS)],
-    );
+    in_ns(&tb, &["mount", "--fstab", &fstab.to_string_lossy(), &mnt.to_string_lossy()], &[("AOEFS", AOEFS)]);
     m.wait_ready();
     m.expect_target("e0.1");
     assert_fuse(&mount_entry(&mnt).unwrap().0);
@@ -451,9 +432,7 @@ fn fstab_line_fuse_aoefs() {
 fn status_table(rows: &[(&str, &str, &str)]) -> String {
     let mut rows: Vec<_> = rows.to_vec();
     rows.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    rows.iter()
-        .map(|(d, n, s)| format!("{:>8}\t{:>8}\t{:>8}\n", d, n, s))
-        .collect()
+    rows.iter().map(|(d, n, s)| format!("{:>8}\t{:>8}\t{:>8}\n", d, n, s)).collect()
 }
 
 fn run_status(arg: Option<&Path>, env_dir: Option<&Path>) -> std::process::Output {
@@ -483,12 +462,8 @@ fn status_sh_prints_the_kernel_table() {
         m.expect_target(t, APPEAR);
         assert_eq!(m.wait_status(t, "state", "up\n", APPEAR), "up\n", "{}", t);
     }
-    let mut want = vec![
-        ("e0.1", "aoei0", "up"),
-        ("e0.2", "aoei0", "up"),
-        ("e10.0", "aoei1", "up"),
-        ("e4.3", "aoei1", "up"),
-    ];
+    let mut want =
+        vec![("e0.1", "aoei0", "up"), ("e0.2", "aoei0", "up"), ("e10.0", "aoei1", "up"), ("e4.3", "aoei1", "up")];
     let out = run_status(Some(&m.path), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let got = text(&out.stdout);
@@ -595,10 +570,7 @@ fn install_sh_destdir_and_uninstall() {
     assert_eq!(mode(&stage.join("usr/local/bin/aoefs-status")), 0o755);
     assert_eq!(mode(&stage.join("sbin/mount.aoefs")), 0o755);
     assert_eq!(mode(&stage.join("etc/systemd/system/aoefs@.service")), 0o644);
-    assert_eq!(
-        fs::read_link(stage.join("sbin/mount.fuse.aoefs")).unwrap(),
-        PathBuf::from("mount.aoefs")
-    );
+    assert_eq!(fs::read_link(stage.join("sbin/mount.fuse.aoefs")).unwrap(), PathBuf::from("mount.aoefs"));
     assert_eq!(read_all(&stage.join("usr/local/bin/aoefs-status")), read_all(&helper("status.sh")));
     // installed files name final paths, never the staging dir
     let h = fs::read_to_string(stage.join("sbin/mount.aoefs")).unwrap();

@@ -92,7 +92,13 @@ struct Sock {
 
 impl Sock {
     fn open(name: &str) -> io::Result<Sock> {
-        let opts = RawOptions { receive: Receive::Aoe, promiscuous: true, rcvbuf: 8 << 20, sndbuf: 8 << 20, ..Default::default() };
+        let opts = RawOptions {
+            receive: Receive::Aoe,
+            promiscuous: true,
+            rcvbuf: 8 << 20,
+            sndbuf: 8 << 20,
+            ..Default::default()
+        };
         Ok(Sock { raw: RawSocket::open(name, opts)?, name: name.to_string() })
     }
 
@@ -254,10 +260,7 @@ fn main() {
     };
     let t1 = spawn(a.clone(), b.clone(), ab);
     let t2 = spawn(b.clone(), a.clone(), ba);
-    eprintln!(
-        "aoe-faultfwd: forwarding {} <-> {} faults {:?} seed {}",
-        args.a, args.b, args.faults, args.seed
-    );
+    eprintln!("aoe-faultfwd: forwarding {} <-> {} faults {:?} seed {}", args.a, args.b, args.faults, args.seed);
     let mut last = Instant::now();
     while !t1.is_finished() || !t2.is_finished() {
         std::thread::sleep(Duration::from_millis(50));

@@ -316,11 +316,7 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
     // the newest one.
     let live = || -> Option<Req> {
         let recent: Vec<&Req> = seen.reqs.iter().rev().take(64).filter(|r| now - r.seen <= LIVE_AGE).collect();
-        recent
-            .iter()
-            .find(|r| seen.by_tag.get(&r.tag).is_some_and(|x| !x.answered))
-            .or(recent.first())
-            .map(|r| **r)
+        recent.iter().find(|r| seen.by_tag.get(&r.tag).is_some_and(|x| !x.answered)).or(recent.first()).map(|r| **r)
     };
     let stale = |rng: &mut Rng| -> Option<Vec<u8>> {
         let old: Vec<&(Instant, Vec<u8>)> = seen.replies.iter().filter(|(t, _)| now - *t >= STALE_AGE).collect();
@@ -345,11 +341,7 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
         }
         "wrong-target" => {
             let r = live()?;
-            let (shelf, slot) = if rng.below(2) == 0 {
-                (c.shelf ^ 0x2000, c.slot)
-            } else {
-                (c.shelf, c.slot ^ 0x40)
-            };
+            let (shelf, slot) = if rng.below(2) == 0 { (c.shelf ^ 0x2000, c.slot) } else { (c.shelf, c.slot ^ 0x40) };
             pad60(ata_reply(init, c.me, 1, shelf, slot, r.tag, &r, c.mtu))
         }
         "stale-tag" => {

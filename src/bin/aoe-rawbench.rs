@@ -37,7 +37,10 @@ enum Mode {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "aoe-rawbench", about = "Minimal raw AF_PACKET AoE client: the throughput/latency ceiling of a target")]
+#[command(
+    name = "aoe-rawbench",
+    about = "Minimal raw AF_PACKET AoE client: the throughput/latency ceiling of a target"
+)]
 struct Cli {
     /// Interface the target is reachable on
     #[arg(long, short = 'i')]
@@ -104,7 +107,16 @@ fn die(msg: &str) -> ! {
 fn open_sock(iface: &str) -> io::Result<RawSocket> {
     // Big buffers: a burst of a whole window of jumbo replies must fit; our
     // own requests are not received back.
-    RawSocket::open(iface, RawOptions { receive: Receive::Aoe, ignore_outgoing: true, rcvbuf: 64 << 20, sndbuf: 16 << 20, ..Default::default() })
+    RawSocket::open(
+        iface,
+        RawOptions {
+            receive: Receive::Aoe,
+            ignore_outgoing: true,
+            rcvbuf: 64 << 20,
+            sndbuf: 16 << 20,
+            ..Default::default()
+        },
+    )
 }
 
 /// Sends, waiting while the transmit queue is full (the receive side drains).
@@ -301,7 +313,6 @@ struct Slot {
     busy: bool,
 }
 
-
 fn main() {
     let cli = Cli::parse();
     let (me, mtu) = match (if_mac(&cli.iface), if_mtu(&cli.iface)) {
@@ -312,7 +323,8 @@ fn main() {
     let mut rx = RxBatch::new(64, mtu + 64);
     let t = discover(&sock, me, &cli, &mut rx);
 
-    let spf = ((mtu.saturating_sub(ATA_HDR_LEN - ETH_HDR_LEN)) / SECTOR).min(t.max_sectors as usize).clamp(1, 255) as u64;
+    let spf =
+        ((mtu.saturating_sub(ATA_HDR_LEN - ETH_HDR_LEN)) / SECTOR).min(t.max_sectors as usize).clamp(1, 255) as u64;
     let window = cli.window.unwrap_or(t.buffer_count.max(1) as usize).clamp(1, 4096);
     let seq = cli.mode != Mode::Randread;
     let write = cli.mode == Mode::Seqwrite;
@@ -362,10 +374,8 @@ fn main() {
         .collect();
     // Write data: a non-zero pattern.
     let wdata: Vec<u8> = (0..bs as usize).map(|i| (i * 7 + 1) as u8).collect();
-    let mut slots: Vec<Slot> = vec![
-        Slot { tag: 0, req: 0, off: 0, count: 0, sent: Instant::now(), busy: false };
-        window
-    ];
+    let mut slots: Vec<Slot> =
+        vec![Slot { tag: 0, req: 0, off: 0, count: 0, sent: Instant::now(), busy: false }; window];
     let mut free_slots: Vec<usize> = (0..window).rev().collect();
     // Requests with sectors not yet in a frame, in issue order.
     let mut issue: VecDeque<usize> = VecDeque::new();

@@ -110,8 +110,23 @@ impl Net {
             }
         }
         let r = Repr {
-            header: Header { dst: h.src, src: mac, response: true, error: None, shelf: h.shelf, slot: h.slot, tag: h.tag },
-            body: Body::Ata(AtaRepr { aflags: a.aflags, err_feature: err, sector_count: 0, cmd_status: status, lba: a.lba, data: &data }),
+            header: Header {
+                dst: h.src,
+                src: mac,
+                response: true,
+                error: None,
+                shelf: h.shelf,
+                slot: h.slot,
+                tag: h.tag,
+            },
+            body: Body::Ata(AtaRepr {
+                aflags: a.aflags,
+                err_feature: err,
+                sector_count: 0,
+                cmd_status: status,
+                lba: a.lba,
+                data: &data,
+            }),
         };
         let mut b = vec![0u8; r.buffer_len()];
         r.emit(&mut b).unwrap();
@@ -187,12 +202,15 @@ impl Harness {
                 let r = Repr::parse(&f).unwrap();
                 let Body::Ata(a) = r.body else { unreachable!() };
                 let net = &mut self.net;
-                self.t.on_reply(net.now, r.header.src, r.header.tag, Ok(&a), &mut |p, h, d| net.send(p, &[h, d].concat()));
+                self.t.on_reply(net.now, r.header.src, r.header.tag, Ok(&a), &mut |p, h, d| {
+                    net.send(p, &[h, d].concat())
+                });
                 self.after();
             }
             if self.net.now == next_tick {
                 let net = &mut self.net;
-                let dead = self.t.on_timer(net.now, self.deadsecs, &mut |_| {}, &mut |p, h, d| net.send(p, &[h, d].concat()));
+                let dead =
+                    self.t.on_timer(net.now, self.deadsecs, &mut |_| {}, &mut |p, h, d| net.send(p, &[h, d].concat()));
                 if dead {
                     self.t.fail_all(IoError::Dead);
                     self.dead = true;
@@ -429,7 +447,9 @@ fn tags_have_bit_31_and_differ_on_retransmit() {
     let mut t = TargetIo::new(0, 1, 128);
     t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
     let mut tags = Vec::new();
-    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut |_, f, _| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
+    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut |_, f, _| {
+        tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]]))
+    });
     t.on_timer(10_000_000, 0, &mut |_| {}, &mut |_, f, _| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
     assert_eq!(tags.len(), 2);
     assert!(tags.iter().all(|t| t & 0x8000_0000 != 0));
@@ -444,13 +464,8 @@ fn frames_of_a_failed_request_are_not_retried_and_do_not_kill_the_target() {
     // and the target then goes quiet, so the request's other frames in
     // flight are never answered.
     h.read(0, 96, 20);
-    let kept: Vec<_> = h
-        .net
-        .replies
-        .drain()
-        .filter(|Reverse((_, _, f))| f[27] & wire::ATA_STATUS_FAIL != 0)
-        .take(1)
-        .collect();
+    let kept: Vec<_> =
+        h.net.replies.drain().filter(|Reverse((_, _, f))| f[27] & wire::ATA_STATUS_FAIL != 0).take(1).collect();
     assert_eq!(kept.len(), 1);
     h.net.replies.extend(kept);
     h.net.silent = true;

@@ -51,10 +51,7 @@ impl Hub {
             delivered: AtomicU64::new(0),
         });
         let i2 = inner.clone();
-        std::thread::Builder::new()
-            .name("mem-hub".into())
-            .spawn(move || hub_loop(i2))
-            .expect("spawn hub");
+        std::thread::Builder::new().name("mem-hub".into()).spawn(move || hub_loop(i2)).expect("spawn hub");
         Hub { inner }
     }
 
@@ -277,7 +274,15 @@ pub struct SimTarget {
 
 impl SimTarget {
     /// Plugs a target into the hub and announces it.
-    pub fn start(hub: &Hub, shelf: u16, slot: u8, mac: Mac, sectors: u64, buffer_count: u16, max_sectors: u8) -> Arc<SimTarget> {
+    pub fn start(
+        hub: &Hub,
+        shelf: u16,
+        slot: u8,
+        mac: Mac,
+        sectors: u64,
+        buffer_count: u16,
+        max_sectors: u8,
+    ) -> Arc<SimTarget> {
         let port = hub.add_port(&format!("sim{shelf}.{slot}"), mac, 9000);
         let t = Arc::new(SimTarget {
             shelf,
@@ -334,7 +339,8 @@ impl SimTarget {
         }
         let Ok(r) = Repr::parse(f) else { return };
         let h = r.header;
-        let for_me = (h.shelf == self.shelf || h.shelf == wire::SHELF_ALL) && (h.slot == self.slot || h.slot == wire::SLOT_ALL);
+        let for_me =
+            (h.shelf == self.shelf || h.shelf == wire::SHELF_ALL) && (h.slot == self.slot || h.slot == wire::SLOT_ALL);
         if !for_me {
             return;
         }
@@ -357,7 +363,15 @@ impl SimTarget {
     }
 
     fn ata(&self, h: Header, a: &AtaRepr<'_>, b: SimBehaviour) -> Vec<u8> {
-        let mut hdr = Header { dst: h.src, src: self.mac, response: true, error: None, shelf: self.shelf, slot: self.slot, tag: h.tag };
+        let mut hdr = Header {
+            dst: h.src,
+            src: self.mac,
+            response: true,
+            error: None,
+            shelf: self.shelf,
+            slot: self.slot,
+            tag: h.tag,
+        };
         if let Some(code) = b.aoe_error {
             hdr.error = Some(wire::AoeError::from_u8(code));
             let mut buf = vec![0u8; wire::AOE_HDR_LEN];
@@ -414,7 +428,14 @@ impl SimTarget {
         }
         let r = Repr {
             header: hdr,
-            body: Body::Ata(AtaRepr { aflags: a.aflags, err_feature: err, sector_count: 0, cmd_status: status, lba: a.lba, data: &data }),
+            body: Body::Ata(AtaRepr {
+                aflags: a.aflags,
+                err_feature: err,
+                sector_count: 0,
+                cmd_status: status,
+                lba: a.lba,
+                data: &data,
+            }),
         };
         let mut buf = vec![0u8; r.buffer_len()];
         r.emit(&mut buf).expect("emit");

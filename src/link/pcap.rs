@@ -111,11 +111,7 @@ impl LinkProvider for PcapProvider {
     fn default_names(&self) -> Vec<String> {
         let mut v: Vec<String> = if_names()
             .into_iter()
-            .filter(|n| {
-                if_flags(n)
-                    .map(|f| f & libc::IFF_UP != 0 && f & libc::IFF_LOOPBACK == 0)
-                    .unwrap_or(false)
-            })
+            .filter(|n| if_flags(n).map(|f| f & libc::IFF_UP != 0 && f & libc::IFF_LOOPBACK == 0).unwrap_or(false))
             .collect();
         v.sort();
         v
@@ -193,9 +189,7 @@ fn pcap_err(name: &str, e: pcap::Error) -> io::Error {
 
 impl PcapLink {
     pub fn open(name: &str, rx: RxHandler, busy_poll: std::time::Duration) -> io::Result<Arc<PcapLink>> {
-        if_index(name).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}"))
-        })?;
+        if_index(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}")))?;
         let mac = if_mac(name)?;
         let mtu = if_mtu(name)?;
         let snaplen = (mtu + 14 + 64) as i32;
@@ -209,8 +203,7 @@ impl PcapLink {
             .open()
             .map_err(|e| pcap_err(name, e))?;
         cap.direction(pcap::Direction::In).map_err(|e| pcap_err(name, e))?;
-        cap.filter(&format!("ether proto 0x{ETHERTYPE_AOE:04x}"), true)
-            .map_err(|e| pcap_err(name, e))?;
+        cap.filter(&format!("ether proto 0x{ETHERTYPE_AOE:04x}"), true).map_err(|e| pcap_err(name, e))?;
         // Non-blocking capture with our own poll(): libpcap's own timeout
         // does not reliably return in immediate mode, and `close` must be
         // able to stop the thread.

@@ -95,7 +95,11 @@ impl RawSocket {
             sll.sll_protocol = proto.to_be();
             sll.sll_ifindex = ifindex;
             let r = unsafe {
-                libc::bind(fd, &sll as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
+                libc::bind(
+                    fd,
+                    &sll as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
             };
             if r < 0 {
                 return Err(io::Error::last_os_error());
@@ -198,7 +202,13 @@ impl RawSocket {
         let mut st = [0u32; 2];
         let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
         let r = unsafe {
-            libc::getsockopt(self.fd, libc::SOL_PACKET, PACKET_STATISTICS, st.as_mut_ptr() as *mut libc::c_void, &mut len)
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
         };
         if r == 0 {
             st[1]

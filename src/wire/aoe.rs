@@ -371,10 +371,8 @@ impl<'a> Repr<'a> {
                 }
                 let n = p[3] as usize;
                 let list = p.get(4..4 + 8 * n).ok_or(WireError::Truncated)?;
-                let directives = list
-                    .chunks_exact(8)
-                    .map(|d| Directive { dcmd: d[1], mac: Mac::from_slice(&d[2..8]) })
-                    .collect();
+                let directives =
+                    list.chunks_exact(8).map(|d| Directive { dcmd: d[1], mac: Mac::from_slice(&d[2..8]) }).collect();
                 Body::MacMask(MacMaskRepr { mcmd: p[1], merror: p[2], directives })
             }
             Command::Reserve => {

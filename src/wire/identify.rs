@@ -29,10 +29,7 @@ fn ata_string(b: &[u8], first: usize, words: usize) -> String {
         s.push((v >> 8) as u8);
         s.push(v as u8);
     }
-    let s: String = s
-        .into_iter()
-        .map(|c| if (0x20..0x7f).contains(&c) { c as char } else { ' ' })
-        .collect();
+    let s: String = s.into_iter().map(|c| if (0x20..0x7f).contains(&c) { c as char } else { ' ' }).collect();
     s.trim().to_string()
 }
 

@@ -188,10 +188,7 @@ const TAG_BIT31: u32 = 0x8000_0000;
 fn unhex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
     assert!(digits.len().is_multiple_of(2), "odd hex length");
-    digits
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
+    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
 }
 
 fn b16(i: usize) -> Vec<u8> {
@@ -269,11 +266,7 @@ impl XorShift {
 /// The minimum length a frame with this (complete) header needs, from its
 /// header fields alone, or None when the header itself is rejected.
 fn needed_len(b: &[u8]) -> Option<usize> {
-    if b.len() < AOE_HDR_LEN
-        || u16::from_be_bytes([b[12], b[13]]) != ETHERTYPE_AOE
-        || b[14] >> 4 != 1
-        || b[19] > 3
-    {
+    if b.len() < AOE_HDR_LEN || u16::from_be_bytes([b[12], b[13]]) != ETHERTYPE_AOE || b[14] >> 4 != 1 || b[19] > 3 {
         return None;
     }
     if b[14] & FLAG_ERROR != 0 {
@@ -332,11 +325,7 @@ fn check_any_input(b: &[u8]) -> std::result::Result<(), String> {
                 return Err(format!("config length > 1024 gave {parsed:?}"));
             }
         } else if b.len() < need && parsed != Err(WireError::Truncated) {
-            return Err(format!(
-                "{} bytes < needed {need} gave {parsed:?}: {}",
-                b.len(),
-                hexs(b)
-            ));
+            return Err(format!("{} bytes < needed {need} gave {parsed:?}: {}", b.len(), hexs(b)));
         } else if b.len() >= need && parsed.is_err() {
             return Err(format!("complete frame gave {parsed:?}: {}", hexs(b)));
         }
@@ -361,11 +350,7 @@ fn check_any_input(b: &[u8]) -> std::result::Result<(), String> {
     };
     let n = n.map_err(|e| format!("emit of parsed {repr:?} failed: {e:?}"))?;
     if n != repr.buffer_len() || n > b.len() {
-        return Err(format!(
-            "emit length {n}, buffer_len {}, input {}",
-            repr.buffer_len(),
-            b.len()
-        ));
+        return Err(format!("emit length {n}, buffer_len {}, input {}", repr.buffer_len(), b.len()));
     }
     let mut exp = b[..n].to_vec();
     exp[14] &= 0xF0 | FLAG_RESPONSE | FLAG_ERROR;
@@ -390,11 +375,7 @@ fn check_any_input(b: &[u8]) -> std::result::Result<(), String> {
         _ => {}
     }
     if out != exp {
-        return Err(format!(
-            "re-emit differs:\n in  {}\n out {}",
-            hexs(&exp),
-            hexs(&out)
-        ));
+        return Err(format!("re-emit differs:\n in  {}\n out {}", hexs(&exp), hexs(&out)));
     }
     // Parsing what we emitted gives the same Repr back.
     match Repr::parse(&out) {
@@ -413,10 +394,7 @@ fn check_identify_any(b: &[u8]) -> std::result::Result<(), String> {
         Err(_) => Err(format!("Identify::parse panicked on {}", hexs(b))),
         Ok(Err(WireError::Truncated)) if b.len() < 512 => Ok(()),
         Ok(Ok(_)) if b.len() >= 512 => Ok(()),
-        Ok(other) => Err(format!(
-            "Identify::parse of {} bytes gave {other:?}",
-            b.len()
-        )),
+        Ok(other) => Err(format!("Identify::parse of {} bytes gave {other:?}", b.len())),
     }
 }
 
@@ -434,12 +412,7 @@ fn run_all(inputs: impl IntoIterator<Item = (String, Vec<u8>)>) {
         failures.is_empty(),
         "{} of {count} inputs failed; first ones:\n{}",
         failures.len(),
-        failures
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
 }
 
@@ -450,16 +423,8 @@ fn run_all(inputs: impl IntoIterator<Item = (String, Vec<u8>)>) {
 /// Reads a classic little-endian libpcap file.
 fn read_pcap(path: &std::path::Path) -> Vec<Vec<u8>> {
     let d = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(
-        &d[..4],
-        &[0xd4, 0xc3, 0xb2, 0xa1],
-        "not a little-endian pcap"
-    );
-    assert_eq!(
-        u32::from_le_bytes(d[20..24].try_into().unwrap()),
-        1,
-        "linktype Ethernet"
-    );
+    assert_eq!(&d[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "not a little-endian pcap");
+    assert_eq!(u32::from_le_bytes(d[20..24].try_into().unwrap()), 1, "linktype Ethernet");
     let mut off = 24;
     let mut out = Vec::new();
     while off < d.len() {
@@ -567,7 +532,7 @@ fn announcement_is_visible_through_frame_view() {
         assert_eq!(p[4], 2); // max sectors
         assert_eq!(p[5], 0x10); // AoE version 1, ccmd read
         assert_eq!(&p[6..8], &[0, 0]); // no config string
-        // The whole-frame parser accepts this one quirk (config response).
+                                       // The whole-frame parser accepts this one quirk (config response).
         assert!(Repr::parse(&b).is_ok());
     }
 }
@@ -581,10 +546,7 @@ fn announcement_parses_as_config_response() {
     assert!(r.header.response);
     assert_eq!(r.header.tag, 0);
     let c = cfg(&r);
-    assert_eq!(
-        (c.buffer_count, c.firmware, c.max_sectors),
-        (16, VBLADE_FW, 2)
-    );
+    assert_eq!((c.buffer_count, c.firmware, c.max_sectors), (16, VBLADE_FW, 2));
 }
 
 #[test]
@@ -599,16 +561,7 @@ fn query_config_requests() {
         assert_eq!((r.header.shelf, r.header.slot), (SHELF_ALL, SLOT_ALL));
         assert_eq!(r.header.tag, TAG_BIT31 | 1);
         let c = cfg(&r);
-        assert_eq!(
-            (
-                c.buffer_count,
-                c.firmware,
-                c.max_sectors,
-                c.aoe_version,
-                c.ccmd
-            ),
-            (0, 0, 0, 0, CCMD_READ)
-        );
+        assert_eq!((c.buffer_count, c.firmware, c.max_sectors, c.aoe_version, c.ccmd), (0, 0, 0, 0, CCMD_READ));
         assert!(c.config.is_empty());
     }
     let b = b4(3);
@@ -626,10 +579,7 @@ fn query_config_replies_short_frames() {
         assert_eq!(r.header.src, TGT);
         assert!(r.header.response);
         assert_eq!(r.header.error, None);
-        assert_eq!(
-            (r.header.shelf, r.header.slot, r.header.tag),
-            (0, 1, TAG_BIT31 | tag)
-        );
+        assert_eq!((r.header.shelf, r.header.slot, r.header.tag), (0, 1, TAG_BIT31 | tag));
         let c = cfg(&r);
         assert_eq!(c.buffer_count, bufcnt);
         assert_eq!(c.firmware, VBLADE_FW);
@@ -655,10 +605,7 @@ fn config_string_set_read_conflict_and_prefix() {
     let r = parse_ok(&b);
     let c = cfg(&r);
     assert_eq!(b.len(), CFG_HDR_LEN + 30);
-    assert_eq!(
-        (c.buffer_count, c.firmware, c.ccmd, c.aoe_version),
-        (4, VBLADE_FW, CCMD_SET, 1)
-    );
+    assert_eq!((c.buffer_count, c.firmware, c.ccmd, c.aoe_version), (4, VBLADE_FW, CCMD_SET, 1));
     assert_eq!(c.config.len(), 30);
     assert_eq!(c.config, CFG_STRING);
     // Plain read after the set returns the string.
@@ -681,10 +628,7 @@ fn config_string_set_read_conflict_and_prefix() {
     assert_eq!(cfg(&r).config, b"aoefs");
     let b = b4(12);
     let r = parse_ok(&b);
-    assert_eq!(
-        (cfg(&r).ccmd, cfg(&r).config),
-        (CCMD_TEST_PREFIX, CFG_STRING)
-    );
+    assert_eq!((cfg(&r).ccmd, cfg(&r).config), (CCMD_TEST_PREFIX, CFG_STRING));
 }
 
 #[test]
@@ -728,10 +672,7 @@ fn ata_read_and_write_replies() {
     assert_eq!(b.len(), ATA_HDR_LEN + 2 * SECTOR);
     let r = parse_ok(&b);
     let a = ata(&r);
-    assert_eq!(
-        (a.aflags, a.err_feature, a.cmd_status, a.lba),
-        (AFLAG_EXT, 0, ATA_STATUS_DRDY, 4)
-    );
+    assert_eq!((a.aflags, a.err_feature, a.cmd_status, a.lba), (AFLAG_EXT, 0, ATA_STATUS_DRDY, 4));
     assert_eq!(a.sector_count, 0, "vblade answers with sector count 0");
     assert!(a.data_exact(2 * SECTOR).unwrap().iter().all(|&x| x == 0));
     // WRITE EXT request carries the pattern.
@@ -739,10 +680,7 @@ fn ata_read_and_write_replies() {
     let r = parse_ok(&b);
     let a = ata(&r);
     assert!(a.is_write());
-    assert_eq!(
-        (a.aflags, a.sector_count, a.cmd_status, a.lba),
-        (AFLAG_EXT | AFLAG_WRITE, 2, ATA_WRITE_EXT, 4)
-    );
+    assert_eq!((a.aflags, a.sector_count, a.cmd_status, a.lba), (AFLAG_EXT | AFLAG_WRITE, 2, ATA_WRITE_EXT, 4));
     assert_eq!(a.data, &pattern(2 * SECTOR)[..]);
     // WRITE reply: 60 bytes; the 24 bytes after the ATA header are not zero
     // padding but stale buffer contents (the start of the written data).
@@ -750,10 +688,7 @@ fn ata_read_and_write_replies() {
     assert_eq!(b.len(), 60);
     let r = parse_ok(&b);
     let a = ata(&r);
-    assert_eq!(
-        (a.aflags, a.cmd_status, a.err_feature, a.lba),
-        (AFLAG_EXT | AFLAG_WRITE, ATA_STATUS_DRDY, 0, 4)
-    );
+    assert_eq!((a.aflags, a.cmd_status, a.err_feature, a.lba), (AFLAG_EXT | AFLAG_WRITE, ATA_STATUS_DRDY, 0, 4));
     assert!(!a.failed());
     assert_eq!(a.data.len(), 24);
     assert_eq!(a.data, &pattern(24)[..]);
@@ -790,20 +725,14 @@ fn ata_flush_and_flush_ext() {
 fn ata_read_past_end_is_idnf_without_aoe_error() {
     let req = b16(15);
     let a = ata(&parse_ok(&req));
-    assert_eq!(
-        (a.lba, a.sector_count, a.cmd_status),
-        (2048, 1, ATA_READ_EXT)
-    );
+    assert_eq!((a.lba, a.sector_count, a.cmd_status), (2048, 1, ATA_READ_EXT));
     let b = b16(16);
     assert_eq!(b.len(), ATA_HDR_LEN, "36-byte reply, no data, no padding");
     let r = parse_ok(&b);
     assert_eq!(r.header.error, None);
     assert!(r.header.response);
     let a = ata(&r);
-    assert_eq!(
-        (a.cmd_status, a.err_feature, a.sector_count, a.lba),
-        (0x41, ATA_ERR_IDNF, 1, 2048)
-    );
+    assert_eq!((a.cmd_status, a.err_feature, a.sector_count, a.lba), (0x41, ATA_ERR_IDNF, 1, 2048));
     assert!(a.failed());
     assert!(a.data.is_empty());
     assert_eq!(a.data_exact(0), Ok(&[][..]));
@@ -834,21 +763,11 @@ fn ata_too_many_sectors_is_aoe_bad_argument() {
 fn ata_lba28_read() {
     let req = b16(23);
     let a = ata(&parse_ok(&req));
-    assert_eq!(
-        (a.aflags, a.sector_count, a.cmd_status, a.lba),
-        (0, 1, ATA_READ, 0xE000_0004)
-    );
+    assert_eq!((a.aflags, a.sector_count, a.cmd_status, a.lba), (0, 1, ATA_READ, 0xE000_0004));
     let b = b16(24);
     let a = ata(&parse_ok(&b));
-    assert_eq!(
-        (a.aflags, a.cmd_status, a.lba),
-        (0, ATA_STATUS_DRDY, 0xE000_0004)
-    );
-    assert_eq!(
-        a.data_exact(SECTOR).unwrap(),
-        &pattern(SECTOR)[..],
-        "LBA28 sector 4 = pattern"
-    );
+    assert_eq!((a.aflags, a.cmd_status, a.lba), (0, ATA_STATUS_DRDY, 0xE000_0004));
+    assert_eq!(a.data_exact(SECTOR).unwrap(), &pattern(SECTOR)[..], "LBA28 sector 4 = pattern");
 }
 
 #[test]
@@ -857,27 +776,14 @@ fn mac_mask_and_reserve_read() {
         assert_eq!(b.len(), 28);
         let r = parse_ok(&b);
         assert_eq!(r.header.response, resp);
-        assert_eq!(
-            r.body,
-            Body::MacMask(MacMaskRepr {
-                mcmd: 0,
-                merror: 0,
-                directives: vec![]
-            })
-        );
+        assert_eq!(r.body, Body::MacMask(MacMaskRepr { mcmd: 0, merror: 0, directives: vec![] }));
         assert_eq!(emit_vec(&r), b);
     }
     for (b, resp) in [(b16(19), false), (b16(20), true)] {
         assert_eq!(b.len(), 26);
         let r = parse_ok(&b);
         assert_eq!(r.header.response, resp);
-        assert_eq!(
-            r.body,
-            Body::Reserve(ReserveRepr {
-                rcmd: 0,
-                macs: vec![]
-            })
-        );
+        assert_eq!(r.body, Body::Reserve(ReserveRepr { rcmd: 0, macs: vec![] }));
         assert_eq!(emit_vec(&r), b);
     }
 }
@@ -919,11 +825,7 @@ fn emit_ata_header_matches_repr_emit_and_capture() {
             ATA_IDENTIFY | ATA_FLUSH => (0, 0),
             _ => ata_lba_fields(lba48, lba),
         };
-        let data = if cmd == ATA_WRITE_EXT {
-            pattern(count as usize * SECTOR)
-        } else {
-            Vec::new()
-        };
+        let data = if cmd == ATA_WRITE_EXT { pattern(count as usize * SECTOR) } else { Vec::new() };
         if !data.is_empty() {
             aflags |= AFLAG_WRITE;
         }
@@ -934,15 +836,7 @@ fn emit_ata_header_matches_repr_emit_and_capture() {
         assert_eq!(hexs(&hot), hexs(&captured), "emit_ata_header, frame {idx}");
         // Same request through Repr::emit.
         let repr = Repr {
-            header: Header {
-                dst: TGT,
-                src: INI,
-                response: false,
-                error: None,
-                shelf: 0,
-                slot: 1,
-                tag,
-            },
+            header: Header { dst: TGT, src: INI, response: false, error: None, shelf: 0, slot: 1, tag },
             body: Body::Ata(AtaRepr {
                 aflags,
                 err_feature: 0,
@@ -984,27 +878,9 @@ fn repr_emit_reproduces_captured_non_ata_requests() {
                 body: Body::Config(qc(CCMD_READ, b"")),
             },
         ),
-        (
-            b4(3),
-            Repr {
-                header: hdr(TGT, 0, 1, TAG_BIT31 | 0x21),
-                body: Body::Config(qc(CCMD_READ, b"")),
-            },
-        ),
-        (
-            b4(5),
-            Repr {
-                header: hdr(TGT, 0, 1, TAG_BIT31 | 0x22),
-                body: Body::Config(qc(CCMD_SET, CFG_STRING)),
-            },
-        ),
-        (
-            b4(9),
-            Repr {
-                header: hdr(TGT, 0, 1, TAG_BIT31 | 0x24),
-                body: Body::Config(qc(CCMD_SET, b"other")),
-            },
-        ),
+        (b4(3), Repr { header: hdr(TGT, 0, 1, TAG_BIT31 | 0x21), body: Body::Config(qc(CCMD_READ, b"")) }),
+        (b4(5), Repr { header: hdr(TGT, 0, 1, TAG_BIT31 | 0x22), body: Body::Config(qc(CCMD_SET, CFG_STRING)) }),
+        (b4(9), Repr { header: hdr(TGT, 0, 1, TAG_BIT31 | 0x24), body: Body::Config(qc(CCMD_SET, b"other")) }),
         (
             b4(11),
             Repr {
@@ -1016,22 +892,12 @@ fn repr_emit_reproduces_captured_non_ata_requests() {
             b16(17),
             Repr {
                 header: hdr(TGT, 0, 1, TAG_BIT31 | 9),
-                body: Body::MacMask(MacMaskRepr {
-                    mcmd: 0,
-                    merror: 0,
-                    directives: vec![],
-                }),
+                body: Body::MacMask(MacMaskRepr { mcmd: 0, merror: 0, directives: vec![] }),
             },
         ),
         (
             b16(19),
-            Repr {
-                header: hdr(TGT, 0, 1, TAG_BIT31 | 10),
-                body: Body::Reserve(ReserveRepr {
-                    rcmd: 0,
-                    macs: vec![],
-                }),
-            },
+            Repr { header: hdr(TGT, 0, 1, TAG_BIT31 | 10), body: Body::Reserve(ReserveRepr { rcmd: 0, macs: vec![] }) },
         ),
     ];
     for (captured, repr) in cases {
@@ -1044,14 +910,8 @@ fn repr_emit_reproduces_captured_non_ata_requests() {
 fn ata_lba_fields_lba28_and_lba48() {
     assert_eq!(ata_lba_fields(true, 0), (AFLAG_EXT, 0));
     assert_eq!(ata_lba_fields(true, 4), (AFLAG_EXT, 4));
-    assert_eq!(
-        ata_lba_fields(true, 0x0000_FFFF_FFFF_FFFF),
-        (AFLAG_EXT, 0xFFFF_FFFF_FFFF)
-    );
-    assert_eq!(
-        ata_lba_fields(true, 0x1234_5678_9ABC_DEF0),
-        (AFLAG_EXT, 0x5678_9ABC_DEF0)
-    );
+    assert_eq!(ata_lba_fields(true, 0x0000_FFFF_FFFF_FFFF), (AFLAG_EXT, 0xFFFF_FFFF_FFFF));
+    assert_eq!(ata_lba_fields(true, 0x1234_5678_9ABC_DEF0), (AFLAG_EXT, 0x5678_9ABC_DEF0));
     assert_eq!(ata_lba_fields(false, 0), (0, 0xE000_0000));
     assert_eq!(ata_lba_fields(false, 4), (0, 0xE000_0004));
     assert_eq!(ata_lba_fields(false, 0x0FFF_FFFF), (0, 0xEFFF_FFFF));
@@ -1069,30 +929,8 @@ fn ata_lba_fields_lba28_and_lba48() {
     // emit_ata_header writes every header byte (no stale bytes survive).
     let mut a = [0x00u8; ATA_HDR_LEN];
     let mut b = [0xFFu8; ATA_HDR_LEN];
-    emit_ata_header(
-        &mut a,
-        TGT,
-        INI,
-        7,
-        9,
-        0xDEAD_BEEF,
-        0x41,
-        2,
-        ATA_WRITE_EXT,
-        99,
-    );
-    emit_ata_header(
-        &mut b,
-        TGT,
-        INI,
-        7,
-        9,
-        0xDEAD_BEEF,
-        0x41,
-        2,
-        ATA_WRITE_EXT,
-        99,
-    );
+    emit_ata_header(&mut a, TGT, INI, 7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
+    emit_ata_header(&mut b, TGT, INI, 7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
     assert_eq!(a, b);
 }
 
@@ -1131,11 +969,7 @@ fn mac_parse_hex12_display() {
         assert_eq!(Mac::parse(&m.to_string()), Some(m));
         assert_eq!(m.hex12().len(), 12);
     }
-    assert_eq!(
-        Mac::from_slice(&b[6..14]),
-        TGT,
-        "from_slice takes the first 6 bytes"
-    );
+    assert_eq!(Mac::from_slice(&b[6..14]), TGT, "from_slice takes the first 6 bytes");
 }
 
 // ---------------------------------------------------------------------------
@@ -1165,11 +999,7 @@ fn every_truncation_of_every_frame() {
     assert_eq!(Identify::parse(ata(&r).data), Err(WireError::Truncated));
     let c = b4(6);
     for n in AOE_HDR_LEN..c.len() {
-        assert_eq!(
-            Repr::parse(&c[..n]),
-            Err(WireError::Truncated),
-            "config {n}"
-        );
+        assert_eq!(Repr::parse(&c[..n]), Err(WireError::Truncated), "config {n}");
     }
     let ann = b16(0);
     for n in AOE_HDR_LEN..ann.len() {
@@ -1182,11 +1012,7 @@ fn every_truncation_of_every_frame() {
     // Identify: every prefix of the IDENTIFY block.
     let data = &id[ATA_HDR_LEN..];
     for n in 0..data.len() {
-        assert_eq!(
-            Identify::parse(&data[..n]),
-            Err(WireError::Truncated),
-            "{n}"
-        );
+        assert_eq!(Identify::parse(&data[..n]), Err(WireError::Truncated), "{n}");
     }
     assert!(Identify::parse(data).is_ok());
 }
@@ -1294,10 +1120,7 @@ fn config_length_over_1024() {
         c.config = &big;
     }
     let mut out = vec![0u8; r.buffer_len()];
-    assert_eq!(
-        r.emit(&mut out),
-        Err(WireError::BadField("config string length"))
-    );
+    assert_eq!(r.emit(&mut out), Err(WireError::BadField("config string length")));
 }
 
 #[test]
@@ -1320,11 +1143,7 @@ fn mac_mask_count_larger_than_frame() {
     let r = parse_ok(&b);
     assert_eq!(
         r.body,
-        Body::MacMask(MacMaskRepr {
-            mcmd: 1,
-            merror: 0,
-            directives: vec![Directive { dcmd: 1, mac: INI }]
-        })
+        Body::MacMask(MacMaskRepr { mcmd: 1, merror: 0, directives: vec![Directive { dcmd: 1, mac: INI }] })
     );
     assert_eq!(emit_vec(&r), b);
 }
@@ -1343,13 +1162,7 @@ fn reserve_count_larger_than_frame() {
     b.extend_from_slice(&INI.0);
     b.extend_from_slice(&TGT.0);
     let r = parse_ok(&b);
-    assert_eq!(
-        r.body,
-        Body::Reserve(ReserveRepr {
-            rcmd: 1,
-            macs: vec![INI, TGT]
-        })
-    );
+    assert_eq!(r.body, Body::Reserve(ReserveRepr { rcmd: 1, macs: vec![INI, TGT] }));
     assert_eq!(emit_vec(&r), b);
     // Link padding after the list is ignored by the Repr.
     let mut p = b.clone();
@@ -1384,14 +1197,7 @@ fn wrong_version_and_ethertype() {
 #[test]
 fn frames_shorter_than_60_bytes_accepted() {
     // (frame, length) pairs straight from vblade: nothing was padded.
-    for (b, len) in [
-        (b16(2), 32),
-        (b16(16), 36),
-        (b16(18), 28),
-        (b16(20), 26),
-        (b4(2), 32),
-        (b4(4), 32),
-    ] {
+    for (b, len) in [(b16(2), 32), (b16(16), 36), (b16(18), 28), (b16(20), 26), (b4(2), 32), (b4(4), 32)] {
         assert_eq!(b.len(), len);
         assert!(Repr::parse(&b).is_ok(), "{len}-byte frame");
     }
@@ -1414,56 +1220,22 @@ fn emit_buffer_too_small_and_count_limits() {
         let need = r.buffer_len();
         for n in 0..need {
             let mut out = vec![0u8; n];
-            assert_eq!(
-                r.emit(&mut out),
-                Err(WireError::BufferTooSmall),
-                "{name} into {n}"
-            );
+            assert_eq!(r.emit(&mut out), Err(WireError::BufferTooSmall), "{name} into {n}");
         }
         // A larger buffer is fine and only `need` bytes are written.
         let mut out = vec![0xEEu8; need + 10];
         assert_eq!(r.emit(&mut out), Ok(need));
         assert!(out[need..].iter().all(|&x| x == 0xEE), "{name}");
     }
-    let hdr = Header {
-        dst: TGT,
-        src: INI,
-        response: false,
-        error: None,
-        shelf: 0,
-        slot: 1,
-        tag: 1,
-    };
+    let hdr = Header { dst: TGT, src: INI, response: false, error: None, shelf: 0, slot: 1, tag: 1 };
     let r = Repr {
         header: hdr,
-        body: Body::MacMask(MacMaskRepr {
-            mcmd: 1,
-            merror: 0,
-            directives: vec![Directive { dcmd: 1, mac: INI }; 256],
-        }),
+        body: Body::MacMask(MacMaskRepr { mcmd: 1, merror: 0, directives: vec![Directive { dcmd: 1, mac: INI }; 256] }),
     };
-    assert_eq!(
-        r.emit(&mut vec![0u8; r.buffer_len()]),
-        Err(WireError::BadField("directive count"))
-    );
-    let r = Repr {
-        header: hdr,
-        body: Body::Reserve(ReserveRepr {
-            rcmd: 1,
-            macs: vec![INI; 256],
-        }),
-    };
-    assert_eq!(
-        r.emit(&mut vec![0u8; r.buffer_len()]),
-        Err(WireError::BadField("MAC count"))
-    );
-    let r = Repr {
-        header: hdr,
-        body: Body::Reserve(ReserveRepr {
-            rcmd: 1,
-            macs: vec![INI; 255],
-        }),
-    };
+    assert_eq!(r.emit(&mut vec![0u8; r.buffer_len()]), Err(WireError::BadField("directive count")));
+    let r = Repr { header: hdr, body: Body::Reserve(ReserveRepr { rcmd: 1, macs: vec![INI; 256] }) };
+    assert_eq!(r.emit(&mut vec![0u8; r.buffer_len()]), Err(WireError::BadField("MAC count")));
+    let r = Repr { header: hdr, body: Body::Reserve(ReserveRepr { rcmd: 1, macs: vec![INI; 255] }) };
     let out = emit_vec(&r);
     assert_eq!(out.len(), AOE_HDR_LEN + 2 + 6 * 255);
     assert_eq!(parse_ok(&out), r);

@@ -67,12 +67,8 @@ fn fmt_cmd(cmd: &Command) -> String {
 /// Returns Err only if it could not be spawned or timed out (it is killed).
 pub fn run_unchecked_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     let desc = fmt_cmd(cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot spawn `{}`: {}", desc, e))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot spawn `{}`: {}", desc, e))?;
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
     let t_out = thread::spawn(move || {
@@ -103,11 +99,7 @@ pub fn run_unchecked_timeout(cmd: &mut Command, timeout: Duration) -> Result<Out
     };
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
-    Ok(Output {
-        status,
-        stdout,
-        stderr,
-    })
+    Ok(Output { status, stdout, stderr })
 }
 
 pub fn run_unchecked(cmd: &mut Command) -> Output {
@@ -162,11 +154,7 @@ fn sh_quiet<S: AsRef<OsStr>>(argv: &[S]) -> bool {
 /// Run `f` on a helper thread and wait at most `timeout` for it. Panics on
 /// timeout (the helper thread is abandoned; teardown will unblock it by
 /// killing aoefs).
-pub fn bounded<T: Send + 'static>(
-    what: &str,
-    timeout: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
+pub fn bounded<T: Send + 'static>(what: &str, timeout: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(f());
@@ -204,10 +192,7 @@ impl Rng {
         Rng(aoefs::link::fault::Rng::new(seed))
     }
     pub fn from_time() -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
         Rng::new(t ^ (std::process::id() as u64) << 32)
     }
     pub fn next_u64(&mut self) -> u64 {
@@ -352,16 +337,9 @@ fn check_prereqs() {
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-            assert!(
-                ok,
-                "required tool `{}` is not installed (see .ci/run)",
-                tool
-            );
+            assert!(ok, "required tool `{}` is not installed (see .ci/run)", tool);
         }
-        assert!(
-            Path::new("/dev/fuse").exists(),
-            "/dev/fuse missing (modprobe fuse)"
-        );
+        assert!(Path::new("/dev/fuse").exists(), "/dev/fuse missing (modprobe fuse)");
     });
 }
 
@@ -460,11 +438,7 @@ impl Testbed {
     pub fn add_veth(&self, mtu: u32) -> usize {
         let mut pairs = self.pairs.lock().unwrap();
         let k = pairs.len();
-        let p = VethPair {
-            init_if: format!("aoei{}", k),
-            target_if: format!("aoet{}", k),
-            mtu,
-        };
+        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
         sh(&[
             "ip",
             "link",
@@ -482,16 +456,7 @@ impl Testbed {
         ]);
         let m = mtu.to_string();
         sh(&["ip", "-n", &self.ins, "link", "set", &p.init_if, "mtu", &m]);
-        sh(&[
-            "ip",
-            "-n",
-            &self.tns,
-            "link",
-            "set",
-            &p.target_if,
-            "mtu",
-            &m,
-        ]);
+        sh(&["ip", "-n", &self.tns, "link", "set", &p.target_if, "mtu", &m]);
         sh(&["ip", "-n", &self.ins, "link", "set", &p.init_if, "up"]);
         sh(&["ip", "-n", &self.tns, "link", "set", &p.target_if, "up"]);
         // wait (bounded) for carrier on both ends
@@ -519,9 +484,7 @@ impl Testbed {
 
     fn mac_of(&self, ns: &str, ifname: &str) -> String {
         let out = sh(&["ip", "-n", ns, "-o", "link", "show", ifname]);
-        let idx = out
-            .find("link/ether ")
-            .unwrap_or_else(|| panic!("no MAC in `{}`", out));
+        let idx = out.find("link/ether ").unwrap_or_else(|| panic!("no MAC in `{}`", out));
         let mac = &out[idx + 11..idx + 11 + 17];
         mac.replace(':', "").to_lowercase()
     }
@@ -558,32 +521,17 @@ impl Testbed {
     }
 
     /// Start `vblade [-b bufcnt] SHELF SLOT aoet0 FILE` in the target namespace.
-    pub fn start_vblade(
-        &self,
-        shelf: u16,
-        slot: u8,
-        file: &Path,
-        bufcnt: Option<u32>,
-    ) -> VbladeHandle {
+    pub fn start_vblade(&self, shelf: u16, slot: u8, file: &Path, bufcnt: Option<u32>) -> VbladeHandle {
         self.start_vblade_on(0, shelf, slot, file, bufcnt)
     }
 
     /// Like `start_vblade`, on the target side of veth pair `k`.
     /// Waits (bounded) until vblade has printed its start line.
-    pub fn start_vblade_on(
-        &self,
-        k: usize,
-        shelf: u16,
-        slot: u8,
-        file: &Path,
-        bufcnt: Option<u32>,
-    ) -> VbladeHandle {
+    pub fn start_vblade_on(&self, k: usize, shelf: u16, slot: u8, file: &Path, bufcnt: Option<u32>) -> VbladeHandle {
         let iface = self.target_if(k);
         let mut vbs = self.vblades.lock().unwrap();
         let idx = vbs.len();
-        let log = self
-            .dir
-            .join(format!("vblade-{}.{}-{}.log", shelf, slot, idx));
+        let log = self.dir.join(format!("vblade-{}.{}-{}.log", shelf, slot, idx));
         let logf = File::create(&log).unwrap();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.tns, "vblade"]);
@@ -599,32 +547,19 @@ impl Testbed {
             .stderr(logf);
         let desc = fmt_cmd(&cmd);
         // `ip netns exec` execs the command, so the child pid is vblade's.
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         let want = format!("e{}.{}", shelf, slot);
         let started = poll_until(Duration::from_secs(5), || {
-            fs::read_to_string(&log)
-                .map(|s| s.contains(&want))
-                .unwrap_or(false)
+            fs::read_to_string(&log).map(|s| s.contains(&want)).unwrap_or(false)
                 || matches!(child.try_wait(), Ok(Some(_)))
         });
         let exited = child.try_wait().ok().flatten();
         let logtxt = fs::read_to_string(&log).unwrap_or_default();
-        vbs.push(Vblade {
-            child: Some(child),
-            shelf,
-            slot,
-            log: log.clone(),
-        });
+        vbs.push(Vblade { child: Some(child), shelf, slot, log: log.clone() });
         if let Some(st) = exited {
             panic!("vblade `{}` exited at start ({}): {}", desc, st, logtxt);
         }
-        assert!(
-            started,
-            "vblade `{}` did not start within 5 s: {}",
-            desc, logtxt
-        );
+        assert!(started, "vblade `{}` did not start within 5 s: {}", desc, logtxt);
         // vblade announces itself right after the start line; give the frame
         // a moment to leave.
         thread::sleep(Duration::from_millis(50));
@@ -633,10 +568,7 @@ impl Testbed {
 
     /// pid of a running vblade
     pub fn vblade_pid(&self, h: VbladeHandle) -> Option<u32> {
-        self.vblades.lock().unwrap()[h.0]
-            .child
-            .as_ref()
-            .map(|c| c.id())
+        self.vblades.lock().unwrap()[h.0].child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL a vblade and reap it.
@@ -651,9 +583,7 @@ impl Testbed {
     /// teardown if still running. Returns its index for `stop_helper`.
     pub fn spawn_helper(&self, name: &str, mut cmd: Command) -> usize {
         let desc = fmt_cmd(&cmd);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         let mut v = self.extra_children.lock().unwrap();
         v.push((name.to_string(), child));
         v.len() - 1
@@ -674,33 +604,17 @@ impl Testbed {
         let logf = File::create(&log).unwrap();
         // tshark drops privileges / writes via dumpcap; make the dir writable
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &self.tns,
-            "tshark",
-            "-n",
-            "-i",
-            &iface,
-            "-f",
-            "ether proto 0x88a2",
-        ])
-        .args(["-a", &format!("duration:{}", max_secs), "-w"])
-        .arg(pcap)
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().unwrap())
-        .stderr(logf);
+        cmd.args(["netns", "exec", &self.tns, "tshark", "-n", "-i", &iface, "-f", "ether proto 0x88a2"])
+            .args(["-a", &format!("duration:{}", max_secs), "-w"])
+            .arg(pcap)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
         let h = self.spawn_helper("tshark", cmd);
         let ok = poll_until(Duration::from_secs(20), || {
-            fs::read_to_string(&log)
-                .map(|s| s.contains("Capturing on"))
-                .unwrap_or(false)
+            fs::read_to_string(&log).map(|s| s.contains("Capturing on")).unwrap_or(false)
         });
-        assert!(
-            ok,
-            "tshark did not start capturing: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+        assert!(ok, "tshark did not start capturing: {}", fs::read_to_string(&log).unwrap_or_default());
         // dumpcap prints "Capturing on" just before the pcap loop starts
         thread::sleep(Duration::from_millis(500));
         h
@@ -718,27 +632,14 @@ impl Testbed {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         // aoe-stat ignores any path containing the letter "p" (so not /tmp):
         // mount points live in /mnt.
-        let mnt = PathBuf::from(format!(
-            "/mnt/aoefs-{}-{}-{}",
-            std::process::id(),
-            self.id,
-            n
-        ));
+        let mnt = PathBuf::from(format!("/mnt/aoefs-{}-{}-{}", std::process::id(), self.id, n));
         let _ = fs::remove_dir(&mnt);
         fs::create_dir_all(&mnt).unwrap();
         self.mnt_dirs.lock().unwrap().push(mnt.clone());
         let log = self.dir.join(format!("aoefs-{}.log", n));
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.ins_path()))
-            .arg(AOEFS)
-            .arg(&mnt)
-            .arg("-f")
-            .arg("--iflist")
-            .arg(iflist);
-        if !extra_args
-            .iter()
-            .any(|a| a.starts_with("--discover-wait-ms"))
-        {
+        cmd.arg(format!("--net={}", self.ins_path())).arg(AOEFS).arg(&mnt).arg("-f").arg("--iflist").arg(iflist);
+        if !extra_args.iter().any(|a| a.starts_with("--discover-wait-ms")) {
             cmd.args(["--discover-wait-ms", "1500"]);
         }
         cmd.args(extra_args);
@@ -746,17 +647,12 @@ impl Testbed {
         fs::write(&log, format!("### {}\n", desc)).unwrap();
         // append mode, so the child does not overwrite the header line
         let logf = OpenOptions::new().append(true).open(&log).unwrap();
-        cmd.env(
-            "RUST_LOG",
-            std::env::var("AOEFS_TEST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().unwrap())
-        .stderr(logf);
+        cmd.env("RUST_LOG", std::env::var("AOEFS_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
         // nsenter (without --pid/--user) execs the program: child pid == aoefs pid.
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         (child, mnt, log)
     }
 
@@ -782,17 +678,11 @@ impl Testbed {
         let deadline = Instant::now() + MOUNT_TIMEOUT;
         loop {
             if let Ok(Some(st)) = m.child.as_mut().unwrap().try_wait() {
-                panic!(
-                    "aoefs exited before the mount was ready ({}); log:\n{}",
-                    st,
-                    tail(&m.log, 100)
-                );
+                panic!("aoefs exited before the mount was ready ({}); log:\n{}", st, tail(&m.log, 100));
             }
             // a stat of a FUSE mount can block: bound it
             let d = discover.clone();
-            let ok = bounded("stat of MNT/discover", Duration::from_secs(10), move || {
-                fs::metadata(&d).is_ok()
-            });
+            let ok = bounded("stat of MNT/discover", Duration::from_secs(10), move || fs::metadata(&d).is_ok());
             if ok {
                 break;
             }
@@ -812,13 +702,7 @@ impl Testbed {
     /// Print all vblade logs (used on failure).
     fn dump_logs(&self) {
         for v in self.vblades.lock().unwrap().iter() {
-            eprintln!(
-                "----- vblade e{}.{} log ({}) -----\n{}",
-                v.shelf,
-                v.slot,
-                v.log.display(),
-                tail(&v.log, 30)
-            );
+            eprintln!("----- vblade e{}.{} log ({}) -----\n{}", v.shelf, v.slot, v.log.display(), tail(&v.log, 30));
         }
     }
 }
@@ -850,10 +734,7 @@ impl Drop for Testbed {
             if let Ok(o) = run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<u32>() {
-                        eprintln!(
-                            "testbed {}: killing leftover pid {} in {}",
-                            self.id, pid, ns
-                        );
+                        eprintln!("testbed {}: killing leftover pid {} in {}", self.id, pid, ns);
                         signal(pid, libc::SIGKILL);
                     }
                 }
@@ -917,10 +798,7 @@ impl Mount {
                     WATCHDOG,
                     pid
                 );
-                let _ = writeln!(
-                    OpenOptions::new().append(true).open(&wlog).unwrap(),
-                    "### WATCHDOG fired"
-                );
+                let _ = writeln!(OpenOptions::new().append(true).open(&wlog).unwrap(), "### WATCHDOG fired");
                 signal(pid, libc::SIGKILL);
                 lazy_unmount(&wpath.to_string_lossy());
             }
@@ -951,50 +829,35 @@ impl Mount {
     /// Content of MNT/block/NAME/ATTR (panics on error).
     pub fn read_status(&self, target: &str, attr: &str) -> String {
         let p = self.attr_path(target, attr);
-        self.bounded_read(&p)
-            .unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
+        self.bounded_read(&p).unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
     }
     /// Read a file on the mount, bounded by 30 s.
     pub fn bounded_read(&self, p: &Path) -> io::Result<String> {
         let p = p.to_path_buf();
-        bounded(
-            &format!("read {}", p.display()),
-            Duration::from_secs(30),
-            move || fs::read_to_string(&p),
-        )
+        bounded(&format!("read {}", p.display()), Duration::from_secs(30), move || fs::read_to_string(&p))
     }
     /// Content of a control file, e.g. `interfaces`.
     pub fn read_ctl(&self, name: &str) -> String {
         let p = self.path.join(name);
-        self.bounded_read(&p)
-            .unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
+        self.bounded_read(&p).unwrap_or_else(|e| panic!("read {}: {}", p.display(), e))
     }
     /// Open MNT/NAME write-only (no create/truncate) and write `data` in one
     /// write(2). Returns the first error of open or write.
     pub fn write_ctl(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let p = self.path.join(name);
         let data = data.to_vec();
-        bounded(
-            &format!("write {}", p.display()),
-            Duration::from_secs(30),
-            move || {
-                let mut f = OpenOptions::new().write(true).open(&p)?;
-                let n = f.write(&data)?;
-                if n != data.len() {
-                    return Err(io::Error::other(format!(
-                        "short write {} of {}",
-                        n,
-                        data.len()
-                    )));
-                }
-                Ok(())
-            },
-        )
+        bounded(&format!("write {}", p.display()), Duration::from_secs(30), move || {
+            let mut f = OpenOptions::new().write(true).open(&p)?;
+            let n = f.write(&data)?;
+            if n != data.len() {
+                return Err(io::Error::other(format!("short write {} of {}", n, data.len())));
+            }
+            Ok(())
+        })
     }
     /// `echo > MNT/discover`
     pub fn discover(&self) {
-        self.write_ctl("discover", b"\n")
-            .expect("write to discover");
+        self.write_ctl("discover", b"\n").expect("write to discover");
     }
 
     /// Wait (bounded) until `path` exists. Returns whether it did.
@@ -1002,21 +865,14 @@ impl Mount {
         let p = path.to_path_buf();
         poll_until(timeout, || {
             let p = p.clone();
-            bounded("stat", Duration::from_secs(10), move || {
-                fs::metadata(&p).is_ok()
-            })
+            bounded("stat", Duration::from_secs(10), move || fs::metadata(&p).is_ok())
         })
     }
     /// Wait for target `name` (e.g. "e0.1") to appear; panics with the log if not.
     pub fn expect_target(&self, name: &str, timeout: Duration) -> PathBuf {
         let p = self.target(name);
         if !self.wait_for(&p, timeout) {
-            panic!(
-                "{} did not appear within {:?}; mount has {:?}",
-                p.display(),
-                timeout,
-                self.list()
-            );
+            panic!("{} did not appear within {:?}; mount has {:?}", p.display(), timeout, self.list());
         }
         p
     }
@@ -1024,9 +880,7 @@ impl Mount {
     pub fn wait_status(&self, target: &str, attr: &str, want: &str, timeout: Duration) -> String {
         let mut last = String::new();
         poll_until(timeout, || {
-            last = self
-                .bounded_read(&self.attr_path(target, attr))
-                .unwrap_or_else(|e| format!("<error {}>", e));
+            last = self.bounded_read(&self.attr_path(target, attr)).unwrap_or_else(|e| format!("<error {}>", e));
             last == want
         });
         last
@@ -1037,9 +891,7 @@ impl Mount {
         let mut v = bounded("readdir", Duration::from_secs(30), move || {
             fs::read_dir(&p)
                 .map(|rd| {
-                    rd.filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
+                    rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>()
                 })
                 .unwrap_or_else(|e| vec![format!("<readdir error: {}>", e)])
         });
@@ -1056,17 +908,12 @@ impl Mount {
 
     /// Whole aoefs log so far.
     pub fn log_text(&self) -> String {
-        fs::read(&self.log)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     /// `losetup --find --show FILE`; detached in Drop.
     pub fn losetup(&self, file: &Path) -> String {
-        let out = run(Command::new("losetup")
-            .arg("--find")
-            .arg("--show")
-            .arg(file));
+        let out = run(Command::new("losetup").arg("--find").arg("--show").arg(file));
         let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(dev.starts_with("/dev/loop"), "losetup printed {:?}", dev);
         self.loops.lock().unwrap().push(dev.clone());
@@ -1105,9 +952,7 @@ impl Mount {
 
     /// Has aoefs exited? (non-blocking)
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -1128,10 +973,7 @@ impl Drop for Mount {
             }
         }
         // aoefs: SIGTERM, then SIGKILL
-        let status = self
-            .child
-            .as_mut()
-            .and_then(|c| stop_child(c, libc::SIGTERM, Duration::from_secs(5)));
+        let status = self.child.as_mut().and_then(|c| stop_child(c, libc::SIGTERM, Duration::from_secs(5)));
         if mountinfo_has(&self.path) {
             lazy_unmount(&self.path.to_string_lossy());
         }
@@ -1178,31 +1020,14 @@ pub fn drop_cache(f: &File) {
 /// Number of frames in `pcap` matching display filter `filter` (`tshark -r -Y`).
 /// Panics if tshark fails (e.g. an invalid filter).
 pub fn tshark_count(pcap: &Path, filter: &str) -> usize {
-    let out = run(Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-Y")
-        .arg(filter));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count()
+    let out = run(Command::new("tshark").arg("-n").arg("-r").arg(pcap).arg("-Y").arg(filter));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
 }
 
 /// Human-readable listing of the frames in `pcap` matching `filter` (for messages).
 pub fn tshark_list(pcap: &Path, filter: &str, max: usize) -> String {
-    let out = run(Command::new("tshark")
-        .arg("-n")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-Y")
-        .arg(filter));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .take(max)
-        .collect::<Vec<_>>()
-        .join("\n")
+    let out = run(Command::new("tshark").arg("-n").arg("-r").arg(pcap).arg("-Y").arg(filter));
+    String::from_utf8_lossy(&out.stdout).lines().take(max).collect::<Vec<_>>().join("\n")
 }
 
 /// Does a process with this pid exist (and is not a zombie)?
@@ -1220,11 +1045,7 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Names of all network namespaces in /run/netns.
 pub fn netns_list() -> Vec<String> {
     fs::read_dir("/run/netns")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -1238,12 +1059,7 @@ impl Testbed {
     /// teardown is lazily unmounted and the directory removed.
     pub fn mount_dir(&self) -> PathBuf {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let mnt = PathBuf::from(format!(
-            "/mnt/aoefs-{}-{}-{}",
-            std::process::id(),
-            self.id,
-            n
-        ));
+        let mnt = PathBuf::from(format!("/mnt/aoefs-{}-{}-{}", std::process::id(), self.id, n));
         let _ = fs::remove_dir(&mnt);
         fs::create_dir_all(&mnt).unwrap_or_else(|e| panic!("mkdir {}: {}", mnt.display(), e));
         self.mnt_dirs.lock().unwrap().push(mnt.clone());
@@ -1256,10 +1072,7 @@ impl Testbed {
         let mut c = Command::new("ip");
         c.args(["netns", "pids", &self.ins]);
         match run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
-            Ok(o) => String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
+            Ok(o) => String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|s| s.parse().ok()).collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -1286,38 +1099,21 @@ impl Testbed {
         let desc = fmt_cmd(&cmd);
         fs::write(&log, format!("### {}\n", desc)).unwrap();
         let logf = OpenOptions::new().append(true).open(&log).unwrap();
-        cmd.stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
+        cmd.stdin(Stdio::null()).stdout(logf.try_clone().unwrap()).stderr(logf);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         let mut m = Mount::new(child, mnt.to_path_buf(), log);
         let discover = mnt.join("discover");
         let deadline = Instant::now() + MOUNT_TIMEOUT;
         loop {
             if let Ok(Some(st)) = m.child.as_mut().unwrap().try_wait() {
-                panic!(
-                    "`{}` exited before the mount was ready ({}); log:\n{}",
-                    desc,
-                    st,
-                    tail(&m.log, 100)
-                );
+                panic!("`{}` exited before the mount was ready ({}); log:\n{}", desc, st, tail(&m.log, 100));
             }
             let d = discover.clone();
-            if bounded("stat of MNT/discover", Duration::from_secs(10), move || {
-                fs::metadata(&d).is_ok()
-            }) {
+            if bounded("stat of MNT/discover", Duration::from_secs(10), move || fs::metadata(&d).is_ok()) {
                 return m;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "`{}`: no {} within {:?}; log:\n{}",
-                    desc,
-                    discover.display(),
-                    MOUNT_TIMEOUT,
-                    tail(&m.log, 100)
-                );
+                panic!("`{}`: no {} within {:?}; log:\n{}", desc, discover.display(), MOUNT_TIMEOUT, tail(&m.log, 100));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -1386,11 +1182,7 @@ pub fn parse_counters(text: &str) -> std::collections::HashMap<String, u64> {
 }
 
 fn wait_log(log: &Path, want: &str, timeout: Duration) -> bool {
-    poll_until(timeout, || {
-        fs::read_to_string(log)
-            .map(|s| s.contains(want))
-            .unwrap_or(false)
-    })
+    poll_until(timeout, || fs::read_to_string(log).map(|s| s.contains(want)).unwrap_or(false))
 }
 
 impl Testbed {
@@ -1418,34 +1210,34 @@ impl Testbed {
         let mns = self.middle_ns();
         let mut pairs = self.pairs.lock().unwrap();
         let k = pairs.len();
-        let p = VethPair {
-            init_if: format!("aoei{}", k),
-            target_if: format!("aoet{}", k),
-            mtu,
-        };
+        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
         let fa = format!("aoefa{}", k);
         let fb = format!("aoefb{}", k);
         sh(&["ip", "link", "add", &p.init_if, "netns", &self.ins, "type", "veth", "peer", "name", &fa, "netns", &mns]);
-        sh(&["ip", "link", "add", &fb, "netns", &mns, "type", "veth", "peer", "name", &p.target_if, "netns", &self.tns]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &fb,
+            "netns",
+            &mns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &p.target_if,
+            "netns",
+            &self.tns,
+        ]);
         let m = mtu.to_string();
-        for (ns, ifn) in [
-            (&self.ins, &p.init_if),
-            (&mns, &fa),
-            (&mns, &fb),
-            (&self.tns, &p.target_if),
-        ] {
+        for (ns, ifn) in [(&self.ins, &p.init_if), (&mns, &fa), (&mns, &fb), (&self.tns, &p.target_if)] {
             sh(&["ip", "-n", ns, "link", "set", ifn, "mtu", &m]);
             sh(&["ip", "-n", ns, "link", "set", ifn, "up"]);
         }
         let ok = poll_until(Duration::from_secs(5), || {
-            [
-                (&self.ins, &p.init_if),
-                (&mns, &fa),
-                (&mns, &fb),
-                (&self.tns, &p.target_if),
-            ]
-            .iter()
-            .all(|(ns, ifn)| sh(&["ip", "-n", ns, "-o", "link", "show", ifn]).contains("LOWER_UP"))
+            [(&self.ins, &p.init_if), (&mns, &fa), (&mns, &fb), (&self.tns, &p.target_if)]
+                .iter()
+                .all(|(ns, ifn)| sh(&["ip", "-n", ns, "-o", "link", "show", ifn]).contains("LOWER_UP"))
         });
         assert!(ok, "forwarded pair {} did not come up", k);
         pairs.push(p);
@@ -1550,13 +1342,8 @@ impl Testbed {
     /// `vblade ARGS SHELF SLOT aoet<k> FILE` in the target namespace, with
     /// extra vblade options (e.g. `-s`); restartable with `restart_vblade`.
     pub fn start_vblade_with(&self, k: usize, shelf: u16, slot: u8, file: &Path, args: &[&str]) -> VbladeHandle {
-        let spec = VbladeSpec {
-            k,
-            shelf,
-            slot,
-            file: file.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        };
+        let spec =
+            VbladeSpec { k, shelf, slot, file: file.to_path_buf(), args: args.iter().map(|s| s.to_string()).collect() };
         let mut vbs = self.vblades.lock().unwrap();
         let idx = vbs.len();
         vbs.push(Vblade {
@@ -1603,9 +1390,7 @@ impl Testbed {
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn `{}`: {}", desc, e));
         let want = format!("e{}.{}", spec.shelf, spec.slot);
         let started = poll_until(Duration::from_secs(5), || {
-            fs::read_to_string(&log)
-                .map(|s| s.len() > before && s[before..].contains(&want))
-                .unwrap_or(false)
+            fs::read_to_string(&log).map(|s| s.len() > before && s[before..].contains(&want)).unwrap_or(false)
                 || matches!(child.try_wait(), Ok(Some(_)))
         });
         let exited = child.try_wait().ok().flatten();
@@ -1671,9 +1456,5 @@ impl Mount {
 
 /// Opens a file for reading and writing, or panics naming it.
 pub fn open_rw(p: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
+    OpenOptions::new().read(true).write(true).open(p).unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
 }
