@@ -8,8 +8,7 @@ use crate::wire::{self, AoeError, AtaRepr, Mac, ATA_HDR_LEN, SECTOR};
 use std::collections::VecDeque;
 use std::fmt;
 
-/// Microseconds on some monotonic clock.
-pub type Micros = u64;
+pub use crate::clock::Micros;
 
 pub const MIN_RTO: Micros = 5_000;
 pub const MAX_RTO: Micros = 2_000_000;

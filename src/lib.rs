@@ -2,6 +2,7 @@
 //! with FUSE. See Documentation/design.md for the structure.
 
 pub mod cache;
+pub mod clock;
 pub mod core;
 pub mod engine;
 pub mod errlog;

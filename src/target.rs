@@ -2,6 +2,7 @@
 //! frame dispatch from capture threads into the per-target engines, and the
 //! timer that drives retransmission, dead detection and rediscovery.
 
+pub use crate::clock::{Clock, RealClock};
 use crate::engine::{Counters, IoDone, IoError, Micros, Op, Path, PathChange, ReplyOutcome, TargetIo};
 use crate::errlog::ErrLog;
 use crate::link::{Link, LinkProvider, Receiver, RxHandler};
@@ -12,31 +13,13 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Tag of our query-config broadcasts (bit 31 set, as userland initiators do).
 pub const DISCOVER_TAG: u32 = 0x8000_0000;
 
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
-
-/// A monotonic clock in microseconds.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Micros;
-}
-
-/// The real clock.
-pub struct RealClock(Instant);
-impl Default for RealClock {
-    fn default() -> Self {
-        RealClock(Instant::now())
-    }
-}
-impl Clock for RealClock {
-    fn now(&self) -> Micros {
-        self.0.elapsed().as_micros() as Micros
-    }
-}
 
 /// Initiator parameters (the driver's module parameters).
 #[derive(Debug, Clone)]
