@@ -7,6 +7,7 @@
 use crate::wire::{self, AoeError, AtaRepr, Mac, ATA_HDR_LEN, SECTOR};
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 pub use crate::clock::Micros;
 
@@ -55,6 +56,8 @@ impl fmt::Display for IoError {
     }
 }
 
+impl std::error::Error for IoError {}
+
 pub type IoResult = Result<Vec<u8>, IoError>;
 /// Called once when a request completes (never under the target's lock).
 pub type IoDone = Box<dyn FnOnce(IoResult) + Send>;
@@ -68,8 +71,15 @@ pub enum Op {
     Flush,
 }
 
+/// A request's data: filled by replies (reads, IDENTIFY) or sent (writes;
+/// shared, so that frames can carry it after the target's lock is dropped).
+enum ReqBuf {
+    In(Vec<u8>),
+    Out(Arc<Vec<u8>>),
+}
+
 struct Req {
-    buf: Vec<u8>,
+    buf: ReqBuf,
     frames_left: u32,
     err: Option<IoError>,
     done: Option<IoDone>,
@@ -129,15 +139,43 @@ pub struct Path {
     pub counters: Counters,
 }
 
+impl ReqBuf {
+    fn len(&self) -> usize {
+        match self {
+            ReqBuf::In(b) => b.len(),
+            ReqBuf::Out(b) => b.len(),
+        }
+    }
+}
+
 impl Path {
     pub fn failed(&self) -> bool {
         self.consecutive_timeouts >= PATH_FAIL_TIMEOUTS
     }
 }
 
-/// Sends one frame on a path: the frame is `head` followed by `data` (kept
-/// apart so that write data goes out without being copied into a frame).
-pub type Tx<'a> = dyn FnMut(&Path, &[u8], &[u8]) + 'a;
+/// A frame the engine wants sent on link `link`: the ATA header `head`
+/// followed by `data` (kept apart, so write data goes out of the request's
+/// buffer without being copied into a frame). The engine only queues these;
+/// the caller sends them after dropping the target's lock.
+pub struct Transmit {
+    pub link: usize,
+    pub head: [u8; ATA_HDR_LEN],
+    data: Option<(Arc<Vec<u8>>, u32, u32)>,
+}
+
+impl Transmit {
+    /// The data that follows the header (empty for commands without data out).
+    pub fn data(&self) -> &[u8] {
+        match &self.data {
+            Some((b, off, len)) => &b[*off as usize..(*off + *len) as usize],
+            None => &[],
+        }
+    }
+}
+
+/// Frames queued by the engine, in order.
+pub type Outbox = Vec<Transmit>;
 
 /// A message the engine wants on the `err` file.
 pub type Diag = String;
@@ -355,16 +393,16 @@ impl TargetIo {
     }
 
     /// Queues a read of `nsect` sectors at `lba`.
-    pub fn submit_read(&mut self, now: Micros, lba: u64, nsect: u32, done: IoDone, tx: &mut Tx<'_>) {
+    pub fn submit_read(&mut self, now: Micros, lba: u64, nsect: u32, done: IoDone, out: &mut Outbox) {
         let (rd, _) = self.rw_cmds();
-        self.submit_rw(now, Op::Read, rd, lba, vec![0u8; nsect as usize * SECTOR], done, tx)
+        self.submit_rw(now, Op::Read, rd, lba, ReqBuf::In(vec![0u8; nsect as usize * SECTOR]), done, out)
     }
 
     /// Queues a write of `data` (a whole number of sectors) at `lba`.
-    pub fn submit_write(&mut self, now: Micros, lba: u64, data: Vec<u8>, done: IoDone, tx: &mut Tx<'_>) {
+    pub fn submit_write(&mut self, now: Micros, lba: u64, data: Vec<u8>, done: IoDone, out: &mut Outbox) {
         debug_assert!(data.len().is_multiple_of(SECTOR));
         let (_, wr) = self.rw_cmds();
-        self.submit_rw(now, Op::Write, wr, lba, data, done, tx)
+        self.submit_rw(now, Op::Write, wr, lba, ReqBuf::Out(Arc::new(data)), done, out)
     }
 
     fn rw_cmds(&self) -> (u8, u8) {
@@ -376,10 +414,10 @@ impl TargetIo {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn submit_rw(&mut self, now: Micros, op: Op, cmd: u8, lba: u64, buf: Vec<u8>, done: IoDone, tx: &mut Tx<'_>) {
+    fn submit_rw(&mut self, now: Micros, op: Op, cmd: u8, lba: u64, buf: ReqBuf, done: IoDone, out: &mut Outbox) {
         let nsect = (buf.len() / SECTOR) as u64;
         if nsect == 0 {
-            done(Ok(buf));
+            done(Ok(Vec::new()));
             return;
         }
         let spf = self.sectors_per_frame as u64;
@@ -399,21 +437,21 @@ impl TargetIo {
             s += count;
         }
         self.mark_busy(now);
-        self.pump(now, tx);
+        self.pump(now, out);
     }
 
     /// Queues a one-frame ATA command without data out: IDENTIFY (512 bytes
     /// in) or FLUSH CACHE.
-    pub fn submit_cmd(&mut self, now: Micros, op: Op, done: IoDone, tx: &mut Tx<'_>, flush_ext: bool) {
+    pub fn submit_cmd(&mut self, now: Micros, op: Op, done: IoDone, out: &mut Outbox, flush_ext: bool) {
         let (cmd, count, len) = match op {
             Op::Identify => (wire::ATA_IDENTIFY, 1u8, SECTOR),
             Op::Flush => (if flush_ext { wire::ATA_FLUSH_EXT } else { wire::ATA_FLUSH }, 0u8, 0),
             _ => unreachable!("submit_cmd takes Identify or Flush"),
         };
-        let req = self.alloc_req(Req { buf: vec![0u8; len], frames_left: 1, err: None, done: Some(done) });
+        let req = self.alloc_req(Req { buf: ReqBuf::In(vec![0u8; len]), frames_left: 1, err: None, done: Some(done) });
         self.pending.push_back(Job { req, lba: 0, count, off: 0, cmd, write: false });
         self.mark_busy(now);
-        self.pump(now, tx);
+        self.pump(now, out);
     }
 
     /// Picks the path for the next frame: round-robin over working paths; a
@@ -456,7 +494,7 @@ impl TargetIo {
     }
 
     /// Sends queued frames while the window allows.
-    pub fn pump(&mut self, now: Micros, tx: &mut Tx<'_>) {
+    pub fn pump(&mut self, now: Micros, out: &mut Outbox) {
         while self.nout < self.cwnd.min(self.maxwin) {
             let Some(job) = self.pending.front().copied() else { break };
             // Frames of a request that already failed are not sent.
@@ -495,12 +533,12 @@ impl TargetIo {
                 tries: 0,
             };
             self.nout += 1;
-            self.transmit(slot, tx);
+            self.transmit(slot, out);
         }
     }
 
     /// Builds and sends the frame of an occupied slot.
-    fn transmit(&mut self, slot: u16, tx: &mut Tx<'_>) {
+    fn transmit(&mut self, slot: u16, out: &mut Outbox) {
         let s = self.slots[slot as usize];
         let job = s.job.expect("transmit of an empty slot");
         let Some(path) = self.paths.get_mut(s.path as usize) else { return };
@@ -526,14 +564,11 @@ impl TargetIo {
         );
         path.counters.frames_sent += 1;
         self.counters.frames_sent += 1;
-        let data: &[u8] = if job.write {
-            let req = self.reqs[job.req as usize].as_ref().expect("frame of a finished request");
-            let off = job.off as usize;
-            &req.buf[off..off + dlen]
-        } else {
-            &[]
+        let data = match &self.reqs[job.req as usize].as_ref().expect("frame of a finished request").buf {
+            ReqBuf::Out(b) if job.write => Some((b.clone(), job.off, dlen as u32)),
+            _ => None,
         };
-        tx(path, &self.frame[..ATA_HDR_LEN], data);
+        out.push(Transmit { link: path.link, head: self.frame, data });
     }
 
     /// Counts one frame of `req` as finished; completes the request when it
@@ -554,9 +589,10 @@ impl TargetIo {
         if r.frames_left == 0 {
             let r = self.reqs[req as usize].take().expect("request");
             self.free_reqs.push(req);
-            let res = match r.err {
-                Some(e) => Err(e),
-                None => Ok(r.buf),
+            let res = match (r.err, r.buf) {
+                (Some(e), _) => Err(e),
+                (None, ReqBuf::In(b)) => Ok(b),
+                (None, ReqBuf::Out(_)) => Ok(Vec::new()),
             };
             if let Some(done) = r.done {
                 self.completed.push((done, res));
@@ -607,7 +643,7 @@ impl TargetIo {
         src: Mac,
         tag: u32,
         reply: Result<&AtaRepr<'_>, AoeError>,
-        tx: &mut Tx<'_>,
+        out: &mut Outbox,
     ) -> ReplyOutcome {
         let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
         let Some(s) = self.slots.get(slot as usize).copied() else {
@@ -657,9 +693,9 @@ impl TargetIo {
                 let (mut read, mut written) = (0u64, 0u64);
                 if want > 0 {
                     // Length checked above.
-                    if let Some(r) = self.reqs[job.req as usize].as_mut() {
+                    if let Some(Req { buf: ReqBuf::In(b), .. }) = self.reqs[job.req as usize].as_mut() {
                         let off = job.off as usize;
-                        r.buf[off..off + want].copy_from_slice(&a.data[..want]);
+                        b[off..off + want].copy_from_slice(&a.data[..want]);
                     }
                     if job.cmd != wire::ATA_IDENTIFY {
                         read = want as u64;
@@ -683,13 +719,13 @@ impl TargetIo {
             }
         }
         self.frame_done(job.req, err);
-        self.pump(now, tx);
+        self.pump(now, out);
         ReplyOutcome::Accepted
     }
 
     /// Retransmits expired frames and detects a dead target. Returns true
     /// when the target has made no progress for `deadsecs` (0: never).
-    pub fn on_timer(&mut self, now: Micros, deadsecs: u32, diag: &mut dyn FnMut(Diag), tx: &mut Tx<'_>) -> bool {
+    pub fn on_timer(&mut self, now: Micros, deadsecs: u32, diag: &mut dyn FnMut(Diag), out: &mut Outbox) -> bool {
         if let Some(since) = self.busy_since {
             let ref_t = since.max(self.last_progress);
             if deadsecs > 0 && now.saturating_sub(ref_t) >= deadsecs as u64 * 1_000_000 {
@@ -697,7 +733,7 @@ impl TargetIo {
             }
         }
         if self.nout == 0 {
-            self.pump(now, tx);
+            self.pump(now, out);
             return false;
         }
         let rto = self.rto();
@@ -756,7 +792,7 @@ impl TargetIo {
                 self.nout,
                 backoff
             ));
-            self.transmit(slot, tx);
+            self.transmit(slot, out);
         }
         if lost && now.saturating_sub(self.last_loss) >= rto {
             // One window cut per loss event, as TCP does.

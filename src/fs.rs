@@ -1,8 +1,10 @@
 //! The fuser adapter: inode numbering, attributes and directory listings;
-//! every operation is delegated to `core::Core`. Nothing here talks AoE.
+//! every operation is delegated to `blockfs::BlockFs`. Nothing here talks
+//! AoE. The core's errors become FUSE replies in one place (`Fail`); the
+//! errnos of inode handling itself (ENOENT, EISDIR, ...) are decided here.
 
-use crate::core::{Core, Ctl, ATTRS};
-use crate::target::Device;
+use crate::blockfs::{attr_is_command, parse_dev_name, parse_file_name, BlockFs, Ctl, Error, ATTRS};
+use crate::device::Device;
 use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags, ReplyAttr,
     ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
@@ -68,14 +70,14 @@ impl Node {
 }
 
 pub struct AoeFs {
-    pub core: Arc<Core>,
+    pub core: Arc<BlockFs>,
     uid: u32,
     gid: u32,
     start: SystemTime,
 }
 
 impl AoeFs {
-    pub fn new(core: Arc<Core>) -> AoeFs {
+    pub fn new(core: Arc<BlockFs>) -> AoeFs {
         AoeFs { core, uid: unsafe { libc::getuid() }, gid: unsafe { libc::getgid() }, start: SystemTime::now() }
     }
 
@@ -90,7 +92,7 @@ impl AoeFs {
             Node::Ctl(c) => (FileType::RegularFile, c.mode(), 0, 1),
             Node::Image(id, part) => {
                 let d = self.dev(id)?;
-                let ro = self.core.readonly || d.readonly.load(std::sync::atomic::Ordering::Acquire);
+                let ro = self.core.readonly || d.is_readonly();
                 let perm = if ro { 0o444 } else { 0o660 };
                 (FileType::RegularFile, perm, self.core.region(&d, part)?.len, 1)
             }
@@ -100,7 +102,7 @@ impl AoeFs {
             }
             Node::Attr(id, i) => {
                 self.dev(id)?;
-                let perm = if crate::core::attr_is_command(ATTRS[i]) && !self.core.readonly { 0o644 } else { 0o444 };
+                let perm = if attr_is_command(ATTRS[i]) && !self.core.readonly { 0o644 } else { 0o444 };
                 (FileType::RegularFile, perm, 4096, 1)
             }
         };
@@ -132,13 +134,13 @@ impl AoeFs {
                 if let Some(c) = Ctl::ALL.iter().find(|c| c.name() == name) {
                     return Some(Node::Ctl(*c));
                 }
-                let (s, t, part) = crate::core::parse_file_name(name)?;
+                let (s, t, part) = parse_file_name(name)?;
                 let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
                 let canonical = if part == 0 { d.name() } else { format!("{}p{part}", d.name()) };
                 (canonical == name).then_some(Node::Image(d.id, part))
             }
             Node::BlockDir => {
-                let (s, t) = crate::core::parse_dev_name(name)?;
+                let (s, t) = parse_dev_name(name)?;
                 let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
                 (d.name() == name).then_some(Node::DevDir(d.id))
             }
@@ -191,6 +193,29 @@ impl AoeFs {
 
 fn errno(e: i32) -> fuser::Errno {
     fuser::Errno::from_i32(e)
+}
+
+/// Answers a FUSE request with the core's error: its errno, and its message
+/// in the debug log (users see failures through the errno and the `err`
+/// file; a message per failed request would flood the log).
+trait Fail {
+    fn fail(self, op: &str, e: Error);
+}
+
+macro_rules! impl_fail {
+    ($($t:ty),*) => {$(
+        impl Fail for $t {
+            fn fail(self, op: &str, e: Error) {
+                log::debug!("{op}: {e}");
+                self.error(errno(e.errno()))
+            }
+        }
+    )*};
+}
+impl_fail!(ReplyData, ReplyWrite, ReplyEmpty);
+
+fn no_such_file() -> Error {
+    Error::new(libc::ENOENT, "no such file")
 }
 
 impl Filesystem for AoeFs {
@@ -256,7 +281,7 @@ impl Filesystem for AoeFs {
             match node {
                 // `echo > discover` opens with O_TRUNC: accept it on control files.
                 Node::Ctl(c) if c != Ctl::Err && s == 0 => {}
-                Node::Attr(_, i) if crate::core::attr_is_command(ATTRS[i]) && s == 0 => {}
+                Node::Attr(_, i) if attr_is_command(ATTRS[i]) && s == 0 => {}
                 Node::Image(..) if s == a.size => {}
                 Node::Image(..) => return reply.error(errno(libc::EPERM)),
                 _ => return reply.error(errno(libc::EACCES)),
@@ -274,13 +299,13 @@ impl Filesystem for AoeFs {
                 if self.core.region(&d, part).is_none() {
                     return reply.error(errno(libc::ENOENT));
                 }
-                if write && (self.core.readonly || d.readonly.load(std::sync::atomic::Ordering::Acquire)) {
+                if write && (self.core.readonly || d.is_readonly()) {
                     return reply.error(errno(libc::EROFS));
                 }
                 d.opened();
                 reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
             }
-            Node::Attr(_, i) if write && !crate::core::attr_is_command(ATTRS[i]) => reply.error(errno(libc::EACCES)),
+            Node::Attr(_, i) if write && !attr_is_command(ATTRS[i]) => reply.error(errno(libc::EACCES)),
             Node::Attr(..) if write && self.core.readonly => reply.error(errno(libc::EROFS)),
             Node::Ctl(Ctl::Err) if write => reply.error(errno(libc::EACCES)),
             Node::Ctl(_) | Node::Attr(..) => {
@@ -321,21 +346,21 @@ impl Filesystem for AoeFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        let answer = move |r: Result<&[u8], i32>| match r {
+        let answer = move |r: Result<&[u8], Error>| match r {
             Ok(d) => reply.data(d),
-            Err(e) => reply.error(errno(e)),
+            Err(e) => reply.fail("read", e),
         };
         match Node::from_ino(ino.0) {
             Some(Node::Image(id, part)) => match self.dev(id).and_then(|d| Some((self.core.region(&d, part)?, d))) {
                 Some((r, d)) => self.core.read_image(&d, r, offset, size, Box::new(answer)),
-                None => answer(Err(libc::ENOENT)),
+                None => answer(Err(no_such_file())),
             },
             Some(Node::Ctl(c)) => self.core.read_ctl(c, offset, size, Box::new(answer)),
             Some(Node::Attr(id, i)) => match self.dev(id) {
                 Some(d) => self.core.read_attr(&d, ATTRS[i], offset, size, Box::new(answer)),
-                None => answer(Err(libc::ENOENT)),
+                None => answer(Err(no_such_file())),
             },
-            _ => answer(Err(libc::EISDIR)),
+            _ => answer(Err(Error::new(libc::EISDIR, "is a directory"))),
         }
     }
 
@@ -360,7 +385,7 @@ impl Filesystem for AoeFs {
                     data,
                     Box::new(move |r| match r {
                         Ok(n) => reply.written(n),
-                        Err(e) => reply.error(errno(e)),
+                        Err(e) => reply.fail("write", e),
                     }),
                 ),
                 None => reply.error(errno(libc::ENOENT)),
@@ -368,7 +393,7 @@ impl Filesystem for AoeFs {
             Some(Node::Ctl(c)) => match self.core.write_ctl(c, data) {
                 Ok(()) => reply.written(data.len() as u32),
                 Err(e) => {
-                    log::info!("write to {}: {e:?}", c.name());
+                    log::info!("write to {}: {e}", c.name());
                     reply.error(errno(e.errno()))
                 }
             },
@@ -379,7 +404,7 @@ impl Filesystem for AoeFs {
                     data.to_vec(),
                     Box::new(move |r| match r {
                         Ok(n) => reply.written(n),
-                        Err(e) => reply.error(errno(e)),
+                        Err(e) => reply.fail("write", e),
                     }),
                 ),
                 None => reply.error(errno(libc::ENOENT)),
@@ -399,7 +424,7 @@ impl Filesystem for AoeFs {
                     &d,
                     Box::new(move |r| match r {
                         Ok(()) => reply.ok(),
-                        Err(e) => reply.error(errno(e)),
+                        Err(e) => reply.fail("fsync", e),
                     }),
                 ),
                 None => reply.error(errno(libc::ENOENT)),

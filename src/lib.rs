@@ -1,18 +1,19 @@
 //! aoefs: a userspace ATA-over-Ethernet initiator that mounts AoE targets
 //! with FUSE. See Documentation/design.md for the structure.
 
+pub mod blockfs;
 pub mod cache;
 pub mod clock;
-pub mod core;
+pub mod device;
 pub mod engine;
 pub mod errlog;
 pub mod fs;
+pub mod initiator;
 pub mod link;
 pub mod partition;
 pub mod pool;
-pub mod readahead;
+pub mod sim;
 pub mod syslog;
-pub mod target;
 pub mod testtools;
 pub mod tools;
 pub mod wire;

@@ -1,9 +1,10 @@
 //! The `aoefs` command: parse options, discover targets, mount.
 
-use aoefs::core::Core;
+use aoefs::blockfs::BlockFs;
+use aoefs::clock::RealClock;
 use aoefs::fs::AoeFs;
+use aoefs::initiator::{Initiator, Options};
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
-use aoefs::target::{Initiator, Options, RealClock};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +114,7 @@ fn run_subcommand(cmd: Cmd) -> ! {
         }
         Cmd::Config { mountpoint, device, value, force } => {
             let m = tools::check_mount(&mountpoint)?;
-            aoefs::core::parse_dev_name(&device).ok_or_else(|| format!("bad device name: {device}"))?;
+            aoefs::blockfs::parse_dev_name(&device).ok_or_else(|| format!("bad device name: {device}"))?;
             let f = m.join("block").join(&device).join("config");
             match value {
                 None => {
@@ -342,11 +343,7 @@ fn main() {
     let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
         Ok(i) => i,
         Err(e) => {
-            let hint = if e.contains("ermission") || e.contains("not permitted") {
-                " (raw capture needs root or CAP_NET_RAW)"
-            } else {
-                ""
-            };
+            let hint = if e.is_permission() { " (raw capture needs root or CAP_NET_RAW)" } else { "" };
             eprintln!("aoefs: {e}{hint}");
             notify_parent(ready_fd, EXIT_RUNTIME as u8);
             std::process::exit(EXIT_RUNTIME);
@@ -370,7 +367,7 @@ fn main() {
     ini.wait_discovery(Duration::from_millis(cli.discover_wait_ms));
 
     let core =
-        Core::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
+        BlockFs::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
     let fs = AoeFs::new(core.clone());
     let mut config = fuser::Config::default();
     config.mount_options = mount_opts;

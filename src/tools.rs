@@ -32,7 +32,7 @@ pub fn stat_rows(mnt: &Path) -> std::io::Result<Vec<StatRow>> {
     for e in std::fs::read_dir(&block)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if crate::core::parse_dev_name(&name).is_none() {
+        if crate::blockfs::parse_dev_name(&name).is_none() {
             continue;
         }
         let d = e.path();
@@ -44,7 +44,7 @@ pub fn stat_rows(mnt: &Path) -> std::io::Result<Vec<StatRow>> {
             device: name,
         });
     }
-    rows.sort_by_key(|r| crate::core::parse_dev_name(&r.device));
+    rows.sort_by_key(|r| crate::blockfs::parse_dev_name(&r.device));
     Ok(rows)
 }
 

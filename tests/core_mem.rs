@@ -1,10 +1,11 @@
 //! The filesystem core without the kernel: Initiator + Core over the
 //! in-memory hub with simulated targets (and the seeded fault injector).
 
-use aoefs::core::{Core, Ctl, CtlError};
+use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error};
+use aoefs::clock::RealClock;
+use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
-use aoefs::target::{Initiator, Options, RealClock};
 use aoefs::wire::Mac;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 const SECTORS: u64 = 8192; // 4 MiB
 
-fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<Core>, std::thread::JoinHandle<()>) {
+fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
     let hub = Hub::new();
     hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
     let t = SimTarget::start(&hub, 3, 7, Mac([2, 0, 0, 0, 2, 2]), SECTORS, 16, 17);
@@ -32,11 +33,11 @@ fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<C
     });
     ini.discover();
     ini.wait_discovery(Duration::from_secs(3));
-    let core = Core::new(ini, cache, 4 << 20, 8, false);
+    let core = BlockFs::new(ini, cache, 4 << 20, 8, false);
     (hub, t, core, timer)
 }
 
-fn read(core: &Arc<Core>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
+fn read(core: &Arc<BlockFs>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
     let region = core.region(&dev, 0).unwrap();
@@ -45,16 +46,16 @@ fn read(core: &Arc<Core>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
         region,
         off,
         len,
-        Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap()),
+        Box::new(move |r: Result<&[u8], Error>| tx.send(r.map(|d| d.to_vec()).map_err(|e| e.errno())).unwrap()),
     );
     rx.recv_timeout(Duration::from_secs(30)).expect("read answered")
 }
 
-fn write(core: &Arc<Core>, off: u64, data: &[u8]) -> Result<u32, i32> {
+fn write(core: &Arc<BlockFs>, off: u64, data: &[u8]) -> Result<u32, i32> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
     let region = core.region(&dev, 0).unwrap();
-    core.write_image(&dev, region, off, data, Box::new(move |r| tx.send(r).unwrap()));
+    core.write_image(&dev, region, off, data, Box::new(move |r| tx.send(r.map_err(|e| e.errno())).unwrap()));
     rx.recv_timeout(Duration::from_secs(30)).expect("write answered")
 }
 
@@ -92,17 +93,17 @@ fn aligned_and_unaligned_io_round_trip() {
         let (_hub, t, core, _) = setup(1500, 180, cache);
         let data = pattern(300_000, 1);
         assert_eq!(write(&core, 4096, &data), Ok(300_000));
-        assert_eq!(&t.disk.lock()[4096..4096 + 300_000], &data[..]);
+        assert_eq!(&t.disk()[4096..4096 + 300_000], &data[..]);
         assert_eq!(read(&core, 4096, 300_000).unwrap(), data);
         // Unaligned: odd offsets and lengths, within one sector and across many.
-        let mut model = t.disk.lock().clone();
+        let mut model = t.disk();
         for (i, (off, len)) in [(513u64, 1000usize), (1, 3), (511, 2), (100_000, 70_001), (1023, 1)].iter().enumerate()
         {
             let d = pattern(*len, 10 + i as u64);
             assert_eq!(write(&core, *off, &d), Ok(*len as u32));
             model[*off as usize..*off as usize + len].copy_from_slice(&d);
         }
-        assert_eq!(*t.disk.lock(), model);
+        assert_eq!(t.disk(), model);
         assert_eq!(read(&core, 0, 200_000).unwrap(), model[..200_000]);
         assert_eq!(read(&core, 513, 1000).unwrap(), model[513..1513]);
         // Read at and past the end.
@@ -136,7 +137,7 @@ fn concurrent_unaligned_writes_into_shared_sectors_lose_nothing() {
     for h in hs {
         h.join().unwrap();
     }
-    let disk = t.disk.lock().clone();
+    let disk = t.disk();
     for r in 0..rounds {
         for th in 0..threads {
             let off = (r * threads + th) * slice;
@@ -167,7 +168,7 @@ fn io_survives_loss_duplication_reordering_and_corruption() {
         Some(FaultConfig { drop: 0.05, duplicate: 0.01, reorder: 0.02, corrupt: 0.001, delay: 0.0, delay_frames: 0 }),
         1234,
     );
-    let mut model = t.disk.lock().clone();
+    let mut model = t.disk();
     // Sizes from 64 KiB to 670 KiB: the larger ones go out in several
     // chunks (core::WRITE_CHUNK), each of which can lose frames.
     for i in 0..30u64 {
@@ -179,13 +180,13 @@ fn io_survives_loss_duplication_reordering_and_corruption() {
     }
     let fc = hub.fault_counters();
     assert!(fc.dropped > 0 && fc.duplicated > 0 && fc.reordered > 0 && fc.corrupted > 0, "{fc:?}");
-    assert!(*t.disk.lock() == model, "target holds exactly what was written");
+    assert!(t.disk() == model, "target holds exactly what was written");
     assert_eq!(read(&core, 0, (SECTORS * 512) as u32).unwrap(), model);
     hub.set_faults(None, 0);
     let dev = core.ini.device(3, 7).unwrap();
     let stats = core.status_attr(&dev, "stats").unwrap();
     assert!(stats.contains("retransmits"), "{stats}");
-    let c = core.ini.stats(&dev).0;
+    let c = dev.snapshot().counters;
     assert!(c.retransmits > 0 && c.unexpected > 0, "{c:?}");
 }
 
@@ -194,7 +195,7 @@ fn dead_target_fails_io_with_eio_and_shows_closewait() {
     let (_hub, t, core, _) = setup(1500, 2, 0);
     let dev = core.ini.device(3, 7).unwrap();
     dev.opened();
-    t.behaviour.lock().silent = true;
+    t.model.lock().behaviour.silent = true;
     let start = std::time::Instant::now();
     assert_eq!(read(&core, 0, 4096), Err(libc::EIO));
     let el = start.elapsed();
@@ -203,7 +204,7 @@ fn dead_target_fails_io_with_eio_and_shows_closewait() {
     // New I/O fails at once.
     assert_eq!(read(&core, 8192, 512), Err(libc::EIO));
     // It may not come back while open...
-    t.behaviour.lock().silent = false;
+    t.model.lock().behaviour.silent = false;
     t.announce();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
@@ -222,7 +223,7 @@ fn dead_target_fails_io_with_eio_and_shows_closewait() {
 #[test]
 fn aoe_error_replies_fail_promptly() {
     let (_hub, t, core, _) = setup(1500, 180, 0);
-    t.behaviour.lock().aoe_error = Some(3);
+    t.model.lock().behaviour.aoe_error = Some(3);
     let start = std::time::Instant::now();
     assert_eq!(read(&core, 0, 4096), Err(libc::EIO));
     assert!(start.elapsed() < Duration::from_secs(1));
@@ -235,9 +236,9 @@ fn fsync_sends_flush_cache() {
     let (_hub, t, core, _) = setup(1500, 180, 0);
     let dev = core.ini.device(3, 7).unwrap();
     let (tx, rx) = mpsc::channel();
-    core.fsync_image(&dev, Box::new(move |r| tx.send(r).unwrap()));
+    core.fsync_image(&dev, Box::new(move |r| tx.send(r.map_err(|e| e.errno())).unwrap()));
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(()));
-    assert_eq!(t.flushes.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(t.model.lock().counters.flushes, 1);
 }
 
 #[test]
@@ -275,7 +276,7 @@ fn control_files_reject_bad_input_and_change_nothing() {
 fn read_ahead_serves_sequential_readers_and_never_stale_data() {
     let (_hub, t, core, _) = setup(1500, 180, 0);
     let model = pattern((SECTORS * 512) as usize, 77);
-    t.disk.lock().copy_from_slice(&model);
+    t.model.lock().disk_mut().copy_from_slice(&model);
     let mut model = model;
     let chunk = 65536u64;
     for i in 0..16u64 {
@@ -287,7 +288,7 @@ fn read_ahead_serves_sequential_readers_and_never_stale_data() {
     let dev = core.ini.device(3, 7).unwrap();
     // The target was read ahead of the reader: 4 chunks past the 16 asked for.
     std::thread::sleep(Duration::from_millis(100));
-    let fetched = core.ini.stats(&dev).0.bytes_read;
+    let fetched = dev.snapshot().counters.bytes_read;
     assert!(fetched >= 20 * chunk, "read {fetched} bytes for a reader at {}", 16 * chunk);
     // Overwrite a range that is already prefetched, then keep reading.
     let d = pattern(10_000, 5);
@@ -346,7 +347,7 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
         }
         n
     });
-    let mut model = t.disk.lock().clone();
+    let mut model = t.disk();
     for i in 0..20u64 {
         let d = pattern(50_000, 300 + i);
         let off = i * 50_000;
@@ -357,7 +358,7 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = injector.join().unwrap();
     assert!(sent > 100);
-    assert!(*t.disk.lock() == model, "no forged byte applied");
+    assert!(t.disk() == model, "no forged byte applied");
     let dev = core.ini.device(3, 7).unwrap();
     let stats = core.status_attr(&dev, "stats").unwrap();
     let get = |k: &str| -> u64 {

@@ -809,7 +809,7 @@ fn parse_everything(data: &[u8]) {
     let _ = aoefs::wire::Repr::parse(data);
     let _ = aoefs::wire::Identify::parse(data);
     let s = String::from_utf8_lossy(data);
-    let _ = aoefs::core::parse_dev_name(&s);
+    let _ = aoefs::blockfs::parse_dev_name(&s);
     for n in aoefs::link::split_iflist(&s) {
         assert!(!n.is_empty());
         let _ = aoefs::link::valid_ifname(&n);

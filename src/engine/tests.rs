@@ -5,7 +5,8 @@
 
 use super::*;
 use crate::link::fault::Rng;
-use crate::wire::{AtaRepr, Body, Header, Repr};
+use crate::sim::{Backing, SimConfig, SimModel};
+use crate::wire::{Body, Repr};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,8 @@ struct Net {
     bufcnt: usize,
     busy_until: Micros,
     queue: VecDeque<Micros>,
-    disk: Vec<u8>,
+    /// The target behind the network (it answers from the MAC a frame was sent to).
+    target: SimModel,
     replies: BinaryHeap<Reverse<(Micros, u64, Vec<u8>)>>,
     seq: u64,
     overflow_drops: u64,
@@ -47,7 +49,10 @@ impl Net {
             bufcnt,
             busy_until: 0,
             queue: VecDeque::new(),
-            disk: (0..sectors * SECTOR).map(|i| (i * 7 + i / 511) as u8).collect(),
+            target: SimModel::new(
+                SimConfig { max_sectors: 255, ..SimConfig::new(0, 1, T_MAC) },
+                Backing::Mem((0..sectors * SECTOR).map(|i| (i * 7 + i / 511) as u8).collect()),
+            ),
             replies: BinaryHeap::new(),
             seq: 0,
             overflow_drops: 0,
@@ -56,11 +61,19 @@ impl Net {
         }
     }
 
+    /// Sends what the engine queued, in order.
+    fn send_all(&mut self, out: &mut Outbox) {
+        for t in out.drain(..) {
+            self.send(&[&t.head[..], t.data()].concat());
+        }
+    }
+
     /// A frame leaves the initiator now: the target serves it (or the
     /// network or the target's full buffer drops it).
-    fn send(&mut self, p: &Path, f: &[u8]) {
-        *self.sent_per_mac.entry(p.mac).or_default() += 1;
-        if self.silent || self.rng.chance(self.loss) || Some(p.mac) == self.dead_mac {
+    fn send(&mut self, f: &[u8]) {
+        let mac = Mac::from_slice(&f[0..6]);
+        *self.sent_per_mac.entry(mac).or_default() += 1;
+        if self.silent || self.rng.chance(self.loss) || Some(mac) == self.dead_mac {
             return;
         }
         let arrive = self.now + self.latency;
@@ -75,9 +88,8 @@ impl Net {
         let done = start + self.service;
         self.busy_until = done;
         self.queue.push_back(done);
-        let r = Repr::parse(f).expect("engine emits valid frames");
-        let Body::Ata(a) = r.body else { panic!("ATA expected") };
-        let reply = self.serve(r.header, p.mac, &a);
+        self.target.cfg.mac = mac;
+        let reply = self.target.handle(f).expect("the target answers every ATA frame the engine sends");
         let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
         for _ in 0..copies {
             if self.rng.chance(self.loss) {
@@ -86,51 +98,6 @@ impl Net {
             self.seq += 1;
             self.replies.push(Reverse((done + self.latency, self.seq, reply.clone())));
         }
-    }
-
-    fn serve(&mut self, h: Header, mac: Mac, a: &AtaRepr<'_>) -> Vec<u8> {
-        let sectors = (self.disk.len() / SECTOR) as u64;
-        let (lba, n) = (a.lba & 0xFFFF_FFFF_FFFF, a.sector_count as u64);
-        let mut status = 0x40;
-        let mut err = 0;
-        let mut data = Vec::new();
-        match a.cmd_status {
-            wire::ATA_READ_EXT | wire::ATA_WRITE_EXT if lba + n > sectors => {
-                status = 0x41;
-                err = wire::ATA_ERR_IDNF;
-            }
-            wire::ATA_READ_EXT => data = self.disk[lba as usize * SECTOR..(lba + n) as usize * SECTOR].to_vec(),
-            wire::ATA_WRITE_EXT => self.disk[lba as usize * SECTOR..(lba + n) as usize * SECTOR]
-                .copy_from_slice(&a.data[..n as usize * SECTOR]),
-            wire::ATA_IDENTIFY => data = vec![0u8; 512],
-            wire::ATA_FLUSH => {}
-            _ => {
-                status = 0x41;
-                err = wire::ATA_ERR_ABRT;
-            }
-        }
-        let r = Repr {
-            header: Header {
-                dst: h.src,
-                src: mac,
-                response: true,
-                error: None,
-                shelf: h.shelf,
-                slot: h.slot,
-                tag: h.tag,
-            },
-            body: Body::Ata(AtaRepr {
-                aflags: a.aflags,
-                err_feature: err,
-                sector_count: 0,
-                cmd_status: status,
-                lba: a.lba,
-                data: &data,
-            }),
-        };
-        let mut b = vec![0u8; r.buffer_len()];
-        r.emit(&mut b).unwrap();
-        b
     }
 }
 
@@ -170,15 +137,17 @@ impl Harness {
 
     fn read(&mut self, id: usize, lba: u64, n: u32) {
         let d = done_into(&self.results, id);
-        let net = &mut self.net;
-        self.t.submit_read(net.now, lba, n, d, &mut |p, h, d| net.send(p, &[h, d].concat()));
+        let mut out = Outbox::new();
+        self.t.submit_read(self.net.now, lba, n, d, &mut out);
+        self.net.send_all(&mut out);
         self.after();
     }
 
     fn write(&mut self, id: usize, lba: u64, data: Vec<u8>) {
         let d = done_into(&self.results, id);
-        let net = &mut self.net;
-        self.t.submit_write(net.now, lba, data, d, &mut |p, h, d| net.send(p, &[h, d].concat()));
+        let mut out = Outbox::new();
+        self.t.submit_write(self.net.now, lba, data, d, &mut out);
+        self.net.send_all(&mut out);
         self.after();
     }
 
@@ -201,16 +170,15 @@ impl Harness {
                 let Reverse((_, _, f)) = self.net.replies.pop().unwrap();
                 let r = Repr::parse(&f).unwrap();
                 let Body::Ata(a) = r.body else { unreachable!() };
-                let net = &mut self.net;
-                self.t.on_reply(net.now, r.header.src, r.header.tag, Ok(&a), &mut |p, h, d| {
-                    net.send(p, &[h, d].concat())
-                });
+                let mut out = Outbox::new();
+                self.t.on_reply(self.net.now, r.header.src, r.header.tag, Ok(&a), &mut out);
+                self.net.send_all(&mut out);
                 self.after();
             }
             if self.net.now == next_tick {
-                let net = &mut self.net;
-                let dead =
-                    self.t.on_timer(net.now, self.deadsecs, &mut |_| {}, &mut |p, h, d| net.send(p, &[h, d].concat()));
+                let mut out = Outbox::new();
+                let dead = self.t.on_timer(self.net.now, self.deadsecs, &mut |_| {}, &mut out);
+                self.net.send_all(&mut out);
                 if dead {
                     self.t.fail_all(IoError::Dead);
                     self.dead = true;
@@ -267,7 +235,7 @@ fn window_starts_at_half_and_slow_starts_to_the_buffer_count() {
     assert_eq!(h.t.nout, 8, "initial window is half the buffer count");
     h.run(1, 10_000_000);
     let data = h.result(0).expect("read ok");
-    assert_eq!(data, h.net.disk[..4096 * SECTOR]);
+    assert_eq!(data, h.net.target.disk()[..4096 * SECTOR]);
     assert_eq!(h.t.cwnd, 16);
     assert_eq!(h.max_nout, 16, "never more than the buffer count in flight");
     assert_eq!(h.net.overflow_drops, 0);
@@ -287,7 +255,7 @@ fn window_halves_on_loss_and_recovers_when_loss_stops() {
     h.run(20, 120_000_000);
     for i in 0..20 {
         let d = h.result(i).expect("every read completes despite 5% loss");
-        assert_eq!(d, h.net.disk[i * 1000 * SECTOR..(i + 1) * 1000 * SECTOR]);
+        assert_eq!(d, h.net.target.disk()[i * 1000 * SECTOR..(i + 1) * 1000 * SECTOR]);
     }
     assert!(h.t.counters.retransmits > 0);
     assert_eq!(h.min_cwnd_seen, 1, "a loss cuts the window to 1");
@@ -305,7 +273,7 @@ fn writes_survive_loss_and_duplicate_replies() {
     let mut h = Harness::new(4096, 16, 128, 1500, 99);
     h.net.loss = 0.05;
     h.net.dup = 0.05;
-    let mut expect = h.net.disk.clone();
+    let mut expect = h.net.target.disk().to_vec();
     let mut rng = Rng::new(5);
     for i in 0..50 {
         let lba = rng.below(4000);
@@ -318,7 +286,7 @@ fn writes_survive_loss_and_duplicate_replies() {
         assert!(h.result(i).is_ok());
         expect[lba as usize * SECTOR..lba as usize * SECTOR + data.len()].copy_from_slice(&data);
     }
-    assert_eq!(h.net.disk, expect);
+    assert_eq!(h.net.target.disk(), expect);
     assert!(h.t.counters.unexpected > 0, "duplicate replies are counted, not applied twice");
     assert_eq!(h.results.lock().unwrap().len(), 50, "each request completes exactly once");
 }
@@ -366,7 +334,7 @@ fn ata_error_fails_only_the_affected_request() {
         }
         other => panic!("expected ATA error, got {other:?}"),
     }
-    assert_eq!(h.result(1).unwrap(), h.net.disk[..20 * SECTOR]);
+    assert_eq!(h.result(1).unwrap(), h.net.target.disk()[..20 * SECTOR]);
 }
 
 #[test]
@@ -383,15 +351,16 @@ fn replies_from_unknown_macs_and_stale_tags_are_not_applied() {
     forged[36..36 + 1024].fill(0xEE);
     let r = Repr::parse(&forged).unwrap();
     let Body::Ata(a) = r.body else { unreachable!() };
-    let net = &mut h.net;
-    let o = h.t.on_reply(net.now, r.header.src, tag, Ok(&a), &mut |p, h, d| net.send(p, &[h, d].concat()));
+    let mut out = Outbox::new();
+    let o = h.t.on_reply(h.net.now, r.header.src, tag, Ok(&a), &mut out);
     assert_eq!(o, ReplyOutcome::UnknownSource);
     // Unknown tag from the right MAC.
-    let o = h.t.on_reply(net.now, T_MAC, tag ^ 0x0100_0000, Ok(&a), &mut |p, h, d| net.send(p, &[h, d].concat()));
+    let o = h.t.on_reply(h.net.now, T_MAC, tag ^ 0x0100_0000, Ok(&a), &mut out);
+    assert!(out.is_empty(), "nothing sent for ignored replies");
     assert_eq!(o, ReplyOutcome::Unexpected);
     assert_eq!(h.t.nout, 1);
     h.run(1, 5_000_000);
-    assert_eq!(h.result(0).unwrap(), h.net.disk[..1024], "forged data never applied");
+    assert_eq!(h.result(0).unwrap(), h.net.target.disk()[..1024], "forged data never applied");
 }
 
 #[test]
@@ -408,7 +377,7 @@ fn multipath_round_robin_then_failover_to_the_working_path() {
     h.net.dead_mac = Some(T_MAC2);
     h.read(1, 0, 4000);
     h.run(2, 60_000_000);
-    assert_eq!(h.result(1).unwrap(), h.net.disk[..4000 * SECTOR]);
+    assert_eq!(h.result(1).unwrap(), h.net.target.disk()[..4000 * SECTOR]);
     assert!(h.t.paths[1].failed(), "dead path left the rotation");
     assert!(!h.t.paths[0].failed());
     let before = h.net.sent_per_mac[&T_MAC2];
@@ -446,11 +415,11 @@ fn rto_follows_the_measured_rtt() {
 fn tags_have_bit_31_and_differ_on_retransmit() {
     let mut t = TargetIo::new(0, 1, 128);
     t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
-    let mut tags = Vec::new();
-    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut |_, f, _| {
-        tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]]))
-    });
-    t.on_timer(10_000_000, 0, &mut |_| {}, &mut |_, f, _| tags.push(u32::from_be_bytes([f[20], f[21], f[22], f[23]])));
+    let mut out = Outbox::new();
+    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut out);
+    t.on_timer(10_000_000, 0, &mut |_| {}, &mut out);
+    let tags: Vec<u32> =
+        out.iter().map(|f| u32::from_be_bytes([f.head[20], f.head[21], f.head[22], f.head[23]])).collect();
     assert_eq!(tags.len(), 2);
     assert!(tags.iter().all(|t| t & 0x8000_0000 != 0));
     assert_ne!(tags[0], tags[1]);

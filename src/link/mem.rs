@@ -1,11 +1,12 @@
 //! An in-memory Ethernet segment for tests: a hub that delivers frames to
 //! every other port (by destination MAC or broadcast) from its own thread, an
-//! optional seeded fault injector on the way, and `SimTarget`, a small AoE
-//! target serving a disk held in memory. No kernel, no capture privileges.
+//! optional seeded fault injector on the way, and `SimTarget`, which plugs a
+//! simulated AoE target (`sim`) into it. No kernel, no capture privileges.
 
 use super::fault::{FaultConfig, FaultCounters, FaultInjector};
 use super::{Link, LinkProvider, RxHandler, RX_BURST};
-use crate::wire::{self, AtaRepr, Body, ConfigRepr, Frame, Header, Identify, Mac, Repr, SECTOR};
+use crate::sim::{SimConfig, SimModel};
+use crate::wire::{self, Mac};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io;
@@ -247,33 +248,17 @@ impl Link for MemLink {
     }
 }
 
-/// How a `SimTarget` misbehaves, for tests.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SimBehaviour {
-    /// Answer nothing at all (a dead target).
-    pub silent: bool,
-    /// Answer ATA with this AoE error code.
-    pub aoe_error: Option<u8>,
-}
-
-/// A minimal AoE target serving an in-memory disk (vblade-like: LBA48,
-/// FLUSH CACHE supported, reads past the end fail with IDNF).
+/// A simulated target (`sim::SimModel`) plugged into the hub: it answers
+/// every frame addressed to it at once, from the hub's thread.
 pub struct SimTarget {
-    pub shelf: u16,
-    pub slot: u8,
-    pub mac: Mac,
-    pub disk: Mutex<Vec<u8>>,
-    pub buffer_count: u16,
-    pub max_sectors: u8,
-    pub behaviour: Mutex<SimBehaviour>,
-    pub requests: AtomicU64,
-    pub flushes: AtomicU64,
+    pub model: Mutex<SimModel>,
     hub: Hub,
     port: usize,
 }
 
 impl SimTarget {
-    /// Plugs a target into the hub and announces it.
+    /// Plugs a vblade-like target with an in-memory disk into the hub and
+    /// announces it.
     pub fn start(
         hub: &Hub,
         shelf: u16,
@@ -283,26 +268,23 @@ impl SimTarget {
         buffer_count: u16,
         max_sectors: u8,
     ) -> Arc<SimTarget> {
-        let port = hub.add_port(&format!("sim{shelf}.{slot}"), mac, 9000);
-        let t = Arc::new(SimTarget {
-            shelf,
-            slot,
-            mac,
-            disk: Mutex::new(vec![0u8; sectors as usize * SECTOR]),
-            buffer_count,
-            max_sectors,
-            behaviour: Mutex::new(SimBehaviour::default()),
-            requests: AtomicU64::new(0),
-            flushes: AtomicU64::new(0),
-            hub: hub.clone(),
-            port,
-        });
+        let cfg = SimConfig { buffer_count, max_sectors, ..SimConfig::new(shelf, slot, mac) };
+        SimTarget::start_model(hub, SimModel::with_disk(cfg, sectors))
+    }
+
+    /// Plugs any simulated target into the hub and announces it.
+    pub fn start_model(hub: &Hub, model: SimModel) -> Arc<SimTarget> {
+        let port = hub.add_port(&format!("sim{}.{}", model.cfg.shelf, model.cfg.slot), model.cfg.mac, 9000);
+        let t = Arc::new(SimTarget { model: Mutex::new(model), hub: hub.clone(), port });
         let t2 = Arc::downgrade(&t);
         hub.attach(
             port,
             Some(Arc::new(move |f: &[u8]| {
                 if let Some(t) = t2.upgrade() {
-                    t.handle(f)
+                    let reply = t.model.lock().handle(f);
+                    if let Some(r) = reply {
+                        t.hub.send_from(t.port, &r);
+                    }
                 }
             })),
         );
@@ -310,136 +292,15 @@ impl SimTarget {
         t
     }
 
-    fn config_reply(&self, dst: Mac, tag: u32) -> Vec<u8> {
-        let r = Repr {
-            header: Header { dst, src: self.mac, response: true, error: None, shelf: self.shelf, slot: self.slot, tag },
-            body: Body::Config(ConfigRepr {
-                buffer_count: self.buffer_count,
-                firmware: 0x4019,
-                max_sectors: self.max_sectors,
-                aoe_version: 1,
-                ccmd: 0,
-                config: &[],
-            }),
-        };
-        let mut b = vec![0u8; r.buffer_len()];
-        r.emit(&mut b).expect("emit");
-        b
-    }
-
+    /// Sends the target's unsolicited config response.
     pub fn announce(&self) {
-        let b = self.config_reply(Mac::BROADCAST, 0);
+        let b = self.model.lock().announcement();
         self.hub.send_from(self.port, &b);
     }
 
-    fn handle(&self, f: &[u8]) {
-        let Ok(fr) = Frame::new_checked(f) else { return };
-        if fr.is_response() {
-            return;
-        }
-        let Ok(r) = Repr::parse(f) else { return };
-        let h = r.header;
-        let for_me =
-            (h.shelf == self.shelf || h.shelf == wire::SHELF_ALL) && (h.slot == self.slot || h.slot == wire::SLOT_ALL);
-        if !for_me {
-            return;
-        }
-        let b = *self.behaviour.lock();
-        if b.silent {
-            return;
-        }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        match r.body {
-            Body::Config(_) => {
-                let reply = self.config_reply(h.src, h.tag);
-                self.hub.send_from(self.port, &reply);
-            }
-            Body::Ata(a) => {
-                let reply = self.ata(h, &a, b);
-                self.hub.send_from(self.port, &reply);
-            }
-            _ => {}
-        }
-    }
-
-    fn ata(&self, h: Header, a: &AtaRepr<'_>, b: SimBehaviour) -> Vec<u8> {
-        let mut hdr = Header {
-            dst: h.src,
-            src: self.mac,
-            response: true,
-            error: None,
-            shelf: self.shelf,
-            slot: self.slot,
-            tag: h.tag,
-        };
-        if let Some(code) = b.aoe_error {
-            hdr.error = Some(wire::AoeError::from_u8(code));
-            let mut buf = vec![0u8; wire::AOE_HDR_LEN];
-            Repr { header: hdr, body: Body::Error(wire::Command::Ata) }.emit(&mut buf).expect("emit");
-            return buf;
-        }
-        if a.sector_count > self.max_sectors {
-            hdr.error = Some(wire::AoeError::BadArgument);
-            let mut buf = vec![0u8; wire::AOE_HDR_LEN];
-            Repr { header: hdr, body: Body::Error(wire::Command::Ata) }.emit(&mut buf).expect("emit");
-            return buf;
-        }
-        let mut disk = self.disk.lock();
-        let sectors = (disk.len() / SECTOR) as u64;
-        let lba = a.lba & 0xFFFF_FFFF_FFFF;
-        let n = a.sector_count as u64;
-        let mut status = wire::ATA_STATUS_DRDY;
-        let mut err = 0u8;
-        let mut data: Vec<u8> = Vec::new();
-        match a.cmd_status {
-            wire::ATA_IDENTIFY => {
-                let id = Identify {
-                    sectors,
-                    lba48: true,
-                    flush: true,
-                    flush_ext: false,
-                    model: "aoefs SimTarget".into(),
-                    serial: format!("sim{}.{}", self.shelf, self.slot),
-                    firmware: "V1".into(),
-                };
-                data = id.emit().to_vec();
-            }
-            wire::ATA_READ_EXT | wire::ATA_WRITE_EXT if lba + n > sectors => {
-                status = 0x41;
-                err = wire::ATA_ERR_IDNF;
-            }
-            wire::ATA_READ_EXT => {
-                data = disk[lba as usize * SECTOR..(lba + n) as usize * SECTOR].to_vec();
-            }
-            wire::ATA_WRITE_EXT => match a.data_exact(n as usize * SECTOR) {
-                Ok(d) => disk[lba as usize * SECTOR..(lba + n) as usize * SECTOR].copy_from_slice(d),
-                Err(_) => {
-                    status = 0x41;
-                    err = wire::ATA_ERR_ABRT;
-                }
-            },
-            wire::ATA_FLUSH => {
-                self.flushes.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {
-                status = 0x41;
-                err = wire::ATA_ERR_ABRT;
-            }
-        }
-        let r = Repr {
-            header: hdr,
-            body: Body::Ata(AtaRepr {
-                aflags: a.aflags,
-                err_feature: err,
-                sector_count: 0,
-                cmd_status: status,
-                lba: a.lba,
-                data: &data,
-            }),
-        };
-        let mut buf = vec![0u8; r.buffer_len()];
-        r.emit(&mut buf).expect("emit");
-        buf
+    /// A copy of the target's disk.
+    pub fn disk(&self) -> Vec<u8> {
+        self.model.lock().disk().to_vec()
     }
 }
 

@@ -1,7 +1,7 @@
 //! `parse_dev_name` never panics; what it accepts is a valid shelf.slot that
 //! prints back to a name it accepts again.
 #![no_main]
-use aoefs::core::parse_dev_name;
+use aoefs::blockfs::parse_dev_name;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,12 +5,13 @@
 //! Buffers are dropped when any write to the device completes, so a read
 //! that starts after an acknowledged write never sees older data.
 
-use crate::core::ReadReply;
+use super::ReadReply;
+use crate::engine::IoError;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-pub type Waiter = Box<dyn FnOnce(Result<Arc<Vec<u8>>, i32>) + Send>;
+pub type Waiter = Box<dyn FnOnce(Result<Arc<Vec<u8>>, IoError>) + Send>;
 
 pub enum BufState {
     Pending(Vec<Waiter>),
@@ -31,7 +32,7 @@ impl RaBuf {
     }
 
     /// Stores the fetched data (or the failure) and wakes the waiters.
-    pub fn complete(&self, res: Result<Vec<u8>, i32>) {
+    pub fn complete(&self, res: Result<Vec<u8>, IoError>) {
         let (waiters, res) = {
             let mut st = self.state.lock();
             let res = res.map(Arc::new);
@@ -95,7 +96,7 @@ impl Readahead {
             BufState::Pending(w) => {
                 w.push(Box::new(move |r| match r {
                     Ok(d) => reply(Ok(&d[o..e])),
-                    Err(e) => reply(Err(e)),
+                    Err(e) => reply(Err(e.into())),
                 }));
                 Ok(())
             }
@@ -165,7 +166,7 @@ mod tests {
                 1,
                 2 << 20,
                 3 << 20,
-                Box::new(move |r: Result<&[u8], i32>| t2.send(r.map(|d| d.to_vec())).unwrap())
+                Box::new(move |r: Result<&[u8], crate::blockfs::Error>| t2.send(r.map(|d| d.to_vec())).unwrap())
             )
             .is_ok());
         bufs[0].complete(Ok(vec![7u8; 1 << 20]));
@@ -176,7 +177,7 @@ mod tests {
                 1,
                 (2 << 20) + 512,
                 (2 << 20) + 1024,
-                Box::new(move |r: Result<&[u8], i32>| tx.send(r.map(|d| d.to_vec())).unwrap())
+                Box::new(move |r: Result<&[u8], crate::blockfs::Error>| tx.send(r.map(|d| d.to_vec())).unwrap())
             )
             .is_ok());
         assert_eq!(rx.recv().unwrap().unwrap(), vec![7u8; 512]);
@@ -194,7 +195,12 @@ mod tests {
         assert!(ra.plan(1, 1 << 20, (1 << 20) + 4096, 1 << 30).is_empty(), "a jump ends the stream");
         ra.plan(1, (1 << 20) + 4096, (1 << 20) + 8192, 1 << 30);
         ra.invalidate(1);
-        let r = ra.try_serve(1, (1 << 20) + 8192, (1 << 20) + 12288, Box::new(|_: Result<&[u8], i32>| {}));
+        let r = ra.try_serve(
+            1,
+            (1 << 20) + 8192,
+            (1 << 20) + 12288,
+            Box::new(|_: Result<&[u8], crate::blockfs::Error>| {}),
+        );
         assert!(r.is_err(), "a completed write drops prefetched data");
     }
 
@@ -205,8 +211,8 @@ mod tests {
         let b = ra.plan(1, 65536, 131072, 200_000);
         assert_eq!(b.len(), 2);
         assert_eq!(b[1].off + b[1].len, 200_000);
-        b[0].complete(Err(5));
-        assert!(ra.try_serve(1, 131072, 196608, Box::new(|_: Result<&[u8], i32>| {})).is_err());
+        b[0].complete(Err(IoError::Dead));
+        assert!(ra.try_serve(1, 131072, 196608, Box::new(|_: Result<&[u8], crate::blockfs::Error>| {})).is_err());
         assert!(Readahead::new(0).plan(1, 0, 4096, 1 << 20).is_empty());
     }
 }

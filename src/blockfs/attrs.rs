@@ -1,0 +1,258 @@
+//! The status directory of a target, `block/eX.Y/`: attributes answered from
+//! the device's snapshot (`state`, `mac`, `stats`, ...) and the ones that
+//! send a command to the target (`config`, `masks`, `reserve`).
+
+use super::{slice_at, BlockFs, CtlError, ReadReply, WriteReply};
+use crate::device::{Device, Snapshot};
+use crate::engine::Counters;
+use crate::fs_err;
+use crate::initiator::{CtlReply, CtlRequest};
+use crate::wire::{AoeError, Directive, Mac};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Status attributes in `block/eX.Y/`.
+pub const ATTRS: [&str; 12] = [
+    "state",
+    "mac",
+    "netif",
+    "firmware-version",
+    "payload",
+    "size",
+    "model",
+    "serial",
+    "stats",
+    "config",
+    "masks",
+    "reserve",
+];
+
+/// Attributes that send a command to the target when read or written.
+pub fn attr_is_command(name: &str) -> bool {
+    matches!(name, "config" | "masks" | "reserve")
+}
+
+/// Parses a `masks` write: whitespace/comma-separated `+MAC` (add), `-MAC`
+/// (delete) or `MAC` (add); `self` stands for this host's MACs. A target
+/// with a non-empty list ignores every MAC not on it, this host's too.
+pub fn parse_mask_edit(text: &str, own: &[Mac]) -> Result<Vec<Directive>, CtlError> {
+    let mut v = Vec::new();
+    for tok in text.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()) {
+        let (dcmd, m) = match tok.as_bytes()[0] {
+            b'+' => (1, &tok[1..]),
+            b'-' => (2, &tok[1..]),
+            _ => (1, tok),
+        };
+        if m == "self" {
+            v.extend(own.iter().map(|&mac| Directive { dcmd, mac }));
+            continue;
+        }
+        let mac = Mac::parse(m).ok_or_else(|| CtlError::Invalid(format!("bad MAC {tok:?}")))?;
+        v.push(Directive { dcmd, mac });
+    }
+    if v.is_empty() || v.len() > 255 {
+        return Err(CtlError::Invalid("masks: give 1 to 255 of +MAC or -MAC".into()));
+    }
+    Ok(v)
+}
+
+/// Parses a `reserve` write: MACs to reserve for (`self` = this host's
+/// MACs), `!` first to force, nothing or `release` to release.
+pub fn parse_reserve(text: &str, own: &[Mac]) -> Result<(Vec<Mac>, bool), CtlError> {
+    let t = text.trim();
+    let (force, t) = match t.strip_prefix('!') {
+        Some(r) => (true, r.trim()),
+        None => (false, t),
+    };
+    if t.is_empty() || t == "release" {
+        return Ok((Vec::new(), force));
+    }
+    let mut macs = Vec::new();
+    for tok in t.split(|c: char| c.is_whitespace() || c == ',').filter(|x| !x.is_empty()) {
+        if tok == "self" {
+            macs.extend_from_slice(own);
+            continue;
+        }
+        macs.push(Mac::parse(tok).ok_or_else(|| CtlError::Invalid(format!("bad MAC {tok:?}")))?);
+    }
+    if macs.len() > 255 {
+        return Err(CtlError::Invalid("reserve: at most 255 MACs".into()));
+    }
+    Ok((macs, force))
+}
+
+impl BlockFs {
+    /// Reads an attribute; `config`, `masks` and `reserve` ask the target
+    /// (on a worker thread), the others answer at once.
+    pub fn read_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, off: u64, size: u32, reply: ReadReply) {
+        if !attr_is_command(attr) {
+            return match self.status_attr(dev, attr) {
+                Some(s) => reply(Ok(slice_at(s.as_bytes(), off, size))),
+                None => reply(Err(fs_err!(libc::ENOENT, "no attribute {attr}"))),
+            };
+        }
+        let me = self.clone();
+        let dev = dev.clone();
+        self.pool.spawn(move || {
+            let req = match attr {
+                "config" => CtlRequest::ConfigRead,
+                "masks" => CtlRequest::MaskRead,
+                _ => CtlRequest::ReserveRead,
+            };
+            let text = me.ini.control(&dev, &req).map_err(CtlError::from).and_then(|mut r| match r.remove(0) {
+                CtlReply::Config(c) => Ok(format!("{}\n", String::from_utf8_lossy(&c))),
+                CtlReply::Masks { macs, .. } | CtlReply::Reserve(macs) => {
+                    Ok(macs.iter().map(|m| format!("{}\n", m.hex12())).collect::<String>())
+                }
+                CtlReply::Error(e) => Err(CtlError::Refused(e)),
+            });
+            match text {
+                Ok(t) => reply(Ok(slice_at(t.as_bytes(), off, size))),
+                Err(e) => reply(Err(e.into())),
+            }
+        });
+    }
+
+    /// Writes `config` (set; `!` first forces), `masks` (+MAC/-MAC edits) or
+    /// `reserve` (MACs, `self`, `!` to force, empty or `release` to release).
+    pub fn write_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, data: Vec<u8>, reply: WriteReply) {
+        if !attr_is_command(attr) {
+            return reply(Err(fs_err!(libc::EACCES, "{attr} is read-only")));
+        }
+        if data.len() > crate::wire::MAX_CONFIG_LEN + 2 {
+            return reply(Err(fs_err!(libc::EFBIG, "{attr}: write too long")));
+        }
+        let n = data.len() as u32;
+        let me = self.clone();
+        let dev = dev.clone();
+        self.pool.spawn(move || {
+            let r = me.command_attr(&dev, attr, &data);
+            if let Err(e) = &r {
+                me.ini.errlog.push(format!("{}: {attr}: {e}", dev.name()));
+            }
+            reply(r.map(|_| n).map_err(Into::into))
+        });
+    }
+
+    fn command_attr(&self, dev: &Arc<Device>, attr: &str, data: &[u8]) -> Result<(), CtlError> {
+        let text = std::str::from_utf8(data).map_err(|_| CtlError::Invalid("not text".into()))?;
+        let req = match attr {
+            "config" => {
+                let v = text.strip_suffix('\n').unwrap_or(text);
+                let (force, v) = match v.strip_prefix('!') {
+                    Some(r) => (true, r),
+                    None => (false, v),
+                };
+                if v.len() > crate::wire::MAX_CONFIG_LEN || v.bytes().any(|b| b == b'\n' || b == 0) {
+                    return Err(CtlError::Invalid("config: one line of at most 1024 bytes".into()));
+                }
+                CtlRequest::ConfigSet { value: v.as_bytes().to_vec(), force }
+            }
+            "masks" => CtlRequest::MaskEdit(parse_mask_edit(text, &self.ini.local_macs(dev))?),
+            _ => {
+                let (macs, force) = parse_reserve(text, &self.ini.local_macs(dev))?;
+                CtlRequest::ReserveSet { macs, force }
+            }
+        };
+        for r in self.ini.control(dev, &req)? {
+            match r {
+                CtlReply::Error(e) => return Err(CtlError::Refused(e)),
+                CtlReply::Masks { merror: 3, .. } => return Err(CtlError::ListFull),
+                CtlReply::Masks { merror: 2, .. } => return Err(CtlError::Invalid("bad directive".into())),
+                CtlReply::Masks { merror: m, .. } if m != 0 => return Err(CtlError::Refused(AoeError::Other(m))),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A status attribute of a device, newline-terminated.
+    pub fn status_attr(&self, dev: &Device, attr: &str) -> Option<String> {
+        let snap = dev.snapshot();
+        let s = match attr {
+            "state" => snap.state_string().to_string(),
+            "mac" => snap.paths.first().map(|p| p.mac.hex12()).unwrap_or_else(|| "000000000000".into()),
+            "netif" => {
+                let mut names: Vec<&str> = Vec::new();
+                for p in &snap.paths {
+                    if !names.contains(&p.ifname.as_str()) {
+                        names.push(&p.ifname);
+                    }
+                }
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(",")
+                }
+            }
+            "firmware-version" => format!("0x{:04x}", snap.firmware),
+            "payload" => snap.payload.to_string(),
+            "size" => snap.identify.as_ref().map_or(0, |i| i.sectors).to_string(),
+            "model" => snap.identify.as_ref().map(|i| i.model.clone()).unwrap_or_default(),
+            "serial" => snap.identify.as_ref().map(|i| i.serial.clone()).unwrap_or_default(),
+            "stats" => return Some(self.stats_text(&snap)),
+            _ => return None,
+        };
+        Some(s + "\n")
+    }
+
+    fn stats_text(&self, snap: &Snapshot) -> String {
+        let mut s = String::new();
+        let line = |s: &mut String, prefix: &str, c: &Counters| {
+            let _ = writeln!(
+                s,
+                "{prefix}frames_sent {}\n{prefix}frames_received {}\n{prefix}retransmits {}\n{prefix}timeouts {}\n{prefix}errors {}\n{prefix}bytes_read {}\n{prefix}bytes_written {}",
+                c.frames_sent, c.frames_received, c.retransmits, c.timeouts, c.errors, c.bytes_read, c.bytes_written
+            );
+        };
+        line(&mut s, "", &snap.counters);
+        // A stale tag cannot be tied to a path: counted per target only.
+        let _ = writeln!(s, "unexpected {}", snap.counters.unexpected);
+        let _ = writeln!(s, "ignored {}", snap.ignored);
+        let _ = writeln!(
+            s,
+            "rtt_avg_us {}\nrtt_dev_us {}\nwindow {}\nmax_window {}\noutstanding {}",
+            snap.srtt, snap.rttvar, snap.cwnd, snap.max_window, snap.outstanding
+        );
+        // Frames ignored before they could be tied to a target (whole mount).
+        let ig = &self.ini.ignored;
+        let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            s,
+            "mount_ignored_malformed {}\nmount_ignored_unknown_target {}\nmount_ignored_unknown_source {}\nmount_ignored_foreign_tag {}\nmount_ignored_unexpected_tag {}",
+            ld(&ig.malformed),
+            ld(&ig.unknown_target),
+            ld(&ig.unknown_source),
+            ld(&ig.foreign_tag),
+            ld(&ig.unexpected_tag)
+        );
+        for p in &snap.paths {
+            let prefix = format!("path {} {} ", p.ifname, p.mac.hex12());
+            line(&mut s, &prefix, &p.counters);
+            let _ = writeln!(s, "{prefix}failed {}", u8::from(p.failed));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_and_reserve_parsing() {
+        let me = [Mac([2, 0, 0, 0, 0, 1])];
+        let d = parse_mask_edit("+00:11:22:33:44:55 -001122334466, 001122334477 +self", &me).unwrap();
+        assert_eq!(d.iter().map(|x| x.dcmd).collect::<Vec<_>>(), [1, 2, 1, 1]);
+        assert_eq!(d[3].mac, me[0]);
+        for bad in ["", "   ", "+0011223344", "garbage", "+00112233445566", "-zz1122334455"] {
+            assert!(parse_mask_edit(bad, &me).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_reserve("", &me).unwrap(), (vec![], false));
+        assert_eq!(parse_reserve("release\n", &me).unwrap(), (vec![], false));
+        assert_eq!(parse_reserve("!self", &me).unwrap(), (me.to_vec(), true));
+        assert_eq!(parse_reserve("001122334455 self", &me).unwrap().0.len(), 2);
+        assert!(parse_reserve("nonsense", &me).is_err());
+    }
+}

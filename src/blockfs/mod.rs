@@ -1,0 +1,201 @@
+//! The filesystem without the kernel: image files mapped to AoE ATA commands
+//! (`image`), the control files (`control_files`), the status attributes
+//! (`attrs`), names (`names`), sector range locks (`range_lock`) and
+//! read-ahead (`readahead`). `fs` only adapts fuser to this, and errors
+//! become errno values in `error`.
+
+mod attrs;
+mod control_files;
+mod error;
+mod image;
+mod names;
+mod range_lock;
+pub mod readahead;
+mod reply;
+
+pub use attrs::{attr_is_command, parse_mask_edit, parse_reserve, ATTRS};
+pub use control_files::{Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
+pub use error::{CtlError, Errno, Error};
+pub use image::{CACHE_MAX_READ, WRITE_CHUNK};
+pub use names::{parse_dev_name, parse_file_name};
+pub use range_lock::{RangeGuard, RangeLocks};
+pub use reply::{EmptyReply, ReadReply, WriteReply};
+
+use crate::cache::Cache;
+use crate::device::Device;
+use crate::engine::{IoError, Op};
+use crate::initiator::Initiator;
+use crate::pool::Pool;
+use crate::wire::SECTOR;
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A device's partitions, shared with readers.
+pub type Partitions = Arc<Vec<crate::partition::Partition>>;
+
+/// A byte range of a device exposed as a file: the whole disk or a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub len: u64,
+}
+
+/// How long a lookup or listing waits for a partition table.
+pub const PARTITION_READ_WAIT: Duration = Duration::from_secs(2);
+
+/// The filesystem core.
+pub struct BlockFs {
+    pub ini: Arc<Initiator>,
+    pub cache: Cache,
+    pub pool: Pool,
+    pub ranges: RangeLocks,
+    pub readahead: readahead::Readahead,
+    pub readonly: bool,
+    /// Partition tables by device id, with the device generation they were
+    /// read at.
+    parts: Mutex<HashMap<u32, (u64, Partitions)>>,
+}
+
+/// Waits for one engine completion (worker threads only), or until `limit`
+/// passed (`IoError::Timeout`; the request goes on).
+fn wait_io(
+    ini: &Initiator,
+    dev: &Arc<Device>,
+    op: Op,
+    lba: u64,
+    nsect: u32,
+    data: Vec<u8>,
+    limit: Option<Duration>,
+) -> Result<Vec<u8>, IoError> {
+    let slot = Arc::new((Mutex::new(None), Condvar::new()));
+    let s2 = slot.clone();
+    ini.submit(
+        dev,
+        op,
+        lba,
+        nsect,
+        data,
+        Box::new(move |r| {
+            *s2.0.lock() = Some(r);
+            s2.1.notify_one();
+        }),
+    );
+    let deadline = limit.map(|l| std::time::Instant::now() + l);
+    let mut g = slot.0.lock();
+    while g.is_none() {
+        match deadline {
+            Some(d) => {
+                if slot.1.wait_until(&mut g, d).timed_out() && g.is_none() {
+                    return Err(IoError::Timeout);
+                }
+            }
+            None => slot.1.wait(&mut g),
+        }
+    }
+    g.take().expect("result")
+}
+
+impl BlockFs {
+    /// `readahead_bytes`: most bytes fetched ahead of a sequential reader
+    /// (0 disables read-ahead).
+    pub fn new(
+        ini: Arc<Initiator>,
+        cache_bytes: usize,
+        readahead_bytes: u64,
+        workers: usize,
+        readonly: bool,
+    ) -> Arc<BlockFs> {
+        Arc::new(BlockFs {
+            ini,
+            cache: Cache::new(cache_bytes),
+            pool: Pool::new(workers),
+            ranges: RangeLocks::default(),
+            readahead: readahead::Readahead::new(readahead_bytes),
+            readonly,
+            parts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The device's partitions, read from its MBR/GPT the first time and
+    /// again after revalidate or a size change. The first call blocks the
+    /// calling thread (a FUSE thread, for lookups and listings) for up to
+    /// `PARTITION_READ_WAIT` per sector read; a table that could not be read
+    /// is not kept, so the next call tries again.
+    pub fn partitions(&self, dev: &Arc<Device>) -> Partitions {
+        let gen = dev.generation.load(Ordering::Acquire);
+        if let Some((g, p)) = self.parts.lock().get(&dev.id) {
+            if *g == gen {
+                return p.clone();
+            }
+        }
+        if !dev.is_up() {
+            return Arc::new(Vec::new());
+        }
+        let mut failed = false;
+        let mut read = |lba: u64, n: u32| {
+            wait_io(&self.ini, dev, Op::Read, lba, n, Vec::new(), Some(PARTITION_READ_WAIT)).map_err(|e| {
+                failed = true;
+                e.to_string()
+            })
+        };
+        let parts = match crate::partition::read_table(dev.sectors(), &mut read) {
+            Ok((_, p)) => p,
+            Err(e) => {
+                log::info!("{}: partition table: {e}", dev.name());
+                Vec::new()
+            }
+        };
+        let parts = Arc::new(parts);
+        if !failed {
+            self.parts.lock().insert(dev.id, (gen, parts.clone()));
+        }
+        parts
+    }
+
+    /// Forgets a device's partition table (it is read again on next use).
+    fn forget_partitions(&self, dev: &Device) {
+        self.parts.lock().remove(&dev.id);
+    }
+
+    /// The byte range of `e{shelf}.{slot}` (part 0) or of partition `part`.
+    pub fn region(&self, dev: &Arc<Device>, part: u32) -> Option<Region> {
+        if part == 0 {
+            return Some(Region { base: 0, len: dev.sectors() * SECTOR as u64 });
+        }
+        self.partitions(dev)
+            .iter()
+            .find(|p| p.number == part)
+            .map(|p| Region { base: p.start * SECTOR as u64, len: p.sectors * SECTOR as u64 })
+    }
+
+    /// Reports a failed request on `err` (target errors only: a dead target
+    /// is reported once, when it goes down) and gives the caller's error.
+    pub fn io_failed(&self, dev: &Device, what: &str, lba: u64, e: IoError) -> Error {
+        if !matches!(e, IoError::Dead | IoError::Down) {
+            self.ini.errlog.push(format!("{}: {what} at sector {lba} failed: {e}", dev.name()));
+        }
+        e.into()
+    }
+}
+
+/// `buf[off..off+size]`, clamped.
+pub fn slice_at(buf: &[u8], off: u64, size: u32) -> &[u8] {
+    let o = (off as usize).min(buf.len());
+    let e = o.saturating_add(size as usize).min(buf.len());
+    &buf[o..e]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slice_at;
+
+    #[test]
+    fn slices() {
+        assert_eq!(slice_at(b"hello", 1, 3), b"ell");
+        assert_eq!(slice_at(b"hello", 9, 3), b"");
+        assert_eq!(slice_at(b"hello", 3, 100), b"lo");
+    }
+}

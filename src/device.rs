@@ -1,0 +1,182 @@
+//! One AoE target, `e{shelf}.{slot}`, as the initiator knows it: its state,
+//! what IDENTIFY said, its engine, and a snapshot of all that for the status
+//! files. Only the initiator locks `Device::inner`; everything above it reads
+//! through the methods here.
+
+use crate::clock::Micros;
+use crate::engine::{Counters, TargetIo};
+use crate::wire::{Identify, Mac};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Device state as the `state` attribute shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevState {
+    /// Answered query config; IDENTIFY not yet done.
+    Discovered,
+    Up,
+    Down,
+}
+
+/// What is known of one target and its engine (under `Device::inner`).
+pub(crate) struct DevInner {
+    pub(crate) state: DevState,
+    pub(crate) identify: Option<Identify>,
+    pub(crate) firmware: u16,
+    pub(crate) io: TargetIo,
+    pub(crate) identifying: bool,
+}
+
+/// One AoE target, `e{shelf}.{slot}`.
+pub struct Device {
+    /// Unique for the life of the mount (never reused, also after flush).
+    pub id: u32,
+    pub shelf: u16,
+    pub slot: u8,
+    pub(crate) inner: Mutex<DevInner>,
+    open: AtomicU32,
+    /// Set once IDENTIFY succeeded: from then on the device is listed.
+    visible: AtomicBool,
+    /// The target refused a write with ABRT (vblade -r): shown 0444, writes EROFS.
+    pub readonly: AtomicBool,
+    /// Frames for this shelf.slot that were not applied: malformed, from a
+    /// MAC that is not one of the target's, or without our tag bit.
+    pub ignored: AtomicU64,
+    /// Bumped whenever the size may have changed (revalidate).
+    pub generation: AtomicU64,
+}
+
+/// One path of a device as the status files show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    pub ifname: String,
+    pub local_mac: Mac,
+    pub mac: Mac,
+    pub failed: bool,
+    pub counters: Counters,
+}
+
+/// A consistent copy of what the status files show of a device.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub state: DevState,
+    pub open_count: u32,
+    pub identify: Option<Identify>,
+    pub firmware: u16,
+    /// Bytes of data per frame.
+    pub payload: usize,
+    pub paths: Vec<PathInfo>,
+    pub counters: Counters,
+    pub cwnd: u32,
+    pub max_window: u32,
+    pub outstanding: u32,
+    pub srtt: Micros,
+    pub rttvar: Micros,
+    pub ignored: u64,
+}
+
+impl Snapshot {
+    /// The `state` attribute, as the driver words it.
+    pub fn state_string(&self) -> &'static str {
+        match self.state {
+            DevState::Up => "up",
+            DevState::Discovered => "down",
+            DevState::Down if self.open_count > 0 => "down,closewait",
+            DevState::Down => "down",
+        }
+    }
+}
+
+impl Device {
+    pub(crate) fn new(id: u32, shelf: u16, slot: u8, maxout: u16) -> Device {
+        Device {
+            id,
+            shelf,
+            slot,
+            inner: Mutex::new(DevInner {
+                state: DevState::Discovered,
+                identify: None,
+                firmware: 0,
+                io: TargetIo::new(shelf, slot, maxout),
+                identifying: false,
+            }),
+            open: AtomicU32::new(0),
+            visible: AtomicBool::new(false),
+            readonly: AtomicBool::new(false),
+            ignored: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        format!("e{}.{}", self.shelf, self.slot)
+    }
+    pub fn visible(&self) -> bool {
+        self.visible.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_visible(&self) {
+        self.visible.store(true, Ordering::Release);
+    }
+    pub fn open_count(&self) -> u32 {
+        self.open.load(Ordering::Acquire)
+    }
+    pub fn opened(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+    pub fn closed(&self) {
+        let _ = self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+    }
+    pub fn is_readonly(&self) -> bool {
+        self.readonly.load(Ordering::Acquire)
+    }
+    /// Size in 512-byte sectors (0 before IDENTIFY).
+    pub fn sectors(&self) -> u64 {
+        self.inner.lock().identify.as_ref().map(|i| i.sectors).unwrap_or(0)
+    }
+    pub fn state(&self) -> DevState {
+        self.inner.lock().state
+    }
+    pub fn is_up(&self) -> bool {
+        self.state() == DevState::Up
+    }
+    /// Bytes of data per frame (the `payload` attribute).
+    pub fn payload(&self) -> usize {
+        self.inner.lock().io.payload()
+    }
+    /// Whether the target takes FLUSH CACHE (or FLUSH CACHE EXT), per IDENTIFY.
+    pub fn can_flush(&self) -> bool {
+        self.inner.lock().identify.as_ref().is_some_and(|i| i.flush || i.flush_ext)
+    }
+
+    /// Everything the status files show, read under one lock.
+    pub fn snapshot(&self) -> Snapshot {
+        let open_count = self.open_count();
+        let g = self.inner.lock();
+        Snapshot {
+            state: g.state,
+            open_count,
+            identify: g.identify.clone(),
+            firmware: g.firmware,
+            payload: g.io.payload(),
+            paths: g
+                .io
+                .paths
+                .iter()
+                .map(|p| PathInfo {
+                    ifname: p.ifname.clone(),
+                    local_mac: p.local_mac,
+                    mac: p.mac,
+                    failed: p.failed(),
+                    counters: p.counters,
+                })
+                .collect(),
+            counters: g.io.counters,
+            cwnd: g.io.cwnd,
+            max_window: g.io.maxwin,
+            outstanding: g.io.nout,
+            srtt: g.io.srtt(),
+            rttvar: g.io.rttvar(),
+            ignored: self.ignored.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The allowed interfaces: the link table, reconfiguring it (`interfaces`
+//! written, interfaces that vanished and came back), and sending frames.
+//!
+//! The table is an immutable snapshot (`Arc<LinkTable>`): senders clone the
+//! `Arc` and send with no lock held, and a change builds a new table after
+//! its interfaces were opened, so libpcap opening an interface stalls no
+//! submit or capture thread. Links taken out of the table are closed after
+//! the new table is in place: closing joins the capture thread, which may be
+//! busy handling a frame.
+
+use super::rx::FrameSink;
+use super::Initiator;
+use crate::engine::{IoError, Outbox};
+use crate::link::{Link, RxHandler};
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Why the allowed interfaces could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("unknown interface: {0}")]
+    UnknownInterface(String),
+    #[error("{name}: {source}")]
+    Open {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LinkError {
+    /// The interface exists but this process may not capture on it.
+    pub fn is_permission(&self) -> bool {
+        matches!(self, LinkError::Open { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+    }
+}
+
+/// The open links and the allowed names.
+#[derive(Default, Clone)]
+pub(super) struct LinkTable {
+    /// (link id, link); ids are never reused.
+    links: Vec<(usize, Arc<dyn Link>)>,
+    /// Names of the allowed interfaces, in order.
+    names: Vec<String>,
+}
+
+impl LinkTable {
+    pub(super) fn get(&self, id: usize) -> Option<&Arc<dyn Link>> {
+        self.links.iter().find(|(i, _)| *i == id).map(|(_, l)| l)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<dyn Link>> {
+        self.links.iter().map(|(_, l)| l)
+    }
+
+    /// Sends `head` followed by `data` on link `id` (if it is still open).
+    pub(super) fn send(&self, id: usize, head: &[u8], data: &[u8]) {
+        if let Some(l) = self.get(id) {
+            if let Err(e) = l.send_parts(head, data) {
+                log::debug!("send on {}: {e}", l.name());
+            }
+        }
+    }
+}
+
+/// Closes links taken out of the link table (outside every lock).
+fn close_links(links: impl IntoIterator<Item = Arc<dyn Link>>) {
+    for l in links {
+        l.close();
+    }
+}
+
+impl Initiator {
+    /// The current link table.
+    pub(super) fn links(&self) -> Arc<LinkTable> {
+        self.links.read().clone()
+    }
+
+    /// Sends what the engine queued, in order, and empties `out`.
+    pub(super) fn send(&self, out: &mut Outbox) {
+        if out.is_empty() {
+            return;
+        }
+        let links = self.links();
+        for t in out.drain(..) {
+            links.send(t.link, &t.head, t.data());
+        }
+    }
+
+    /// The allowed interfaces, as `interfaces` shows them.
+    pub fn interfaces(&self) -> Vec<String> {
+        self.links().names.clone()
+    }
+
+    /// Replaces the allowed interfaces. Every name must exist; on error
+    /// nothing changes. An empty list means every up non-loopback interface.
+    pub fn set_interfaces(&self, names: &[String]) -> Result<(), LinkError> {
+        let names: Vec<String> = if names.is_empty() { self.provider.default_names() } else { names.to_vec() };
+        if let Some(n) = names.iter().find(|n| !self.provider.exists(n)) {
+            return Err(LinkError::UnknownInterface(n.clone()));
+        }
+        let _config = self.link_config.lock();
+        let old = self.links();
+        // Open the new ones first, with no lock an I/O thread needs, so a
+        // failure changes nothing.
+        let mut opened: Vec<(usize, Arc<dyn Link>)> = Vec::new();
+        for n in names.iter().filter(|n| !old.names.contains(n)) {
+            match self.open_link(n) {
+                Ok(l) => opened.push(l),
+                Err(source) => {
+                    close_links(opened.into_iter().map(|(_, l)| l));
+                    return Err(LinkError::Open { name: n.clone(), source });
+                }
+            }
+        }
+        let (kept, gone): (Vec<_>, Vec<_>) =
+            old.links.iter().cloned().partition(|(_, l)| names.iter().any(|n| n == l.name()));
+        let mut table = LinkTable { links: kept, names };
+        table.links.extend(opened);
+        *self.links.write() = Arc::new(table);
+        self.forget_links(gone);
+        Ok(())
+    }
+
+    /// Opens interface `name` under a new link id: its frames go to a
+    /// `FrameSink` for that id.
+    fn open_link(&self, name: &str) -> io::Result<(usize, Arc<dyn Link>)> {
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let rx: RxHandler = Arc::new(FrameSink::new(self.me.clone(), id));
+        Ok((id, self.provider.open(name, rx)?))
+    }
+
+    /// Closes links already taken out of the table and drops the devices'
+    /// paths through them (their frames in flight go out on other paths on
+    /// retransmission).
+    fn forget_links(&self, gone: Vec<(usize, Arc<dyn Link>)>) {
+        if gone.is_empty() {
+            return;
+        }
+        let ids: Vec<usize> = gone.iter().map(|(i, _)| *i).collect();
+        close_links(gone.into_iter().map(|(_, l)| l));
+        for d in self.devices() {
+            let mut g = d.inner.lock();
+            for &id in &ids {
+                g.io.remove_link(id);
+            }
+        }
+    }
+
+    /// An allowed interface that vanished (its capture ended: deleted,
+    /// renamed, driver unloaded) is closed and its paths dropped; once an
+    /// interface of that name exists again it is reopened and discovery
+    /// runs, so targets come back without a remount.
+    pub(super) fn revive_links(&self) {
+        let _config = self.link_config.lock();
+        let old = self.links();
+        let (alive, dead): (Vec<_>, Vec<_>) = old.links.iter().cloned().partition(|(_, l)| l.alive());
+        let missing: Vec<String> = old
+            .names
+            .iter()
+            .filter(|n| !alive.iter().any(|(_, l)| l.name() == n.as_str()) && self.provider.exists(n))
+            .cloned()
+            .collect();
+        if dead.is_empty() && missing.is_empty() {
+            return;
+        }
+        let mut table = LinkTable { links: alive, names: old.names.clone() };
+        let mut back = Vec::new();
+        for name in missing {
+            match self.open_link(&name) {
+                Ok(l) => {
+                    table.links.push(l);
+                    back.push(name);
+                }
+                Err(e) => log::debug!("{name}: reopen: {e}"),
+            }
+        }
+        *self.links.write() = Arc::new(table);
+        for (_, l) in &dead {
+            self.errlog.push(format!("{}: interface gone; it is reopened when it is back", l.name()));
+        }
+        self.forget_links(dead);
+        for name in &back {
+            self.errlog.push(format!("{name}: interface back"));
+        }
+        if !back.is_empty() {
+            self.discover();
+        }
+    }
+
+    /// Closes every interface and fails all I/O (at unmount).
+    pub fn shutdown(&self) {
+        let _config = self.link_config.lock();
+        let old = std::mem::take(&mut *self.links.write());
+        close_links(old.links.iter().map(|(_, l)| l.clone()));
+        for d in self.devices() {
+            let c = {
+                let mut g = d.inner.lock();
+                g.io.fail_all(IoError::Down);
+                g.io.take_completed()
+            };
+            super::run_completions(c);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The initiator: the allowed interfaces (`links`), the device table,
+//! discovery (`discovery`), frame dispatch from capture threads into the
+//! per-target engines (`rx`), the non-ATA control commands (`control`), and
+//! the timer that drives retransmission, dead detection and rediscovery.
+//!
+//! Locks, in the order they may be taken (never the other way):
+//! `link_config` (reconfiguring interfaces; no I/O thread takes it) →
+//! `devices` → `Device::inner` → `pending_ctl`. The link table is an
+//! immutable snapshot behind a lock held only to clone it; no frame is sent
+//! and no interface opened while any of these locks is held.
+
+mod control;
+mod discovery;
+mod links;
+mod rx;
+
+pub use control::{CtlFailure, CtlReply, CtlRequest};
+pub use discovery::FlushError;
+pub use links::LinkError;
+
+use crate::clock::{Clock, Micros};
+use crate::device::{DevState, Device};
+use crate::engine::{Completions, IoDone, IoError, Op, Outbox};
+use crate::errlog::ErrLog;
+use crate::link::LinkProvider;
+use links::LinkTable;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+/// Tag of our query-config broadcasts (bit 31 set, as userland initiators do).
+pub const DISCOVER_TAG: u32 = 0x8000_0000;
+
+/// The driver's rediscovery interval.
+pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
+
+/// Initiator parameters (the driver's module parameters).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub deadsecs: u32,
+    pub maxout: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { deadsecs: 180, maxout: 128 }
+    }
+}
+
+/// Ignored-frame counters (hostile or broken input).
+#[derive(Debug, Default)]
+pub struct Ignored {
+    pub malformed: AtomicU64,
+    pub not_response: AtomicU64,
+    pub unknown_target: AtomicU64,
+    pub unknown_source: AtomicU64,
+    pub unexpected_tag: AtomicU64,
+    pub foreign_tag: AtomicU64,
+    pub stale_link: AtomicU64,
+}
+
+/// The AoE initiator.
+pub struct Initiator {
+    provider: Arc<dyn LinkProvider>,
+    /// The open links: replaced as a whole (copy on write) under
+    /// `link_config`, read by cloning the `Arc`.
+    links: RwLock<Arc<LinkTable>>,
+    /// Serializes changes to the link table (interfaces written, vanished
+    /// interfaces reopened, shutdown). I/O threads never take it.
+    link_config: Mutex<()>,
+    next_link: AtomicUsize,
+    devices: RwLock<HashMap<(u16, u8), Arc<Device>>>,
+    next_id: AtomicU32,
+    pub opts: Options,
+    pub clock: Arc<dyn Clock>,
+    pub errlog: ErrLog,
+    pub ignored: Ignored,
+    last_discover: AtomicU64,
+    last_new_device: AtomicU64,
+    last_link_check: AtomicU64,
+    pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
+    ctl_seq: AtomicU32,
+    me: Weak<Initiator>,
+}
+
+thread_local! {
+    /// One reusable outbox per thread, so the submit path does not allocate.
+    static OUTBOX: std::cell::RefCell<Outbox> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's (empty) outbox and puts it back after.
+fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
+    let mut out = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
+    let r = f(&mut out);
+    out.clear();
+    OUTBOX.with(|o| *o.borrow_mut() = out);
+    r
+}
+
+/// Runs finished requests' callbacks (outside every lock).
+fn run_completions(c: Completions) {
+    for (done, res) in c {
+        done(res);
+    }
+}
+
+impl Initiator {
+    /// Creates the initiator and opens the interfaces (`names` empty: the
+    /// provider's defaults).
+    pub fn new(
+        provider: Arc<dyn LinkProvider>,
+        clock: Arc<dyn Clock>,
+        opts: Options,
+        names: &[String],
+    ) -> Result<Arc<Initiator>, LinkError> {
+        let ini = Arc::new_cyclic(|me| Initiator {
+            provider,
+            links: RwLock::new(Arc::new(LinkTable::default())),
+            link_config: Mutex::new(()),
+            next_link: AtomicUsize::new(0),
+            devices: RwLock::new(HashMap::new()),
+            next_id: AtomicU32::new(1),
+            opts,
+            clock,
+            errlog: ErrLog::default(),
+            ignored: Ignored::default(),
+            last_discover: AtomicU64::new(0),
+            last_new_device: AtomicU64::new(0),
+            last_link_check: AtomicU64::new(0),
+            pending_ctl: Mutex::new(HashMap::new()),
+            ctl_seq: AtomicU32::new(1),
+            me: me.clone(),
+        });
+        ini.set_interfaces(names)?;
+        Ok(ini)
+    }
+
+    pub fn now(&self) -> Micros {
+        self.clock.now()
+    }
+
+    /// Every known device, ordered by shelf and slot.
+    pub fn devices(&self) -> Vec<Arc<Device>> {
+        let mut v: Vec<Arc<Device>> = self.devices.read().values().cloned().collect();
+        v.sort_by_key(|d| (d.shelf, d.slot));
+        v
+    }
+
+    pub fn device(&self, shelf: u16, slot: u8) -> Option<Arc<Device>> {
+        self.devices.read().get(&(shelf, slot)).cloned()
+    }
+
+    pub fn device_by_id(&self, id: u32) -> Option<Arc<Device>> {
+        self.devices.read().values().find(|d| d.id == id).cloned()
+    }
+
+    /// Submits I/O to a device; `done` runs exactly once (never under a lock).
+    pub fn submit(&self, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>, done: IoDone) {
+        let now = self.now();
+        with_outbox(|out| {
+            let c = {
+                let mut g = dev.inner.lock();
+                if g.state != DevState::Up {
+                    vec![(done, Err(IoError::Down))]
+                } else {
+                    match op {
+                        Op::Read => g.io.submit_read(now, lba, nsect, done, out),
+                        Op::Write => g.io.submit_write(now, lba, data, done, out),
+                        Op::Flush => {
+                            let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
+                            g.io.submit_cmd(now, Op::Flush, done, out, ext)
+                        }
+                        Op::Identify => g.io.submit_cmd(now, Op::Identify, done, out, false),
+                    }
+                    g.io.take_completed()
+                }
+            };
+            self.send(out);
+            run_completions(c);
+        });
+    }
+
+    /// Retransmits, detects dead targets, rediscovers every 60 s, and once
+    /// a second reopens interfaces that vanished and came back.
+    pub fn tick(&self) {
+        let now = self.now();
+        if now.saturating_sub(self.last_link_check.load(Ordering::Relaxed)) >= 1_000_000 {
+            self.last_link_check.store(now, Ordering::Relaxed);
+            self.revive_links();
+        }
+        let last = self.last_discover.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) >= REDISCOVER_INTERVAL {
+            self.discover();
+        }
+        let devices: Vec<Arc<Device>> = self.devices.read().values().cloned().collect();
+        let mut diags = Vec::new();
+        with_outbox(|out| {
+            for dev in devices {
+                let (dead, c) = {
+                    let mut g = dev.inner.lock();
+                    if g.state == DevState::Down || !g.io.busy() {
+                        continue;
+                    }
+                    let dead = g.io.on_timer(now, self.opts.deadsecs, &mut |m| diags.push(m), out);
+                    if dead {
+                        g.state = DevState::Down;
+                        g.identifying = false;
+                        g.io.fail_all(IoError::Dead);
+                    }
+                    (dead, g.io.take_completed())
+                };
+                self.send(out);
+                for m in diags.drain(..) {
+                    self.errlog.push(m);
+                }
+                if dead {
+                    self.errlog.push(format!(
+                        "{}: no response for {} s, device marked down",
+                        dev.name(),
+                        self.opts.deadsecs
+                    ));
+                }
+                run_completions(c);
+            }
+        });
+    }
+}
