@@ -248,7 +248,18 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
     // IDENTIFY for the size.
     let mut f = [0u8; 64];
     let tag = 0x8000_0002;
-    emit_ata_header(&mut f, mac, me, shelf, slot, tag, AFLAG_DEV, 1, ATA_IDENTIFY, 0);
+    let identify = AtaHeader {
+        dst: mac,
+        src: me,
+        shelf,
+        slot,
+        tag,
+        aflags: AFLAG_DEV,
+        sector_count: 1,
+        cmd: ATA_IDENTIFY,
+        lba: 0,
+    };
+    identify.emit(&mut f);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut next_send = Instant::now();
     loop {
@@ -409,7 +420,18 @@ fn main() {
             let lba = r.lba + sl.off;
             let (_, lbaf) = ata_lba_fields(t.lba48, lba);
             let n = sl.count as usize * SECTOR;
-            emit_ata_header(&mut frame, t.mac, me, t.shelf, t.slot, sl.tag, aflags, sl.count, cmd, lbaf);
+            let h = AtaHeader {
+                dst: t.mac,
+                src: me,
+                shelf: t.shelf,
+                slot: t.slot,
+                tag: sl.tag,
+                aflags,
+                sector_count: sl.count,
+                cmd,
+                lba: lbaf,
+            };
+            h.emit(&mut frame);
             let len = if write {
                 let o = sl.off as usize * SECTOR;
                 frame[ATA_HDR_LEN..ATA_HDR_LEN + n].copy_from_slice(&wdata[o..o + n]);

@@ -702,6 +702,9 @@ impl<'a> Repr<'a> {
 
 impl Header {
     /// Writes the common header of a `command` frame, AoE version 1.
+    /// Inlined so that in `AtaHeader::emit` (once per frame) the setters fold
+    /// into one length check and straight stores.
+    #[inline(always)]
     fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, f: &mut Frame<T>, command: Command) {
         let mut flags = 0;
         if self.response {
@@ -725,6 +728,7 @@ impl Header {
 
 impl AtaRepr<'_> {
     /// Writes the ATA header (not the data), reserved bytes zero.
+    #[inline(always)]
     fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, f: &mut Frame<T>) {
         f.set_aflags(self.aflags);
         f.set_err_feature(self.err_feature);
@@ -735,39 +739,50 @@ impl AtaRepr<'_> {
     }
 }
 
-/// Writes just an ATA request header into `buf[..ATA_HDR_LEN]` (hot path: the
-/// caller fills the data area itself, with no intermediate copy).
-#[allow(clippy::too_many_arguments)]
-pub fn emit_ata_header(
-    buf: &mut [u8],
-    dst: Mac,
-    src: Mac,
-    shelf: u16,
-    slot: u8,
-    tag: u32,
-    aflags: u8,
-    sector_count: u8,
-    cmd: u8,
-    lba: u64,
-) {
-    buf[0..6].copy_from_slice(&dst.0);
-    buf[6..12].copy_from_slice(&src.0);
-    buf[12..14].copy_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-    buf[14] = AOE_VERSION << 4;
-    buf[15] = 0;
-    buf[16..18].copy_from_slice(&shelf.to_be_bytes());
-    buf[18] = slot;
-    buf[19] = 0;
-    buf[20..24].copy_from_slice(&tag.to_be_bytes());
-    buf[24] = aflags;
-    buf[25] = 0;
-    buf[26] = sector_count;
-    buf[27] = cmd;
-    for i in 0..6 {
-        buf[28 + i] = (lba >> (8 * i)) as u8;
+/// An ATA request header as plain values, for the hot path: `emit` writes
+/// just the header and the caller fills the data area itself, with no
+/// intermediate copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtaHeader {
+    pub dst: Mac,
+    pub src: Mac,
+    pub shelf: u16,
+    pub slot: u8,
+    pub tag: u32,
+    pub aflags: u8,
+    pub sector_count: u8,
+    pub cmd: u8,
+    /// As in `AtaRepr` (see `ata_lba_fields`).
+    pub lba: u64,
+}
+
+impl AtaHeader {
+    /// Writes every byte of `buf[..ATA_HDR_LEN]`: a version 1 request with
+    /// no error, feature register and reserved bytes zero. Panics if `buf` is
+    /// shorter.
+    #[inline]
+    pub fn emit(&self, buf: &mut [u8]) {
+        let mut f = Frame::new_unchecked(&mut buf[..ATA_HDR_LEN]);
+        let header = Header {
+            dst: self.dst,
+            src: self.src,
+            response: false,
+            error: None,
+            shelf: self.shelf,
+            slot: self.slot,
+            tag: self.tag,
+        };
+        header.emit(&mut f, Command::Ata);
+        let ata = AtaRepr {
+            aflags: self.aflags,
+            err_feature: 0,
+            sector_count: self.sector_count,
+            cmd_status: self.cmd,
+            lba: self.lba,
+            data: &[],
+        };
+        ata.emit_header(&mut f);
     }
-    buf[34] = 0;
-    buf[35] = 0;
 }
 
 /// LBA and aflags for an ATA read/write/flush command of a target with or

@@ -239,6 +239,11 @@ fn cfg<'a>(r: &Repr<'a>) -> ConfigRepr<'a> {
     }
 }
 
+/// A request header from INI to TGT.
+fn ata_header(shelf: u16, slot: u8, tag: u32, aflags: u8, sector_count: u8, cmd: u8, lba: u64) -> AtaHeader {
+    AtaHeader { dst: TGT, src: INI, shelf, slot, tag, aflags, sector_count, cmd, lba }
+}
+
 fn emit_vec(r: &Repr<'_>) -> Vec<u8> {
     let mut out = vec![0u8; r.buffer_len()];
     let n = r.emit(&mut out).expect("emit");
@@ -882,7 +887,7 @@ fn frame_setters_write_what_accessors_read() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn emit_ata_header_matches_repr_emit_and_capture() {
+fn ata_header_emit_matches_repr_emit_and_capture() {
     // (frame index in B16, lba48?, logical lba, sector count, command)
     let cases: [(usize, bool, u64, u8, u8); 8] = [
         (3, false, 0, 1, ATA_IDENTIFY),
@@ -908,9 +913,9 @@ fn emit_ata_header_matches_repr_emit_and_capture() {
         }
         // Hot path: header + data written in place.
         let mut hot = vec![0xAAu8; ATA_HDR_LEN + data.len()];
-        emit_ata_header(&mut hot, TGT, INI, 0, 1, tag, aflags, count, cmd, wire_lba);
+        ata_header(0, 1, tag, aflags, count, cmd, wire_lba).emit(&mut hot);
         hot[ATA_HDR_LEN..].copy_from_slice(&data);
-        assert_eq!(hexs(&hot), hexs(&captured), "emit_ata_header, frame {idx}");
+        assert_eq!(hexs(&hot), hexs(&captured), "AtaHeader::emit, frame {idx}");
         // Same request through Repr::emit.
         let repr = Repr {
             header: Header { dst: TGT, src: INI, response: false, error: None, shelf: 0, slot: 1, tag },
@@ -997,17 +1002,18 @@ fn ata_lba_fields_lba28_and_lba48() {
     // On the wire: byte 31 (lba3) = 0xE0 | lba bits 24..27, bytes 32-33 zero.
     let mut buf = [0u8; ATA_HDR_LEN];
     let (fl, l) = ata_lba_fields(false, 0x0A0B_0C0D);
-    emit_ata_header(&mut buf, TGT, INI, 0, 1, 1, fl, 1, ATA_READ, l);
+    ata_header(0, 1, 1, fl, 1, ATA_READ, l).emit(&mut buf);
     assert_eq!(&buf[28..34], &[0x0D, 0x0C, 0x0B, 0xEA, 0, 0]);
     let (fl, l) = ata_lba_fields(true, 0x0102_0304_0506);
-    emit_ata_header(&mut buf, TGT, INI, 0, 1, 1, fl, 1, ATA_READ_EXT, l);
+    ata_header(0, 1, 1, fl, 1, ATA_READ_EXT, l).emit(&mut buf);
     assert_eq!(buf[24], AFLAG_EXT);
     assert_eq!(&buf[28..34], &[6, 5, 4, 3, 2, 1]);
-    // emit_ata_header writes every header byte (no stale bytes survive).
+    // AtaHeader::emit writes every header byte (no stale bytes survive).
     let mut a = [0x00u8; ATA_HDR_LEN];
     let mut b = [0xFFu8; ATA_HDR_LEN];
-    emit_ata_header(&mut a, TGT, INI, 7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
-    emit_ata_header(&mut b, TGT, INI, 7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
+    let h = ata_header(7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
+    h.emit(&mut a);
+    h.emit(&mut b);
     assert_eq!(a, b);
 }
 
