@@ -507,11 +507,11 @@ fn main() {
         let now = Instant::now();
         for i in 0..k {
             let f = rx.frame(i);
-            if f.len() < ATA_HDR_LEN || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_AOE {
+            if f.len() < ATA_HDR_LEN {
                 continue;
             }
-            let fr = Frame::new_unchecked(f);
-            if !fr.is_response() || fr.command() != 0 || fr.src() != t.mac {
+            let Ok(fr) = Frame::new_checked(f) else { continue };
+            if !fr.is_response() || fr.command() != Command::Ata.to_u8() || fr.src() != t.mac {
                 continue;
             }
             let tag = fr.tag();
@@ -523,7 +523,7 @@ fn main() {
                 continue; // late reply to a retransmitted frame
             }
             let sl = slots[s];
-            let status = f[27];
+            let status = fr.cmd_status();
             if fr.is_error() || status & ATA_STATUS_FAIL != 0 {
                 errors += 1;
                 if errors < 5 {
