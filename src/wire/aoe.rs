@@ -1,4 +1,6 @@
-//! The AoE header view (`Frame`) and message representations (`Repr`).
+//! The AoE header fields (`field`), the view that reads and writes them
+//! (`Frame`), message representations (`Repr`) and the hot-path ATA request
+//! header (`AtaHeader`).
 
 use super::*;
 use field::Field;
@@ -153,7 +155,7 @@ pub mod field {
     pub const MCMD: usize = 25;
     pub const MERROR: usize = 26;
     pub const DIR_COUNT: usize = 27;
-    /// Length of one directive; within it:
+    /// Length of one directive; the three offsets after it are within one.
     pub const DIR_LEN: usize = 8;
     pub const DIR_RESERVED: usize = 0;
     pub const DIR_DCMD: usize = 1;

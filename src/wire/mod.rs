@@ -1,7 +1,8 @@
-//! AoE r11 wire format: checked views over byte buffers plus plain `Repr`
-//! values. No I/O, no clock. Lengths always come from header fields, never
-//! from the frame length (vblade sends frames shorter than 60 bytes and the
-//! link may pad frames).
+//! AoE r11 wire format: the byte ranges of the header fields, checked views
+//! over byte buffers that read and write them, and plain `Repr` values. No
+//! I/O, no clock. Lengths always come from header fields, never from the
+//! frame length (vblade sends frames shorter than 60 bytes and the link may
+//! pad frames).
 
 mod aoe;
 mod identify;
