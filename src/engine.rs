@@ -550,18 +550,18 @@ impl TargetIo {
         };
         let aflags = aflags | if job.write { wire::AFLAG_WRITE } else { 0 };
         let dlen = if job.write { job.count as usize * SECTOR } else { 0 };
-        wire::emit_ata_header(
-            &mut self.frame[..ATA_HDR_LEN],
-            path.mac,
-            path.local_mac,
-            self.shelf,
-            self.slot,
-            s.tag,
+        wire::AtaHeader {
+            dst: path.mac,
+            src: path.local_mac,
+            shelf: self.shelf,
+            slot: self.slot,
+            tag: s.tag,
             aflags,
-            job.count,
-            job.cmd,
+            sector_count: job.count,
+            cmd: job.cmd,
             lba,
-        );
+        }
+        .emit(&mut self.frame[..ATA_HDR_LEN]);
         path.counters.frames_sent += 1;
         self.counters.frames_sent += 1;
         let data = match &self.reqs[job.req as usize].as_ref().expect("frame of a finished request").buf {

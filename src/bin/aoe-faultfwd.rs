@@ -24,7 +24,7 @@
 use aoefs::link::fault::{FaultConfig, FaultCounters, FaultInjector};
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::testtools::{stop_on_signals, STOP};
-use aoefs::wire::ETHERTYPE_AOE;
+use aoefs::wire::{Frame, ETHERTYPE_AOE, ETH_HDR_LEN};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -159,7 +159,7 @@ fn forward(from: &Sock, to: &Sock, dir: &Dir, deadline: Option<Instant>) -> io::
                     continue;
                 }
                 let f = &buf[..n];
-                if n < 14 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_AOE {
+                if n < ETH_HDR_LEN || Frame::new_unchecked(f).ethertype() != ETHERTYPE_AOE {
                     dir.stats.ignored_not_aoe.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

@@ -35,7 +35,10 @@
 use aoefs::link::fault::Rng;
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::testtools::{stop_on_signals, INJECT_KINDS, STOP};
-use aoefs::wire::{Mac, ETHERTYPE_AOE};
+use aoefs::wire::{
+    AtaRepr, Body, Command, Frame, Header, Mac, Repr, AFLAG_EXT, AFLAG_WRITE, AOE_HDR_LEN, AOE_VERSION, ATA_HDR_LEN,
+    ATA_IDENTIFY, ATA_READ_EXT, ATA_STATUS_DRDY, ETHERTYPE_AOE, ETH_HDR_LEN, FLAG_ERROR, FLAG_RESPONSE, SECTOR,
+};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -161,7 +164,7 @@ struct Req {
     aflags: u8,
     count: u8,
     cmd: u8,
-    lba: [u8; 6],
+    lba: u64,
     seen: Instant,
     answered: bool,
 }
@@ -187,28 +190,35 @@ fn sniff(sock: &RawSocket, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, de
     let mut buf = vec![0u8; 65536];
     while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
         let Some((n, pkttype)) = sock.recv(&mut buf, 50)? else { continue };
-        let f = &buf[..n];
-        if n < 36 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_AOE {
+        if n < ATA_HDR_LEN {
             continue;
         }
-        let ver = f[14] >> 4;
-        let flags = f[14] & 0x0f;
-        let fshelf = u16::from_be_bytes([f[16], f[17]]);
-        let (fslot, cmd) = (f[18], f[19]);
-        let tag = u32::from_be_bytes([f[20], f[21], f[22], f[23]]);
-        if ver != 1 || cmd != 0 || fshelf != shelf || fslot != slot || tag & 0x8000_0000 == 0 {
+        let Ok(f) = Frame::new_checked(&buf[..n]) else { continue };
+        let tag = f.tag();
+        if f.version() != AOE_VERSION
+            || f.command() != Command::Ata.to_u8()
+            || f.shelf() != shelf
+            || f.slot() != slot
+            || tag & 0x8000_0000 == 0
+        {
             continue;
         }
-        let src = Mac::from_slice(&f[6..12]);
+        let src = f.src();
         let mut g = seen.lock().unwrap();
-        if pkttype != libc::PACKET_OUTGOING && flags & 0x08 == 0 {
+        if pkttype != libc::PACKET_OUTGOING && !f.is_response() {
             // A request from the initiator.
             if g.initiator.is_none() && !src.is_multicast() {
                 g.initiator = Some(src);
             }
-            let mut lba = [0u8; 6];
-            lba.copy_from_slice(&f[28..34]);
-            let r = Req { tag, aflags: f[24], count: f[26], cmd: f[27], lba, seen: Instant::now(), answered: false };
+            let r = Req {
+                tag,
+                aflags: f.aflags(),
+                count: f.sector_count(),
+                cmd: f.cmd_status(),
+                lba: f.lba(),
+                seen: Instant::now(),
+                answered: false,
+            };
             g.requests_seen += 1;
             g.reqs.push_back(r);
             g.by_tag.insert(tag, r);
@@ -218,7 +228,11 @@ fn sniff(sock: &RawSocket, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, de
                     g.by_tag.remove(&old.tag);
                 }
             }
-        } else if pkttype == libc::PACKET_OUTGOING && flags == 0x08 && src == me && g.by_tag.contains_key(&tag) {
+        } else if pkttype == libc::PACKET_OUTGOING
+            && f.flags() == FLAG_RESPONSE
+            && src == me
+            && g.by_tag.contains_key(&tag)
+        {
             // The target's own reply to a request we saw (our forgeries never
             // come from `me` with a valid header, version and live tag).
             g.replies_seen += 1;
@@ -231,7 +245,7 @@ fn sniff(sock: &RawSocket, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, de
             if g.replies.back().is_some_and(|(t, _)| now - *t < Duration::from_millis(1)) {
                 continue;
             }
-            g.replies.push_back((now, f.to_vec()));
+            g.replies.push_back((now, f.as_bytes().to_vec()));
             while g.replies.len() > MAX_REPLIES {
                 g.replies.pop_front();
             }
@@ -240,38 +254,53 @@ fn sniff(sock: &RawSocket, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, de
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn header(dst: Mac, src: Mac, ver: u8, flags: u8, err: u8, shelf: u16, slot: u8, cmd: u8, tag: u32) -> Vec<u8> {
-    let mut f = Vec::with_capacity(1100);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-    f.push(ver << 4 | flags);
-    f.push(err);
-    f.extend_from_slice(&shelf.to_be_bytes());
-    f.push(slot);
-    f.push(cmd);
-    f.extend_from_slice(&tag.to_be_bytes());
+/// An ATA response to `r` from `src` about `shelf.slot`: AoE version 1, no
+/// error, status DRDY, followed by `data` bytes of 0xEE. Kinds that damage
+/// it do so afterwards through `Frame` setters.
+fn ata_frame(dst: Mac, src: Mac, shelf: u16, slot: u8, r: &Req, data: usize) -> Vec<u8> {
+    let repr = Repr {
+        header: Header { dst, src, response: true, error: None, shelf, slot, tag: r.tag },
+        body: Body::Ata(AtaRepr {
+            aflags: r.aflags,
+            err_feature: 0,
+            sector_count: r.count,
+            cmd_status: ATA_STATUS_DRDY,
+            lba: r.lba,
+            data: &[],
+        }),
+    };
+    let mut f = vec![0u8; ATA_HDR_LEN];
+    repr.emit(&mut f).expect("an ATA header fits its length");
+    f.resize(ATA_HDR_LEN + data, 0xEE);
     f
 }
 
 /// A plausible successful ATA reply to `r` (0xEE data for reads).
-#[allow(clippy::too_many_arguments)]
-fn ata_reply(dst: Mac, src: Mac, ver: u8, shelf: u16, slot: u8, tag: u32, r: &Req, mtu: usize) -> Vec<u8> {
-    let mut f = header(dst, src, ver, 0x08, 0, shelf, slot, 0, tag);
-    f.extend_from_slice(&[r.aflags, 0, r.count, 0x40]);
-    f.extend_from_slice(&r.lba);
-    f.extend_from_slice(&[0, 0]);
-    let data = if r.cmd == 0xEC {
-        512
-    } else if r.aflags & 0x01 == 0 {
-        r.count as usize * 512
+fn ata_reply(dst: Mac, src: Mac, shelf: u16, slot: u8, r: &Req, mtu: usize) -> Vec<u8> {
+    let data = if r.cmd == ATA_IDENTIFY {
+        SECTOR
+    } else if r.aflags & AFLAG_WRITE == 0 {
+        r.count as usize * SECTOR
     } else {
         0
     };
-    let data = data.min(mtu.saturating_sub(36));
-    f.resize(f.len() + data, 0xEE);
-    f
+    ata_frame(dst, src, shelf, slot, r, data.min(mtu.saturating_sub(ATA_HDR_LEN)))
+}
+
+/// An AoE error reply to `r` from `src` (code `code`), echoing the ATA header
+/// as vblade does, with `status` in the status register.
+fn error_reply(dst: Mac, src: Mac, c: &Ctx, r: &Req, code: u8, status: u8) -> Vec<u8> {
+    let mut f = ata_frame(dst, src, c.shelf, c.slot, r, 0);
+    let mut v = Frame::new_unchecked(&mut f[..]);
+    v.set_flags(FLAG_RESPONSE | FLAG_ERROR);
+    v.set_error_code(code);
+    v.set_cmd_status(status);
+    pad60(f)
+}
+
+/// Readdresses a captured frame to `dst`.
+fn set_dst(f: &mut [u8], dst: Mac) {
+    Frame::new_unchecked(f).set_dst(dst);
 }
 
 fn pad60(mut f: Vec<u8>) -> Vec<u8> {
@@ -304,11 +333,7 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
         let r = seen.by_tag.get_mut(&tag)?;
         r.answered = true;
         let r = *r;
-        let mut f = header(init, c.me, 1, 0x08 | 0x04, c.error, c.shelf, c.slot, 0, r.tag);
-        f.extend_from_slice(&[r.aflags, 0, r.count, r.cmd]);
-        f.extend_from_slice(&r.lba);
-        f.extend_from_slice(&[0, 0]);
-        return Some(pad60(f));
+        return Some(error_reply(init, c.me, c, &r, c.error, r.cmd));
     }
     let seen = &*seen;
     let now = Instant::now();
@@ -325,55 +350,51 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
         }
         Some(old[rng.below(old.len() as u64) as usize].1.clone())
     };
-    let mtu_frame = c.mtu + 14;
+    let mtu_frame = c.mtu + ETH_HDR_LEN;
     Some(match kind {
         "foreign-mac" => {
             let r = live()?;
-            pad60(ata_reply(init, c.foreign, 1, c.shelf, c.slot, r.tag, &r, c.mtu))
+            pad60(ata_reply(init, c.foreign, c.shelf, c.slot, &r, c.mtu))
         }
         "foreign-error" => {
             let r = live()?;
-            let mut f = header(init, c.foreign, 1, 0x08 | 0x04, 3, c.shelf, c.slot, 0, r.tag);
-            f.extend_from_slice(&[r.aflags, 0, r.count, 0x40]);
-            f.extend_from_slice(&r.lba);
-            f.extend_from_slice(&[0, 0]);
-            pad60(f)
+            error_reply(init, c.foreign, c, &r, 3, ATA_STATUS_DRDY)
         }
         "wrong-target" => {
             let r = live()?;
             let (shelf, slot) = if rng.below(2) == 0 { (c.shelf ^ 0x2000, c.slot) } else { (c.shelf, c.slot ^ 0x40) };
-            pad60(ata_reply(init, c.me, 1, shelf, slot, r.tag, &r, c.mtu))
+            pad60(ata_reply(init, c.me, shelf, slot, &r, c.mtu))
         }
         "stale-tag" => {
             let mut f = stale(rng)?;
-            f[0..6].copy_from_slice(&init.0);
+            set_dst(&mut f, init);
             f
         }
         "unknown-tag" => {
-            let lba = rng.next_u64().to_le_bytes();
+            let lba = rng.next_u64() & 0xFF_FFFF;
             let r = Req {
                 tag: 0xFF00_0000 | (rng.next_u64() as u32 & 0x00FF_FFFF),
-                aflags: 0x40,
+                aflags: AFLAG_EXT,
                 count: 2,
-                cmd: 0x24,
-                lba: [lba[0], lba[1], lba[2], 0, 0, 0],
+                cmd: ATA_READ_EXT,
+                lba,
                 seen: now,
                 answered: false,
             };
-            pad60(ata_reply(init, c.me, 1, c.shelf, c.slot, r.tag, &r, c.mtu))
+            pad60(ata_reply(init, c.me, c.shelf, c.slot, &r, c.mtu))
         }
         "truncated" => {
             if rng.below(2) == 0 {
                 if let Some(mut f) = stale(rng) {
-                    f[0..6].copy_from_slice(&init.0);
-                    let cut = 14 + rng.below((f.len() - 14) as u64) as usize;
+                    set_dst(&mut f, init);
+                    let cut = ETH_HDR_LEN + rng.below((f.len() - ETH_HDR_LEN) as u64) as usize;
                     f.truncate(cut);
                     return Some(f);
                 }
             }
             let r = live()?;
-            let mut f = ata_reply(init, c.foreign, 1, c.shelf, c.slot, r.tag, &r, c.mtu);
-            let cut = 14 + rng.below((f.len() - 14) as u64) as usize;
+            let mut f = ata_reply(init, c.foreign, c.shelf, c.slot, &r, c.mtu);
+            let cut = ETH_HDR_LEN + rng.below((f.len() - ETH_HDR_LEN) as u64) as usize;
             f.truncate(cut);
             f
         }
@@ -383,14 +404,14 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
                     Some(f) => f,
                     None => {
                         let r = live()?;
-                        ata_reply(init, c.foreign, 1, c.shelf, c.slot, r.tag, &r, c.mtu)
+                        ata_reply(init, c.foreign, c.shelf, c.slot, &r, c.mtu)
                     }
                 }
             } else {
                 let r = live()?;
-                ata_reply(init, c.foreign, 1, c.shelf, c.slot, r.tag, &r, c.mtu)
+                ata_reply(init, c.foreign, c.shelf, c.slot, &r, c.mtu)
             };
-            f[0..6].copy_from_slice(&init.0);
+            set_dst(&mut f, init);
             let room = mtu_frame.saturating_sub(f.len());
             let extra = 1 + rng.below(room.max(1) as u64) as usize;
             f.resize((f.len() + extra).min(mtu_frame), 0xEE);
@@ -399,35 +420,43 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
         "bad-version" => {
             let r = live()?;
             let ver = [0u8, 2, 15][rng.below(3) as usize];
-            pad60(ata_reply(init, c.me, ver, c.shelf, c.slot, r.tag, &r, c.mtu))
+            let mut f = ata_reply(init, c.me, c.shelf, c.slot, &r, c.mtu);
+            Frame::new_unchecked(&mut f[..]).set_version(ver);
+            pad60(f)
         }
         "no-tag-bit" => {
             let r = live()?;
-            pad60(ata_reply(init, c.me, 1, c.shelf, c.slot, r.tag & 0x7FFF_FFFF, &r, c.mtu))
+            let mut f = ata_reply(init, c.me, c.shelf, c.slot, &r, c.mtu);
+            Frame::new_unchecked(&mut f[..]).set_tag(r.tag & 0x7FFF_FFFF);
+            pad60(f)
         }
         "garbage" => {
-            let len = 14 + rng.below((mtu_frame - 14) as u64) as usize;
-            let mut f = vec![0u8; len];
-            for b in f.iter_mut() {
+            let len = ETH_HDR_LEN + rng.below((mtu_frame - ETH_HDR_LEN) as u64) as usize;
+            let mut buf = vec![0u8; len];
+            for b in buf.iter_mut() {
                 *b = rng.next_u64() as u8;
             }
-            f[0..6].copy_from_slice(&init.0);
+            let mut f = Frame::new_unchecked(&mut buf[..]);
+            f.set_dst(init);
             // A random unicast source that is not the target.
-            f[6] &= 0xfe;
-            if f[6..12] == c.me.0 {
-                f[11] ^= 1;
+            let mut src = f.src();
+            src.0[0] &= 0xfe;
+            if src == c.me {
+                src.0[5] ^= 1;
             }
-            f[12..14].copy_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-            if len >= 24 && rng.below(2) == 0 {
+            f.set_src(src);
+            f.set_ethertype(ETHERTYPE_AOE);
+            if len >= AOE_HDR_LEN && rng.below(2) == 0 {
                 // Plausible header: version 1 response for our target.
-                f[14] = 0x18;
-                f[15] = 0;
-                f[16..18].copy_from_slice(&c.shelf.to_be_bytes());
-                f[18] = c.slot;
-                f[19] = rng.below(4) as u8;
-                f[20] |= 0x80;
+                f.set_version(AOE_VERSION);
+                f.set_flags(FLAG_RESPONSE);
+                f.set_error_code(0);
+                f.set_shelf(c.shelf);
+                f.set_slot(c.slot);
+                f.set_command(rng.below(4) as u8);
+                f.set_tag(f.tag() | 0x8000_0000);
             }
-            f
+            buf
         }
         _ => unreachable!(),
     })

@@ -248,7 +248,18 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
     // IDENTIFY for the size.
     let mut f = [0u8; 64];
     let tag = 0x8000_0002;
-    emit_ata_header(&mut f, mac, me, shelf, slot, tag, AFLAG_DEV, 1, ATA_IDENTIFY, 0);
+    let identify = AtaHeader {
+        dst: mac,
+        src: me,
+        shelf,
+        slot,
+        tag,
+        aflags: AFLAG_DEV,
+        sector_count: 1,
+        cmd: ATA_IDENTIFY,
+        lba: 0,
+    };
+    identify.emit(&mut f);
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut next_send = Instant::now();
     loop {
@@ -409,7 +420,18 @@ fn main() {
             let lba = r.lba + sl.off;
             let (_, lbaf) = ata_lba_fields(t.lba48, lba);
             let n = sl.count as usize * SECTOR;
-            emit_ata_header(&mut frame, t.mac, me, t.shelf, t.slot, sl.tag, aflags, sl.count, cmd, lbaf);
+            let h = AtaHeader {
+                dst: t.mac,
+                src: me,
+                shelf: t.shelf,
+                slot: t.slot,
+                tag: sl.tag,
+                aflags,
+                sector_count: sl.count,
+                cmd,
+                lba: lbaf,
+            };
+            h.emit(&mut frame);
             let len = if write {
                 let o = sl.off as usize * SECTOR;
                 frame[ATA_HDR_LEN..ATA_HDR_LEN + n].copy_from_slice(&wdata[o..o + n]);
@@ -485,11 +507,11 @@ fn main() {
         let now = Instant::now();
         for i in 0..k {
             let f = rx.frame(i);
-            if f.len() < ATA_HDR_LEN || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_AOE {
+            if f.len() < ATA_HDR_LEN {
                 continue;
             }
-            let fr = Frame::new_unchecked(f);
-            if !fr.is_response() || fr.command() != 0 || fr.src() != t.mac {
+            let Ok(fr) = Frame::new_checked(f) else { continue };
+            if !fr.is_response() || fr.command() != Command::Ata.to_u8() || fr.src() != t.mac {
                 continue;
             }
             let tag = fr.tag();
@@ -501,7 +523,7 @@ fn main() {
                 continue; // late reply to a retransmitted frame
             }
             let sl = slots[s];
-            let status = f[27];
+            let status = fr.cmd_status();
             if fr.is_error() || status & ATA_STATUS_FAIL != 0 {
                 errors += 1;
                 if errors < 5 {

@@ -2,6 +2,8 @@
 //! corrupt at set rates. Pure logic (no I/O, no clock): the in-memory hub
 //! and the test frame forwarder both run frames through it.
 
+use crate::wire::field::{self, Field};
+
 /// Fault rates, each a probability in 0..=1.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FaultConfig {
@@ -48,18 +50,18 @@ impl FaultConfig {
 /// real links by the Ethernet FCS, and AoE has no checksum of its own, so
 /// injecting it would test nothing of the initiator; damage to addressing is
 /// what can reach it and must be rejected.
-pub const CORRUPTIBLE: [(usize, usize); 2] = [(6, 14), (16, 24)];
+pub const CORRUPTIBLE: [Field; 2] = [field::SRC.start..field::ETHERTYPE.end, field::SHELF.start..field::TAG.end];
 
 fn corrupt_offset(rng: &mut Rng, len: usize) -> Option<usize> {
-    let n: usize = CORRUPTIBLE.iter().map(|(a, b)| b.min(&len).saturating_sub(*a)).sum();
+    let n: usize = CORRUPTIBLE.iter().map(|r| r.end.min(len).saturating_sub(r.start)).sum();
     if n == 0 {
         return None;
     }
     let mut k = rng.below(n as u64) as usize;
-    for (a, b) in CORRUPTIBLE {
-        let w = b.min(len).saturating_sub(a);
+    for r in CORRUPTIBLE {
+        let w = r.end.min(len).saturating_sub(r.start);
         if k < w {
-            return Some(a + k);
+            return Some(r.start + k);
         }
         k -= w;
     }
@@ -244,7 +246,7 @@ mod tests {
             let out = f.apply(orig.clone());
             let diff: Vec<usize> = (0..64).filter(|&i| out[0][i] != orig[i]).collect();
             assert_eq!(diff.len(), 1);
-            assert!(CORRUPTIBLE.iter().any(|(a, b)| (*a..*b).contains(&diff[0])), "{}", diff[0]);
+            assert!(CORRUPTIBLE.iter().any(|r| r.contains(&diff[0])), "{}", diff[0]);
             assert_eq!((out[0][diff[0]] ^ orig[diff[0]]).count_ones(), 1);
             hit.insert(diff[0]);
         }

@@ -6,7 +6,7 @@
 use super::fault::{FaultConfig, FaultCounters, FaultInjector};
 use super::{Link, LinkProvider, RxHandler, RX_BURST};
 use crate::sim::{SimConfig, SimModel};
-use crate::wire::{self, Mac};
+use crate::wire::{self, Frame, Mac};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io;
@@ -171,11 +171,11 @@ fn hub_loop(h: Arc<HubInner>) {
 
 /// Hands `f` to every port it is addressed to; returns their receivers.
 fn deliver(h: &HubInner, from: usize, f: &[u8]) -> Vec<RxHandler> {
-    if f.len() < 14 {
+    if f.len() < wire::ETH_HDR_LEN {
         return Vec::new();
     }
-    let dst = Mac::from_slice(&f[0..6]);
-    let src = Mac::from_slice(&f[6..12]);
+    let fr = Frame::new_unchecked(f);
+    let (dst, src) = (fr.dst(), fr.src());
     let targets: Vec<RxHandler> = h
         .ports
         .lock()

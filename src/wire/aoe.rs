@@ -1,6 +1,9 @@
-//! The AoE header view (`Frame`) and message representations (`Repr`).
+//! The AoE header fields (`field`), the view that reads and writes them
+//! (`Frame`), message representations (`Repr`) and the hot-path ATA request
+//! header (`AtaHeader`).
 
 use super::*;
+use field::Field;
 
 /// AoE flag bits (low nibble of byte 14).
 pub const FLAG_RESPONSE: u8 = 0x08;
@@ -104,18 +107,82 @@ impl AoeError {
     }
 }
 
-/// A checked read (and, with a mutable buffer, write) view of an AoE frame,
-/// starting at the Ethernet header.
+/// Byte ranges and offsets of the AoE r11 header fields, from the start of
+/// the Ethernet frame. Single bytes are plain offsets; lists whose length a
+/// count field gives are functions of that count.
+#[allow(non_snake_case)]
+pub mod field {
+    pub type Field = std::ops::Range<usize>;
+
+    // Ethernet header.
+    pub const DST: Field = 0..6;
+    pub const SRC: Field = 6..12;
+    pub const ETHERTYPE: Field = 12..14;
+
+    // AoE common header.
+    /// Version in the high nibble, flags in the low one.
+    pub const VER_FLAGS: usize = 14;
+    pub const ERROR: usize = 15;
+    pub const SHELF: Field = 16..18;
+    pub const SLOT: usize = 18;
+    pub const COMMAND: usize = 19;
+    pub const TAG: Field = 20..24;
+
+    // ATA header (command 0).
+    pub const AFLAGS: usize = 24;
+    pub const ERR_FEATURE: usize = 25;
+    pub const SECTOR_COUNT: usize = 26;
+    pub const CMD_STATUS: usize = 27;
+    /// lba0 (least significant) .. lba5.
+    pub const LBA: Field = 28..34;
+    pub const ATA_RESERVED: Field = 34..36;
+    /// Start of the ATA data.
+    pub const ATA_DATA: usize = ATA_RESERVED.end;
+
+    // Query-config header (command 1).
+    pub const BUFFER_COUNT: Field = 24..26;
+    pub const FIRMWARE: Field = 26..28;
+    pub const MAX_SECTORS: usize = 28;
+    /// AoE version in the high nibble, ccmd in the low one.
+    pub const VER_CCMD: usize = 29;
+    pub const CONFIG_LEN: Field = 30..32;
+    pub const fn CONFIG(len: usize) -> Field {
+        CONFIG_LEN.end..CONFIG_LEN.end + len
+    }
+
+    // MAC mask list header (command 2).
+    pub const MASK_RESERVED: usize = 24;
+    pub const MCMD: usize = 25;
+    pub const MERROR: usize = 26;
+    pub const DIR_COUNT: usize = 27;
+    /// Length of one directive; the three offsets after it are within one.
+    pub const DIR_LEN: usize = 8;
+    pub const DIR_RESERVED: usize = 0;
+    pub const DIR_DCMD: usize = 1;
+    pub const DIR_MAC: Field = 2..8;
+    pub const fn DIRECTIVES(count: usize) -> Field {
+        DIR_COUNT + 1..DIR_COUNT + 1 + DIR_LEN * count
+    }
+
+    // Reserve/release header (command 3).
+    pub const RCMD: usize = 24;
+    pub const NMACS: usize = 25;
+    pub const MAC_LEN: usize = 6;
+    pub const fn MACS(count: usize) -> Field {
+        NMACS + 1..NMACS + 1 + MAC_LEN * count
+    }
+}
+
+/// A view of an AoE frame, starting at the Ethernet header: accessors read
+/// its fields and, over a mutable buffer, setters write them. Accessors of a
+/// command's header assume the buffer holds it (`Repr::parse` checks).
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<T: AsRef<[u8]>> {
     buf: T,
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+fn be16(b: &[u8], at: Field) -> u16 {
+    u16::from_be_bytes([b[at.start], b[at.start + 1]])
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
@@ -130,11 +197,10 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(f)
     }
     pub fn check(&self) -> Result<()> {
-        let b = self.buf.as_ref();
-        if b.len() < AOE_HDR_LEN {
+        if self.buf.as_ref().len() < AOE_HDR_LEN {
             return Err(WireError::Truncated);
         }
-        if be16(b, 12) != ETHERTYPE_AOE {
+        if self.ethertype() != ETHERTYPE_AOE {
             return Err(WireError::NotAoe);
         }
         Ok(())
@@ -145,20 +211,24 @@ impl<T: AsRef<[u8]>> Frame<T> {
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.as_ref()
     }
+    fn byte(&self, at: usize) -> u8 {
+        self.buf.as_ref()[at]
+    }
+
     pub fn dst(&self) -> Mac {
-        Mac::from_slice(&self.buf.as_ref()[0..6])
+        Mac::from_slice(&self.buf.as_ref()[field::DST])
     }
     pub fn src(&self) -> Mac {
-        Mac::from_slice(&self.buf.as_ref()[6..12])
+        Mac::from_slice(&self.buf.as_ref()[field::SRC])
     }
     pub fn ethertype(&self) -> u16 {
-        be16(self.buf.as_ref(), 12)
+        be16(self.buf.as_ref(), field::ETHERTYPE)
     }
     pub fn version(&self) -> u8 {
-        self.buf.as_ref()[14] >> 4
+        self.byte(field::VER_FLAGS) >> 4
     }
     pub fn flags(&self) -> u8 {
-        self.buf.as_ref()[14] & 0x0f
+        self.byte(field::VER_FLAGS) & 0x0f
     }
     pub fn is_response(&self) -> bool {
         self.flags() & FLAG_RESPONSE != 0
@@ -167,23 +237,192 @@ impl<T: AsRef<[u8]>> Frame<T> {
         self.flags() & FLAG_ERROR != 0
     }
     pub fn error_code(&self) -> u8 {
-        self.buf.as_ref()[15]
+        self.byte(field::ERROR)
     }
     pub fn shelf(&self) -> u16 {
-        be16(self.buf.as_ref(), 16)
+        be16(self.buf.as_ref(), field::SHELF)
     }
     pub fn slot(&self) -> u8 {
-        self.buf.as_ref()[18]
+        self.byte(field::SLOT)
     }
     pub fn command(&self) -> u8 {
-        self.buf.as_ref()[19]
+        self.byte(field::COMMAND)
     }
     pub fn tag(&self) -> u32 {
-        be32(self.buf.as_ref(), 20)
+        let b = &self.buf.as_ref()[field::TAG];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
     /// Everything after the common header (may include link padding).
     pub fn payload(&self) -> &[u8] {
         &self.buf.as_ref()[AOE_HDR_LEN..]
+    }
+
+    // ATA header.
+    pub fn aflags(&self) -> u8 {
+        self.byte(field::AFLAGS)
+    }
+    pub fn err_feature(&self) -> u8 {
+        self.byte(field::ERR_FEATURE)
+    }
+    pub fn sector_count(&self) -> u8 {
+        self.byte(field::SECTOR_COUNT)
+    }
+    pub fn cmd_status(&self) -> u8 {
+        self.byte(field::CMD_STATUS)
+    }
+    /// The 48-bit LBA (six bytes, least significant first).
+    pub fn lba(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[..6].copy_from_slice(&self.buf.as_ref()[field::LBA]);
+        u64::from_le_bytes(b)
+    }
+
+    // Query-config header.
+    pub fn buffer_count(&self) -> u16 {
+        be16(self.buf.as_ref(), field::BUFFER_COUNT)
+    }
+    pub fn firmware(&self) -> u16 {
+        be16(self.buf.as_ref(), field::FIRMWARE)
+    }
+    pub fn max_sectors(&self) -> u8 {
+        self.byte(field::MAX_SECTORS)
+    }
+    /// The AoE version the config body states (not the header's).
+    pub fn config_version(&self) -> u8 {
+        self.byte(field::VER_CCMD) >> 4
+    }
+    pub fn ccmd(&self) -> u8 {
+        self.byte(field::VER_CCMD) & 0x0f
+    }
+    pub fn config_len(&self) -> u16 {
+        be16(self.buf.as_ref(), field::CONFIG_LEN)
+    }
+
+    // MAC mask list header.
+    pub fn mcmd(&self) -> u8 {
+        self.byte(field::MCMD)
+    }
+    pub fn merror(&self) -> u8 {
+        self.byte(field::MERROR)
+    }
+    pub fn dir_count(&self) -> u8 {
+        self.byte(field::DIR_COUNT)
+    }
+
+    // Reserve/release header.
+    pub fn rcmd(&self) -> u8 {
+        self.byte(field::RCMD)
+    }
+    pub fn nmacs(&self) -> u8 {
+        self.byte(field::NMACS)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.buf.as_mut()
+    }
+    fn set_byte(&mut self, at: usize, v: u8) {
+        self.buf.as_mut()[at] = v;
+    }
+    fn set_bytes(&mut self, at: Field, v: &[u8]) {
+        self.buf.as_mut()[at].copy_from_slice(v);
+    }
+
+    pub fn set_dst(&mut self, m: Mac) {
+        self.set_bytes(field::DST, &m.0);
+    }
+    pub fn set_src(&mut self, m: Mac) {
+        self.set_bytes(field::SRC, &m.0);
+    }
+    pub fn set_ethertype(&mut self, v: u16) {
+        self.set_bytes(field::ETHERTYPE, &v.to_be_bytes());
+    }
+    /// Sets the version nibble, keeping the flags.
+    pub fn set_version(&mut self, v: u8) {
+        let b = self.byte(field::VER_FLAGS);
+        self.set_byte(field::VER_FLAGS, (v << 4) | (b & 0x0f));
+    }
+    /// Sets the flags nibble, keeping the version.
+    pub fn set_flags(&mut self, v: u8) {
+        let b = self.byte(field::VER_FLAGS);
+        self.set_byte(field::VER_FLAGS, (b & 0xf0) | (v & 0x0f));
+    }
+    pub fn set_error_code(&mut self, v: u8) {
+        self.set_byte(field::ERROR, v);
+    }
+    pub fn set_shelf(&mut self, v: u16) {
+        self.set_bytes(field::SHELF, &v.to_be_bytes());
+    }
+    pub fn set_slot(&mut self, v: u8) {
+        self.set_byte(field::SLOT, v);
+    }
+    pub fn set_command(&mut self, v: u8) {
+        self.set_byte(field::COMMAND, v);
+    }
+    pub fn set_tag(&mut self, v: u32) {
+        self.set_bytes(field::TAG, &v.to_be_bytes());
+    }
+
+    // ATA header.
+    pub fn set_aflags(&mut self, v: u8) {
+        self.set_byte(field::AFLAGS, v);
+    }
+    pub fn set_err_feature(&mut self, v: u8) {
+        self.set_byte(field::ERR_FEATURE, v);
+    }
+    pub fn set_sector_count(&mut self, v: u8) {
+        self.set_byte(field::SECTOR_COUNT, v);
+    }
+    pub fn set_cmd_status(&mut self, v: u8) {
+        self.set_byte(field::CMD_STATUS, v);
+    }
+    /// Writes the low 48 bits of `lba`, least significant byte first.
+    pub fn set_lba(&mut self, lba: u64) {
+        self.set_bytes(field::LBA, &lba.to_le_bytes()[..6]);
+    }
+
+    // Query-config header.
+    pub fn set_buffer_count(&mut self, v: u16) {
+        self.set_bytes(field::BUFFER_COUNT, &v.to_be_bytes());
+    }
+    pub fn set_firmware(&mut self, v: u16) {
+        self.set_bytes(field::FIRMWARE, &v.to_be_bytes());
+    }
+    pub fn set_max_sectors(&mut self, v: u8) {
+        self.set_byte(field::MAX_SECTORS, v);
+    }
+    /// Sets the config body's version nibble, keeping ccmd.
+    pub fn set_config_version(&mut self, v: u8) {
+        let b = self.byte(field::VER_CCMD);
+        self.set_byte(field::VER_CCMD, (v << 4) | (b & 0x0f));
+    }
+    /// Sets ccmd, keeping the config body's version nibble.
+    pub fn set_ccmd(&mut self, v: u8) {
+        let b = self.byte(field::VER_CCMD);
+        self.set_byte(field::VER_CCMD, (b & 0xf0) | (v & 0x0f));
+    }
+    pub fn set_config_len(&mut self, v: u16) {
+        self.set_bytes(field::CONFIG_LEN, &v.to_be_bytes());
+    }
+
+    // MAC mask list header.
+    pub fn set_mcmd(&mut self, v: u8) {
+        self.set_byte(field::MCMD, v);
+    }
+    pub fn set_merror(&mut self, v: u8) {
+        self.set_byte(field::MERROR, v);
+    }
+    pub fn set_dir_count(&mut self, v: u8) {
+        self.set_byte(field::DIR_COUNT, v);
+    }
+
+    // Reserve/release header.
+    pub fn set_rcmd(&mut self, v: u8) {
+        self.set_byte(field::RCMD, v);
+    }
+    pub fn set_nmacs(&mut self, v: u8) {
+        self.set_byte(field::NMACS, v);
     }
 }
 
@@ -325,64 +564,59 @@ impl<'a> Repr<'a> {
             slot: f.slot(),
             tag: f.tag(),
         };
-        let p = &bytes[AOE_HDR_LEN..];
         if header.error.is_some() {
             return Ok(Repr { header, body: Body::Error(cmd) });
         }
         let body = match cmd {
             Command::Ata => {
-                if p.len() < ATA_HDR_LEN - AOE_HDR_LEN {
+                if bytes.len() < ATA_HDR_LEN {
                     return Err(WireError::Truncated);
                 }
-                let mut lba = 0u64;
-                for i in 0..6 {
-                    lba |= (p[4 + i] as u64) << (8 * i);
-                }
                 Body::Ata(AtaRepr {
-                    aflags: p[0],
-                    err_feature: p[1],
-                    sector_count: p[2],
-                    cmd_status: p[3],
-                    lba,
-                    data: &p[12..],
+                    aflags: f.aflags(),
+                    err_feature: f.err_feature(),
+                    sector_count: f.sector_count(),
+                    cmd_status: f.cmd_status(),
+                    lba: f.lba(),
+                    data: &bytes[field::ATA_DATA..],
                 })
             }
             Command::QueryConfig => {
-                if p.len() < CFG_HDR_LEN - AOE_HDR_LEN {
+                if bytes.len() < CFG_HDR_LEN {
                     return Err(WireError::Truncated);
                 }
-                let len = be16(p, 6) as usize;
+                let len = f.config_len() as usize;
                 if len > MAX_CONFIG_LEN {
                     return Err(WireError::BadField("config string length"));
                 }
-                let config = p.get(8..8 + len).ok_or(WireError::Truncated)?;
+                let config = bytes.get(field::CONFIG(len)).ok_or(WireError::Truncated)?;
                 Body::Config(ConfigRepr {
-                    buffer_count: be16(p, 0),
-                    firmware: be16(p, 2),
-                    max_sectors: p[4],
-                    aoe_version: p[5] >> 4,
-                    ccmd: p[5] & 0x0f,
+                    buffer_count: f.buffer_count(),
+                    firmware: f.firmware(),
+                    max_sectors: f.max_sectors(),
+                    aoe_version: f.config_version(),
+                    ccmd: f.ccmd(),
                     config,
                 })
             }
             Command::MacMask => {
-                if p.len() < 4 {
+                if bytes.len() < MASK_HDR_LEN {
                     return Err(WireError::Truncated);
                 }
-                let n = p[3] as usize;
-                let list = p.get(4..4 + 8 * n).ok_or(WireError::Truncated)?;
-                let directives =
-                    list.chunks_exact(8).map(|d| Directive { dcmd: d[1], mac: Mac::from_slice(&d[2..8]) }).collect();
-                Body::MacMask(MacMaskRepr { mcmd: p[1], merror: p[2], directives })
+                let list = bytes.get(field::DIRECTIVES(f.dir_count() as usize)).ok_or(WireError::Truncated)?;
+                let directives = list
+                    .chunks_exact(field::DIR_LEN)
+                    .map(|d| Directive { dcmd: d[field::DIR_DCMD], mac: Mac::from_slice(&d[field::DIR_MAC]) })
+                    .collect();
+                Body::MacMask(MacMaskRepr { mcmd: f.mcmd(), merror: f.merror(), directives })
             }
             Command::Reserve => {
-                if p.len() < 2 {
+                if bytes.len() < RESERVE_HDR_LEN {
                     return Err(WireError::Truncated);
                 }
-                let n = p[1] as usize;
-                let list = p.get(2..2 + 6 * n).ok_or(WireError::Truncated)?;
-                let macs = list.chunks_exact(6).map(Mac::from_slice).collect();
-                Body::Reserve(ReserveRepr { rcmd: p[0], macs })
+                let list = bytes.get(field::MACS(f.nmacs() as usize)).ok_or(WireError::Truncated)?;
+                let macs = list.chunks_exact(field::MAC_LEN).map(Mac::from_slice).collect();
+                Body::Reserve(ReserveRepr { rcmd: f.rcmd(), macs })
             }
         };
         Ok(Repr { header, body })
@@ -400,14 +634,13 @@ impl<'a> Repr<'a> {
 
     /// Bytes `emit` writes.
     pub fn buffer_len(&self) -> usize {
-        AOE_HDR_LEN
-            + match &self.body {
-                Body::Ata(a) => 12 + a.data.len(),
-                Body::Config(c) => 8 + c.config.len(),
-                Body::MacMask(m) => 4 + 8 * m.directives.len(),
-                Body::Reserve(r) => 2 + 6 * r.macs.len(),
-                Body::Error(_) => 0,
-            }
+        match &self.body {
+            Body::Ata(a) => ATA_HDR_LEN + a.data.len(),
+            Body::Config(c) => field::CONFIG(c.config.len()).end,
+            Body::MacMask(m) => field::DIRECTIVES(m.directives.len()).end,
+            Body::Reserve(r) => field::MACS(r.macs.len()).end,
+            Body::Error(_) => AOE_HDR_LEN,
+        }
     }
 
     /// Writes the frame into `buf` and returns its length (no padding added).
@@ -416,71 +649,51 @@ impl<'a> Repr<'a> {
         if buf.len() < len {
             return Err(WireError::BufferTooSmall);
         }
-        let h = &self.header;
-        buf[0..6].copy_from_slice(&h.dst.0);
-        buf[6..12].copy_from_slice(&h.src.0);
-        buf[12..14].copy_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-        let mut flags = 0;
-        if h.response {
-            flags |= FLAG_RESPONSE;
-        }
-        if h.error.is_some() {
-            flags |= FLAG_ERROR;
-        }
-        buf[14] = (AOE_VERSION << 4) | flags;
-        buf[15] = h.error.map(|e| e.to_u8()).unwrap_or(0);
-        buf[16..18].copy_from_slice(&h.shelf.to_be_bytes());
-        buf[18] = h.slot;
-        buf[19] = self.command().to_u8();
-        buf[20..24].copy_from_slice(&h.tag.to_be_bytes());
-        let p = &mut buf[AOE_HDR_LEN..len];
+        let mut f = Frame::new_unchecked(&mut buf[..len]);
+        self.header.emit(&mut f, self.command());
         match &self.body {
             Body::Ata(a) => {
-                p[0] = a.aflags;
-                p[1] = a.err_feature;
-                p[2] = a.sector_count;
-                p[3] = a.cmd_status;
-                for i in 0..6 {
-                    p[4 + i] = (a.lba >> (8 * i)) as u8;
-                }
-                p[10] = 0;
-                p[11] = 0;
-                p[12..].copy_from_slice(a.data);
+                a.emit_header(&mut f);
+                f.as_bytes_mut()[field::ATA_DATA..].copy_from_slice(a.data);
             }
             Body::Config(c) => {
                 if c.config.len() > MAX_CONFIG_LEN {
                     return Err(WireError::BadField("config string length"));
                 }
-                p[0..2].copy_from_slice(&c.buffer_count.to_be_bytes());
-                p[2..4].copy_from_slice(&c.firmware.to_be_bytes());
-                p[4] = c.max_sectors;
-                p[5] = (c.aoe_version << 4) | (c.ccmd & 0x0f);
-                p[6..8].copy_from_slice(&(c.config.len() as u16).to_be_bytes());
-                p[8..].copy_from_slice(c.config);
+                f.set_buffer_count(c.buffer_count);
+                f.set_firmware(c.firmware);
+                f.set_max_sectors(c.max_sectors);
+                f.set_config_version(c.aoe_version);
+                f.set_ccmd(c.ccmd);
+                f.set_config_len(c.config.len() as u16);
+                f.set_bytes(field::CONFIG(c.config.len()), c.config);
             }
             Body::MacMask(m) => {
-                if m.directives.len() > 255 {
+                let n = m.directives.len();
+                if n > 255 {
                     return Err(WireError::BadField("directive count"));
                 }
-                p[0] = 0;
-                p[1] = m.mcmd;
-                p[2] = m.merror;
-                p[3] = m.directives.len() as u8;
-                for (i, d) in m.directives.iter().enumerate() {
-                    let o = 4 + 8 * i;
-                    p[o] = 0;
-                    p[o + 1] = d.dcmd;
-                    p[o + 2..o + 8].copy_from_slice(&d.mac.0);
+                f.set_byte(field::MASK_RESERVED, 0);
+                f.set_mcmd(m.mcmd);
+                f.set_merror(m.merror);
+                f.set_dir_count(n as u8);
+                let list = &mut f.as_bytes_mut()[field::DIRECTIVES(n)];
+                for (d, out) in m.directives.iter().zip(list.chunks_exact_mut(field::DIR_LEN)) {
+                    out[field::DIR_RESERVED] = 0;
+                    out[field::DIR_DCMD] = d.dcmd;
+                    out[field::DIR_MAC].copy_from_slice(&d.mac.0);
                 }
             }
             Body::Reserve(r) => {
-                if r.macs.len() > 255 {
+                let n = r.macs.len();
+                if n > 255 {
                     return Err(WireError::BadField("MAC count"));
                 }
-                p[0] = r.rcmd;
-                p[1] = r.macs.len() as u8;
-                for (i, m) in r.macs.iter().enumerate() {
-                    p[2 + 6 * i..8 + 6 * i].copy_from_slice(&m.0);
+                f.set_rcmd(r.rcmd);
+                f.set_nmacs(n as u8);
+                let list = &mut f.as_bytes_mut()[field::MACS(n)];
+                for (m, out) in r.macs.iter().zip(list.chunks_exact_mut(field::MAC_LEN)) {
+                    out.copy_from_slice(&m.0);
                 }
             }
             Body::Error(_) => {}
@@ -489,39 +702,89 @@ impl<'a> Repr<'a> {
     }
 }
 
-/// Writes just an ATA request header into `buf[..ATA_HDR_LEN]` (hot path: the
-/// caller fills the data area itself, with no intermediate copy).
-#[allow(clippy::too_many_arguments)]
-pub fn emit_ata_header(
-    buf: &mut [u8],
-    dst: Mac,
-    src: Mac,
-    shelf: u16,
-    slot: u8,
-    tag: u32,
-    aflags: u8,
-    sector_count: u8,
-    cmd: u8,
-    lba: u64,
-) {
-    buf[0..6].copy_from_slice(&dst.0);
-    buf[6..12].copy_from_slice(&src.0);
-    buf[12..14].copy_from_slice(&ETHERTYPE_AOE.to_be_bytes());
-    buf[14] = AOE_VERSION << 4;
-    buf[15] = 0;
-    buf[16..18].copy_from_slice(&shelf.to_be_bytes());
-    buf[18] = slot;
-    buf[19] = 0;
-    buf[20..24].copy_from_slice(&tag.to_be_bytes());
-    buf[24] = aflags;
-    buf[25] = 0;
-    buf[26] = sector_count;
-    buf[27] = cmd;
-    for i in 0..6 {
-        buf[28 + i] = (lba >> (8 * i)) as u8;
+impl Header {
+    /// Writes the common header of a `command` frame, AoE version 1.
+    /// Inlined so that in `AtaHeader::emit` (once per frame) the setters fold
+    /// into one length check and straight stores.
+    #[inline(always)]
+    fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, f: &mut Frame<T>, command: Command) {
+        let mut flags = 0;
+        if self.response {
+            flags |= FLAG_RESPONSE;
+        }
+        if self.error.is_some() {
+            flags |= FLAG_ERROR;
+        }
+        f.set_dst(self.dst);
+        f.set_src(self.src);
+        f.set_ethertype(ETHERTYPE_AOE);
+        f.set_version(AOE_VERSION);
+        f.set_flags(flags);
+        f.set_error_code(self.error.map_or(0, AoeError::to_u8));
+        f.set_shelf(self.shelf);
+        f.set_slot(self.slot);
+        f.set_command(command.to_u8());
+        f.set_tag(self.tag);
     }
-    buf[34] = 0;
-    buf[35] = 0;
+}
+
+impl AtaRepr<'_> {
+    /// Writes the ATA header (not the data), reserved bytes zero.
+    #[inline(always)]
+    fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, f: &mut Frame<T>) {
+        f.set_aflags(self.aflags);
+        f.set_err_feature(self.err_feature);
+        f.set_sector_count(self.sector_count);
+        f.set_cmd_status(self.cmd_status);
+        f.set_lba(self.lba);
+        f.set_bytes(field::ATA_RESERVED, &[0, 0]);
+    }
+}
+
+/// An ATA request header as plain values, for the hot path: `emit` writes
+/// just the header and the caller fills the data area itself, with no
+/// intermediate copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtaHeader {
+    pub dst: Mac,
+    pub src: Mac,
+    pub shelf: u16,
+    pub slot: u8,
+    pub tag: u32,
+    pub aflags: u8,
+    pub sector_count: u8,
+    pub cmd: u8,
+    /// As in `AtaRepr` (see `ata_lba_fields`).
+    pub lba: u64,
+}
+
+impl AtaHeader {
+    /// Writes every byte of `buf[..ATA_HDR_LEN]`: a version 1 request with
+    /// no error, feature register and reserved bytes zero. Panics if `buf` is
+    /// shorter.
+    #[inline]
+    pub fn emit(&self, buf: &mut [u8]) {
+        let mut f = Frame::new_unchecked(&mut buf[..ATA_HDR_LEN]);
+        let header = Header {
+            dst: self.dst,
+            src: self.src,
+            response: false,
+            error: None,
+            shelf: self.shelf,
+            slot: self.slot,
+            tag: self.tag,
+        };
+        header.emit(&mut f, Command::Ata);
+        let ata = AtaRepr {
+            aflags: self.aflags,
+            err_feature: 0,
+            sector_count: self.sector_count,
+            cmd_status: self.cmd,
+            lba: self.lba,
+            data: &[],
+        };
+        ata.emit_header(&mut f);
+    }
 }
 
 /// LBA and aflags for an ATA read/write/flush command of a target with or

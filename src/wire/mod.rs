@@ -1,7 +1,8 @@
-//! AoE r11 wire format: checked views over byte buffers plus plain `Repr`
-//! values. No I/O, no clock. Lengths always come from header fields, never
-//! from the frame length (vblade sends frames shorter than 60 bytes and the
-//! link may pad frames).
+//! AoE r11 wire format: the byte ranges of the header fields, checked views
+//! over byte buffers that read and write them, and plain `Repr` values. No
+//! I/O, no clock. Lengths always come from header fields, never from the
+//! frame length (vblade sends frames shorter than 60 bytes and the link may
+//! pad frames).
 
 mod aoe;
 mod identify;
@@ -14,13 +15,17 @@ use std::fmt;
 /// Ethernet type of ATA over Ethernet.
 pub const ETHERTYPE_AOE: u16 = 0x88A2;
 /// Ethernet header length.
-pub const ETH_HDR_LEN: usize = 14;
+pub const ETH_HDR_LEN: usize = field::ETHERTYPE.end;
 /// Ethernet + AoE common header.
-pub const AOE_HDR_LEN: usize = 24;
+pub const AOE_HDR_LEN: usize = field::TAG.end;
 /// Ethernet + AoE + ATA header: data starts here.
-pub const ATA_HDR_LEN: usize = 36;
+pub const ATA_HDR_LEN: usize = field::ATA_DATA;
 /// Ethernet + AoE + query-config header: config string starts here.
-pub const CFG_HDR_LEN: usize = 32;
+pub const CFG_HDR_LEN: usize = field::CONFIG_LEN.end;
+/// Ethernet + AoE + MAC mask list header: directives start here.
+pub const MASK_HDR_LEN: usize = field::DIRECTIVES(0).start;
+/// Ethernet + AoE + reserve/release header: MACs start here.
+pub const RESERVE_HDR_LEN: usize = field::MACS(0).start;
 /// Largest config string the protocol allows.
 pub const MAX_CONFIG_LEN: usize = 1024;
 /// AoE protocol version we speak.

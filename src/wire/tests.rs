@@ -1,178 +1,54 @@
 // Round-trip and robustness tests for the wire module, built on real frames
 // captured from vblade 25 on a veth pair (MTU 1500) between two network
-// namespaces. How they were captured: tests/data/captures/README.md; the
-// .pcap files there hold the same bytes (checked by
-// `embedded_frames_match_pcap_files`), so these tests need no tshark.
+// namespaces, read from the .pcap files in tests/data/captures (how they were
+// captured: the README.md there). No tshark needed.
 //
 // Initiator MAC 02:00:00:00:0a:01, vblade MAC 02:00:00:00:0b:01, target e0.1,
 // backing file 1 MiB (2048 sectors). Every tag the initiator sent has bit 31 set.
+//
+// vblade-b16.pcap (default buffer count 16), by index; a request comes just
+// before its reply:
+//   0 announcement (tag 0, version nibble 0)      1, 2 broadcast query config
+//   3, 4 IDENTIFY                                 5, 6 READ EXT 2 @4 (zeros)
+//   7, 8 WRITE EXT 2 @4 (pattern; 60-byte reply)  9, 10 READ EXT 2 @4 (pattern)
+//   11, 12 FLUSH CACHE                            13, 14 FLUSH CACHE EXT (ABRT)
+//   15, 16 READ EXT 1 @2048 (past end: IDNF)      17, 18 MAC mask read
+//   19, 20 reserve read                           21, 22 READ EXT 3 sectors (AoE error 2)
+//   23, 24 LBA28 READ 1 @4                        25, 26 unknown command 9 (AoE error 1)
+// vblade-b4.pcap (-b 4):
+//   0 announcement                                1, 2 broadcast query config
+//   3, 4 unicast query config                     5, 6 config SET "aoefs capture config string v1"
+//   7, 8 config read (with string)                9, 10 config SET "other" (AoE error 4)
+//   11, 12 config test-prefix "aoefs" (broadcast) 13, 14 IDENTIFY
 
 use super::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Frames of `tests/data/captures/vblade-b16.pcap`, in capture order.
-const B16: [&str; 27] = [
-    // [0] announcement (tag 0, version nibble 0), 32 bytes
-    "ffffffffffff020000000b0188a2080000000101000000000010401902100000",
-    // [1] broadcast query config, 32 bytes
-    "ffffffffffff020000000a0188a21000ffffff01800000010000000000000000",
-    // [2] query config reply, 32 bytes
-    "020000000a01020000000b0188a2180000000101800000010010401902100000",
-    // [3] IDENTIFY request, 36 bytes
-    "020000000b01020000000a0188a210000000010080000002000001ec0000000000000000",
-    // [4] IDENTIFY reply, 548 bytes
-    "020000000a01020000000b0188a21800000001008000000200000040000000000000000000000000000000000000000000000000000000002e303a316d762020\
-     20202020202020202020202000000000000032562035202020206f43617264694520687472657244766920656276616c65642020202020202020202020202020\
-     20200080000000020040000000000000000000000000000000000000000800000000000000000000000000000000000000000000000000000000000000000000\
-     0000000000000000000000540040000000140040000000000000000000000b400000000000000000000000000008000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     000000000000000000000000000000000000000000000000000000000000000000000000",
-    // [5] READ EXT 2 @4 request, 36 bytes
-    "020000000b01020000000a0188a210000000010080000003400002240400000000000000",
-    // [6] READ EXT reply (zeros), 1060 bytes
-    "020000000a01020000000b0188a21800000001008000000340000040040000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     000000000000000000000000000000000000000000000000000000000000000000000000",
-    // [7] WRITE EXT 2 @4 request (pattern), 1060 bytes
-    "020000000b01020000000a0188a210000000010080000004410002340400000000000000030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc",
-    // [8] WRITE EXT reply (60 bytes, stale tail), 60 bytes
-    "020000000a01020000000b0188a218000000010080000004410000400400000000000000030a11181f262d343b424950575e656c737a81888f969da4",
-    // [9] READ EXT 2 @4 request, 36 bytes
-    "020000000b01020000000a0188a210000000010080000005400002240400000000000000",
-    // [10] READ EXT reply (pattern), 1060 bytes
-    "020000000a01020000000b0188a218000000010080000005400000400400000000000000030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc",
-    // [11] FLUSH CACHE request, 36 bytes
-    "020000000b01020000000a0188a210000000010080000006000000e70000000000000000",
-    // [12] FLUSH CACHE reply, 60 bytes
-    "020000000a01020000000b0188a218000000010080000006000000000000000000000000030a11181f262d343b424950575e656c737a81888f969da4",
-    // [13] FLUSH CACHE EXT request, 36 bytes
-    "020000000b01020000000a0188a210000000010080000007400000ea0000000000000000",
-    // [14] FLUSH CACHE EXT reply (ABRT), 60 bytes
-    "020000000a01020000000b0188a218000000010080000007400400410000000000000000030a11181f262d343b424950575e656c737a81888f969da4",
-    // [15] READ EXT 1 @2048 request (past end), 36 bytes
-    "020000000b01020000000a0188a210000000010080000008400001240008000000000000",
-    // [16] past-end reply (IDNF, 36 bytes), 36 bytes
-    "020000000a01020000000b0188a218000000010080000008401001410008000000000000",
-    // [17] MAC mask read request, 28 bytes
-    "020000000b01020000000a0188a21000000001028000000900000000",
-    // [18] MAC mask read reply, 28 bytes
-    "020000000a01020000000b0188a21800000001028000000900000000",
-    // [19] reserve read request, 26 bytes
-    "020000000b01020000000a0188a21000000001038000000a0000",
-    // [20] reserve read reply, 26 bytes
-    "020000000a01020000000b0188a21800000001038000000a0000",
-    // [21] READ EXT 3 sectors request, 36 bytes
-    "020000000b01020000000a0188a21000000001008000000b400003240000000000000000",
-    // [22] too-many-sectors reply (AoE error 2), 60 bytes
-    "020000000a01020000000b0188a21c02000001008000000b400003240000000000000000030a11181f262d343b424950575e656c737a81888f969da4",
-    // [23] LBA28 READ 1 @4 request, 36 bytes
-    "020000000b01020000000a0188a21000000001008000000c00000120040000e000000000",
-    // [24] LBA28 READ reply (pattern), 548 bytes
-    "020000000a01020000000b0188a21800000001008000000c00000040040000e000000000030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc030a11181f262d343b424950575e656c737a81888f969da4abb2b9c0\
-     c7ced5dce3eaf1f8ff060d141b222930373e454c535a61686f767d848b9299a0a7aeb5bcc3cad1d8dfe6edf4fb020910171e252c333a41484f565d646b727980\
-     878e959ca3aab1b8bfc6cdd4dbe2e9f0f7fe050c131a21282f363d444b525960676e757c838a91989fa6adb4bbc2c9d0d7dee5ecf3fa01080f161d242b323940\
-     474e555c636a71787f868d949ba2a9b0b7bec5ccd3dae1e8eff6fd040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dde4ebf2f900\
-     070e151c232a31383f464d545b626970777e858c939aa1a8afb6bdc4cbd2d9e0e7eef5fc",
-    // [25] unknown AoE command 9 request, 32 bytes
-    "020000000b01020000000a0188a21000000001098000000d0000000000000000",
-    // [26] unknown command reply (AoE error 1), 32 bytes
-    "020000000a01020000000b0188a21c01000001098000000d0000000000000000",
-];
+static B16_PCAP: &[u8] = include_bytes!("../../tests/data/captures/vblade-b16.pcap");
+static B4_PCAP: &[u8] = include_bytes!("../../tests/data/captures/vblade-b4.pcap");
 
-/// Frames of `tests/data/captures/vblade-b4.pcap`, in capture order.
-const B4: [&str; 15] = [
-    // [0] announcement (-b 4), 32 bytes
-    "ffffffffffff020000000b0188a2080000000101000000000004401902100000",
-    // [1] broadcast query config, 32 bytes
-    "ffffffffffff020000000a0188a21000ffffff01800000010000000000000000",
-    // [2] query config reply (bufcnt 4), 32 bytes
-    "020000000a01020000000b0188a2180000000101800000010004401902100000",
-    // [3] unicast query config, 32 bytes
-    "020000000b01020000000a0188a2100000000101800000210000000000000000",
-    // [4] unicast query config reply, 32 bytes
-    "020000000a01020000000b0188a2180000000101800000210004401902100000",
-    // [5] config SET request, 62 bytes
-    "020000000b01020000000a0188a210000000010180000022000000000003001e616f656673206361707475726520636f6e66696720737472696e67207631",
-    // [6] config SET reply, 62 bytes
-    "020000000a01020000000b0188a218000000010180000022000440190213001e616f656673206361707475726520636f6e66696720737472696e67207631",
-    // [7] config read request, 32 bytes
-    "020000000b01020000000a0188a2100000000101800000230000000000000000",
-    // [8] config read reply (with string), 62 bytes
-    "020000000a01020000000b0188a218000000010180000023000440190210001e616f656673206361707475726520636f6e66696720737472696e67207631",
-    // [9] config SET "other" request, 37 bytes
-    "020000000b01020000000a0188a21000000001018000002400000000000300056f74686572",
-    // [10] config SET reply (AoE error 4), 62 bytes
-    "020000000a01020000000b0188a21c040000010180000024000440190213001e616f656673206361707475726520636f6e66696720737472696e67207631",
-    // [11] config test-prefix request (broadcast), 37 bytes
-    "ffffffffffff020000000a0188a21000ffffff01800000250000000000020005616f656673",
-    // [12] config test-prefix reply, 62 bytes
-    "020000000a01020000000b0188a218000000010180000025000440190212001e616f656673206361707475726520636f6e66696720737472696e67207631",
-    // [13] IDENTIFY request, 36 bytes
-    "020000000b01020000000a0188a210000000010080000026000001ec0000000000000000",
-    // [14] IDENTIFY reply, 548 bytes
-    "020000000a01020000000b0188a21800000001008000002600000040000000000000000000000000000000000000000000000000000000002e303a316d762020\
-     20202020202020202020202000000000000032562035202020206f43617264694520687472657244766920656276616c65642020202020202020202020202020\
-     20200080000000020040000000000000000000000000000000000000000800000000000000000000000000000000000000000000000000000000000000000000\
-     0000000000000000000000540040000000140040000000000000000000000b400000000000000000000000000008000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\
-     000000000000000000000000000000000000000000000000000000000000000000000000",
-];
+/// The frames of a classic libpcap file (either byte order, Ethernet), in
+/// capture order.
+fn pcap_frames(file: &[u8]) -> Vec<&[u8]> {
+    let u32_at: fn(&[u8]) -> u32 = match file[..4] {
+        // Microsecond or nanosecond timestamps, written little- or big-endian.
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => |b| u32::from_le_bytes(b[..4].try_into().unwrap()),
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => |b| u32::from_be_bytes(b[..4].try_into().unwrap()),
+        _ => panic!("not a pcap file"),
+    };
+    assert_eq!(u32_at(&file[20..24]), 1, "link type Ethernet");
+    let mut off = 24;
+    let mut out = Vec::new();
+    while off < file.len() {
+        let rec = &file[off..off + 16];
+        let (incl, orig) = (u32_at(&rec[8..12]) as usize, u32_at(&rec[12..16]) as usize);
+        assert_eq!(incl, orig, "capture was sliced");
+        off += 16;
+        out.push(&file[off..off + incl]);
+        off += incl;
+    }
+    out
+}
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -185,27 +61,22 @@ const VBLADE_FW: u16 = 0x4019;
 const CFG_STRING: &[u8] = b"aoefs capture config string v1";
 const TAG_BIT31: u32 = 0x8000_0000;
 
-fn unhex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    assert!(digits.len().is_multiple_of(2), "odd hex length");
-    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
-}
-
+/// Frame `i` of vblade-b16.pcap.
 fn b16(i: usize) -> Vec<u8> {
-    unhex(B16[i])
+    pcap_frames(B16_PCAP)[i].to_vec()
 }
+/// Frame `i` of vblade-b4.pcap.
 fn b4(i: usize) -> Vec<u8> {
-    unhex(B4[i])
+    pcap_frames(B4_PCAP)[i].to_vec()
 }
 
 /// Every captured frame with a name.
 fn all_frames() -> Vec<(String, Vec<u8>)> {
     let mut v = Vec::new();
-    for (i, h) in B16.iter().enumerate() {
-        v.push((format!("b16[{i}]"), unhex(h)));
-    }
-    for (i, h) in B4.iter().enumerate() {
-        v.push((format!("b4[{i}]"), unhex(h)));
+    for (name, file) in [("b16", B16_PCAP), ("b4", B4_PCAP)] {
+        for (i, f) in pcap_frames(file).into_iter().enumerate() {
+            v.push((format!("{name}[{i}]"), f.to_vec()));
+        }
     }
     v
 }
@@ -237,6 +108,11 @@ fn cfg<'a>(r: &Repr<'a>) -> ConfigRepr<'a> {
         Body::Config(c) => c,
         ref b => panic!("not config: {b:?}"),
     }
+}
+
+/// A request header from INI to TGT.
+fn ata_header(shelf: u16, slot: u8, tag: u32, aflags: u8, sector_count: u8, cmd: u8, lba: u64) -> AtaHeader {
+    AtaHeader { dst: TGT, src: INI, shelf, slot, tag, aflags, sector_count, cmd, lba }
 }
 
 fn emit_vec(r: &Repr<'_>) -> Vec<u8> {
@@ -420,44 +296,51 @@ fn run_all(inputs: impl IntoIterator<Item = (String, Vec<u8>)>) {
 // The captures themselves
 // ---------------------------------------------------------------------------
 
-/// Reads a classic little-endian libpcap file.
-fn read_pcap(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let d = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&d[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "not a little-endian pcap");
-    assert_eq!(u32::from_le_bytes(d[20..24].try_into().unwrap()), 1, "linktype Ethernet");
-    let mut off = 24;
-    let mut out = Vec::new();
-    while off < d.len() {
-        let incl = u32::from_le_bytes(d[off + 8..off + 12].try_into().unwrap()) as usize;
-        let orig = u32::from_le_bytes(d[off + 12..off + 16].try_into().unwrap()) as usize;
-        assert_eq!(incl, orig, "capture was sliced");
-        off += 16;
-        out.push(d[off..off + incl].to_vec());
-        off += incl;
+#[test]
+fn captures_hold_the_frames_these_tests_expect() {
+    let b16_lens = [
+        32, 32, 32, 36, 548, 36, 1060, 1060, 60, 36, 1060, 36, 60, 36, 60, 36, 36, 28, 28, 26, 26, 36, 60, 36, 548, 32,
+        32,
+    ];
+    let b4_lens = [32, 32, 32, 32, 32, 62, 62, 32, 62, 37, 62, 37, 62, 36, 548];
+    for (file, lens) in [(B16_PCAP, &b16_lens[..]), (B4_PCAP, &b4_lens[..])] {
+        let got: Vec<usize> = pcap_frames(file).iter().map(|f| f.len()).collect();
+        assert_eq!(got, lens);
     }
-    out
 }
 
 #[test]
-fn embedded_frames_match_pcap_files() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures");
-    for (file, consts) in [("vblade-b16.pcap", &B16[..]), ("vblade-b4.pcap", &B4[..])] {
-        let frames = read_pcap(&dir.join(file));
-        assert_eq!(frames.len(), consts.len(), "{file}");
-        for (i, (f, h)) in frames.iter().zip(consts).enumerate() {
-            assert_eq!(*f, unhex(h), "{file} frame {i}");
-        }
+fn pcap_reader_reads_both_byte_orders() {
+    // The same file with every header field written big-endian.
+    let le = B4_PCAP;
+    let mut be = le.to_vec();
+    let swap = |b: &mut [u8], at: usize, n: usize| b[at..at + n].reverse();
+    swap(&mut be, 0, 4); // magic
+    swap(&mut be, 4, 2); // version major
+    swap(&mut be, 6, 2); // version minor
+    for at in (8..24).step_by(4) {
+        swap(&mut be, at, 4);
     }
+    let mut off = 24;
+    while off < be.len() {
+        let incl = u32::from_le_bytes(le[off + 8..off + 12].try_into().unwrap()) as usize;
+        for at in (off..off + 16).step_by(4) {
+            swap(&mut be, at, 4);
+        }
+        off += 16 + incl;
+    }
+    assert_eq!(&be[..4], &[0xa1, 0xb2, 0xc3, 0xd4]);
+    assert_eq!(pcap_frames(&be), pcap_frames(le));
+    assert_eq!(pcap_frames(le).len(), 15);
 }
 
 #[test]
 fn capture_sanity() {
     // Requests come from us with tag bit 31; replies come from vblade with the
     // same tag; nothing but AoE in the captures.
-    for caps in [&B16[..], &B4[..]] {
-        for h in caps.iter().skip(1) {
-            let b = unhex(h);
-            let f = Frame::new_checked(&b[..]).unwrap();
+    for file in [B16_PCAP, B4_PCAP] {
+        for b in pcap_frames(file).into_iter().skip(1) {
+            let f = Frame::new_checked(b).unwrap();
             assert_eq!(f.ethertype(), ETHERTYPE_AOE);
             assert!(f.tag() & TAG_BIT31 != 0, "tag {:#x}", f.tag());
             if f.is_response() {
@@ -800,13 +683,90 @@ fn unknown_command_error_reply() {
     assert_eq!(Repr::parse(&b), Err(WireError::UnknownCommand(9)));
 }
 
+/// Copies every field of `b` through the `Frame` accessors and setters into
+/// a buffer of stale bytes: the result must be `b` again.
+fn rebuild_through_setters(b: &[u8]) -> Vec<u8> {
+    let f = Frame::new_checked(b).unwrap();
+    let mut out = vec![0x5Au8; b.len()];
+    let mut g = Frame::new_unchecked(&mut out[..]);
+    g.set_dst(f.dst());
+    g.set_src(f.src());
+    g.set_ethertype(f.ethertype());
+    g.set_version(f.version());
+    g.set_flags(f.flags());
+    g.set_error_code(f.error_code());
+    g.set_shelf(f.shelf());
+    g.set_slot(f.slot());
+    g.set_command(f.command());
+    g.set_tag(f.tag());
+    let rest = match f.command() {
+        0 if b.len() >= ATA_HDR_LEN => {
+            g.set_aflags(f.aflags());
+            g.set_err_feature(f.err_feature());
+            g.set_sector_count(f.sector_count());
+            g.set_cmd_status(f.cmd_status());
+            g.set_lba(f.lba());
+            field::ATA_RESERVED.start
+        }
+        1 if b.len() >= CFG_HDR_LEN => {
+            g.set_buffer_count(f.buffer_count());
+            g.set_firmware(f.firmware());
+            g.set_max_sectors(f.max_sectors());
+            g.set_config_version(f.config_version());
+            g.set_ccmd(f.ccmd());
+            g.set_config_len(f.config_len());
+            CFG_HDR_LEN
+        }
+        2 if b.len() >= MASK_HDR_LEN => {
+            g.as_bytes_mut()[field::MASK_RESERVED] = b[field::MASK_RESERVED];
+            g.set_mcmd(f.mcmd());
+            g.set_merror(f.merror());
+            g.set_dir_count(f.dir_count());
+            MASK_HDR_LEN
+        }
+        3 if b.len() >= RESERVE_HDR_LEN => {
+            g.set_rcmd(f.rcmd());
+            g.set_nmacs(f.nmacs());
+            RESERVE_HDR_LEN
+        }
+        _ => AOE_HDR_LEN,
+    };
+    out[rest..].copy_from_slice(&b[rest..]);
+    out
+}
+
+#[test]
+fn frame_setters_write_what_accessors_read() {
+    for (name, b) in all_frames() {
+        assert_eq!(hexs(&rebuild_through_setters(&b)), hexs(&b), "{name}");
+    }
+    // Each setter writes its own field and nothing else.
+    let mut buf = [0u8; ATA_HDR_LEN];
+    let mut f = Frame::new_unchecked(&mut buf[..]);
+    f.set_version(AOE_VERSION);
+    f.set_flags(FLAG_RESPONSE | FLAG_ERROR);
+    f.set_lba(0xFFFF_0102_0304_0506);
+    f.set_shelf(0xABCD);
+    f.set_tag(0x0102_0304);
+    f.set_flags(FLAG_RESPONSE);
+    assert_eq!(
+        (f.version(), f.flags(), f.lba(), f.shelf(), f.tag()),
+        (1, FLAG_RESPONSE, 0x0102_0304_0506, 0xABCD, 0x0102_0304)
+    );
+    assert_eq!(buf[14], 0x18);
+    assert_eq!(&buf[16..18], &[0xAB, 0xCD]);
+    assert_eq!(&buf[20..24], &[1, 2, 3, 4]);
+    assert_eq!(&buf[28..36], &[6, 5, 4, 3, 2, 1, 0, 0]);
+    assert_eq!(buf.iter().filter(|&&x| x != 0).count(), 1 + 2 + 4 + 6);
+}
+
 // ---------------------------------------------------------------------------
 // Emitting requests: byte-identical to what send.py put on the wire
 // ---------------------------------------------------------------------------
 
 #[test]
-fn emit_ata_header_matches_repr_emit_and_capture() {
-    // (frame index in B16, lba48?, logical lba, sector count, command)
+fn ata_header_emit_matches_repr_emit_and_capture() {
+    // (frame index in vblade-b16.pcap, lba48?, logical lba, sector count, command)
     let cases: [(usize, bool, u64, u8, u8); 8] = [
         (3, false, 0, 1, ATA_IDENTIFY),
         (5, true, 4, 2, ATA_READ_EXT),
@@ -831,9 +791,9 @@ fn emit_ata_header_matches_repr_emit_and_capture() {
         }
         // Hot path: header + data written in place.
         let mut hot = vec![0xAAu8; ATA_HDR_LEN + data.len()];
-        emit_ata_header(&mut hot, TGT, INI, 0, 1, tag, aflags, count, cmd, wire_lba);
+        ata_header(0, 1, tag, aflags, count, cmd, wire_lba).emit(&mut hot);
         hot[ATA_HDR_LEN..].copy_from_slice(&data);
-        assert_eq!(hexs(&hot), hexs(&captured), "emit_ata_header, frame {idx}");
+        assert_eq!(hexs(&hot), hexs(&captured), "AtaHeader::emit, frame {idx}");
         // Same request through Repr::emit.
         let repr = Repr {
             header: Header { dst: TGT, src: INI, response: false, error: None, shelf: 0, slot: 1, tag },
@@ -920,17 +880,18 @@ fn ata_lba_fields_lba28_and_lba48() {
     // On the wire: byte 31 (lba3) = 0xE0 | lba bits 24..27, bytes 32-33 zero.
     let mut buf = [0u8; ATA_HDR_LEN];
     let (fl, l) = ata_lba_fields(false, 0x0A0B_0C0D);
-    emit_ata_header(&mut buf, TGT, INI, 0, 1, 1, fl, 1, ATA_READ, l);
+    ata_header(0, 1, 1, fl, 1, ATA_READ, l).emit(&mut buf);
     assert_eq!(&buf[28..34], &[0x0D, 0x0C, 0x0B, 0xEA, 0, 0]);
     let (fl, l) = ata_lba_fields(true, 0x0102_0304_0506);
-    emit_ata_header(&mut buf, TGT, INI, 0, 1, 1, fl, 1, ATA_READ_EXT, l);
+    ata_header(0, 1, 1, fl, 1, ATA_READ_EXT, l).emit(&mut buf);
     assert_eq!(buf[24], AFLAG_EXT);
     assert_eq!(&buf[28..34], &[6, 5, 4, 3, 2, 1]);
-    // emit_ata_header writes every header byte (no stale bytes survive).
+    // AtaHeader::emit writes every header byte (no stale bytes survive).
     let mut a = [0x00u8; ATA_HDR_LEN];
     let mut b = [0xFFu8; ATA_HDR_LEN];
-    emit_ata_header(&mut a, TGT, INI, 7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
-    emit_ata_header(&mut b, TGT, INI, 7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
+    let h = ata_header(7, 9, 0xDEAD_BEEF, 0x41, 2, ATA_WRITE_EXT, 99);
+    h.emit(&mut a);
+    h.emit(&mut b);
     assert_eq!(a, b);
 }
 

@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Writes the fuzz seed corpus under tests/fuzz/seeds/TARGET/ from the vblade
-captures (tests/data/captures/*.hex: `index length hex` per frame) plus a few
-hand-written strings. Deterministic; rerun after adding captures.
+captures (tests/data/captures/*.pcap) plus a few hand-written strings. Deterministic; rerun after adding captures.
 
     python3 tests/fuzz/make_seeds.py
 """
 import glob
 import os
 import shutil
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAPS = os.path.join(HERE, "..", "data", "captures")
 SEEDS = os.path.join(HERE, "seeds")
+sys.path.insert(0, CAPS)
+sys.dont_write_bytecode = True  # no __pycache__ beside the captures
+from pcap_dump import frames  # noqa: E402
 
 
 def put(target, name, data):
@@ -24,20 +27,14 @@ def put(target, name, data):
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
     n = 0
-    for hexfile in sorted(glob.glob(os.path.join(CAPS, "*.hex"))):
-        base = os.path.splitext(os.path.basename(hexfile))[0]
-        for line in open(hexfile):
-            parts = line.split()
-            if len(parts) != 3:
-                continue
-            idx, length, hx = parts
-            frame = bytes.fromhex(hx)
-            assert len(frame) == int(length), (hexfile, idx)
-            put("repr_parse", "%s-%03d" % (base, int(idx)), frame)
+    for pcap in sorted(glob.glob(os.path.join(CAPS, "*.pcap"))):
+        base = os.path.splitext(os.path.basename(pcap))[0]
+        for idx, frame in enumerate(frames(pcap), 1):
+            put("repr_parse", "%s-%03d" % (base, idx), frame)
             n += 1
             # ATA responses carrying data: the data area seeds IDENTIFY parsing
             if len(frame) >= 36 + 512 and frame[19] == 0 and frame[14] & 0x08:
-                put("identify_parse", "%s-%03d" % (base, int(idx)), frame[36:36 + 512])
+                put("identify_parse", "%s-%03d" % (base, idx), frame[36:36 + 512])
     for i, s in enumerate(["e0.1", "e65534.254", " e10.3\n", "e1.2.3", "e.1", "e99999999999.1",
                            "e0.0\x00", "E0.1", "e+1.2", "e٣.1"]):
         put("parse_dev_name", "s%02d" % i, s.encode())
