@@ -11,6 +11,7 @@ pub mod link;
 pub mod partition;
 pub mod pool;
 pub mod readahead;
+pub mod sys;
 pub mod syslog;
 pub mod target;
 pub mod testtools;

@@ -21,8 +21,8 @@
 //!  lat_us_mean=.. lat_us_p50=.. lat_us_p99=.. retrans=.. errors=..`
 //! (MBps in 10^6 bytes per second).
 
-use aoefs::link::pcap::{if_mac, if_mtu};
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
+use aoefs::sys::net::{if_mac, if_mtu};
 use aoefs::wire::*;
 use clap::{Parser, ValueEnum};
 use std::collections::VecDeque;

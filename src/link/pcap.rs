@@ -3,8 +3,8 @@
 
 use super::raw::{RawOptions, RawSocket};
 use super::{Link, LinkProvider, RxHandler, RX_BURST};
+use crate::sys::net::{if_flags, if_index, if_mac, if_mtu, if_names};
 use crate::wire::{Mac, ETHERTYPE_AOE};
-use std::ffi::CString;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,93 +18,6 @@ pub struct PcapProvider {
     /// `net.core.busy_poll`: it spends CPU to save the wake-up of the
     /// capture thread, which is most of a small request's latency.
     pub busy_poll: std::time::Duration,
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
-    }
-    for (i, c) in b.iter().enumerate() {
-        req.ifr_name[i] = *c as libc::c_char;
-    }
-    Ok(req)
-}
-
-fn ctl_socket() -> io::Result<i32> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(fd)
-    }
-}
-
-fn ioctl_ifreq(name: &str, req_no: libc::c_ulong) -> io::Result<libc::ifreq> {
-    let mut req = ifreq(name)?;
-    let fd = ctl_socket()?;
-    let r = unsafe { libc::ioctl(fd, req_no as _, &mut req) };
-    let err = io::Error::last_os_error();
-    unsafe { libc::close(fd) };
-    if r < 0 {
-        Err(err)
-    } else {
-        Ok(req)
-    }
-}
-
-/// Interface flags (IFF_*).
-pub fn if_flags(name: &str) -> io::Result<i32> {
-    let r = ioctl_ifreq(name, libc::SIOCGIFFLAGS)?;
-    Ok(unsafe { r.ifr_ifru.ifru_flags } as i32)
-}
-
-/// Interface MTU.
-pub fn if_mtu(name: &str) -> io::Result<usize> {
-    let r = ioctl_ifreq(name, libc::SIOCGIFMTU)?;
-    Ok(unsafe { r.ifr_ifru.ifru_mtu } as usize)
-}
-
-/// Interface hardware address.
-pub fn if_mac(name: &str) -> io::Result<Mac> {
-    let r = ioctl_ifreq(name, libc::SIOCGIFHWADDR)?;
-    let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
-    let mut m = [0u8; 6];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = sa.sa_data[i] as u8;
-    }
-    Ok(Mac(m))
-}
-
-/// Interface index, or None when no such interface exists.
-pub fn if_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        None
-    } else {
-        Some(i)
-    }
-}
-
-/// All interface names in this network namespace.
-pub fn if_names() -> Vec<String> {
-    let mut out = Vec::new();
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return out;
-        }
-        let mut p = list;
-        while (*p).if_index != 0 {
-            let n = std::ffi::CStr::from_ptr((*p).if_name).to_string_lossy().into_owned();
-            out.push(n);
-            p = p.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    out
 }
 
 impl LinkProvider for PcapProvider {

@@ -66,7 +66,7 @@ pub fn ignore_outgoing(fd: i32) -> io::Result<()> {
 
 impl RawSocket {
     pub fn open(ifname: &str, opts: RawOptions) -> io::Result<RawSocket> {
-        let ifindex = super::pcap::if_index(ifname)
+        let ifindex = crate::sys::net::if_index(ifname)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {ifname}")))?
             as i32;
         let proto: u16 = match opts.receive {
