@@ -4,8 +4,10 @@
 use super::raw::{RawOptions, RawSocket};
 use super::{Link, LinkProvider, RxHandler, RX_BURST};
 use crate::sys::net::{if_flags, if_index, if_mac, if_mtu, if_names};
+use crate::sys::packet;
 use crate::wire::{Mac, ETHERTYPE_AOE};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -63,17 +65,17 @@ fn ring_bytes(snaplen: usize) -> usize {
 /// shares this CPU (the target's, a FUSE thread) still gets to run: in A/B
 /// runs with 50 us that kept 5-20 % more of the sequential throughput than a
 /// pure spin, at the same latency.
-fn busy_wait(fd: i32, limit: std::time::Duration) -> bool {
+fn busy_wait(fd: BorrowedFd, limit: std::time::Duration) -> bool {
     let t0 = std::time::Instant::now();
     loop {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+        if packet::wait_readable(fd, 0) {
             return true;
         }
         if t0.elapsed() >= limit {
             return false;
         }
-        unsafe { libc::sched_yield() };
+        // sched_yield(2).
+        std::thread::yield_now();
     }
 }
 
@@ -121,15 +123,11 @@ impl PcapLink {
         // does not reliably return in immediate mode, and `close` must be
         // able to stop the thread.
         let mut cap = cap.setnonblock().map_err(|e| pcap_err(name, e))?;
-        let fd = {
-            use std::os::fd::AsRawFd;
-            cap.as_raw_fd()
-        };
         // libpcap applies `Direction::In` in userspace, after the kernel has
         // cloned every frame this host sends into the capture ring (and run
         // the filter on it). Tell the kernel not to hand them over at all.
         // Older kernels (< 4.20) lack the option; libpcap's own check stays.
-        if let Err(e) = super::raw::ignore_outgoing(fd) {
+        if let Err(e) = packet::ignore_outgoing(cap.as_fd()) {
             log::debug!("{name}: PACKET_IGNORE_OUTGOING: {e}");
         }
 
@@ -168,11 +166,10 @@ impl PcapLink {
                 if burst > 0 {
                     rx.idle();
                 }
-                if !busy_poll.is_zero() && busy_wait(fd, busy_poll) {
+                if !busy_poll.is_zero() && busy_wait(cap.as_fd(), busy_poll) {
                     continue;
                 }
-                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                unsafe { libc::poll(&mut pfd, 1, 100) };
+                packet::wait_readable(cap.as_fd(), 100);
             }
             // Whatever the receiver held back (replies to FUSE among it)
             // must not be lost when the capture ends.
@@ -230,24 +227,21 @@ impl Drop for PcapLink {
 #[cfg(test)]
 mod tests {
     use super::{busy_wait, ring_bytes};
+    use std::io::Write;
+    use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
     #[test]
     fn busy_wait_sees_input_and_gives_up_after_its_limit() {
-        let mut p = [0i32; 2];
-        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        let (r, mut w) = std::io::pipe().unwrap();
         let t0 = Instant::now();
-        assert!(!busy_wait(p[0], Duration::from_micros(2000)), "nothing to read yet");
+        assert!(!busy_wait(r.as_fd(), Duration::from_micros(2000)), "nothing to read yet");
         let waited = t0.elapsed();
         assert!(waited >= Duration::from_micros(2000) && waited < Duration::from_millis(500), "{waited:?}");
-        assert_eq!(unsafe { libc::write(p[1], b"x".as_ptr() as *const libc::c_void, 1) }, 1);
+        w.write_all(b"x").unwrap();
         let t0 = Instant::now();
-        assert!(busy_wait(p[0], Duration::from_secs(5)));
+        assert!(busy_wait(r.as_fd(), Duration::from_secs(5)));
         assert!(t0.elapsed() < Duration::from_secs(1));
-        unsafe {
-            libc::close(p[0]);
-            libc::close(p[1]);
-        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! - File descriptors are held as `OwnedFd` (closed on drop) and lent as
 //!   `BorrowedFd`, never passed around as bare integers.
 //!
-//! Submodules by subject: `net` (interface queries).
+//! Submodules by subject: `net` (interface queries), `packet` (AF_PACKET
+//! sockets and waiting for input).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod net;
+pub mod packet;
