@@ -8,9 +8,12 @@
 //!   `BorrowedFd`, never passed around as bare integers.
 //!
 //! Submodules by subject: `net` (interface queries), `packet` (AF_PACKET
-//! sockets and waiting for input).
+//! sockets and waiting for input), `daemon` (forking into the background,
+//! unmounting), `signal` (the stop signals).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod daemon;
 pub mod net;
 pub mod packet;
+pub mod signal;
