@@ -12,7 +12,6 @@ pub mod partition;
 pub mod pool;
 pub mod readahead;
 pub mod sys;
-pub mod syslog;
 pub mod target;
 pub mod testtools;
 pub mod tools;

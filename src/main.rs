@@ -293,7 +293,7 @@ fn main() {
     let ready_fd = if cli.foreground { None } else { Some(daemonize()) };
     if daemon_syslog {
         let level = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Info);
-        aoefs::syslog::SyslogLogger::install(level);
+        sys::syslog::SyslogLogger::install(level);
     }
     // Before any thread starts, so that only the signal thread takes them.
     let stop_signals = BlockedStopSignals::block();

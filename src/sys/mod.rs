@@ -9,7 +9,7 @@
 //!
 //! Submodules by subject: `net` (interface queries), `packet` (AF_PACKET
 //! sockets and waiting for input), `daemon` (forking into the background,
-//! unmounting), `signal` (the stop signals).
+//! unmounting), `signal` (the stop signals), `syslog` (the daemon's logger).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -17,3 +17,23 @@ pub mod daemon;
 pub mod net;
 pub mod packet;
 pub mod signal;
+pub mod syslog;
+
+/// The real user and group ids of this process (the owner of the files a
+/// mount shows).
+pub fn user_ids() -> (u32, u32) {
+    (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_ids_are_the_real_ones() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let real = |key: &str| -> u32 {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        assert_eq!(super::user_ids(), (real("Uid:"), real("Gid:")));
+    }
+}
