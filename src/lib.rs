@@ -1,5 +1,10 @@
 //! aoefs: a userspace ATA-over-Ethernet initiator that mounts AoE targets
 //! with FUSE. See Documentation/design.md for the structure.
+//!
+//! Unsafe code lives in `sys` only (the system calls), each block with a
+//! `// SAFETY:` comment.
+
+#![deny(unsafe_code)]
 
 pub mod cache;
 pub mod clock;
@@ -11,6 +16,7 @@ pub mod link;
 pub mod partition;
 pub mod pool;
 pub mod readahead;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod target;
 pub mod testtools;

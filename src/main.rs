@@ -1,5 +1,7 @@
 //! The `aoefs` command: parse options, discover targets, mount.
 
+#![deny(unsafe_code)]
+
 use aoefs::core::Core;
 use aoefs::fs::AoeFs;
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};

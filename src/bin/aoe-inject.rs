@@ -32,6 +32,8 @@
 //! Counters per kind go to stderr (and `--stats FILE`) at the end or on
 //! SIGTERM. Exit status 0, 2 on usage errors, 1 on socket errors.
 
+#![deny(unsafe_code)]
+
 use aoefs::link::fault::Rng;
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::testtools::{stop_on_signals, INJECT_KINDS, STOP};

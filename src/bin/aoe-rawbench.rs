@@ -21,6 +21,8 @@
 //!  lat_us_mean=.. lat_us_p50=.. lat_us_p99=.. retrans=.. errors=..`
 //! (MBps in 10^6 bytes per second).
 
+#![deny(unsafe_code)]
+
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::sys::net::{if_mac, if_mtu};
 use aoefs::sys::packet::RecvBatch;

@@ -1,4 +1,6 @@
-//! System calls: the crate's calls into libc and `nix`.
+//! System calls. This module holds every call into libc or `nix` the crate
+//! makes, and all of its `unsafe` code: the rest of the crate (and the
+//! binaries) deny `unsafe_code` and call the safe functions here.
 //!
 //! Rules for this module:
 //! - Where `nix` offers a call safely, it is used; raw libc only where `nix`
