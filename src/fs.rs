@@ -78,7 +78,8 @@ pub struct AoeFs {
 
 impl AoeFs {
     pub fn new(core: Arc<BlockFs>) -> AoeFs {
-        AoeFs { core, uid: unsafe { libc::getuid() }, gid: unsafe { libc::getgid() }, start: SystemTime::now() }
+        let (uid, gid) = crate::sys::user_ids();
+        AoeFs { core, uid, gid, start: SystemTime::now() }
     }
 
     fn dev(&self, id: u32) -> Option<Arc<Device>> {

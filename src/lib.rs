@@ -1,5 +1,10 @@
 //! aoefs: a userspace ATA-over-Ethernet initiator that mounts AoE targets
 //! with FUSE. See Documentation/design.md for the structure.
+//!
+//! Unsafe code lives in `sys` only (the system calls), each block with a
+//! `// SAFETY:` comment.
+
+#![deny(unsafe_code)]
 
 pub mod blockfs;
 pub mod cache;
@@ -13,7 +18,8 @@ pub mod link;
 pub mod partition;
 pub mod pool;
 pub mod sim;
-pub mod syslog;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod testtools;
 pub mod tools;
 pub mod wire;

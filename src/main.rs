@@ -1,10 +1,17 @@
 //! The `aoefs` command: parse options, discover targets, mount.
 
+#![deny(unsafe_code)]
+
 use aoefs::blockfs::BlockFs;
 use aoefs::clock::RealClock;
 use aoefs::fs::AoeFs;
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
+use aoefs::sys::{
+    self,
+    daemon::{Forked, ReadyPipe},
+    signal::BlockedStopSignals,
+};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,67 +144,22 @@ fn fail(code: i32, msg: &str) -> ! {
     std::process::exit(code)
 }
 
-/// Forks; the parent waits for the child's "mounted" byte and exits with
-/// the status it reports. Returns the pipe's write end in the child.
-fn daemonize() -> i32 {
-    let mut fds = [0i32; 2];
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        fail(EXIT_RUNTIME, &format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    match unsafe { libc::fork() } {
-        -1 => fail(EXIT_RUNTIME, &format!("fork: {}", std::io::Error::last_os_error())),
-        0 => {
-            unsafe {
-                libc::close(fds[0]);
-                libc::setsid();
-            }
-            fds[1]
-        }
-        _ => {
-            unsafe { libc::close(fds[1]) };
-            let mut b = [0u8; 1];
-            let n = unsafe { libc::read(fds[0], b.as_mut_ptr() as *mut libc::c_void, 1) };
-            // The child prints its own error before exiting.
-            std::process::exit(if n == 1 { b[0] as i32 } else { EXIT_RUNTIME })
-        }
+/// Forks into the background (`sys::daemon::daemonize`): the parent waits
+/// for the child's "mounted" byte and exits with the status it reports.
+/// Returns the pipe to report through in the child. It must run before any
+/// thread starts (fork copies only the calling thread); it fails if one has.
+fn daemonize() -> ReadyPipe {
+    match sys::daemon::daemonize() {
+        Err(e) => fail(EXIT_RUNTIME, &e),
+        Ok(Forked::Child(ready)) => ready,
+        // The child prints its own error before exiting.
+        Ok(Forked::Parent(startup)) => std::process::exit(startup.wait().map_or(EXIT_RUNTIME, i32::from)),
     }
 }
 
-fn notify_parent(fd: i32, code: u8) {
-    if fd >= 0 {
-        unsafe {
-            libc::write(fd, &code as *const u8 as *const libc::c_void, 1);
-            libc::close(fd);
-        }
-    }
-}
-
-fn detach_stdio(keep_stderr: bool) {
-    let null = std::ffi::CString::new("/dev/null").expect("path");
-    unsafe {
-        let fd = libc::open(null.as_ptr(), libc::O_RDWR);
-        if fd >= 0 {
-            libc::dup2(fd, 0);
-            libc::dup2(fd, 1);
-            if !keep_stderr {
-                libc::dup2(fd, 2);
-            }
-            if fd > 2 {
-                libc::close(fd);
-            }
-        }
-    }
-}
-
-fn block_signals() -> libc::sigset_t {
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
+    if let Some(ready) = ready {
+        ready.notify(code);
     }
 }
 
@@ -226,8 +188,7 @@ fn unescape_mount_path(s: &str) -> Vec<u8> {
 }
 
 fn lazy_unmount(mnt: &std::path::Path) {
-    let c = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).expect("path");
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+    if sys::daemon::unmount_lazily(mnt).is_err() {
         let _ = std::process::Command::new("fusermount3").args(["-u", "-z", "--"]).arg(mnt).status();
     }
 }
@@ -332,12 +293,13 @@ fn main() {
         mount_opts.push(fuser::MountOption::RO);
     }
 
-    let ready_fd = if cli.foreground { -1 } else { daemonize() };
+    let ready_fd = if cli.foreground { None } else { Some(daemonize()) };
     if daemon_syslog {
         let level = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Info);
-        aoefs::syslog::SyslogLogger::install(level);
+        sys::syslog::SyslogLogger::install(level);
     }
-    let sigset = block_signals();
+    // Before any thread starts, so that only the signal thread takes them.
+    let stop_signals = BlockedStopSignals::block();
 
     let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout };
     let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
@@ -397,8 +359,7 @@ fn main() {
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
-                let mut sig: libc::c_int = 0;
-                unsafe { libc::sigwait(&sigset, &mut sig) };
+                let sig = stop_signals.wait();
                 log::info!("signal {sig}: unmounting {}", mnt.display());
                 lazy_unmount(&mnt);
                 // Files still open keep a lazily unmounted FUSE connection
@@ -419,8 +380,8 @@ fn main() {
         }
     }
     notify_parent(ready_fd, 0);
-    if ready_fd >= 0 {
-        detach_stdio(cli.debug);
+    if !cli.foreground {
+        sys::daemon::detach_stdio(cli.debug);
     }
     let r = session.run();
     done.store(true, Ordering::Relaxed);

@@ -21,6 +21,8 @@
 //!   Exit status 0 after a signal or the time limit, 2 on usage errors,
 //!   1 on socket errors.
 
+#![deny(unsafe_code)]
+
 use aoefs::link::fault::{FaultConfig, FaultCounters, FaultInjector};
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::testtools::{stop_on_signals, STOP};

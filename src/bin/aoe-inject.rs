@@ -32,6 +32,8 @@
 //! Counters per kind go to stderr (and `--stats FILE`) at the end or on
 //! SIGTERM. Exit status 0, 2 on usage errors, 1 on socket errors.
 
+#![deny(unsafe_code)]
+
 use aoefs::link::fault::Rng;
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
 use aoefs::testtools::{stop_on_signals, INJECT_KINDS, STOP};
@@ -469,8 +471,8 @@ fn main() {
         eprintln!("aoe-inject: {what}: {e}");
         std::process::exit(1)
     };
-    let me = aoefs::link::pcap::if_mac(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
-    let mtu = aoefs::link::pcap::if_mtu(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
+    let me = aoefs::sys::net::if_mac(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
+    let mtu = aoefs::sys::net::if_mtu(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
     let sock = Arc::new(open_sock(&a.iface).unwrap_or_else(|e| fail(&a.iface, e)));
     let seen = Arc::new(Mutex::new(Seen { initiator: a.initiator, ..Default::default() }));
     let deadline = Instant::now() + Duration::from_secs_f64(a.seconds);

@@ -21,12 +21,16 @@
 //!  lat_us_mean=.. lat_us_p50=.. lat_us_p99=.. retrans=.. errors=..`
 //! (MBps in 10^6 bytes per second).
 
-use aoefs::link::pcap::{if_mac, if_mtu};
+#![deny(unsafe_code)]
+
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
+use aoefs::sys::net::{if_mac, if_mtu};
+use aoefs::sys::packet::RecvBatch;
 use aoefs::wire::*;
 use clap::{Parser, ValueEnum};
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -132,55 +136,7 @@ fn send_frame(sock: &RawSocket, frame: &[u8]) -> io::Result<()> {
 }
 
 /// Receives in batches with recvmmsg.
-struct RxBatch {
-    bufs: Vec<Vec<u8>>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-}
-
-impl RxBatch {
-    fn new(n: usize, size: usize) -> RxBatch {
-        let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; size]).collect();
-        let mut iovs: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: b.len() })
-            .collect();
-        let hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov as *mut libc::iovec;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
-        RxBatch { bufs, iovs, hdrs }
-    }
-
-    /// Non-blocking: returns how many frames arrived (0 when none).
-    fn recv(&mut self, sock: &RawSocket) -> usize {
-        let _ = &self.iovs;
-        let r = unsafe {
-            libc::recvmmsg(
-                sock.fd(),
-                self.hdrs.as_mut_ptr(),
-                self.hdrs.len() as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            0
-        } else {
-            r as usize
-        }
-    }
-
-    fn frame(&self, i: usize) -> &[u8] {
-        let n = self.hdrs[i].msg_len as usize;
-        &self.bufs[i][..n.min(self.bufs[i].len())]
-    }
-}
+type RxBatch = RecvBatch<64>;
 
 // ---------------------------------------------------------------- target
 
@@ -229,7 +185,7 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
             next_send = now + Duration::from_millis(500);
         }
         sock.wait(50);
-        let k = rx.recv(sock);
+        let k = rx.recv(sock.as_fd());
         for i in 0..k {
             let Ok(r) = Repr::parse(rx.frame(i)) else { continue };
             if !r.header.response || r.header.error.is_some() {
@@ -272,7 +228,7 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
             next_send = now + Duration::from_millis(500);
         }
         sock.wait(50);
-        let k = rx.recv(sock);
+        let k = rx.recv(sock.as_fd());
         for i in 0..k {
             let Ok(r) = Repr::parse(rx.frame(i)) else { continue };
             if !r.header.response || r.header.tag != tag {
@@ -331,7 +287,7 @@ fn main() {
         (Err(e), _) | (_, Err(e)) => die(&format!("{}: {e}", cli.iface)),
     };
     let sock = open_sock(&cli.iface).unwrap_or_else(|e| die(&format!("AF_PACKET socket: {e} (needs root)")));
-    let mut rx = RxBatch::new(64, mtu + 64);
+    let mut rx = RxBatch::new(mtu + 64);
     let t = discover(&sock, me, &cli, &mut rx);
 
     let spf =
@@ -497,11 +453,11 @@ fn main() {
             break;
         }
         // Receive.
-        let mut k = rx.recv(&sock);
+        let mut k = rx.recv(sock.as_fd());
         if k == 0 {
             let wait = if inflight == 0 { Duration::from_millis(1) } else { rto.min(Duration::from_millis(5)) };
             if sock.wait(wait.as_millis().min(1000) as i32) {
-                k = rx.recv(&sock);
+                k = rx.recv(sock.as_fd());
             }
         }
         let now = Instant::now();

@@ -3,9 +3,11 @@
 
 use super::raw::{RawOptions, RawSocket};
 use super::{Link, LinkProvider, RxHandler, RX_BURST};
+use crate::sys::net::{if_flags, if_index, if_mac, if_mtu, if_names};
+use crate::sys::packet;
 use crate::wire::{Mac, ETHERTYPE_AOE};
-use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,93 +20,6 @@ pub struct PcapProvider {
     /// `net.core.busy_poll`: it spends CPU to save the wake-up of the
     /// capture thread, which is most of a small request's latency.
     pub busy_poll: std::time::Duration,
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"));
-    }
-    for (i, c) in b.iter().enumerate() {
-        req.ifr_name[i] = *c as libc::c_char;
-    }
-    Ok(req)
-}
-
-fn ctl_socket() -> io::Result<i32> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(fd)
-    }
-}
-
-fn ioctl_ifreq(name: &str, req_no: libc::c_ulong) -> io::Result<libc::ifreq> {
-    let mut req = ifreq(name)?;
-    let fd = ctl_socket()?;
-    let r = unsafe { libc::ioctl(fd, req_no as _, &mut req) };
-    let err = io::Error::last_os_error();
-    unsafe { libc::close(fd) };
-    if r < 0 {
-        Err(err)
-    } else {
-        Ok(req)
-    }
-}
-
-/// Interface flags (IFF_*).
-pub fn if_flags(name: &str) -> io::Result<i32> {
-    let r = ioctl_ifreq(name, libc::SIOCGIFFLAGS)?;
-    Ok(unsafe { r.ifr_ifru.ifru_flags } as i32)
-}
-
-/// Interface MTU.
-pub fn if_mtu(name: &str) -> io::Result<usize> {
-    let r = ioctl_ifreq(name, libc::SIOCGIFMTU)?;
-    Ok(unsafe { r.ifr_ifru.ifru_mtu } as usize)
-}
-
-/// Interface hardware address.
-pub fn if_mac(name: &str) -> io::Result<Mac> {
-    let r = ioctl_ifreq(name, libc::SIOCGIFHWADDR)?;
-    let sa = unsafe { r.ifr_ifru.ifru_hwaddr };
-    let mut m = [0u8; 6];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = sa.sa_data[i] as u8;
-    }
-    Ok(Mac(m))
-}
-
-/// Interface index, or None when no such interface exists.
-pub fn if_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        None
-    } else {
-        Some(i)
-    }
-}
-
-/// All interface names in this network namespace.
-pub fn if_names() -> Vec<String> {
-    let mut out = Vec::new();
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return out;
-        }
-        let mut p = list;
-        while (*p).if_index != 0 {
-            let n = std::ffi::CStr::from_ptr((*p).if_name).to_string_lossy().into_owned();
-            out.push(n);
-            p = p.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    out
 }
 
 impl LinkProvider for PcapProvider {
@@ -150,17 +65,17 @@ fn ring_bytes(snaplen: usize) -> usize {
 /// shares this CPU (the target's, a FUSE thread) still gets to run: in A/B
 /// runs with 50 us that kept 5-20 % more of the sequential throughput than a
 /// pure spin, at the same latency.
-fn busy_wait(fd: i32, limit: std::time::Duration) -> bool {
+fn busy_wait(fd: BorrowedFd, limit: std::time::Duration) -> bool {
     let t0 = std::time::Instant::now();
     loop {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+        if packet::wait_readable(fd, 0) {
             return true;
         }
         if t0.elapsed() >= limit {
             return false;
         }
-        unsafe { libc::sched_yield() };
+        // sched_yield(2).
+        std::thread::yield_now();
     }
 }
 
@@ -208,15 +123,11 @@ impl PcapLink {
         // does not reliably return in immediate mode, and `close` must be
         // able to stop the thread.
         let mut cap = cap.setnonblock().map_err(|e| pcap_err(name, e))?;
-        let fd = {
-            use std::os::fd::AsRawFd;
-            cap.as_raw_fd()
-        };
         // libpcap applies `Direction::In` in userspace, after the kernel has
         // cloned every frame this host sends into the capture ring (and run
         // the filter on it). Tell the kernel not to hand them over at all.
         // Older kernels (< 4.20) lack the option; libpcap's own check stays.
-        if let Err(e) = super::raw::ignore_outgoing(fd) {
+        if let Err(e) = packet::ignore_outgoing(cap.as_fd()) {
             log::debug!("{name}: PACKET_IGNORE_OUTGOING: {e}");
         }
 
@@ -255,11 +166,10 @@ impl PcapLink {
                 if burst > 0 {
                     rx.idle();
                 }
-                if !busy_poll.is_zero() && busy_wait(fd, busy_poll) {
+                if !busy_poll.is_zero() && busy_wait(cap.as_fd(), busy_poll) {
                     continue;
                 }
-                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                unsafe { libc::poll(&mut pfd, 1, 100) };
+                packet::wait_readable(cap.as_fd(), 100);
             }
             // Whatever the receiver held back (replies to FUSE among it)
             // must not be lost when the capture ends.
@@ -317,24 +227,21 @@ impl Drop for PcapLink {
 #[cfg(test)]
 mod tests {
     use super::{busy_wait, ring_bytes};
+    use std::io::Write;
+    use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
     #[test]
     fn busy_wait_sees_input_and_gives_up_after_its_limit() {
-        let mut p = [0i32; 2];
-        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        let (r, mut w) = std::io::pipe().unwrap();
         let t0 = Instant::now();
-        assert!(!busy_wait(p[0], Duration::from_micros(2000)), "nothing to read yet");
+        assert!(!busy_wait(r.as_fd(), Duration::from_micros(2000)), "nothing to read yet");
         let waited = t0.elapsed();
         assert!(waited >= Duration::from_micros(2000) && waited < Duration::from_millis(500), "{waited:?}");
-        assert_eq!(unsafe { libc::write(p[1], b"x".as_ptr() as *const libc::c_void, 1) }, 1);
+        w.write_all(b"x").unwrap();
         let t0 = Instant::now();
-        assert!(busy_wait(p[0], Duration::from_secs(5)));
+        assert!(busy_wait(r.as_fd(), Duration::from_secs(5)));
         assert!(t0.elapsed() < Duration::from_secs(1));
-        unsafe {
-            libc::close(p[0]);
-            libc::close(p[1]);
-        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! A raw AF_PACKET socket on one interface: the pcap link sends through it,
 //! and the test and benchmark tools (`src/bin/`) send and receive with it.
 
+use crate::sys::{self, packet};
 use crate::wire::ETHERTYPE_AOE;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// What a socket receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,37 +38,13 @@ impl Default for RawOptions {
 
 /// An AF_PACKET SOCK_RAW socket bound to one interface.
 pub struct RawSocket {
-    fd: i32,
+    fd: OwnedFd,
     ifindex: i32,
-}
-
-fn setopt(fd: i32, level: i32, opt: i32, val: &[u8]) -> io::Result<()> {
-    let r = unsafe { libc::setsockopt(fd, level, opt, val.as_ptr() as *const libc::c_void, val.len() as u32) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn int(v: usize) -> [u8; 4] {
-    (v.min(i32::MAX as usize) as libc::c_int).to_ne_bytes()
-}
-
-/// PACKET_IGNORE_OUTGOING (Linux 4.20), not in every libc crate version.
-const PACKET_IGNORE_OUTGOING: i32 = 23;
-/// PACKET_STATISTICS.
-const PACKET_STATISTICS: i32 = 6;
-
-/// Sets PACKET_IGNORE_OUTGOING on an AF_PACKET socket (the pcap capture's
-/// among them): frames this host sends are not looped back to it.
-pub fn ignore_outgoing(fd: i32) -> io::Result<()> {
-    setopt(fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &int(1))
 }
 
 impl RawSocket {
     pub fn open(ifname: &str, opts: RawOptions) -> io::Result<RawSocket> {
-        let ifindex = super::pcap::if_index(ifname)
+        let ifindex = sys::net::if_index(ifname)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {ifname}")))?
             as i32;
         let proto: u16 = match opts.receive {
@@ -74,51 +52,25 @@ impl RawSocket {
             Receive::Aoe => ETHERTYPE_AOE,
             Receive::All => libc::ETH_P_ALL as u16,
         };
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto.to_be() as i32) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // From here on, Drop closes the descriptor on every error path.
-        let s = RawSocket { fd, ifindex };
+        // From here on, the descriptor is closed on every error path.
+        let s = RawSocket { fd: packet::open(proto)?, ifindex };
+        let fd = s.fd.as_fd();
         if opts.rcvbuf > 0 {
-            setopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &int(opts.rcvbuf))?;
+            packet::set_rcvbuf_force(fd, opts.rcvbuf)?;
         }
         if opts.sndbuf > 0 {
-            setopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &int(opts.sndbuf))?;
+            packet::set_sndbuf_force(fd, opts.sndbuf)?;
         }
         if opts.ignore_outgoing {
-            ignore_outgoing(fd)?;
+            packet::ignore_outgoing(fd)?;
         }
         if opts.receive != Receive::Nothing {
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto.to_be();
-            sll.sll_ifindex = ifindex;
-            let r = unsafe {
-                libc::bind(
-                    fd,
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
+            packet::bind(fd, ifindex, proto)?;
         }
         if opts.promiscuous {
-            let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };
-            mr.mr_ifindex = ifindex;
-            mr.mr_type = libc::PACKET_MR_PROMISC as u16;
-            let b = unsafe {
-                std::slice::from_raw_parts(&mr as *const _ as *const u8, std::mem::size_of::<libc::packet_mreq>())
-            };
-            setopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, b)?;
+            packet::add_promiscuous(fd, ifindex)?;
         }
         Ok(s)
-    }
-
-    pub fn fd(&self) -> i32 {
-        self.fd
     }
 
     pub fn ifindex(&self) -> i32 {
@@ -129,33 +81,7 @@ impl RawSocket {
     /// in one sendmsg with two iovecs. EINTR is retried; other errors
     /// (ENOBUFS on a full queue among them) are the caller's to judge.
     pub fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
-        if head.len() < 6 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than a MAC"));
-        }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETHERTYPE_AOE.to_be();
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&head[..6]);
-        let mut iov = [
-            libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
-            libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() },
-        ];
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = &mut sll as *mut _ as *mut libc::c_void;
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = if data.is_empty() { 1 } else { 2 };
-        loop {
-            if unsafe { libc::sendmsg(self.fd, &msg, 0) } >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
+        packet::send_parts(self.fd.as_fd(), self.ifindex, ETHERTYPE_AOE, head, data)
     }
 
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
@@ -164,8 +90,7 @@ impl RawSocket {
 
     /// Waits up to `ms` milliseconds for something to read.
     pub fn wait(&self, ms: i32) -> bool {
-        let mut pfd = libc::pollfd { fd: self.fd, events: libc::POLLIN, revents: 0 };
-        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+        packet::wait_readable(self.fd.as_fd(), ms)
     }
 
     /// Receives one frame, waiting up to `ms` milliseconds: its length and
@@ -174,52 +99,18 @@ impl RawSocket {
         if !self.wait(ms) {
             return Ok(None);
         }
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut alen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd,
-                buf.as_mut_ptr() as *mut libc::c_void,
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                &mut sll as *mut _ as *mut libc::sockaddr,
-                &mut alen,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => Ok(None),
-                _ => Err(e),
-            };
-        }
-        Ok(Some((n as usize, sll.sll_pkttype)))
+        packet::recv(self.fd.as_fd(), buf)
     }
 
     /// Frames the kernel dropped on this socket (receive buffer full) since
     /// the last call.
     pub fn drops(&self) -> u32 {
-        let mut st = [0u32; 2];
-        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd,
-                libc::SOL_PACKET,
-                PACKET_STATISTICS,
-                st.as_mut_ptr() as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        if r == 0 {
-            st[1]
-        } else {
-            0
-        }
+        packet::drops(self.fd.as_fd())
     }
 }
 
-impl Drop for RawSocket {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.fd) };
+impl AsFd for RawSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }

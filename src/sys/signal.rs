@@ -1,0 +1,55 @@
+//! The stop signals, SIGINT, SIGTERM and SIGHUP: taken by a thread of their
+//! own (the daemon), or turned into a flag (the test tools).
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// The stop signals, blocked: a thread takes them with `wait`.
+pub struct BlockedStopSignals(SigSet);
+
+impl BlockedStopSignals {
+    /// Blocks the stop signals in the calling thread, and so in every thread
+    /// it starts afterwards: call it before starting threads, so that no
+    /// thread but the one that calls `wait` ever takes them.
+    pub fn block() -> BlockedStopSignals {
+        let mut set = SigSet::empty();
+        for sig in STOP_SIGNALS {
+            set.add(sig);
+        }
+        let _ = set.thread_block();
+        BlockedStopSignals(set)
+    }
+
+    /// Waits for one of the stop signals (sigwait): its number, or 0 if
+    /// the wait failed.
+    pub fn wait(&self) -> i32 {
+        self.0.wait().map_or(0, |sig| sig as i32)
+    }
+}
+
+/// The flag the stop signals set; null until `set_flag_on_stop_signals`.
+static STOP_FLAG: AtomicPtr<AtomicBool> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn set_stop_flag(_: libc::c_int) {
+    let flag = STOP_FLAG.load(Ordering::SeqCst);
+    // SAFETY: STOP_FLAG holds null or a pointer made from a
+    // `&'static AtomicBool`, which is valid for ever and only read through
+    // a shared reference.
+    if let Some(flag) = unsafe { flag.as_ref() } {
+        flag.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Makes the stop signals set `flag` instead of killing the process.
+pub fn set_flag_on_stop_signals(flag: &'static AtomicBool) {
+    STOP_FLAG.store(flag as *const AtomicBool as *mut AtomicBool, Ordering::SeqCst);
+    let sa = SigAction::new(SigHandler::Handler(set_stop_flag), SaFlags::empty(), SigSet::empty());
+    for sig in STOP_SIGNALS {
+        // SAFETY: the handler does nothing but lock-free atomic loads and
+        // stores, which are async-signal-safe, and it takes over signals
+        // that neither Rust's runtime nor our libraries handle themselves.
+        let _ = unsafe { sigaction(sig, &sa) };
+    }
+}
