@@ -1,5 +1,6 @@
 //! Self-tests of the integration harness (tests/common): namespaces, veth,
 //! vblade, tshark capture and teardown. These do not need aoefs to work.
+#![cfg(feature = "e2e")]
 mod common;
 
 use common::*;

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -323,24 +323,36 @@ fn tail(path: &Path, lines: usize) -> String {
     out
 }
 
+/// Panics unless this process can run the e2e tests: root, the tools and
+/// /dev/fuse. Checked once per test binary; every test that needs a testbed
+/// then fails at once with the same message.
 fn check_prereqs() {
-    static CHECKED: std::sync::Once = std::sync::Once::new();
-    CHECKED.call_once(|| {
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "the aoefs e2e tests need root (network namespaces, FUSE, loop devices)"
-        );
-        for tool in ["ip", "vblade", "nsenter", "fusermount3"] {
-            let ok = Command::new("sh")
-                .args(["-c", &format!("command -v {} >/dev/null", tool)])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            assert!(ok, "required tool `{}` is not installed (see .ci/run)", tool);
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = CHECKED.get_or_init(prereqs) {
+        panic!("{}", e);
+    }
+}
+
+fn prereqs() -> Result<(), String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("the aoefs e2e tests (cargo feature `e2e`) need root (network namespaces, FUSE, loop \
+                    devices); run them as root, or without `--features e2e` for the unit and in-memory tests"
+            .into());
+    }
+    for tool in ["ip", "vblade", "nsenter", "fusermount3"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {} >/dev/null", tool)])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Err(format!("required tool `{}` is not installed (see .ci/run)", tool));
         }
-        assert!(Path::new("/dev/fuse").exists(), "/dev/fuse missing (modprobe fuse)");
-    });
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err("/dev/fuse missing (modprobe fuse)".into());
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
