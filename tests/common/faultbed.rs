@@ -1,9 +1,8 @@
 //! Fault-test helpers (tests/faults.rs): a middle namespace with the frame
 //! forwarder, the hostile-frame injector, `stats` parsing.
 
-use super::process::{poll_until, run_unchecked_timeout, sh, sh_quiet, signal};
+use super::process::{poll_until, sh, sh_quiet};
 use super::testbed::{Testbed, VethPair};
-use super::vblade::VbladeSpec;
 use super::COUNTER;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -25,8 +24,6 @@ pub struct FaultBed {
     mns: Option<String>,
     /// pair index -> (middle-side interface towards the initiator, towards the target)
     fwd_ifs: Vec<(usize, String, String)>,
-    /// vblade handle index -> how to restart it
-    pub(super) specs: Vec<(usize, VbladeSpec)>,
 }
 
 /// A running `aoe-faultfwd` (a testbed helper: killed in teardown).
@@ -220,16 +217,7 @@ impl Testbed {
     pub(super) fn faultbed_teardown(&self) {
         let mns = self.faultbed.lock().map(|f| f.mns.clone()).unwrap_or(None);
         if let Some(m) = mns {
-            let mut c = Command::new("ip");
-            c.args(["netns", "pids", &m]);
-            if let Ok(o) = run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<u32>() {
-                        eprintln!("testbed {}: killing leftover pid {} in {}", self.id, pid, m);
-                        signal(pid, libc::SIGKILL);
-                    }
-                }
-            }
+            self.kill_leftovers(&m);
             sh_quiet(&["ip", "netns", "del", &m]);
         }
     }

@@ -78,7 +78,7 @@ pub struct Testbed {
     pub(super) vblades: Mutex<Vec<Vblade>>,
     pub(super) extra_children: Mutex<Vec<(String, Child)>>,
     pub(super) mnt_dirs: Mutex<Vec<PathBuf>>,
-    /// State of the fault-test helpers (middle namespaces, restartable vblades).
+    /// State of the fault-test helpers (the middle namespace, forwarded pairs).
     pub(super) faultbed: Mutex<FaultBed>,
 }
 
@@ -233,11 +233,16 @@ impl Testbed {
     /// pids of every process in the initiator namespace (all of them were
     /// started by this testbed).
     pub fn initiator_pids(&self) -> Vec<u32> {
-        let mut c = Command::new("ip");
-        c.args(["netns", "pids", &self.ins]);
-        match run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
-            Ok(o) => String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|s| s.parse().ok()).collect(),
-            Err(_) => Vec::new(),
+        netns_pids(&self.ins)
+    }
+
+    /// Safety net of the teardown: anything still running in namespace `ns`
+    /// was started by this testbed (e.g. a Mount leaked by mem::forget);
+    /// SIGKILL it by pid.
+    pub(super) fn kill_leftovers(&self, ns: &str) {
+        for pid in netns_pids(ns) {
+            eprintln!("testbed {}: killing leftover pid {} in {}", self.id, pid, ns);
+            signal(pid, libc::SIGKILL);
         }
     }
 }
@@ -254,26 +259,13 @@ impl Drop for Testbed {
             }
         }
         // vblades
-        if let Ok(mut v) = self.vblades.lock() {
-            for vb in v.iter_mut() {
-                if let Some(mut c) = vb.child.take() {
-                    stop_child(&mut c, libc::SIGKILL, Duration::from_secs(5));
-                }
+        for vb in self.vblades().iter_mut() {
+            if let Some(mut c) = vb.child.take() {
+                stop_child(&mut c, libc::SIGKILL, Duration::from_secs(5));
             }
         }
-        // Safety net: anything still running inside our namespaces was started
-        // by this testbed (e.g. a Mount leaked by mem::forget); kill it by pid.
         for ns in [&self.ins, &self.tns] {
-            let mut c = Command::new("ip");
-            c.args(["netns", "pids", ns]);
-            if let Ok(o) = run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<u32>() {
-                        eprintln!("testbed {}: killing leftover pid {} in {}", self.id, pid, ns);
-                        signal(pid, libc::SIGKILL);
-                    }
-                }
-            }
+            self.kill_leftovers(ns);
         }
         // Any mount left under our dirs (FUSE or ext4): lazy unmount.
         let mnt_dirs: Vec<PathBuf> = self.mnt_dirs.lock().map(|v| v.clone()).unwrap_or_default();
@@ -300,6 +292,17 @@ impl Drop for Testbed {
                 self.dir.display()
             );
         }
+    }
+}
+
+/// pids of every process in network namespace `ns` (none if `ip netns pids`
+/// fails).
+fn netns_pids(ns: &str) -> Vec<u32> {
+    let mut c = Command::new("ip");
+    c.args(["netns", "pids", ns]);
+    match run_unchecked_timeout(&mut c, Duration::from_secs(10)) {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|s| s.parse().ok()).collect(),
+        Err(_) => Vec::new(),
     }
 }
 
