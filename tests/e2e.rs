@@ -614,6 +614,7 @@ fn teardown_after_panic_leaves_nothing() {
         vblade: u32,
         dir: PathBuf,
     }
+    check_prereqs();
     let mut seen: Option<Seen> = None;
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let s = setup(1500, 16 * MIB, Fill::Zero, &[]);

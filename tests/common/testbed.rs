@@ -18,8 +18,9 @@ use std::time::Duration;
 
 /// Panics unless this process can run the e2e tests: root, the tools and
 /// /dev/fuse. Checked once per test binary; every test that needs a testbed
-/// then fails at once with the same message.
-fn check_prereqs() {
+/// then fails at once with the same message. `Testbed::new` calls it; a test
+/// that catches panics around its testbed calls it first.
+pub fn check_prereqs() {
     static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
     if let Err(e) = CHECKED.get_or_init(prereqs) {
         panic!("{}", e);
