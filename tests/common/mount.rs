@@ -332,13 +332,8 @@ impl Testbed {
     /// Spawn aoefs in the initiator namespace without waiting for the mount.
     /// Returns (child, mountpoint, log path).
     pub fn spawn_aoefs(&self, iflist: &str, extra_args: &[&str]) -> (Child, PathBuf, PathBuf) {
+        let mnt = self.mount_dir();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        // aoe-stat ignores any path containing the letter "p" (so not /tmp):
-        // mount points live in /mnt.
-        let mnt = PathBuf::from(format!("/mnt/aoefs-{}-{}-{}", std::process::id(), self.id, n));
-        let _ = fs::remove_dir(&mnt);
-        fs::create_dir_all(&mnt).unwrap();
-        self.mnt_dirs.lock().unwrap().push(mnt.clone());
         let log = self.dir.join(format!("aoefs-{}.log", n));
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.ins_path())).arg(AOEFS).arg(&mnt).arg("-f").arg("--iflist").arg(iflist);
@@ -402,8 +397,8 @@ impl Testbed {
         m
     }
 
-    /// A fresh, empty mount point under /mnt (no letter "p" in its path),
-    /// registered with the testbed: whatever is still mounted there at
+    /// A fresh, empty mount point under /mnt (aoe-stat ignores any path
+    /// containing the letter "p", so not /tmp), registered with the testbed: whatever is still mounted there at
     /// teardown is lazily unmounted and the directory removed.
     pub fn mount_dir(&self) -> PathBuf {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
