@@ -1,33 +1,43 @@
 //! The filesystem core without the kernel: Initiator + Core over the
 //! in-memory hub with simulated targets (and the seeded fault injector).
+//!
+//! Most tests run on the real clock with a timer thread ticking the
+//! initiator, as aoefs does. The deadsecs tests run on a manual clock that
+//! only the test moves (and ticks), so a dead target is declared dead after
+//! exactly `deadsecs` of clock time and in no real time. The hub delivers
+//! frames on its own thread either way: waits for frames are real (bounded).
 
 use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error};
-use aoefs::clock::RealClock;
+use aoefs::clock::{Clock, ManualClock, RealClock};
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
 use aoefs::wire::Mac;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SECTORS: u64 = 8192; // 4 MiB
+/// How often the initiator is ticked (aoefs' timer thread: every 5 ms).
+const TICK: Duration = Duration::from_millis(5);
 
-fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+/// The hub, target e3.7 on it and an initiator on port `mem0` reading `clock`.
+fn start(clock: Arc<dyn Clock>, mtu: usize, deadsecs: u32) -> (Hub, Arc<SimTarget>, Arc<Initiator>) {
     let hub = Hub::new();
     hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
     let t = SimTarget::start(&hub, 3, 7, Mac([2, 0, 0, 0, 2, 2]), SECTORS, 16, 17);
-    let ini = Initiator::new(
-        hub.provider(),
-        Arc::new(RealClock::default()),
-        Options { deadsecs, maxout: 128 },
-        &["mem0".to_string()],
-    )
-    .expect("initiator");
+    let ini = Initiator::new(hub.provider(), clock, Options { deadsecs, maxout: 128 }, &["mem0".to_string()])
+        .expect("initiator");
+    (hub, t, ini)
+}
+
+/// Real clock; a thread ticks the initiator every [`TICK`] for 20 s.
+fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+    let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, deadsecs);
     let i2 = ini.clone();
     let timer = std::thread::spawn(move || {
         for _ in 0..4000 {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(TICK);
             i2.tick();
         }
     });
@@ -37,7 +47,47 @@ fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<B
     (hub, t, core, timer)
 }
 
-fn read(core: &Arc<BlockFs>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
+/// Manual clock: nothing ticks the initiator and the clock stands still
+/// unless the test calls [`advance`].
+fn setup_manual(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::default());
+    let (hub, t, ini) = start(clock.clone(), mtu, deadsecs);
+    ini.discover();
+    // wait_discovery measures its quiet time on the clock, which stands
+    // still: wait (real time) for the hub to bring the answers instead.
+    let up = wait_until(Duration::from_secs(3), || ini.device(3, 7).is_some_and(|d| d.is_up()));
+    assert!(up, "e3.7 was not discovered and identified");
+    let core = BlockFs::new(ini, cache, 4 << 20, 8, false);
+    (hub, t, core, clock)
+}
+
+/// Moves the manual clock forward by `by`, one [`TICK`] at a time, ticking
+/// the initiator after each step as its timer thread would.
+fn advance(core: &BlockFs, clock: &ManualClock, by: Duration) {
+    let step = TICK.as_micros() as u64;
+    let mut left = by.as_micros() as u64;
+    while left > 0 {
+        let d = left.min(step);
+        clock.advance(d);
+        core.ini.tick();
+        left -= d;
+    }
+}
+
+/// Polls `cond` every 10 ms (real time) until it holds or `timeout` passes.
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Starts a read of e3.7; its answer arrives on the returned channel.
+fn read_async(core: &Arc<BlockFs>, off: u64, len: u32) -> mpsc::Receiver<Result<Vec<u8>, i32>> {
     let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
     let region = core.region(&dev, 0).unwrap();
@@ -48,7 +98,11 @@ fn read(core: &Arc<BlockFs>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
         len,
         Box::new(move |r: Result<&[u8], Error>| tx.send(r.map(|d| d.to_vec()).map_err(|e| e.errno())).unwrap()),
     );
-    rx.recv_timeout(Duration::from_secs(30)).expect("read answered")
+    rx
+}
+
+fn read(core: &Arc<BlockFs>, off: u64, len: u32) -> Result<Vec<u8>, i32> {
+    read_async(core, off, len).recv_timeout(Duration::from_secs(30)).expect("read answered")
 }
 
 fn write(core: &Arc<BlockFs>, off: u64, data: &[u8]) -> Result<u32, i32> {
@@ -192,14 +246,19 @@ fn io_survives_loss_duplication_reordering_and_corruption() {
 
 #[test]
 fn dead_target_fails_io_with_eio_and_shows_closewait() {
-    let (_hub, t, core, _) = setup(1500, 2, 0);
+    let (_hub, t, core, clock) = setup_manual(1500, 2, 0);
     let dev = core.ini.device(3, 7).unwrap();
     dev.opened();
     t.model.lock().behaviour.silent = true;
-    let start = std::time::Instant::now();
-    assert_eq!(read(&core, 0, 4096), Err(libc::EIO));
-    let el = start.elapsed();
-    assert!(el >= Duration::from_millis(1900) && el < Duration::from_secs(5), "{el:?}");
+    let reply = read_async(&core, 0, 4096);
+    // Retransmitted and unanswered until just short of deadsecs (2 s)...
+    advance(&core, &clock, Duration::from_secs(2) - TICK);
+    assert_eq!(reply.try_recv(), Err(mpsc::TryRecvError::Empty), "the read failed before deadsecs");
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "up\n");
+    assert!(dev.snapshot().counters.retransmits > 0, "no retransmit while the target was silent");
+    // ...and failed with EIO by the tick at 2 s.
+    advance(&core, &clock, TICK);
+    assert_eq!(reply.recv_timeout(Duration::from_secs(5)).expect("read answered at deadsecs"), Err(libc::EIO));
     assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
     // New I/O fails at once.
     assert_eq!(read(&core, 8192, 512), Err(libc::EIO));
@@ -212,10 +271,7 @@ fn dead_target_fails_io_with_eio_and_shows_closewait() {
     dev.closed();
     assert_eq!(core.status_attr(&dev, "state").unwrap(), "down\n");
     core.write_ctl(Ctl::Discover, b"\n").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while core.status_attr(&dev, "state").unwrap() != "up\n" && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(3), || core.status_attr(&dev, "state").unwrap() == "up\n");
     assert_eq!(core.status_attr(&dev, "state").unwrap(), "up\n");
     assert!(read(&core, 0, 4096).is_ok());
 }

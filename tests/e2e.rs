@@ -1,9 +1,10 @@
 //! End-to-end tests of aoefs against the real vblade target, each in its own
 //! pair of network namespaces (see tests/common/mod.rs).
 //!
-//! Run: `cargo test --release -- --test-threads=2` (as root).
+//! Run: `cargo test --release --features e2e -- --test-threads=2` (as root).
 //! On failure the aoefs log is printed; `AOEFS_TEST_SHOW_LOG=1` prints it
 //! always and `AOEFS_TEST_LOG=debug` sets aoefs' RUST_LOG.
+#![cfg(feature = "e2e")]
 mod common;
 
 use common::*;
@@ -613,6 +614,7 @@ fn teardown_after_panic_leaves_nothing() {
         vblade: u32,
         dir: PathBuf,
     }
+    check_prereqs();
     let mut seen: Option<Seen> = None;
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let s = setup(1500, 16 * MIB, Fill::Zero, &[]);

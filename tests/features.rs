@@ -2,6 +2,7 @@
 //! conventions, against real vblade: partitions, config strings, MAC masks,
 //! reservations, subcommands, daemon mode with a pid file, read-only mounts
 //! and read-only targets.
+#![cfg(feature = "e2e")]
 mod common;
 
 use common::*;

@@ -1,5 +1,6 @@
 //! Self-tests of the integration harness (tests/common): namespaces, veth,
 //! vblade, tshark capture and teardown. These do not need aoefs to work.
+#![cfg(feature = "e2e")]
 mod common;
 
 use common::*;
@@ -54,6 +55,7 @@ fn harness_testbed_veth_vblade_capture() {
 
 #[test]
 fn harness_teardown_on_panic() {
+    check_prereqs();
     let mut names = None;
     let mut pid = None;
     let mut dir = None;
@@ -76,6 +78,7 @@ fn harness_teardown_on_panic() {
 
 #[test]
 fn harness_parallel_testbeds() {
+    check_prereqs();
     let hs: Vec<_> = (0..3)
         .map(|i| {
             std::thread::spawn(move || {

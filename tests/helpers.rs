@@ -2,7 +2,8 @@
 //! aoefs@.service) against the real vblade, through the harness in
 //! tests/common/mod.rs.
 //!
-//! Run: `cargo test --release --test helpers -- --test-threads=2` (as root).
+//! Run: `cargo test --release --features e2e --test helpers -- --test-threads=2`
+//! (as root).
 //!
 //! Every aoefs started here runs inside a testbed's initiator namespace
 //! (`nsenter --net=/run/netns/NS ...`) with an explicit interface list of
@@ -11,6 +12,7 @@
 //! in its namespaces. The mount(8) tests install the helper into /sbin for
 //! their duration (mount(8) looks for helpers there only) and restore /sbin
 //! in Drop.
+#![cfg(feature = "e2e")]
 mod common;
 
 use common::*;

@@ -1,0 +1,208 @@
+//! Running external commands and waiting, always bounded.
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Default bound for external commands run through [`run`].
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub(super) fn fmt_cmd(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        let a = a.to_string_lossy();
+        if a.is_empty() || a.contains(' ') {
+            let _ = write!(s, "'{}'", a);
+        } else {
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+/// Run a command to completion (bounded by `timeout`), capturing its output.
+/// Returns Err only if it could not be spawned or timed out (it is killed).
+pub fn run_unchecked_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let desc = fmt_cmd(cmd);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot spawn `{}`: {}", desc, e))?;
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(format!("wait on `{}` failed: {}", desc, e)),
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The reader threads may stay blocked if a grandchild holds the
+            // pipe; do not join them.
+            return Err(format!("`{}` timed out after {:?} (killed)", desc, timeout));
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    Ok(Output { status, stdout, stderr })
+}
+
+pub fn run_unchecked(cmd: &mut Command) -> Output {
+    match run_unchecked_timeout(cmd, CMD_TIMEOUT) {
+        Ok(o) => o,
+        Err(e) => panic!("{}", e),
+    }
+}
+
+/// Run a command, bounded by `timeout`; panic with a detailed message unless it
+/// exits 0.
+pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let desc = fmt_cmd(cmd);
+    let out = match run_unchecked_timeout(cmd, timeout) {
+        Ok(o) => o,
+        Err(e) => panic!("{}", e),
+    };
+    if !out.status.success() {
+        panic!(
+            "command failed: `{}`\n  status: {}\n  stdout: {}\n  stderr: {}",
+            desc,
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    out
+}
+
+/// Run a command (bounded by [`CMD_TIMEOUT`]) and assert that it succeeded.
+pub fn run(cmd: &mut Command) -> Output {
+    run_timeout(cmd, CMD_TIMEOUT)
+}
+
+/// `run` for a simple argv.
+pub fn sh<S: AsRef<OsStr>>(argv: &[S]) -> String {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    String::from_utf8_lossy(&run(&mut c).stdout).into_owned()
+}
+
+/// Same as `sh` but ignores failures (teardown).
+pub(super) fn sh_quiet<S: AsRef<OsStr>>(argv: &[S]) -> bool {
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    match run_unchecked_timeout(&mut c, Duration::from_secs(30)) {
+        Ok(o) => o.status.success(),
+        Err(_) => false,
+    }
+}
+
+/// Run `f` on a helper thread and wait at most `timeout` for it. Panics on
+/// timeout (the helper thread is abandoned; teardown will unblock it by
+/// killing aoefs).
+pub fn bounded<T: Send + 'static>(what: &str, timeout: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{} did not finish within {:?}", what, timeout)
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{}: helper thread panicked", what),
+    }
+}
+
+/// Poll `cond` every 50 ms until it returns true or `timeout` passes.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub(super) fn signal(pid: u32, sig: libc::c_int) {
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// SIGTERM (or `first`), wait up to `grace`, then SIGKILL; always reaps.
+pub(super) fn stop_child(child: &mut Child, first: libc::c_int, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(st)) = child.try_wait() {
+        return Some(st);
+    }
+    signal(child.id(), first);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    // SIGKILL'd processes blocked in uninterruptible FUSE calls may take a
+    // moment; bound the reap.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+pub(super) fn tail(path: &Path, lines: usize) -> String {
+    let s = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|e| format!("<cannot read {}: {}>", path.display(), e));
+    let v: Vec<&str> = s.lines().collect();
+    let start = v.len().saturating_sub(lines);
+    let mut out = String::new();
+    if start > 0 {
+        let _ = writeln!(out, "... ({} earlier lines omitted)", start);
+    }
+    for l in &v[start..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Does a process with this pid exist (and is not a zombie)?
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{}/stat", pid)) {
+        Ok(s) => {
+            // state is the field after the ")"
+            let st = s.rsplit(')').next().unwrap_or("").trim_start();
+            !st.starts_with('Z') && !st.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
