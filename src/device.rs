@@ -25,6 +25,13 @@ pub(crate) struct DevInner {
     pub(crate) firmware: u16,
     pub(crate) io: TargetIo,
     pub(crate) identifying: bool,
+    /// Retransmissions not yet reported on `err` (a summary per second).
+    pub(crate) unreported_retransmits: u32,
+    /// IDENTIFY failures in a row, and when to try again.
+    pub(crate) identify_failures: u32,
+    pub(crate) identify_retry_at: Option<Micros>,
+    /// When a down target is next asked whether it is back.
+    pub(crate) next_probe: Micros,
 }
 
 /// One AoE target, `e{shelf}.{slot}`.
@@ -70,6 +77,13 @@ pub struct Snapshot {
     pub cwnd: u32,
     pub max_window: u32,
     pub outstanding: u32,
+    /// Transmissions the target may still hold (not answered, not presumed lost).
+    pub held: u32,
+    /// Frames waiting for room in the window (or for a ghost to clear).
+    pub queued: usize,
+    /// Completed commands with transmissions still unanswered.
+    pub ghosts: usize,
+    pub rto: Micros,
     pub srtt: Micros,
     pub rttvar: Micros,
     pub ignored: u64,
@@ -99,6 +113,10 @@ impl Device {
                 firmware: 0,
                 io: TargetIo::new(shelf, slot, maxout),
                 identifying: false,
+                unreported_retransmits: 0,
+                identify_failures: 0,
+                identify_retry_at: None,
+                next_probe: 0,
             }),
             open: AtomicU32::new(0),
             visible: AtomicBool::new(false),
@@ -174,6 +192,10 @@ impl Device {
             cwnd: g.io.cwnd,
             max_window: g.io.maxwin,
             outstanding: g.io.nout,
+            held: g.io.held,
+            queued: g.io.pending_frames(),
+            ghosts: g.io.ghosts(),
+            rto: g.io.rto(),
             srtt: g.io.srtt(),
             rttvar: g.io.rttvar(),
             ignored: self.ignored.load(Ordering::Relaxed),

@@ -330,7 +330,7 @@ impl Filesystem for AoeFs {
             // The device may have been flushed meanwhile: look it up even if
             // no longer visible.
             if let Some(d) = self.core.ini.device_by_id(id) {
-                d.closed();
+                self.core.ini.closed(&d);
             }
         }
         reply.ok();

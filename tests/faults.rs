@@ -99,6 +99,53 @@ fn fio_verify_over_lossy_link() {
     assert_eq!(m.read_status(T, "state"), "up\n");
 }
 
+/// Frames held 20-200 ms on the way (both ways): replies come late, some
+/// after the command was resent, and vblade executes some requests after
+/// later ones. `fio --verify` must see exactly what it wrote.
+#[test]
+fn fio_verify_through_held_frames() {
+    let tb = Testbed::new(1500);
+    let k = tb.add_forwarded_pair(1500);
+    let size = 16 * MIB;
+    let img = tb.make_image("disk.img", size, Fill::Zero);
+    let fwd = tb.start_forwarder(k, "hold=0.05,hold_ms=20-200", 4343);
+    let _vb = tb.start_vblade_on(k, 0, 1, &img, None);
+    let m = tb.mount_aoefs_iflist(&tb.init_if(k), &["--cache-mb", "0"]);
+    let dev = m.expect_target(T, APPEAR);
+
+    let t0 = Instant::now();
+    let out = run_unchecked_timeout(
+        Command::new("fio").arg("--name=v").arg(format!("--filename={}", dev.display())).args([
+            "--rw=randwrite",
+            "--bsrange=4k-64k",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+            "--size=16M",
+            "--direct=1",
+            "--ioengine=libaio",
+            "--iodepth=8",
+            "--randseed=4321",
+        ]),
+        Duration::from_secs(150),
+    )
+    .unwrap_or_else(|e| panic!("{}", e));
+    let fio_out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("fio through held frames took {:?}", t0.elapsed());
+    assert!(out.status.success(), "fio failed ({}):\n{}", out.status, fio_out);
+    assert!(!fio_out.contains("verify: bad"), "fio reported verify errors:\n{}", fio_out);
+    assert_eq!(sha256(&dev), sha256(&img), "sha256 of e0.1 through aoefs vs backing file");
+
+    let st = m.stats(T);
+    let fc = tb.stop_forwarder(&fwd);
+    eprintln!("aoefs stats: {:?}\nforwarder: {:?}", st, fc);
+    assert!(fc.get("held").copied().unwrap_or(0) > 100, "forwarder held too few frames: {:?}", fc);
+    eprintln!("retransmits {} late {} unexpected {}", st["retransmits"], st["late"], st["unexpected"]);
+    assert!(st["late"] > 0, "no late replies: the hazard was not exercised: {:?}", st);
+    assert_eq!(st["errors"], 0, "I/O errors: {:?}", st);
+    assert_eq!(m.read_status(T, "state"), "up\n");
+}
+
 // ---------------------------------------------------------------------------
 // multipath: two vblades (same file, same shelf.slot) on two veth pairs
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //! network namespace holding one veth towards the initiator and one towards
 //! the target.
 //!
-//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001]
+//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,hold=0.05,hold_ms=20-200]
 //!                  [--seed N] [--seconds N] [--stats FILE]
 //!
 //! * AF_PACKET raw sockets bound to each interface with protocol 0x88A2, both
@@ -15,7 +15,8 @@
 //! * Each direction has its own injector (seed N for A->B, N+1 for B->A).
 //!   A frame the injector holds back (reorder/delay) is released after the
 //!   next frame in that direction or after 20 ms without traffic, so a quiet
-//!   link does not hold a frame forever.
+//!   link does not hold a frame forever. A frame held for a time (`hold`)
+//!   goes out when its time comes (1 ms resolution).
 //! * Counters go to stderr (and `--stats FILE`) on SIGTERM/SIGINT or at the
 //!   end of `--seconds`; `--stats FILE` is also rewritten about once a second.
 //!   Exit status 0 after a signal or the time limit, 2 on usage errors,
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 fn usage(msg: &str) -> ! {
     eprintln!("aoe-faultfwd: {msg}");
     eprintln!(
-        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,delay=P,delay_frames=N] \
+        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,delay=P,delay_frames=N,hold=P,hold_ms=LO-HI] \
          [--seed N] [--seconds N] [--stats FILE]"
     );
     std::process::exit(2);
@@ -141,16 +142,24 @@ struct Dir {
 
 fn forward(from: &Sock, to: &Sock, dir: &Dir, deadline: Option<Instant>) -> io::Result<()> {
     let mut buf = vec![0u8; 65536];
+    let start = Instant::now();
+    let now_us = || start.elapsed().as_micros() as u64;
     while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        let got = from.recv(&mut buf, 20)?;
+        // Wake up for the next frame held for a time, or after 20 ms.
+        let wait_ms = match dir.inj.lock().unwrap().next_release() {
+            Some(at) => (at.saturating_sub(now_us()).div_ceil(1000) as i32).clamp(1, 20),
+            None => 20,
+        };
+        let got = from.recv(&mut buf, wait_ms)?;
         let out = match got {
             None => {
                 let mut inj = dir.inj.lock().unwrap();
-                if inj.held() == 0 {
-                    continue;
+                let mut out = inj.release(now_us());
+                if inj.held() > 0 && out.is_empty() {
+                    dir.stats.idle_flushes.fetch_add(1, Ordering::Relaxed);
+                    out = inj.flush();
                 }
-                dir.stats.idle_flushes.fetch_add(1, Ordering::Relaxed);
-                inj.flush()
+                out
             }
             Some((n, pkttype)) => {
                 // With a protocol-bound socket the kernel delivers only
@@ -166,7 +175,7 @@ fn forward(from: &Sock, to: &Sock, dir: &Dir, deadline: Option<Instant>) -> io::
                     continue;
                 }
                 dir.stats.received.fetch_add(1, Ordering::Relaxed);
-                dir.inj.lock().unwrap().apply(f.to_vec())
+                dir.inj.lock().unwrap().apply_at(f.to_vec(), now_us())
             }
         };
         for f in out {
@@ -194,10 +203,11 @@ fn report(dirs: &[Arc<Dir>]) -> String {
         total.duplicated += c.duplicated;
         total.reordered += c.reordered;
         total.delayed += c.delayed;
+        total.held += c.held;
         total.corrupted += c.corrupted;
         let st = &d.stats;
         s += &format!(
-            "{n} received {}\n{n} sent {}\n{n} passed {}\n{n} dropped {}\n{n} duplicated {}\n{n} reordered {}\n{n} delayed {}\n{n} corrupted {}\n{n} send_errors {}\n{n} ignored_outgoing {}\n{n} ignored_not_aoe {}\n{n} idle_flushes {}\n",
+            "{n} received {}\n{n} sent {}\n{n} passed {}\n{n} dropped {}\n{n} duplicated {}\n{n} reordered {}\n{n} delayed {}\n{n} held {}\n{n} corrupted {}\n{n} send_errors {}\n{n} ignored_outgoing {}\n{n} ignored_not_aoe {}\n{n} idle_flushes {}\n",
             st.received.load(Ordering::Relaxed),
             st.sent.load(Ordering::Relaxed),
             c.passed,
@@ -205,6 +215,7 @@ fn report(dirs: &[Arc<Dir>]) -> String {
             c.duplicated,
             c.reordered,
             c.delayed,
+            c.held,
             c.corrupted,
             st.send_errors.load(Ordering::Relaxed),
             st.ignored_outgoing.load(Ordering::Relaxed),
@@ -214,8 +225,8 @@ fn report(dirs: &[Arc<Dir>]) -> String {
         );
     }
     s += &format!(
-        "passed {}\ndropped {}\nduplicated {}\nreordered {}\ndelayed {}\ncorrupted {}\n",
-        total.passed, total.dropped, total.duplicated, total.reordered, total.delayed, total.corrupted
+        "passed {}\ndropped {}\nduplicated {}\nreordered {}\ndelayed {}\nheld {}\ncorrupted {}\n",
+        total.passed, total.dropped, total.duplicated, total.reordered, total.delayed, total.held, total.corrupted
     );
     s
 }
@@ -276,7 +287,7 @@ fn main() {
     let ok = t1.join().unwrap_or(false) & t2.join().unwrap_or(false);
     // Frames still held back are delivered, not silently lost at exit.
     for (d, to) in [(&dirs[0], &b), (&dirs[1], &a)] {
-        for f in d.inj.lock().unwrap().flush() {
+        for f in d.inj.lock().unwrap().flush_all() {
             let _ = to.send(&f);
         }
     }

@@ -209,11 +209,22 @@ impl BlockFs {
         line(&mut s, "", &snap.counters);
         // A stale tag cannot be tied to a path: counted per target only.
         let _ = writeln!(s, "unexpected {}", snap.counters.unexpected);
+        // Answers to a transmission of a command another transmission had
+        // already completed.
+        let _ = writeln!(s, "late {}", snap.counters.late);
         let _ = writeln!(s, "ignored {}", snap.ignored);
         let _ = writeln!(
             s,
-            "rtt_avg_us {}\nrtt_dev_us {}\nwindow {}\nmax_window {}\noutstanding {}",
-            snap.srtt, snap.rttvar, snap.cwnd, snap.max_window, snap.outstanding
+            "rtt_avg_us {}\nrtt_dev_us {}\nrto_us {}\nwindow {}\nmax_window {}\noutstanding {}\nheld {}\nqueued {}\nghosts {}",
+            snap.srtt,
+            snap.rttvar,
+            snap.rto,
+            snap.cwnd,
+            snap.max_window,
+            snap.outstanding,
+            snap.held,
+            snap.queued,
+            snap.ghosts
         );
         // Frames ignored before they could be tied to a target (whole mount).
         let ig = &self.ini.ignored;

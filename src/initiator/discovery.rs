@@ -3,7 +3,7 @@
 //! IDENTIFY, `revalidate` and `flush`.
 
 use super::rx::RxBatch;
-use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG};
+use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
 use crate::device::{DevInner, DevState, Device};
 use crate::engine::{IoDone, IoError, Op, Outbox, PathChange};
@@ -11,6 +11,32 @@ use crate::wire::{self, Body, ConfigRepr, Header, Identify, Mac, Repr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// IDENTIFY and config queries that failed are retried after this, doubled
+/// per failure in a row...
+pub const RETRY_FIRST: Micros = 250_000;
+/// ... up to this, so a target that was busy when it started appears within
+/// about this long of being ready.
+pub const RETRY_MAX: Micros = 2_000_000;
+/// A target that is down is asked this often whether it is back.
+pub const DOWN_PROBE_INTERVAL: Micros = 2_000_000;
+/// Most targets with a config query retry pending (answers with an AoE
+/// error to our discovery), so a flood of them costs bounded memory.
+const MAX_CONFIG_RETRIES: usize = 256;
+
+/// The wait before the next try after `failures` failures in a row.
+pub fn retry_delay(failures: u32) -> Micros {
+    RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
+}
+
+/// A config query to retry: a target answered our discovery with an AoE
+/// error (3, device unavailable, while it starts).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ConfigRetry {
+    at: Micros,
+    failures: u32,
+    since: Micros,
+}
 
 /// Why `flush` refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +52,14 @@ impl Initiator {
     pub fn discover(&self) {
         self.query_config(wire::SHELF_ALL, wire::SLOT_ALL, Mac::BROADCAST);
         self.last_discover.store(self.now().max(1), Ordering::Relaxed);
+    }
+
+    /// Asks a target that stopped answering whether it is alive: a unicast
+    /// query config to each of its MACs (the answer is a sign of life).
+    pub(super) fn probe(&self, dev: &Device) {
+        for m in self.target_macs(dev) {
+            self.query_config(dev.shelf, dev.slot, m);
+        }
     }
 
     fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
@@ -77,6 +111,11 @@ impl Initiator {
             }
         }
         g.firmware = c.firmware;
+        if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
+            log::info!("{}: query config answered after retries", dev.name());
+        }
+        // The target answers: frames it has not answered were lost.
+        g.io.on_sign_of_life(now);
         if g.state == DevState::Down && dev.open_count() == 0 {
             g.state = DevState::Discovered;
         }
@@ -99,9 +138,12 @@ impl Initiator {
             .clone()
     }
 
-    /// Queues IDENTIFY; its answer makes the device `up` (and visible).
-    fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
+    /// Queues IDENTIFY; its answer makes the device `up` (and visible). A
+    /// failure (an AoE error, or no answer) is retried with backoff
+    /// (`retry_delay`) by the timer.
+    pub(super) fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
         g.identifying = true;
+        g.identify_retry_at = None;
         let d = dev.clone();
         let me = self.me.clone();
         let done: IoDone = Box::new(move |res| {
@@ -119,19 +161,95 @@ impl Initiator {
                         g.state = DevState::Up;
                     }
                     g.identify = Some(id);
+                    let failures = std::mem::take(&mut g.identify_failures);
                     drop(g);
+                    if failures > 0 {
+                        log::info!("{}: IDENTIFY answered after {failures} failures", d.name());
+                    }
                     if changed {
                         d.generation.fetch_add(1, Ordering::AcqRel);
                     }
                     d.set_visible();
                 }
                 Err(e) => {
+                    g.identify_failures += 1;
+                    let failures = g.identify_failures;
+                    if g.state == DevState::Discovered {
+                        g.identify_retry_at = Some(ini.now() + retry_delay(failures));
+                    }
                     drop(g);
-                    ini.errlog.push(format!("{}: IDENTIFY failed: {e}", d.name()));
+                    // Once per run of failures: a target that starts busy
+                    // would otherwise fill `err`.
+                    if failures == 1 {
+                        ini.errlog.push(format!("{}: IDENTIFY failed: {e}; retrying", d.name()));
+                    }
                 }
             }
         });
         g.io.submit_cmd(now, Op::Identify, done, out, false);
+    }
+
+    /// A target answered our discovery with an AoE error: ask it again later
+    /// (unicast), with backoff, until it answers with its config.
+    pub(super) fn config_failed(&self, h: &Header) {
+        let mut retries = self.config_retries.lock();
+        let key = (h.shelf, h.slot, h.src);
+        if !retries.contains_key(&key) && retries.len() >= MAX_CONFIG_RETRIES {
+            return;
+        }
+        let now = self.now();
+        let r = retries.entry(key).or_insert(ConfigRetry { at: 0, failures: 0, since: now });
+        r.failures += 1;
+        r.at = now + retry_delay(r.failures);
+        let first = r.failures == 1;
+        drop(retries);
+        if first {
+            let e = h.error.map_or("?", |e| e.describe());
+            self.errlog.push(format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot));
+        }
+    }
+
+    /// Sends the config queries whose retry is due.
+    pub(super) fn retry_config_queries(&self, now: Micros) {
+        let due: Vec<(u16, u8, Mac)> = {
+            let mut r = self.config_retries.lock();
+            // After a minute the 60 s rediscovery takes over.
+            r.retain(|_, v| now.saturating_sub(v.since) < REDISCOVER_INTERVAL);
+            r.iter().filter(|(_, v)| now >= v.at).map(|(k, _)| *k).collect()
+        };
+        for (shelf, slot, mac) in due {
+            if let Some(r) = self.config_retries.lock().get_mut(&(shelf, slot, mac)) {
+                // Asked again; the next failure (or silence) backs off further.
+                r.at = now + retry_delay(r.failures + 1);
+            }
+            self.query_config(shelf, slot, mac);
+        }
+    }
+
+    /// The timer's work on a device that is not up: IDENTIFY retries, and
+    /// probes of a down target. Returns true when the target should be
+    /// probed.
+    pub(super) fn tend(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) -> bool {
+        match g.state {
+            DevState::Discovered if !g.identifying && g.identify_retry_at.is_some_and(|t| now >= t) => {
+                self.start_identify(dev, g, now, out);
+                false
+            }
+            DevState::Down if now >= g.next_probe => {
+                g.next_probe = now + DOWN_PROBE_INTERVAL;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The last opener of a device closed it: a down target comes back as
+    /// soon as it answers, so ask it now.
+    pub fn closed(&self, dev: &Device) {
+        dev.closed();
+        if dev.open_count() == 0 && dev.state() == DevState::Down {
+            self.probe(dev);
+        }
     }
 
     /// Waits for the first discovery: returns once no target is being

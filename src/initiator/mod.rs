@@ -20,7 +20,7 @@ pub use links::LinkError;
 
 use crate::clock::{Clock, Micros};
 use crate::device::{DevState, Device};
-use crate::engine::{Completions, IoDone, IoError, Op, Outbox};
+use crate::engine::{Completions, IoDone, IoError, Op, Outbox, TimerOutcome};
 use crate::errlog::ErrLog;
 use crate::link::LinkProvider;
 use links::LinkTable;
@@ -79,7 +79,9 @@ pub struct Initiator {
     last_discover: AtomicU64,
     last_new_device: AtomicU64,
     last_link_check: AtomicU64,
+    last_report: AtomicU64,
     pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
+    config_retries: Mutex<HashMap<(u16, u8, crate::wire::Mac), discovery::ConfigRetry>>,
     ctl_seq: AtomicU32,
     me: Weak<Initiator>,
 }
@@ -128,7 +130,9 @@ impl Initiator {
             last_discover: AtomicU64::new(0),
             last_new_device: AtomicU64::new(0),
             last_link_check: AtomicU64::new(0),
+            last_report: AtomicU64::new(0),
             pending_ctl: Mutex::new(HashMap::new()),
+            config_retries: Mutex::new(HashMap::new()),
             ctl_seq: AtomicU32::new(1),
             me: me.clone(),
         });
@@ -193,28 +197,39 @@ impl Initiator {
         if last != 0 && now.saturating_sub(last) >= REDISCOVER_INTERVAL {
             self.discover();
         }
+        // Retransmissions are summed per target and reported once a second
+        // (one line per retransmission would flood `err` under loss).
+        let report = now.saturating_sub(self.last_report.load(Ordering::Relaxed)) >= 1_000_000;
+        if report {
+            self.last_report.store(now, Ordering::Relaxed);
+        }
+        self.retry_config_queries(now);
         let devices: Vec<Arc<Device>> = self.devices.read().values().cloned().collect();
-        let mut diags = Vec::new();
         with_outbox(|out| {
             for dev in devices {
-                let (dead, c) = {
+                let (t, unreported, c) = {
                     let mut g = dev.inner.lock();
-                    if g.state == DevState::Down || !g.io.busy() {
-                        continue;
+                    let mut t = TimerOutcome { probe: self.tend(&dev, &mut g, now, out), ..Default::default() };
+                    if g.state != DevState::Down && (g.io.needs_timer() || g.unreported_retransmits > 0) {
+                        t = g.io.on_timer(now, self.opts.deadsecs, out);
                     }
-                    let dead = g.io.on_timer(now, self.opts.deadsecs, &mut |m| diags.push(m), out);
-                    if dead {
+                    g.unreported_retransmits += t.retransmitted;
+                    if t.dead {
                         g.state = DevState::Down;
                         g.identifying = false;
                         g.io.fail_all(IoError::Dead);
                     }
-                    (dead, g.io.take_completed())
+                    let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
+                    (t, n, g.io.take_completed())
                 };
                 self.send(out);
-                for m in diags.drain(..) {
-                    self.errlog.push(m);
+                if t.probe {
+                    self.probe(&dev);
                 }
-                if dead {
+                if unreported > 0 {
+                    self.errlog.push(format!("{}: {unreported} retransmits in the last second", dev.name()));
+                }
+                if t.dead {
                     self.errlog.push(format!(
                         "{}: no response for {} s, device marked down",
                         dev.name(),

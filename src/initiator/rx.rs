@@ -104,6 +104,7 @@ impl Initiator {
             Body::Error(wire::Command::Ata) => {
                 self.on_ata(link, &h, Err(h.error.expect("error body has an error")), batch)
             }
+            Body::Error(wire::Command::QueryConfig) if h.tag == DISCOVER_TAG => self.config_failed(&h),
             Body::Error(cmd) => {
                 if h.tag & 0x8000_0000 != 0 {
                     self.errlog.push(format!(
@@ -153,6 +154,8 @@ impl Initiator {
                     self.errlog.push(format!("{}: AoE error {}: {}", dev.name(), e.to_u8(), e.describe()));
                 }
             }
+            // A command already completed by another of its transmissions.
+            ReplyOutcome::Late => {}
             ReplyOutcome::Unexpected => {
                 self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
                 self.errlog.push(format!(

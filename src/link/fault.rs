@@ -1,6 +1,7 @@
-//! Seeded fault injection for frames: drop, duplicate, reorder, delay and
-//! corrupt at set rates. Pure logic (no I/O, no clock): the in-memory hub
-//! and the test frame forwarder both run frames through it.
+//! Seeded fault injection for frames: drop, duplicate, reorder, delay, hold
+//! and corrupt at set rates. Pure logic (no I/O, no clock: time, where a
+//! fault needs it, is passed in): the in-memory hub and the test frame
+//! forwarder both run frames through it.
 
 use crate::wire::field::{self, Field};
 
@@ -16,16 +17,30 @@ pub struct FaultConfig {
     /// Hold a frame back for `delay_frames` further frames.
     pub delay: f64,
     pub delay_frames: u32,
+    /// Hold a frame back for a time drawn from `hold_ms` (milliseconds,
+    /// inclusive range); only with `FaultInjector::apply_at`, which is told
+    /// the time.
+    pub hold: f64,
+    pub hold_ms: (u32, u32),
 }
 
 impl FaultConfig {
-    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,delay=0.01,delay_frames=8`.
+    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,delay=0.01,delay_frames=8,hold=0.05,hold_ms=20-200`.
     pub fn parse(s: &str) -> Result<FaultConfig, String> {
-        let mut c = FaultConfig { delay_frames: 8, ..Default::default() };
+        let mut c = FaultConfig { delay_frames: 8, hold_ms: (20, 200), ..Default::default() };
         for kv in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| format!("expected key=value: {kv}"))?;
             if k == "delay_frames" {
                 c.delay_frames = v.parse().map_err(|_| format!("bad number: {v}"))?;
+                continue;
+            }
+            if k == "hold_ms" {
+                let (a, b) = v.split_once('-').unwrap_or((v, v));
+                let ms = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("bad hold_ms: {v}"));
+                c.hold_ms = (ms(a)?, ms(b)?);
+                if c.hold_ms.0 > c.hold_ms.1 {
+                    return Err(format!("bad hold_ms: {v}"));
+                }
                 continue;
             }
             let p: f64 = v.parse().map_err(|_| format!("bad rate: {v}"))?;
@@ -38,6 +53,7 @@ impl FaultConfig {
                 "reorder" => c.reorder = p,
                 "corrupt" => c.corrupt = p,
                 "delay" => c.delay = p,
+                "hold" => c.hold = p,
                 _ => return Err(format!("unknown fault: {k}")),
             }
         }
@@ -108,6 +124,8 @@ pub struct FaultCounters {
     pub duplicated: u64,
     pub reordered: u64,
     pub delayed: u64,
+    /// Held back for a time (`hold`).
+    pub held: u64,
     pub corrupted: u64,
 }
 
@@ -117,16 +135,49 @@ pub struct FaultInjector {
     rng: Rng,
     /// Frames held back: (frames still to wait, frame).
     held: Vec<(u32, Vec<u8>)>,
+    /// Frames held back for a time: (when to release, frame), in order.
+    timed: Vec<(u64, Vec<u8>)>,
     pub counters: FaultCounters,
 }
 
 impl FaultInjector {
     pub fn new(cfg: FaultConfig, seed: u64) -> FaultInjector {
-        FaultInjector { cfg, rng: Rng::new(seed), held: Vec::new(), counters: FaultCounters::default() }
+        FaultInjector {
+            cfg,
+            rng: Rng::new(seed),
+            held: Vec::new(),
+            timed: Vec::new(),
+            counters: FaultCounters::default(),
+        }
     }
 
-    /// Takes one frame; returns the frames to deliver now, in order.
+    /// Takes one frame; returns the frames to deliver now, in order. Holds
+    /// for a time (`hold`) need `apply_at`.
     pub fn apply(&mut self, frame: Vec<u8>) -> Vec<Vec<u8>> {
+        self.apply_inner(frame, None)
+    }
+
+    /// `apply` at time `now_us` (microseconds on any clock that only moves
+    /// forward): a frame picked for `hold` is kept until `release(now)` is
+    /// called at or after its time. Frames due by `now_us` come out too.
+    pub fn apply_at(&mut self, frame: Vec<u8>, now_us: u64) -> Vec<Vec<u8>> {
+        let mut out = self.release(now_us);
+        out.extend(self.apply_inner(frame, Some(now_us)));
+        out
+    }
+
+    /// The frames held for a time whose time has come, in order.
+    pub fn release(&mut self, now_us: u64) -> Vec<Vec<u8>> {
+        let n = self.timed.iter().take_while(|(at, _)| *at <= now_us).count();
+        self.timed.drain(..n).map(|(_, f)| f).collect()
+    }
+
+    /// When the next frame held for a time is due.
+    pub fn next_release(&self) -> Option<u64> {
+        self.timed.first().map(|(at, _)| *at)
+    }
+
+    fn apply_inner(&mut self, frame: Vec<u8>, now_us: Option<u64>) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         // Frames held back age by one frame each time a frame passes.
         let mut i = 0;
@@ -151,7 +202,14 @@ impl FaultInjector {
                 }
             }
             let dup = self.rng.chance(c.duplicate);
-            if self.rng.chance(c.reorder) {
+            let hold = now_us.filter(|_| self.rng.chance(c.hold));
+            if let Some(now) = hold {
+                self.counters.held += 1;
+                let (lo, hi) = c.hold_ms;
+                let at = now + 1000 * (lo as u64 + self.rng.below((hi - lo) as u64 + 1));
+                let i = self.timed.partition_point(|(t, _)| *t <= at);
+                self.timed.insert(i, (at, f.clone()));
+            } else if self.rng.chance(c.reorder) {
                 self.counters.reordered += 1;
                 self.held.push((1, f.clone()));
             } else if self.rng.chance(c.delay) {
@@ -170,11 +228,20 @@ impl FaultInjector {
         out
     }
 
-    /// Releases every held frame (e.g. when traffic pauses).
+    /// Releases every frame held for a number of frames (e.g. when
+    /// traffic pauses).
     pub fn flush(&mut self) -> Vec<Vec<u8>> {
         self.held.drain(..).map(|(_, f)| f).collect()
     }
 
+    /// Releases every held frame, the ones held for a time too (at exit).
+    pub fn flush_all(&mut self) -> Vec<Vec<u8>> {
+        let mut out = self.flush();
+        out.extend(self.timed.drain(..).map(|(_, f)| f));
+        out
+    }
+
+    /// Frames held for a number of frames.
     pub fn held(&self) -> usize {
         self.held.len()
     }
@@ -190,6 +257,10 @@ mod tests {
         assert_eq!(c.drop, 0.05);
         assert_eq!(c.duplicate, 0.01);
         assert_eq!(c.delay_frames, 4);
+        let c = FaultConfig::parse("hold=0.25,hold_ms=20-200").unwrap();
+        assert_eq!((c.hold, c.hold_ms), (0.25, (20, 200)));
+        assert_eq!(FaultConfig::parse("hold_ms=50").unwrap().hold_ms, (50, 50));
+        assert!(FaultConfig::parse("hold_ms=200-20").is_err());
         assert!(FaultConfig::parse("drop=2").is_err());
         assert!(FaultConfig::parse("bogus=0.1").is_err());
         assert!(FaultConfig::parse("drop").is_err());
@@ -205,7 +276,15 @@ mod tests {
 
     #[test]
     fn rates_are_roughly_honoured_and_nothing_is_lost_but_drops() {
-        let cfg = FaultConfig { drop: 0.05, duplicate: 0.01, reorder: 0.02, corrupt: 0.0, delay: 0.0, delay_frames: 4 };
+        let cfg = FaultConfig {
+            drop: 0.05,
+            duplicate: 0.01,
+            reorder: 0.02,
+            corrupt: 0.0,
+            delay: 0.0,
+            delay_frames: 4,
+            ..Default::default()
+        };
         let mut f = FaultInjector::new(cfg, 42);
         let n = 100_000u32;
         let mut seen = std::collections::HashMap::new();
@@ -227,7 +306,15 @@ mod tests {
 
     #[test]
     fn same_seed_same_faults() {
-        let cfg = FaultConfig { drop: 0.3, duplicate: 0.1, reorder: 0.1, corrupt: 0.1, delay: 0.1, delay_frames: 3 };
+        let cfg = FaultConfig {
+            drop: 0.3,
+            duplicate: 0.1,
+            reorder: 0.1,
+            corrupt: 0.1,
+            delay: 0.1,
+            delay_frames: 3,
+            ..Default::default()
+        };
         let run = |seed| {
             let mut f = FaultInjector::new(cfg, seed);
             (0..500u32).flat_map(|i| f.apply(i.to_be_bytes().repeat(8))).collect::<Vec<_>>()
@@ -251,5 +338,36 @@ mod tests {
             hit.insert(diff[0]);
         }
         assert_eq!(hit.len(), 16, "every corruptible byte gets hit");
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+
+    #[test]
+    fn held_frames_come_out_at_their_time_and_in_time_order() {
+        let cfg = FaultConfig { hold: 0.5, hold_ms: (20, 200), ..Default::default() };
+        let mut f = FaultInjector::new(cfg, 5);
+        let mut out = Vec::new();
+        for i in 0..1000u32 {
+            let now = i as u64 * 1000;
+            for fr in f.apply_at(i.to_be_bytes().to_vec(), now) {
+                out.push((now, u32::from_be_bytes(fr[..4].try_into().unwrap())));
+            }
+        }
+        let c = f.counters;
+        assert!((400..600).contains(&c.held), "{c:?}");
+        // Nothing comes out before 20 ms or after 200 ms (+ the 1 ms step).
+        for &(at, i) in &out {
+            let sent = i as u64 * 1000;
+            assert!(at == sent || (sent + 20_000..=sent + 201_000).contains(&at), "frame {i} sent {sent} out {at}");
+        }
+        let rest = f.flush_all().len();
+        assert_eq!(out.len() + rest, 1000, "nothing lost");
+        assert!(f.next_release().is_none());
+        // Without a time, no frame is held for one.
+        let mut g = FaultInjector::new(cfg, 5);
+        assert!((0..100u8).all(|i| g.apply(vec![i; 20]).len() == 1));
     }
 }

@@ -1,20 +1,39 @@
 //! Per-target I/O engine: tags, the in-flight table, RTT/RTO estimation, the
-//! congestion window, retransmission, multipath round-robin and dead
-//! detection. It performs no I/O and reads no clock: callers pass `now` (in
-//! microseconds) and a transmit function, so it runs the same under the real
-//! clock and a simulated one.
+//! congestion window, retransmission, write ordering, multipath round-robin
+//! and dead detection. It performs no I/O and reads no clock: callers pass
+//! `now` (in microseconds) and take the frames it queues (`Outbox`), so it
+//! runs the same under the real clock and a simulated one.
+//!
+//! Retransmission rules (see `Documentation/design.md`, "Retransmission"):
+//! - Every transmission of a command gets its own tag, and a reply to any
+//!   transmission of a command still pending completes it, so a command the
+//!   target takes seconds to execute completes however often it was resent.
+//! - A transmission's timer is the RTO doubled once per earlier
+//!   transmission of the same command (`rtt::Rtt::backoff`).
+//! - Every transmission not answered counts as held by the target until it
+//!   is *presumed lost*: it timed out and the target has since answered
+//!   something sent after it (or a config query), or it has waited
+//!   `PAUSE_MAX`. New frames and retransmissions are sent only while the
+//!   transmissions held stay below the window and the target's buffer count,
+//!   so a target that pauses is never sent more than it can buffer.
+//! - When a command completes while other transmissions of it are still
+//!   unanswered, those become a *ghost* of the command. A write overlapping a
+//!   write ghost waits until the ghost's transmissions are all answered or
+//!   the ghost expires (`TargetIo::ghost_hold`), so a target that executes a
+//!   held original late cannot put older data over an acknowledged newer
+//!   write.
+
+mod rtt;
+
+pub use crate::clock::Micros;
+pub use rtt::{INITIAL_RTO, MAX_BACKOFF, MIN_RTO};
 
 use crate::wire::{self, AoeError, AtaRepr, Mac, ATA_HDR_LEN, SECTOR};
+use rtt::Rtt;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-pub use crate::clock::Micros;
-
-pub const MIN_RTO: Micros = 5_000;
-pub const MAX_RTO: Micros = 2_000_000;
-const INITIAL_SRTT: Micros = 20_000;
-const INITIAL_RTTVAR: Micros = 10_000;
 /// Most paths (local interface, target MAC) per target; more config
 /// responses from new MACs are ignored.
 pub const MAX_PATHS: usize = 8;
@@ -22,9 +41,43 @@ pub const MAX_PATHS: usize = 8;
 const PATH_FAIL_TIMEOUTS: u32 = 3;
 /// How often a failed path is re-probed with one frame.
 const PATH_PROBE_INTERVAL: Micros = 1_000_000;
-/// Tag layout: bit 31 set (userland initiator), 19 bits generation, 12 bits slot.
+/// A transmission that timed out is presumed lost after this long even if
+/// the target answered nothing sent after it (a pause longer than this is
+/// treated as loss).
+pub const PAUSE_MAX: Micros = 3_000_000;
+/// A ghost lives (and a write's ghost blocks overlapping writes) at least
+/// this long after its newest unanswered transmission was sent: five times
+/// the RTO floor.
+pub const GHOST_HOLD_MIN: Micros = 1_000_000;
+/// ... and at most this long.
+pub const GHOST_HOLD_MAX: Micros = 60_000_000;
+/// A transmission is resent without waiting for its timer once the target
+/// has answered this many transmissions sent after it (TCP's fast
+/// retransmit after three duplicate acknowledgements): a target that works
+/// in order has lost it.
+const FAST_RETRANSMIT_AFTER: u64 = 3;
+/// ... and only once it has waited the reordering window: how long a reply
+/// may come after replies to later frames without being lost. It starts at
+/// `REORDER_MIN` and doubles, up to `REORDER_MAX`, each time a frame resent
+/// this way is answered after all (the target or the network reorders:
+/// it delays a reply by tens of milliseconds, a busy CPU or a seek on one
+/// disk of a shelf, while answering others); it halves again after
+/// `REORDER_DECAY` without such a case. TCP's RACK works the same way.
+pub const REORDER_MIN: Micros = 2_000;
+pub const REORDER_MAX: Micros = 64_000;
+const REORDER_DECAY: Micros = 10_000_000;
+/// When the target has answered nothing for this long (and at least twice
+/// the round trip) while frames are out, it is asked whether it is alive (a
+/// unicast query config, TCP's tail loss probe): a target that works in
+/// order answers it only after what was sent before, so if its answer comes
+/// first, those frames were lost and go again at once instead of after the
+/// RTO.
+pub const MIN_PROBE_TIMEOUT: Micros = 10_000;
+/// Tag layout: bit 31 set (userland initiator), 19 bits generation (per
+/// slot, one per transmission), 12 bits slot.
 const TAG_USER: u32 = 0x8000_0000;
 const SLOT_BITS: u32 = 12;
+const GEN_MASK: u32 = (1 << (31 - SLOT_BITS)) - 1;
 pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
 
 /// Why an I/O failed.
@@ -78,6 +131,15 @@ enum ReqBuf {
     Out(Arc<Vec<u8>>),
 }
 
+impl ReqBuf {
+    fn len(&self) -> usize {
+        match self {
+            ReqBuf::In(b) => b.len(),
+            ReqBuf::Out(b) => b.len(),
+        }
+    }
+}
+
 struct Req {
     buf: ReqBuf,
     frames_left: u32,
@@ -85,6 +147,7 @@ struct Req {
     done: Option<IoDone>,
 }
 
+/// One frame's command.
 #[derive(Clone, Copy, Debug)]
 struct Job {
     req: u32,
@@ -95,19 +158,49 @@ struct Job {
     write: bool,
 }
 
-#[derive(Clone, Copy)]
+impl Job {
+    fn overlaps(&self, other: &Job) -> bool {
+        self.lba < other.lba + other.count as u64 && other.lba < self.lba + self.count as u64
+    }
+    fn is_flush(&self) -> bool {
+        matches!(self.cmd, wire::ATA_FLUSH | wire::ATA_FLUSH_EXT)
+    }
+}
+
+/// One transmission of a command.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    gen: u32,
+    /// Order of sending, over all the target's transmissions.
+    seq: u64,
+    at: Micros,
+    /// When it times out (its backoff timer).
+    deadline: Micros,
+    /// Counted as held by the target (not answered, not presumed lost).
+    held: bool,
+    /// Presumed lost because later frames were answered, and resent.
+    overtaken: bool,
+}
+
+/// An in-flight command and its transmissions.
+#[derive(Default)]
 struct Slot {
-    tag: u32,
-    /// Tag of the transmission before the latest retransmission: its late
-    /// reply is as good as the latest one's (same command), which keeps the
-    /// engine working when the RTT exceeds the RTO.
-    prev_tag: u32,
-    prev_sent_at: Micros,
     job: Option<Job>,
-    sent_at: Micros,
-    first_sent: Micros,
+    /// Transmissions of the current command, oldest first; reused (no
+    /// allocation once warm).
+    sent: Vec<Sent>,
+    /// Last generation used in this slot.
+    gen: u32,
+    /// Path of the latest transmission.
     path: u16,
-    tries: u16,
+}
+
+/// Transmissions of a completed command that were never answered.
+struct Ghost {
+    slot: u16,
+    job: Job,
+    sent: Vec<Sent>,
+    expires: Micros,
 }
 
 /// Counters, per target and per path.
@@ -118,6 +211,9 @@ pub struct Counters {
     pub retransmits: u64,
     pub timeouts: u64,
     pub unexpected: u64,
+    /// Replies to a transmission of a command that another transmission had
+    /// already completed.
+    pub late: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub errors: u64,
@@ -137,15 +233,6 @@ pub struct Path {
     pub consecutive_timeouts: u32,
     pub next_probe: Micros,
     pub counters: Counters,
-}
-
-impl ReqBuf {
-    fn len(&self) -> usize {
-        match self {
-            ReqBuf::In(b) => b.len(),
-            ReqBuf::Out(b) => b.len(),
-        }
-    }
 }
 
 impl Path {
@@ -177,9 +264,6 @@ impl Transmit {
 /// Frames queued by the engine, in order.
 pub type Outbox = Vec<Transmit>;
 
-/// A message the engine wants on the `err` file.
-pub type Diag = String;
-
 /// Finished requests, to be run after the caller drops the target's lock.
 pub type Completions = Vec<(IoDone, IoResult)>;
 
@@ -196,12 +280,27 @@ pub enum PathChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyOutcome {
     Accepted,
-    /// Tag unknown or stale (late reply to a retransmitted frame).
+    /// A transmission of a command already completed by another one.
+    Late,
+    /// Tag unknown or stale.
     Unexpected,
     /// Source MAC is not a path of this target.
     UnknownSource,
     /// Right tag and source, but less data than the command asked for.
     Short,
+}
+
+/// What a timer tick found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimerOutcome {
+    /// No progress for `deadsecs`: the caller declares the target down.
+    pub dead: bool,
+    /// Frames timed out with no sign of life from the target and no room
+    /// to resend them: the caller asks the target (a unicast query config),
+    /// whose answer tells that the frames were lost (`on_sign_of_life`).
+    pub probe: bool,
+    /// Frames retransmitted by this tick.
+    pub retransmitted: u32,
 }
 
 /// Engine state of one target.
@@ -218,23 +317,48 @@ pub struct TargetIo {
     pub ssthresh: u32,
     ack_credit: u32,
     last_loss: Micros,
-    srtt: Micros,
-    rttvar: Micros,
+    rtt: Rtt,
     reqs: Vec<Option<Req>>,
     free_reqs: Vec<u32>,
     pending: VecDeque<Job>,
     slots: Vec<Slot>,
     free_slots: Vec<u16>,
-    gen: u32,
+    /// Commands in flight (occupied slots).
     pub nout: u32,
+    /// Transmissions held by the target by our count (see the module docs):
+    /// never above the window when a frame is sent.
+    pub held: u32,
+    ghosts: Vec<Ghost>,
+    /// Latest send time of a transmission the target answered (or of a
+    /// config query it answered): everything sent before it that is not
+    /// answered and timed out is presumed lost.
+    answered_sent_at: Micros,
+    /// Longest this target took to answer a transmission.
+    longest_wait: Micros,
+    /// `Sent::seq` of the next transmission.
+    next_seq: u64,
+    /// Transmissions with a lower `seq` that are not answered were lost:
+    /// the target answered one sent well after them, or a probe sent after
+    /// them.
+    overtaken_below: u64,
+    /// The probe (query config) asked for and not answered yet: its place in
+    /// the sending order and when.
+    probe: Option<(u64, Micros)>,
+    last_answer: Micros,
+    /// The reordering window (see `REORDER_MIN`), and when a frame resent
+    /// by it last turned out not lost.
+    reorder_window: Micros,
+    last_reorder: Micros,
     pub paths: Vec<Path>,
     rr: usize,
     last_progress: Micros,
     busy_since: Option<Micros>,
     pub counters: Counters,
-    /// Header of the frame being sent.
-    frame: [u8; ATA_HDR_LEN],
     completed: Completions,
+}
+
+fn tag_of(slot: u16, gen: u32) -> u32 {
+    TAG_USER | (gen << SLOT_BITS) | slot as u32
 }
 
 impl TargetIo {
@@ -250,21 +374,28 @@ impl TargetIo {
             ssthresh: 1,
             ack_credit: 0,
             last_loss: 0,
-            srtt: INITIAL_SRTT,
-            rttvar: INITIAL_RTTVAR,
+            rtt: Rtt::default(),
             reqs: Vec::new(),
             free_reqs: Vec::new(),
             pending: VecDeque::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            gen: 1,
             nout: 0,
+            held: 0,
+            ghosts: Vec::new(),
+            answered_sent_at: 0,
+            longest_wait: 0,
+            next_seq: 1,
+            overtaken_below: 0,
+            probe: None,
+            last_answer: 0,
+            reorder_window: REORDER_MIN,
+            last_reorder: 0,
             paths: Vec::new(),
             rr: 0,
             last_progress: 0,
             busy_since: None,
             counters: Counters::default(),
-            frame: [0u8; ATA_HDR_LEN],
             completed: Vec::new(),
         };
         t.recompute();
@@ -360,20 +491,39 @@ impl TargetIo {
         self.recompute();
     }
 
+    /// The retransmission timeout of a first transmission.
     pub fn rto(&self) -> Micros {
-        (2 * self.srtt + 8 * self.rttvar).clamp(MIN_RTO, MAX_RTO)
+        self.rtt.rto()
     }
+    /// Smoothed round-trip time (0 before the first reply).
     pub fn srtt(&self) -> Micros {
-        self.srtt
+        self.rtt.srtt()
     }
     pub fn rttvar(&self) -> Micros {
-        self.rttvar
+        self.rtt.rttvar()
     }
     pub fn pending_frames(&self) -> usize {
         self.pending.len()
     }
+    /// Completed commands with transmissions still unanswered.
+    pub fn ghosts(&self) -> usize {
+        self.ghosts.len()
+    }
+    /// Requests are waiting for the target (in flight or queued).
     pub fn busy(&self) -> bool {
         self.nout > 0 || !self.pending.is_empty()
+    }
+    /// `on_timer` has work: requests, or ghosts to expire.
+    pub fn needs_timer(&self) -> bool {
+        self.busy() || !self.ghosts.is_empty()
+    }
+
+    /// How long a ghost lives (and a write's ghost blocks overlapping
+    /// writes) after its newest transmission was sent, or after its last
+    /// late answer: at least `GHOST_HOLD_MIN` and four RTOs, and twice the
+    /// longest this target took to answer a transmission.
+    pub fn ghost_hold(&self) -> Micros {
+        GHOST_HOLD_MIN.max(4 * self.rto()).max(2 * self.longest_wait).min(GHOST_HOLD_MAX)
     }
 
     fn alloc_req(&mut self, req: Req) -> u32 {
@@ -485,62 +635,59 @@ impl TargetIo {
         Some(idx as u16)
     }
 
-    fn new_tag(&mut self, slot: u16) -> u32 {
-        self.gen = (self.gen + 1) & ((1 << (31 - SLOT_BITS)) - 1);
-        if self.gen == 0 {
-            self.gen = 1;
-        }
-        TAG_USER | (self.gen << SLOT_BITS) | slot as u32
+    /// A write waits while it overlaps a write ghost.
+    fn blocked(&self, job: &Job) -> bool {
+        job.write && self.ghosts.iter().any(|g| g.job.write && g.job.overlaps(job))
     }
 
     /// Sends queued frames while the window allows.
     pub fn pump(&mut self, now: Micros, out: &mut Outbox) {
-        while self.nout < self.cwnd.min(self.maxwin) {
-            let Some(job) = self.pending.front().copied() else { break };
+        let mut i = 0;
+        while self.held < self.cwnd.min(self.maxwin) && i < self.pending.len() {
+            let job = self.pending[i];
             // Frames of a request that already failed are not sent.
             if self.reqs[job.req as usize].as_ref().is_some_and(|r| r.err.is_some()) {
-                self.pending.pop_front();
+                self.pending.remove(i);
                 self.frame_done(job.req, None);
                 continue;
             }
+            if !self.ghosts.is_empty() && self.blocked(&job) {
+                i += 1;
+                continue;
+            }
             let Some(path) = self.pick_path(now) else { break };
-            self.pending.pop_front();
+            self.pending.remove(i);
             let slot = match self.free_slots.pop() {
                 Some(s) => s,
                 None => {
-                    self.slots.push(Slot {
-                        tag: 0,
-                        prev_tag: 0,
-                        prev_sent_at: 0,
-                        job: None,
-                        sent_at: 0,
-                        first_sent: 0,
-                        path: 0,
-                        tries: 0,
-                    });
+                    self.slots.push(Slot::default());
                     (self.slots.len() - 1) as u16
                 }
             };
-            let tag = self.new_tag(slot);
-            self.slots[slot as usize] = Slot {
-                tag,
-                prev_tag: 0,
-                prev_sent_at: 0,
-                job: Some(job),
-                sent_at: now,
-                first_sent: now,
-                path,
-                tries: 0,
-            };
+            let s = &mut self.slots[slot as usize];
+            s.job = Some(job);
+            s.sent.clear();
+            s.path = path;
             self.nout += 1;
-            self.transmit(slot, out);
+            self.transmit(now, slot, out);
         }
     }
 
-    /// Builds and sends the frame of an occupied slot.
-    fn transmit(&mut self, slot: u16, out: &mut Outbox) {
-        let s = self.slots[slot as usize];
+    /// Sends the next transmission of an occupied slot (a new tag on the
+    /// slot's current path).
+    fn transmit(&mut self, now: Micros, slot: u16, out: &mut Outbox) {
+        let deadline = now + self.rtt.backoff(self.slots[slot as usize].sent.len());
+        let s = &mut self.slots[slot as usize];
         let job = s.job.expect("transmit of an empty slot");
+        s.gen = match (s.gen + 1) & GEN_MASK {
+            // Slot 0 with generation 0 would be our discovery tag.
+            0 => 1,
+            g => g,
+        };
+        s.sent.push(Sent { gen: s.gen, seq: self.next_seq, at: now, deadline, held: true, overtaken: false });
+        self.next_seq += 1;
+        let tag = tag_of(slot, s.gen);
+        self.held += 1;
         let Some(path) = self.paths.get_mut(s.path as usize) else { return };
         let (aflags, lba) = match job.cmd {
             wire::ATA_IDENTIFY => (0, 0),
@@ -550,25 +697,26 @@ impl TargetIo {
         };
         let aflags = aflags | if job.write { wire::AFLAG_WRITE } else { 0 };
         let dlen = if job.write { job.count as usize * SECTOR } else { 0 };
+        let mut head = [0u8; ATA_HDR_LEN];
         wire::AtaHeader {
             dst: path.mac,
             src: path.local_mac,
             shelf: self.shelf,
             slot: self.slot,
-            tag: s.tag,
+            tag,
             aflags,
             sector_count: job.count,
             cmd: job.cmd,
             lba,
         }
-        .emit(&mut self.frame[..ATA_HDR_LEN]);
+        .emit(&mut head);
         path.counters.frames_sent += 1;
         self.counters.frames_sent += 1;
         let data = match &self.reqs[job.req as usize].as_ref().expect("frame of a finished request").buf {
             ReqBuf::Out(b) if job.write => Some((b.clone(), job.off, dlen as u32)),
             _ => None,
         };
-        out.push(Transmit { link: path.link, head: self.frame, data });
+        out.push(Transmit { link: path.link, head, data });
     }
 
     /// Counts one frame of `req` as finished; completes the request when it
@@ -606,8 +754,25 @@ impl TargetIo {
         std::mem::take(&mut self.completed)
     }
 
-    fn free_slot(&mut self, slot: u16) {
-        self.slots[slot as usize].job = None;
+    /// Ends the command in `slot` (answered, or its request failed): its
+    /// transmissions still unanswered, except `answered`, become a ghost.
+    fn free_slot(&mut self, now: Micros, slot: u16, answered: Option<u32>) {
+        let s = &mut self.slots[slot as usize];
+        let job = s.job.take().expect("free of an empty slot");
+        let mut sent = std::mem::take(&mut s.sent);
+        if let Some(i) = answered.and_then(|g| sent.iter().position(|t| t.gen == g)) {
+            if sent.swap_remove(i).held {
+                self.held -= 1;
+            }
+        }
+        if sent.is_empty() {
+            // Keep the allocation for the slot's next command.
+            self.slots[slot as usize].sent = sent;
+        } else {
+            let newest = sent.iter().map(|t| t.at).max().unwrap_or(now);
+            let expires = newest + self.ghost_hold();
+            self.ghosts.push(Ghost { slot, job, sent, expires });
+        }
         self.free_slots.push(slot);
         self.nout -= 1;
         if !self.busy() {
@@ -628,12 +793,37 @@ impl TargetIo {
         self.cwnd = self.cwnd.min(self.maxwin);
     }
 
-    fn rtt_sample(&mut self, m: Micros) {
-        // Jacobson/Karels with gains 1/8 and 1/4.
-        let err = m as i64 - self.srtt as i64;
-        self.srtt = (self.srtt as i64 + err / 8).max(1) as Micros;
-        let dev = err.unsigned_abs() as i64 - self.rttvar as i64;
-        self.rttvar = (self.rttvar as i64 + dev / 4).max(0) as Micros;
+    /// The target answered a transmission sent at `sent_at`: it is alive and
+    /// has worked through what was sent before (presumption of loss).
+    fn answered(&mut self, now: Micros, sent: &Sent) {
+        if sent.overtaken {
+            // Resent as lost, yet answered: replies come out of order.
+            self.reorder_window = (2 * self.reorder_window).min(REORDER_MAX);
+            self.last_reorder = now;
+        } else if now.saturating_sub(self.last_reorder) >= REORDER_DECAY && self.reorder_window > REORDER_MIN {
+            self.reorder_window = (self.reorder_window / 2).max(REORDER_MIN);
+            self.last_reorder = now;
+        }
+        let sent_at = sent.at;
+        self.overtaken_below = self.overtaken_below.max((sent.seq + 1).saturating_sub(FAST_RETRANSMIT_AFTER));
+        self.last_answer = now;
+        self.answered_sent_at = self.answered_sent_at.max(sent_at);
+        self.longest_wait = self.longest_wait.max(now.saturating_sub(sent_at));
+        self.last_progress = now;
+    }
+
+    /// A config response from the target (announcement, or an answer to a
+    /// query): it is alive and working, so frames that timed out before now
+    /// were lost.
+    pub fn on_sign_of_life(&mut self, now: Micros) {
+        self.answered_sent_at = self.answered_sent_at.max(now);
+        if let Some((seq, _)) = self.probe.take() {
+            // Everything sent before our probe and not answered was lost.
+            self.overtaken_below = self.overtaken_below.max(seq);
+        }
+        if self.busy() {
+            self.last_progress = now;
+        }
     }
 
     /// Offers an ATA reply (or an AoE error reply to an ATA command).
@@ -645,25 +835,23 @@ impl TargetIo {
         reply: Result<&AtaRepr<'_>, AoeError>,
         out: &mut Outbox,
     ) -> ReplyOutcome {
-        let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
-        let Some(s) = self.slots.get(slot as usize).copied() else {
+        if tag & TAG_USER == 0 {
             self.counters.unexpected += 1;
             return ReplyOutcome::Unexpected;
-        };
-        let latest = s.tag == tag;
-        let Some(job) = s.job.filter(|_| latest || (s.prev_tag == tag && tag != 0)) else {
-            self.counters.unexpected += 1;
-            return ReplyOutcome::Unexpected;
-        };
-        let sent_at = if latest { s.sent_at } else { s.prev_sent_at };
-        let path_ok = self.paths.get(s.path as usize).is_some_and(|p| p.mac == src);
-        if !path_ok {
-            if self.paths.iter().any(|p| p.mac == src) {
-                // Known target MAC, other path (e.g. after path removal).
-            } else {
-                return ReplyOutcome::UnknownSource;
-            }
         }
+        let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
+        let gen = (tag >> SLOT_BITS) & GEN_MASK;
+        if !self.paths.iter().any(|p| p.mac == src) {
+            return ReplyOutcome::UnknownSource;
+        }
+        let current = self.slots.get(slot as usize).and_then(|s| {
+            let job = s.job?;
+            let t = *s.sent.iter().find(|t| t.gen == gen)?;
+            Some((job, t, s.path))
+        });
+        let Some((job, sent, path_idx)) = current else {
+            return self.on_late_reply(now, slot, gen, out);
+        };
         let want = match job.cmd {
             wire::ATA_IDENTIFY => SECTOR,
             _ if !job.write => job.count as usize * SECTOR,
@@ -676,15 +864,19 @@ impl TargetIo {
                 return ReplyOutcome::Short;
             }
         }
-        self.rtt_sample(now.saturating_sub(sent_at));
-        self.last_progress = now;
+        // Every transmission has its own tag, so the sample is unambiguous.
+        // FLUSH CACHE is left out: its time is the disk's, not the round trip's.
+        if !job.is_flush() {
+            self.rtt.sample(now.saturating_sub(sent.at));
+        }
+        self.answered(now, &sent);
         self.counters.frames_received += 1;
-        let path_idx = s.path as usize;
+        let path_idx = path_idx as usize;
         if let Some(p) = self.paths.get_mut(path_idx) {
             p.counters.frames_received += 1;
             p.consecutive_timeouts = 0;
         }
-        self.free_slot(slot);
+        self.free_slot(now, slot, Some(gen));
         self.on_ack_window();
         let err = match reply {
             Err(e) => Some(IoError::Aoe(e)),
@@ -723,85 +915,168 @@ impl TargetIo {
         ReplyOutcome::Accepted
     }
 
-    /// Retransmits expired frames and detects a dead target. Returns true
-    /// when the target has made no progress for `deadsecs` (0: never).
-    pub fn on_timer(&mut self, now: Micros, deadsecs: u32, diag: &mut dyn FnMut(Diag), out: &mut Outbox) -> bool {
+    /// A reply that matches no command in flight: a late answer to a ghost,
+    /// or unexpected.
+    fn on_late_reply(&mut self, now: Micros, slot: u16, gen: u32, out: &mut Outbox) -> ReplyOutcome {
+        let Some(gi) = self.ghosts.iter().position(|g| g.slot == slot && g.sent.iter().any(|t| t.gen == gen)) else {
+            self.counters.unexpected += 1;
+            return ReplyOutcome::Unexpected;
+        };
+        let i = self.ghosts[gi].sent.iter().position(|t| t.gen == gen).expect("found above");
+        let t = self.ghosts[gi].sent.swap_remove(i);
+        if t.held {
+            self.held -= 1;
+        }
+        self.answered(now, &t);
+        // The target is still working through this command's transmissions.
+        let expires = now + self.ghost_hold();
+        let g = &mut self.ghosts[gi];
+        g.expires = g.expires.max(expires);
+        let emptied = g.sent.is_empty();
+        self.counters.late += 1;
+        if emptied {
+            self.ghosts.swap_remove(gi);
+        }
+        self.pump(now, out);
+        ReplyOutcome::Late
+    }
+
+    /// Presumes lost the transmissions that timed out and that the target
+    /// has worked past (or that waited `PAUSE_MAX`); they stop counting as
+    /// held. Expired ghosts go.
+    fn presume_lost(&mut self, now: Micros) {
+        let answered = self.answered_sent_at;
+        let lost = |t: &mut Sent| {
+            let gone = t.held && now >= t.deadline && (t.at < answered || now - t.at >= PAUSE_MAX);
+            if gone {
+                t.held = false;
+            }
+            gone as u32
+        };
+        let mut n = 0;
+        for s in self.slots.iter_mut().filter(|s| s.job.is_some()) {
+            n += s.sent.iter_mut().map(lost).sum::<u32>();
+        }
+        for g in self.ghosts.iter_mut() {
+            n += g.sent.iter_mut().map(lost).sum::<u32>();
+        }
+        self.held -= n;
+        let mut still_held = 0;
+        self.ghosts.retain(|g| {
+            let keep = now < g.expires;
+            if !keep {
+                still_held += g.sent.iter().filter(|t| t.held).count() as u32;
+            }
+            keep
+        });
+        self.held -= still_held;
+    }
+
+    /// Retransmits expired frames and detects a dead target (no progress
+    /// for `deadsecs`; 0: never).
+    pub fn on_timer(&mut self, now: Micros, deadsecs: u32, out: &mut Outbox) -> TimerOutcome {
+        let mut res = TimerOutcome::default();
         if let Some(since) = self.busy_since {
             let ref_t = since.max(self.last_progress);
             if deadsecs > 0 && now.saturating_sub(ref_t) >= deadsecs as u64 * 1_000_000 {
-                return true;
+                res.dead = true;
+                return res;
             }
         }
-        if self.nout == 0 {
-            self.pump(now, out);
-            return false;
+        if !self.ghosts.is_empty() || self.nout > 0 {
+            self.presume_lost(now);
         }
-        let rto = self.rto();
         let mut lost = false;
+        let mut fast = false;
+        let mut stuck = false;
         for i in 0..self.slots.len() {
-            let s = self.slots[i];
-            let Some(job) = s.job else { continue };
-            let backoff = rto.saturating_mul(1 << s.tries.min(8)).min(MAX_RTO);
-            if now.saturating_sub(s.sent_at) < backoff {
+            let Some(job) = self.slots[i].job else { continue };
+            let Some(latest) = self.slots[i].sent.last().copied() else { continue };
+            let overtaken = latest.held
+                && latest.seq < self.overtaken_below
+                && now.saturating_sub(latest.at) >= self.rtt.srtt() + self.reorder_window;
+            if now < latest.deadline && !overtaken {
                 continue;
+            }
+            if overtaken {
+                // Lost: it stops counting as held, and goes again now.
+                let t = self.slots[i].sent.last_mut().expect("latest");
+                t.held = false;
+                t.overtaken = true;
+                self.held -= 1;
             }
             if self.reqs[job.req as usize].as_ref().is_none_or(|r| r.err.is_some()) {
                 // Its request already failed and was answered: a lost frame
                 // of it is not worth retrying (nor worth declaring the
                 // target dead over).
-                self.free_slot(i as u16);
+                self.free_slot(now, i as u16, None);
                 self.frame_done(job.req, None);
                 continue;
             }
-            lost = true;
-            self.counters.timeouts += 1;
-            self.counters.retransmits += 1;
-            if let Some(p) = self.paths.get_mut(s.path as usize) {
-                p.consecutive_timeouts += 1;
-                p.counters.timeouts += 1;
-                p.counters.retransmits += 1;
+            if self.held >= self.maxwin {
+                // The target may still hold everything we sent: resending
+                // would overflow its buffer. Ask whether it is alive.
+                stuck = true;
+                continue;
             }
-            let old_tag = s.tag;
-            let slot = i as u16;
             let Some(path) = self.pick_path(now) else {
                 // No path at all: keep waiting; dead detection will end it.
-                self.slots[i].sent_at = now;
                 continue;
             };
-            let tag = self.new_tag(slot);
-            let tries = s.tries.saturating_add(1);
-            self.slots[i] = Slot {
-                tag,
-                prev_tag: old_tag,
-                prev_sent_at: s.sent_at,
-                job: Some(job),
-                sent_at: now,
-                first_sent: s.first_sent,
-                path,
-                tries,
-            };
-            let p = &self.paths[path as usize];
-            diag(format!(
-                "retransmit e{}.{} oldtag={:08x} newtag={:08x} s={} d={} nout={} rto={}us",
-                self.shelf,
-                self.slot,
-                old_tag,
-                tag,
-                p.local_mac.hex12(),
-                p.mac.hex12(),
-                self.nout,
-                backoff
-            ));
-            self.transmit(slot, out);
+            let timeout = !(overtaken && now < latest.deadline);
+            if timeout {
+                lost = true;
+                self.counters.timeouts += 1;
+            } else {
+                fast = true;
+            }
+            self.counters.retransmits += 1;
+            res.retransmitted += 1;
+            if let Some(p) = self.paths.get_mut(self.slots[i].path as usize) {
+                // A frame lost on this path, found by its timer or by the
+                // target answering later frames: a strike against the path.
+                p.consecutive_timeouts += 1;
+                p.counters.retransmits += 1;
+                p.counters.timeouts += u64::from(timeout);
+            }
+            self.slots[i].path = path;
+            self.transmit(now, i as u16, out);
         }
-        if lost && now.saturating_sub(self.last_loss) >= rto {
-            // One window cut per loss event, as TCP does.
+        let rto = self.rto();
+        // Ask the target whether it is alive when frames wait and it has
+        // been quiet (tail loss), or when none can be resent without
+        // overflowing its buffer; one probe at a time, a lost one is
+        // replaced after an RTO.
+        let pto = (2 * self.rtt.srtt()).max(MIN_PROBE_TIMEOUT).min(rto);
+        let quiet = now.saturating_sub(self.last_answer) >= pto;
+        let waiting = self
+            .slots
+            .iter()
+            .any(|s| s.job.is_some() && s.sent.last().is_some_and(|t| t.held && now.saturating_sub(t.at) >= pto));
+        let probe_free = self.probe.is_none_or(|(_, at)| now.saturating_sub(at) >= rto);
+        if probe_free && (stuck || (quiet && waiting)) {
+            self.probe = Some((self.next_seq, now));
+            self.next_seq += 1;
+            res.probe = true;
+        }
+        if (lost || fast) && now.saturating_sub(self.last_loss) >= rto {
+            // One window cut per loss event, as TCP does: to one after a
+            // timeout, to half after a fast retransmit.
             self.last_loss = now;
             self.ssthresh = (self.cwnd / 2).max(1);
-            self.cwnd = 1;
+            self.cwnd = if lost { 1 } else { self.ssthresh };
             self.ack_credit = 0;
         }
-        false
+        self.pump(now, out);
+        res
+    }
+
+    /// Recounts the transmissions held by the target (tests check that the
+    /// running count never drifts).
+    #[cfg(test)]
+    fn recount_held(&self) -> u32 {
+        let slots = self.slots.iter().filter(|s| s.job.is_some()).flat_map(|s| s.sent.iter());
+        slots.chain(self.ghosts.iter().flat_map(|g| g.sent.iter())).filter(|t| t.held).count() as u32
     }
 
     /// Fails every queued and in-flight request (target dead or flushed).
@@ -810,9 +1085,14 @@ impl TargetIo {
         self.pending.clear();
         for s in self.slots.iter_mut() {
             s.job = None;
+            s.sent.clear();
         }
+        self.ghosts.clear();
+        self.probe = None;
+        self.overtaken_below = self.next_seq;
         self.free_slots = (0..self.slots.len() as u16).rev().collect();
         self.nout = 0;
+        self.held = 0;
         self.busy_since = None;
         for i in 0..self.reqs.len() {
             if let Some(r) = self.reqs[i].take() {
