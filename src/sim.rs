@@ -72,6 +72,11 @@ pub struct SimBehaviour {
     pub silent: bool,
     /// Answer ATA commands with this AoE error code instead.
     pub aoe_error: Option<u8>,
+    /// Answer the next this many ATA commands with AoE error 3 (device
+    /// unavailable), as a target still starting does.
+    pub unavailable_for: u32,
+    /// Answer the next this many config queries with AoE error 3.
+    pub config_unavailable_for: u32,
 }
 
 /// What the target received, by kind.
@@ -183,6 +188,10 @@ impl SimModel {
         match r.body {
             Body::Config(_) => {
                 self.counters.config_queries += 1;
+                if self.behaviour.config_unavailable_for > 0 {
+                    self.behaviour.config_unavailable_for -= 1;
+                    return Some(self.error_reply(&h, Command::QueryConfig, AoeError::DeviceUnavailable));
+                }
                 Some(self.config_reply(h.src, h.tag))
             }
             Body::Ata(a) => Some(self.ata(&h, &a)),
@@ -190,7 +199,7 @@ impl SimModel {
         }
     }
 
-    fn error_reply(&self, h: &Header, e: AoeError) -> Vec<u8> {
+    fn error_reply(&self, h: &Header, cmd: Command, e: AoeError) -> Vec<u8> {
         let c = &self.cfg;
         emit(&Repr {
             header: Header {
@@ -202,16 +211,20 @@ impl SimModel {
                 slot: c.slot,
                 tag: h.tag,
             },
-            body: Body::Error(Command::Ata),
+            body: Body::Error(cmd),
         })
     }
 
     fn ata(&mut self, h: &Header, a: &AtaRepr<'_>) -> Vec<u8> {
         if let Some(code) = self.behaviour.aoe_error {
-            return self.error_reply(h, AoeError::from_u8(code));
+            return self.error_reply(h, Command::Ata, AoeError::from_u8(code));
+        }
+        if self.behaviour.unavailable_for > 0 {
+            self.behaviour.unavailable_for -= 1;
+            return self.error_reply(h, Command::Ata, AoeError::DeviceUnavailable);
         }
         if a.sector_count > self.cfg.max_sectors {
-            return self.error_reply(h, AoeError::BadArgument);
+            return self.error_reply(h, Command::Ata, AoeError::BadArgument);
         }
         let sectors = self.backing.sectors();
         let ext = a.aflags & wire::AFLAG_EXT != 0;

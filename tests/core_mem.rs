@@ -12,6 +12,7 @@ use aoefs::clock::{Clock, ManualClock, RealClock};
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
+use aoefs::sim::{SimConfig, SimModel};
 use aoefs::wire::Mac;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -430,4 +431,128 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
     assert!(get("mount_ignored_unknown_target") > 0, "{stats}");
     assert!(get("mount_ignored_foreign_tag") > 0, "{stats}");
     assert!(get("mount_ignored_malformed") > 0, "{stats}");
+}
+
+/// An initiator on a fresh hub with `model` plugged in (announced or not),
+/// ticked every [`TICK`] on the real clock until the test drops it.
+fn start_with(model: SimModel, announce: bool) -> (Hub, Arc<SimTarget>, Arc<BlockFs>) {
+    let hub = Hub::new();
+    hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), 1500);
+    let t = if announce { SimTarget::start_model(&hub, model) } else { SimTarget::plug(&hub, model) };
+    let ini = Initiator::new(hub.provider(), Arc::new(RealClock::default()), Options::default(), &["mem0".to_string()])
+        .expect("initiator");
+    let weak = Arc::downgrade(&ini);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(TICK);
+        match weak.upgrade() {
+            Some(ini) => ini.tick(),
+            None => return,
+        }
+    });
+    (hub, t, BlockFs::new(ini, 0, 0, 4, false))
+}
+
+/// Every message queued on `err` now.
+fn err_lines(core: &BlockFs) -> Vec<String> {
+    std::iter::from_fn(|| core.ini.errlog.pop_timeout(Duration::ZERO)).collect()
+}
+
+#[test]
+fn a_target_busy_at_start_appears_as_soon_as_it_answers() {
+    // IDENTIFY answered twice with AoE error 3 (device unavailable).
+    let mut model = SimModel::with_disk(SimConfig::new(3, 7, Mac([2, 0, 0, 0, 2, 2])), SECTORS);
+    model.behaviour.unavailable_for = 2;
+    let (_hub, _t, core) = start_with(model, true);
+    let t0 = Instant::now();
+    assert!(wait_until(Duration::from_secs(5), || core.ini.device(3, 7).is_some_and(|d| d.is_up())), "never up");
+    // Retried after 250 and 500 ms, not at the next 60 s rediscovery.
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(2), "up after {took:?}");
+    let lines = err_lines(&core);
+    let failed: Vec<_> = lines.iter().filter(|l| l.contains("IDENTIFY failed")).collect();
+    assert_eq!(failed.len(), 1, "one message for the run of failures: {lines:?}");
+    assert!(failed[0].contains("device unavailable") && failed[0].contains("retrying"), "{lines:?}");
+    assert!(read(&core, 0, 4096).is_ok());
+
+    // The same for a target that answers the discovery itself with error 3.
+    let mut model = SimModel::with_disk(SimConfig::new(3, 7, Mac([2, 0, 0, 0, 2, 2])), SECTORS);
+    model.behaviour.config_unavailable_for = 2;
+    let (_hub, t, core) = start_with(model, false);
+    let t0 = Instant::now();
+    core.ini.discover();
+    assert!(wait_until(Duration::from_secs(5), || core.ini.device(3, 7).is_some_and(|d| d.is_up())), "never up");
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(2), "up after {took:?}");
+    assert_eq!(t.model.lock().counters.config_queries, 3, "asked again until it answered");
+    let lines = err_lines(&core);
+    assert_eq!(lines.iter().filter(|l| l.contains("query config failed: device unavailable")).count(), 1, "{lines:?}");
+}
+
+#[test]
+fn a_down_target_is_probed_and_back_up_at_its_last_close() {
+    let (_hub, t, core, clock) = setup_manual(1500, 2, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    dev.opened();
+    t.model.lock().behaviour.silent = true;
+    let reply = read_async(&core, 0, 4096);
+    advance(&core, &clock, Duration::from_secs(2));
+    assert_eq!(reply.recv_timeout(Duration::from_secs(5)).unwrap(), Err(libc::EIO));
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
+    // The target is back but says nothing. Probes (every 2 s) find it, but
+    // it stays down while open. (First let the hub deliver what was sent to
+    // the silent target.)
+    std::thread::sleep(Duration::from_millis(300));
+    t.model.lock().behaviour.silent = false;
+    let asked = t.model.lock().counters.config_queries;
+    advance(&core, &clock, Duration::from_secs(2));
+    assert!(wait_until(Duration::from_secs(2), || t.model.lock().counters.config_queries > asked), "not probed");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
+    // The last close asks it at once: up with no discover, no announcement,
+    // and no clock moving.
+    core.ini.closed(&dev);
+    assert!(wait_until(Duration::from_secs(2), || dev.is_up()), "not up after the last close");
+    assert!(read(&core, 0, 4096).is_ok());
+
+    // Down while nobody has it open, silent, then back without a word:
+    // the next probe (within 2 s of clock) brings it up.
+    t.model.lock().behaviour.silent = true;
+    let reply = read_async(&core, 0, 4096);
+    advance(&core, &clock, Duration::from_secs(3));
+    assert_eq!(reply.recv_timeout(Duration::from_secs(5)).unwrap(), Err(libc::EIO));
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down\n");
+    // Let the hub deliver the probes sent so far (to the silent target).
+    std::thread::sleep(Duration::from_millis(300));
+    t.model.lock().behaviour.silent = false;
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!dev.is_up(), "up before a probe");
+    advance(&core, &clock, Duration::from_secs(2));
+    assert!(wait_until(Duration::from_secs(2), || dev.is_up()), "a probe did not bring it back");
+}
+
+#[test]
+fn err_sums_retransmissions_per_target_and_second() {
+    let (hub, _t, core, _) = setup(1500, 180, 0);
+    hub.set_faults(Some(FaultConfig { drop: 0.2, ..Default::default() }), 77);
+    err_lines(&core);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(2500) {
+        assert!(read(&core, 0, 64 * 1024).is_ok());
+    }
+    hub.set_faults(None, 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    let resent = core.ini.device(3, 7).unwrap().snapshot().counters.retransmits;
+    let lines: Vec<String> = err_lines(&core).into_iter().filter(|l| l.contains("retransmit")).collect();
+    let summed: u64 = lines
+        .iter()
+        .map(|l| {
+            let n: Option<u64> =
+                l.strip_prefix("e3.7: ").and_then(|r| r.split(" ").next()).and_then(|n| n.parse().ok());
+            assert!(l.ends_with("retransmits in the last second\n"), "{l:?}");
+            n.unwrap_or_else(|| panic!("no count in {l:?}"))
+        })
+        .sum();
+    assert!(resent > 20, "the test lost too little: {resent}");
+    assert!((1..=5).contains(&lines.len()), "one line a second, not one per retransmission: {lines:?}");
+    assert_eq!(summed, resent, "the lines add up to the retransmissions: {lines:?}");
 }

@@ -274,6 +274,13 @@ impl SimTarget {
 
     /// Plugs any simulated target into the hub and announces it.
     pub fn start_model(hub: &Hub, model: SimModel) -> Arc<SimTarget> {
+        let t = SimTarget::plug(hub, model);
+        t.announce();
+        t
+    }
+
+    /// Plugs a simulated target into the hub without announcing it.
+    pub fn plug(hub: &Hub, model: SimModel) -> Arc<SimTarget> {
         let port = hub.add_port(&format!("sim{}.{}", model.cfg.shelf, model.cfg.slot), model.cfg.mac, 9000);
         let t = Arc::new(SimTarget { model: Mutex::new(model), hub: hub.clone(), port });
         let t2 = Arc::downgrade(&t);
@@ -288,7 +295,6 @@ impl SimTarget {
                 }
             })),
         );
-        t.announce();
         t
     }
 
