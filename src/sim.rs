@@ -1,10 +1,12 @@
 //! A simulated AoE target for tests: pure logic, no I/O and no clock. It
 //! answers request frames the way vblade 25 does (query config, LBA48 and
 //! LBA28 reads and writes, IDENTIFY, FLUSH CACHE; a read or write past the
-//! end fails with IDNF, other commands with ABRT), and can misbehave on
-//! demand. Every test responder answers through it: the engine's simulation
-//! tests (which add time, loss and buffer limits around it), the in-memory
-//! hub's `SimTarget`, and `aoe-inject`'s responder on a real interface.
+//! end fails with IDNF, other commands with ABRT; a failed command leaves
+//! its whole sector count, as vblade's does), and can misbehave on demand
+//! (silent, AoE errors, read-only). Every test responder answers through
+//! it: the engine's simulation tests (which add time, loss and buffer limits
+//! around it), the in-memory hub's `SimTarget`, and `aoe-inject`'s responder
+//! on a real interface.
 
 use crate::wire::{self, AoeError, AtaRepr, Body, Command, ConfigRepr, Header, Identify, Mac, Repr, SECTOR};
 
@@ -77,6 +79,9 @@ pub struct SimBehaviour {
     pub unavailable_for: u32,
     /// Answer the next this many config queries with AoE error 3.
     pub config_unavailable_for: u32,
+    /// Refuse writes as `vblade -r` does: ATA status DRDY|ERR, error ABRT,
+    /// nothing written.
+    pub read_only: bool,
 }
 
 /// What the target received, by kind.
@@ -252,6 +257,9 @@ impl SimModel {
                     Backing::Junk { byte, .. } => vec![*byte; range.len()],
                 };
             }
+            wire::ATA_WRITE | wire::ATA_WRITE_EXT if self.behaviour.read_only => {
+                abort(&mut status, &mut err, wire::ATA_ERR_ABRT)
+            }
             wire::ATA_WRITE | wire::ATA_WRITE_EXT => match a.data_exact(range.len()) {
                 Ok(d) => {
                     self.counters.writes += 1;
@@ -267,6 +275,9 @@ impl SimModel {
             _ => abort(&mut status, &mut err, wire::ATA_ERR_ABRT),
         }
         let c = &self.cfg;
+        // As vblade: the sector count register says how many sectors were
+        // not transferred (a command fails whole), and the LBA is echoed.
+        let sector_count = if status & wire::ATA_STATUS_FAIL != 0 { a.sector_count } else { 0 };
         emit(&Repr {
             header: Header {
                 dst: h.src,
@@ -280,7 +291,7 @@ impl SimModel {
             body: Body::Ata(AtaRepr {
                 aflags: a.aflags,
                 err_feature: err,
-                sector_count: 0,
+                sector_count,
                 cmd_status: status,
                 lba: a.lba,
                 data: &data,
@@ -332,6 +343,26 @@ mod tests {
         assert_eq!(Repr::parse(&t.handle(&too_many).unwrap()).unwrap().header.error, Some(AoeError::BadArgument));
         t.behaviour.silent = true;
         assert!(t.handle(&w).is_none());
+    }
+
+    #[test]
+    fn replies_count_the_sectors_not_transferred_and_read_only_refuses_writes() {
+        let mut t = SimModel::with_disk(SimConfig::new(1, 2, T), 64);
+        let count = |f: &[u8]| {
+            let Body::Ata(a) = Repr::parse(f).unwrap().body else { panic!("ATA reply expected") };
+            (a.sector_count, a.lba)
+        };
+        let w = request(wire::AFLAG_EXT | wire::AFLAG_WRITE, 2, wire::ATA_WRITE_EXT, 10, &[7u8; 1024]);
+        assert_eq!(count(&t.handle(&w).unwrap()), (0, 10), "all written");
+        let past_end = request(wire::AFLAG_EXT, 2, wire::ATA_READ_EXT, 63, &[]);
+        assert_eq!(count(&t.handle(&past_end).unwrap()), (2, 63), "nothing read");
+        t.behaviour.read_only = true;
+        let w2 = request(wire::AFLAG_EXT | wire::AFLAG_WRITE, 2, wire::ATA_WRITE_EXT, 20, &[8u8; 1024]);
+        let r = t.handle(&w2).unwrap();
+        let (st, err, _) = ata_reply(&r);
+        assert_eq!((st, err, count(&r)), (wire::ATA_STATUS_DRDY | 0x01, wire::ATA_ERR_ABRT, (2, 20)));
+        assert!(t.disk()[20 * SECTOR..22 * SECTOR].iter().all(|&b| b == 0), "nothing written");
+        assert_eq!(t.counters.writes, 1);
     }
 
     #[test]

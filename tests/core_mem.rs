@@ -7,13 +7,17 @@
 //! exactly `deadsecs` of clock time and in no real time. The hub delivers
 //! frames on its own thread either way: waits for frames are real (bounded).
 
+mod common;
+
 use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error};
 use aoefs::clock::{Clock, ManualClock, RealClock};
+use aoefs::engine::{IoError, IoResult, Op};
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
 use aoefs::sim::{SimConfig, SimModel};
 use aoefs::wire::Mac;
+use common::seeded;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,20 +26,36 @@ const SECTORS: u64 = 8192; // 4 MiB
 /// How often the initiator is ticked (aoefs' timer thread: every 5 ms).
 const TICK: Duration = Duration::from_millis(5);
 
-/// The hub, target e3.7 on it and an initiator on port `mem0` reading `clock`.
-fn start(clock: Arc<dyn Clock>, mtu: usize, deadsecs: u32) -> (Hub, Arc<SimTarget>, Arc<Initiator>) {
+/// Target e3.7 as vblade would be: 16 buffers, 17 sectors per command,
+/// FLUSH CACHE but not FLUSH CACHE EXT.
+fn e3_7() -> SimConfig {
+    SimConfig { buffer_count: 16, max_sectors: 17, ..SimConfig::new(3, 7, Mac([2, 0, 0, 0, 2, 2])) }
+}
+
+/// The hub, `target` on it and an initiator on port `mem0` reading `clock`.
+fn start(clock: Arc<dyn Clock>, mtu: usize, deadsecs: u32, target: SimConfig) -> (Hub, Arc<SimTarget>, Arc<Initiator>) {
     let hub = Hub::new();
     hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
-    let t = SimTarget::start(&hub, 3, 7, Mac([2, 0, 0, 0, 2, 2]), SECTORS, 16, 17);
+    let t = SimTarget::start_model(&hub, SimModel::with_disk(target, SECTORS));
     let ini = Initiator::new(hub.provider(), clock, Options { deadsecs, maxout: 128 }, &["mem0".to_string()])
         .expect("initiator");
     (hub, t, ini)
 }
 
 /// Real clock; a thread ticks the initiator every [`TICK`] until the test
-/// drops it.
+/// drops it. The target is e3.7.
 fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
-    let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, deadsecs);
+    setup_with(e3_7(), mtu, deadsecs, cache)
+}
+
+/// `setup` with another target (shelf 3, slot 7: the helpers below use e3.7).
+fn setup_with(
+    target: SimConfig,
+    mtu: usize,
+    deadsecs: u32,
+    cache: usize,
+) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+    let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, deadsecs, target);
     let weak = Arc::downgrade(&ini);
     let timer = std::thread::spawn(move || loop {
         std::thread::sleep(TICK);
@@ -54,7 +74,7 @@ fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<B
 /// unless the test calls [`advance`].
 fn setup_manual(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::default());
-    let (hub, t, ini) = start(clock.clone(), mtu, deadsecs);
+    let (hub, t, ini) = start(clock.clone(), mtu, deadsecs, e3_7());
     ini.discover();
     // wait_discovery measures its quiet time on the clock, which stands
     // still: wait (real time) for the hub to bring the answers instead.
@@ -223,7 +243,7 @@ fn io_survives_loss_duplication_reordering_and_corruption() {
     let (hub, t, core, _) = setup(1500, 180, 0);
     hub.set_faults(
         Some(FaultConfig { drop: 0.02, duplicate: 0.01, reorder: 0.02, corrupt: 0.001, ..Default::default() }),
-        1234,
+        seeded("faults", 1234),
     );
     let mut model = t.disk();
     // Sizes from 64 KiB to 670 KiB: the larger ones go out in several
@@ -290,14 +310,41 @@ fn aoe_error_replies_fail_promptly() {
     assert!(msg.contains("device unavailable"), "{msg}");
 }
 
-#[test]
-fn fsync_sends_flush_cache() {
-    let (_hub, t, core, _) = setup(1500, 180, 0);
-    let dev = core.ini.device(3, 7).unwrap();
+fn fsync(core: &Arc<BlockFs>) -> Result<(), i32> {
+    let dev = core.ini.device(3, 7).expect("device");
     let (tx, rx) = mpsc::channel();
     core.fsync_image(&dev, Box::new(move |r| tx.send(r.map_err(|e| e.errno())).unwrap()));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(()));
-    assert_eq!(t.model.lock().counters.flushes, 1);
+    rx.recv_timeout(Duration::from_secs(5)).expect("fsync answered")
+}
+
+/// Writes, then fsyncs twice; the target must have received exactly one
+/// flush command per fsync, of the kind IDENTIFY offered, and none before.
+fn check_one_flush_per_fsync(target: SimConfig) {
+    let ext = target.flush_ext;
+    let (_hub, t, core, _) = setup_with(target, 1500, 180, 0);
+    let count = |t: &SimTarget| {
+        let c = t.model.lock().counters;
+        (c.flushes, c.flushes_ext)
+    };
+    let one = |n: u64| if ext { (0, n) } else { (n, 0) };
+    assert_eq!(write(&core, 4096, &pattern(100_000, 3)), Ok(100_000));
+    assert_eq!(write(&core, 777, &pattern(1000, 4)), Ok(1000));
+    assert_eq!(count(&t), (0, 0), "no flush before fsync");
+    assert_eq!(fsync(&core), Ok(()));
+    assert_eq!(count(&t), one(1), "one {} per fsync", if ext { "FLUSH CACHE EXT" } else { "FLUSH CACHE" });
+    assert_eq!(fsync(&core), Ok(()));
+    assert_eq!(count(&t), one(2));
+}
+
+#[test]
+fn fsync_sends_one_flush_cache_and_none_before() {
+    // vblade: IDENTIFY word 83 offers FLUSH CACHE (0xE7) only.
+    check_one_flush_per_fsync(e3_7());
+}
+
+#[test]
+fn fsync_sends_flush_cache_ext_when_identify_offers_it() {
+    check_one_flush_per_fsync(SimConfig { flush_ext: true, ..e3_7() });
 }
 
 #[test]
@@ -372,7 +419,7 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (hub2, stop2) = (hub.clone(), stop.clone());
     let injector = std::thread::spawn(move || {
-        let mut rng = aoefs::link::fault::Rng::new(9);
+        let mut rng = aoefs::link::fault::Rng::new(seeded("injector", 9));
         let mut n = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let data = vec![0xEEu8; 1024];
@@ -555,4 +602,131 @@ fn err_sums_retransmissions_per_target_and_second() {
     assert!(resent > 20, "the test lost too little: {resent}");
     assert!((1..=5).contains(&lines.len()), "one line a second, not one per retransmission: {lines:?}");
     assert_eq!(summed, resent, "the lines add up to the retransmissions: {lines:?}");
+}
+
+/// Waits until e3.7 has nothing in flight or queued: a failed request is
+/// answered at its first error, and its other frames finish after it.
+fn wait_idle(core: &BlockFs) {
+    let dev = core.ini.device(3, 7).expect("device");
+    let idle = wait_until(Duration::from_secs(30), || {
+        let s = dev.snapshot();
+        s.outstanding == 0 && s.queued == 0
+    });
+    assert!(idle, "e3.7 still busy: {:?}", dev.snapshot().counters);
+}
+
+/// Damage to the header fields that say what a reply means (the AoE flags
+/// and error code, the ATA status, error, sector count and LBA:
+/// `CORRUPTIBLE_REPLY`) never delivers wrong data and never acknowledges a
+/// write the target does not hold: a damaged reply may become an error
+/// (EIO), or be dropped and its command resent. The data bytes are left
+/// alone: AoE has no checksum of its own and relies on the Ethernet FCS for
+/// the whole frame, so a damaged payload is beyond what any initiator can
+/// check.
+#[test]
+fn damaged_reply_headers_never_deliver_wrong_data_or_acknowledge_unwritten_writes() {
+    let seed = seeded("reply corruption", 0x5eed_0006);
+    let mut rng = aoefs::link::fault::Rng::new(seed);
+    // A writable target, 10% of replies damaged, the cache and read-ahead on.
+    let (hub, t, core, _) = setup(1500, 180, 8 << 20);
+    hub.set_faults(Some(FaultConfig { corrupt_reply: 0.1, ..Default::default() }), seed);
+    let mut model = t.disk();
+    let (mut acked, mut refused, mut read_ok, mut read_failed) = (0, 0, 0, 0);
+    for i in 0..200u64 {
+        let len = 1 + rng.below(65_536) as usize;
+        let off = rng.below(SECTORS * 512 - len as u64) as usize;
+        if i % 2 == 0 {
+            let d = pattern(len, seed + i);
+            match write(&core, off as u64, &d) {
+                Ok(n) => {
+                    assert_eq!(n as usize, len, "write {i}");
+                    model[off..off + len].copy_from_slice(&d);
+                    acked += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e, libc::EIO, "write {i} failed with errno {e}");
+                    // A failed write may have written some of its sectors,
+                    // and nothing else.
+                    wait_idle(&core);
+                    let disk = t.disk();
+                    let bad = (off..off + len).find(|&j| disk[j] != model[j] && disk[j] != d[j - off]);
+                    assert_eq!(bad, None, "write {i} ({len} bytes at {off}) failed and wrote something else");
+                    model[off..off + len].copy_from_slice(&disk[off..off + len]);
+                    refused += 1;
+                }
+            }
+            assert!(t.disk() == model, "write {i}: the target holds something other than what was acknowledged");
+        } else {
+            match read(&core, off as u64, len as u32) {
+                Ok(got) => {
+                    assert!(got == model[off..off + len], "read {i} ({len} bytes at {off}) returned wrong data");
+                    read_ok += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e, libc::EIO, "read {i} failed with errno {e}");
+                    read_failed += 1;
+                }
+            }
+        }
+    }
+    let fc = hub.fault_counters();
+    hub.set_faults(None, 0);
+    wait_idle(&core);
+    assert!(t.disk() == model);
+    assert!(read(&core, 0, (SECTORS * 512) as u32).unwrap() == model, "read back without damage");
+    println!("{fc:?}; writes acknowledged {acked}, failed {refused}; reads ok {read_ok}, failed {read_failed}");
+    assert!(fc.corrupted_replies > 500, "{fc:?}");
+    assert!(acked > 0 && refused > 0 && read_ok > 0 && read_failed > 0, "every outcome happened");
+
+    // A target that refuses every write (vblade -r), every reply damaged:
+    // no write may be acknowledged, no read past the end may succeed, and
+    // reads elsewhere return the right data or fail. A refusal is DRDY|ERR
+    // (0x41) with nothing transferred: a flip of its ERR bit alone leaves a
+    // status that says success, so what the reply leaves untransferred (the
+    // sector count of a write, the data of a read) must be checked as well.
+    let (hub, t, core, _) = setup(1500, 180, 0);
+    let disk = pattern((SECTORS * 512) as usize, seed);
+    t.model.lock().disk_mut().copy_from_slice(&disk);
+    t.model.lock().behaviour.read_only = true;
+    hub.set_faults(Some(FaultConfig { corrupt_reply: 1.0, ..Default::default() }), seed + 1);
+    let dev = core.ini.device(3, 7).unwrap();
+    let (tx, rx) = mpsc::channel::<(Op, u64, IoResult)>();
+    let mut results = Vec::new();
+    for batch in 0..50 {
+        let mut sent = 0;
+        let mut submit = |op: Op, lba: u64, n: u32| {
+            let tx = tx.clone();
+            let data = if op == Op::Write { vec![0xAB; n as usize * 512] } else { Vec::new() };
+            core.ini.submit(&dev, op, lba, n, data, Box::new(move |r| tx.send((op, lba, r)).unwrap()));
+            sent += 1;
+        };
+        for k in 0..40 {
+            submit(Op::Write, (batch * 40 + k) % SECTORS, 1);
+        }
+        for k in 0..5 {
+            submit(Op::Read, SECTORS - 1, 2); // past the end: IDNF
+            submit(Op::Read, (batch * 5 + k) * 8 % SECTORS, 2);
+        }
+        for _ in 0..sent {
+            results.push(rx.recv_timeout(Duration::from_secs(30)).expect("request answered"));
+        }
+    }
+    let mut status_says_success = 0;
+    for (op, lba, r) in &results {
+        match (op, r) {
+            (Op::Write, Ok(_)) => panic!("a write the target refused (sector {lba}) was acknowledged"),
+            (Op::Read, Ok(_)) if *lba == SECTORS - 1 => panic!("a read past the end succeeded"),
+            (Op::Read, Ok(d)) => {
+                let at = *lba as usize * 512;
+                assert!(d[..] == disk[at..at + 1024], "read of sector {lba} returned wrong data");
+            }
+            (_, Err(IoError::Ata { status, .. })) if status & aoefs::wire::ATA_STATUS_FAIL == 0 => {
+                status_says_success += 1
+            }
+            _ => {}
+        }
+    }
+    println!("{:?}; refusals whose status was damaged into success: {status_says_success}", hub.fault_counters());
+    assert!(status_says_success > 0, "no reply had its ERR bit flipped: the case was not tested");
+    assert!(t.disk() == disk, "nothing written");
 }

@@ -56,7 +56,7 @@ fn fio_verify_over_lossy_link() {
     let k = tb.add_forwarded_pair(1500);
     let size = 32 * MIB;
     let img = tb.make_image("disk.img", size, Fill::Zero);
-    let fwd = tb.start_forwarder(k, "drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001", 4242);
+    let fwd = tb.start_forwarder(k, "drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001", seeded("aoe-faultfwd", 4242));
     let _vb = tb.start_vblade_on(k, 0, 1, &img, None);
     let m = tb.mount_aoefs_iflist(&tb.init_if(k), &["--cache-mb", "0"]);
     let dev = m.expect_target(T, APPEAR);
@@ -64,17 +64,20 @@ fn fio_verify_over_lossy_link() {
 
     let t0 = Instant::now();
     let out = run_unchecked_timeout(
-        Command::new("fio").arg("--name=v").arg(format!("--filename={}", dev.display())).args([
-            "--rw=randwrite",
-            "--bsrange=4k-64k",
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            "--size=32M",
-            "--direct=1",
-            "--ioengine=psync",
-            "--randseed=1234",
-        ]),
+        Command::new("fio")
+            .arg("--name=v")
+            .arg(format!("--filename={}", dev.display()))
+            .args([
+                "--rw=randwrite",
+                "--bsrange=4k-64k",
+                "--verify=crc32c",
+                "--do_verify=1",
+                "--verify_fatal=1",
+                "--size=32M",
+                "--direct=1",
+                "--ioengine=psync",
+            ])
+            .arg(format!("--randseed={}", seeded("fio", 1234))),
         Duration::from_secs(150),
     )
     .unwrap_or_else(|e| panic!("{}", e));
@@ -108,25 +111,28 @@ fn fio_verify_through_held_frames() {
     let k = tb.add_forwarded_pair(1500);
     let size = 16 * MIB;
     let img = tb.make_image("disk.img", size, Fill::Zero);
-    let fwd = tb.start_forwarder(k, "hold=0.05,hold_ms=20-200", 4343);
+    let fwd = tb.start_forwarder(k, "hold=0.05,hold_ms=20-200", seeded("aoe-faultfwd", 4343));
     let _vb = tb.start_vblade_on(k, 0, 1, &img, None);
     let m = tb.mount_aoefs_iflist(&tb.init_if(k), &["--cache-mb", "0"]);
     let dev = m.expect_target(T, APPEAR);
 
     let t0 = Instant::now();
     let out = run_unchecked_timeout(
-        Command::new("fio").arg("--name=v").arg(format!("--filename={}", dev.display())).args([
-            "--rw=randwrite",
-            "--bsrange=4k-64k",
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            "--size=16M",
-            "--direct=1",
-            "--ioengine=libaio",
-            "--iodepth=8",
-            "--randseed=4321",
-        ]),
+        Command::new("fio")
+            .arg("--name=v")
+            .arg(format!("--filename={}", dev.display()))
+            .args([
+                "--rw=randwrite",
+                "--bsrange=4k-64k",
+                "--verify=crc32c",
+                "--do_verify=1",
+                "--verify_fatal=1",
+                "--size=16M",
+                "--direct=1",
+                "--ioengine=libaio",
+                "--iodepth=8",
+            ])
+            .arg(format!("--randseed={}", seeded("fio", 4321))),
         Duration::from_secs(150),
     )
     .unwrap_or_else(|e| panic!("{}", e));
@@ -198,7 +204,7 @@ fn interface_removed_during_io_returns_and_io_goes_on() {
             thread::spawn(move || -> Result<u64, String> {
                 // (aoefs opens image files with direct I/O: no page cache.)
                 let f = File::open(&dev).map_err(|e| e.to_string())?;
-                let mut rng = Rng::new(0xface + k);
+                let mut rng = Rng::new(seeded("reader", 0xface + k));
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
@@ -441,7 +447,7 @@ fn ata_error_from_vblade_fails_only_that_request() {
     let bg = {
         let (f, stop, model) = (f.clone(), stop.clone(), model.clone());
         thread::spawn(move || {
-            let mut rng = Rng::new(42);
+            let mut rng = Rng::new(seeded("background reads", 42));
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 let off = rng.below(size / 2 - 65536) & !511;
@@ -541,7 +547,7 @@ fn fsynced_data_survives_kill_9_of_aoefs() {
     let m = tb.mount_aoefs(&[]);
     let dev = m.expect_target(T, APPEAR);
     let f = open_rw(&dev);
-    let mut rng = Rng::new(51);
+    let mut rng = Rng::new(seeded("writes", 51));
     let mut model = vec![0u8; 16 * MIB as usize];
     for _ in 0..40 {
         let len = 1 + rng.below(200_000) as usize;
@@ -572,10 +578,11 @@ fn hostile_frames_do_not_corrupt_data() {
     let dev = m.expect_target(T, APPEAR);
     let mut model = read_all(&img);
     let secs = 8u64;
-    let inj = tb.start_injector(0, 0, 1, &["--seconds", &secs.to_string(), "--rate", "3000", "--seed", "7"]);
+    let seed = seeded("aoe-inject", 7).to_string();
+    let inj = tb.start_injector(0, 0, 1, &["--seconds", &secs.to_string(), "--rate", "3000", "--seed", &seed]);
     let st0 = m.stats(T);
     let f = open_rw(&dev);
-    let mut rng = Rng::new(62);
+    let mut rng = Rng::new(seeded("I/O", 62));
     let t0 = Instant::now();
     let mut rounds = 0;
     // write and read back, with dd-sized chunks, for as long as the injector runs
@@ -633,7 +640,7 @@ fn control_files_reject_binary_junk_and_huge_writes() {
     let dev = m.expect_target(T, APPEAR);
     let ifl_before = m.read_ctl("interfaces");
     let list_before = m.list();
-    let mut rng = Rng::new(72);
+    let mut rng = Rng::new(seeded("junk", 72));
     let mut junks: Vec<(String, Vec<u8>)> = vec![
         ("NUL".into(), b"\0".to_vec()),
         ("e0.1 NUL".into(), b"e0.1\0".to_vec()),

@@ -122,7 +122,8 @@ fn config_string_masks_and_reservation_against_vblade() {
     assert_eq!(errno_of(write_file(&attr("masks"), "+nonsense")), Some(libc::EINVAL));
     assert_eq!(errno_of(write_file(&attr("reserve"), "zz")), Some(libc::EINVAL));
     // Plain attributes stay read-only.
-    assert!(OpenOptions::new().write(true).open(attr("state")).is_err());
+    let e = OpenOptions::new().write(true).open(attr("state")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "open state for writing: {}", e);
     // Ourselves first (a list without us would make vblade ignore us), then another.
     write_file(&attr("masks"), "+self").unwrap();
     assert_eq!(read("masks"), format!("{me}\n"));
@@ -308,11 +309,31 @@ fn err_blocks_returns_one_message_per_read_and_ctrl_c_ends_it() {
     m.expect_target("e0.1", APPEAR);
     // Drain what start-up left, with single bounded reads.
     m.err_messages(1000);
+    // Three refused attribute writes queue three messages...
+    let bad = [("masks", "+not-a-mac"), ("reserve", "zz"), ("config", "two\nlines")];
+    for (attr, data) in bad {
+        let r = write_file(&m.attr_path("e0.1", attr), data);
+        assert_eq!(errno_of(r), Some(libc::EINVAL), "{attr} <- {data:?}");
+    }
+    // ...and each read(2) returns exactly one of them, whole and in order;
+    // then, with none left, a read waits and answers EINTR.
+    let err = m.path.join("err");
+    let reads = bounded("read err", Duration::from_secs(30), move || {
+        let mut f = fs::File::open(err).unwrap();
+        let mut buf = [0u8; 4096];
+        (0..4).map(|_| f.read(&mut buf).map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())).collect::<Vec<_>>()
+    });
+    for (r, (attr, _)) in reads.iter().zip(bad) {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("read of err: {e}; all reads: {reads:?}"));
+        assert!(r.ends_with('\n') && r.matches('\n').count() == 1, "not one line per read: {reads:?}");
+        assert!(r.starts_with(&format!("e0.1: {attr}: ")), "{reads:?}");
+    }
+    assert_eq!(reads[3].as_ref().map_err(|e| e.kind()), Err(io::ErrorKind::Interrupted), "{reads:?}");
     let mut cat = Command::new("cat").arg(m.path.join("err")).stdout(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(cat.try_wait().unwrap().is_none(), "cat blocks while there is no message");
     // Make a diagnostic: a refused control write is reported on err.
-    assert!(write_file(&m.attr_path("e0.1", "masks"), "+not-a-mac").is_err());
+    assert_eq!(errno_of(write_file(&m.attr_path("e0.1", "masks"), "+not-a-mac")), Some(libc::EINVAL));
     let mut out = cat.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

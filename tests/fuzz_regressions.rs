@@ -52,11 +52,13 @@ fn fuzz_regressions_and_seed_corpus_parse_without_panic() {
     assert!(n > 0, "no fuzz seeds found under tests/fuzz/seeds");
 }
 
-/// A short fuzzing run of every target (needs cargo-fuzz and a nightly
-/// toolchain; see tests/fuzz/README.md). `cargo test --release --test
-/// fuzz_regressions -- --ignored fuzz_quick`.
+/// A short fuzzing run of every target (20 s each; needs cargo-fuzz and a
+/// nightly toolchain or RUSTC_BOOTSTRAP=1; see tests/fuzz/README.md). Not
+/// run in CI: `cargo test --release --test fuzz_regressions -- --ignored
+/// fuzz_quick`.
 #[test]
-#[ignore]
+#[ignore = "needs cargo-fuzz (cargo install cargo-fuzz) and nightly or RUSTC_BOOTSTRAP=1; \
+            run: cargo test --release --test fuzz_regressions -- --ignored fuzz_quick"]
 fn fuzz_quick() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/run.sh");
     let out = run_timeout(Command::new("bash").arg(&script).arg("20"), Duration::from_secs(1200));

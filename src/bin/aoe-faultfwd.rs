@@ -4,7 +4,7 @@
 //! network namespace holding one veth towards the initiator and one towards
 //! the target.
 //!
-//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,hold=0.05,hold_ms=20-200]
+//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,corrupt_reply=0.01,hold=0.05,hold_ms=20-200]
 //!                  [--seed N] [--seconds N] [--stats FILE]
 //!
 //! * AF_PACKET raw sockets bound to each interface with protocol 0x88A2, both
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 fn usage(msg: &str) -> ! {
     eprintln!("aoe-faultfwd: {msg}");
     eprintln!(
-        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,delay=P,delay_frames=N,hold=P,hold_ms=LO-HI] \
+        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,corrupt_reply=P,delay=P,delay_frames=N,hold=P,hold_ms=LO-HI] \
          [--seed N] [--seconds N] [--stats FILE]"
     );
     std::process::exit(2);
@@ -205,9 +205,10 @@ fn report(dirs: &[Arc<Dir>]) -> String {
         total.delayed += c.delayed;
         total.held += c.held;
         total.corrupted += c.corrupted;
+        total.corrupted_replies += c.corrupted_replies;
         let st = &d.stats;
         s += &format!(
-            "{n} received {}\n{n} sent {}\n{n} passed {}\n{n} dropped {}\n{n} duplicated {}\n{n} reordered {}\n{n} delayed {}\n{n} held {}\n{n} corrupted {}\n{n} send_errors {}\n{n} ignored_outgoing {}\n{n} ignored_not_aoe {}\n{n} idle_flushes {}\n",
+            "{n} received {}\n{n} sent {}\n{n} passed {}\n{n} dropped {}\n{n} duplicated {}\n{n} reordered {}\n{n} delayed {}\n{n} held {}\n{n} corrupted {}\n{n} corrupted_replies {}\n{n} send_errors {}\n{n} ignored_outgoing {}\n{n} ignored_not_aoe {}\n{n} idle_flushes {}\n",
             st.received.load(Ordering::Relaxed),
             st.sent.load(Ordering::Relaxed),
             c.passed,
@@ -217,6 +218,7 @@ fn report(dirs: &[Arc<Dir>]) -> String {
             c.delayed,
             c.held,
             c.corrupted,
+            c.corrupted_replies,
             st.send_errors.load(Ordering::Relaxed),
             st.ignored_outgoing.load(Ordering::Relaxed),
             st.ignored_not_aoe.load(Ordering::Relaxed),
@@ -225,8 +227,15 @@ fn report(dirs: &[Arc<Dir>]) -> String {
         );
     }
     s += &format!(
-        "passed {}\ndropped {}\nduplicated {}\nreordered {}\ndelayed {}\nheld {}\ncorrupted {}\n",
-        total.passed, total.dropped, total.duplicated, total.reordered, total.delayed, total.held, total.corrupted
+        "passed {}\ndropped {}\nduplicated {}\nreordered {}\ndelayed {}\nheld {}\ncorrupted {}\ncorrupted_replies {}\n",
+        total.passed,
+        total.dropped,
+        total.duplicated,
+        total.reordered,
+        total.delayed,
+        total.held,
+        total.corrupted,
+        total.corrupted_replies
     );
     s
 }

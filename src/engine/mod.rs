@@ -881,6 +881,13 @@ impl TargetIo {
         let err = match reply {
             Err(e) => Some(IoError::Aoe(e)),
             Ok(a) if a.failed() => Some(IoError::Ata { status: a.cmd_status, error: a.err_feature }),
+            // The sector count register holds the sectors not transferred
+            // (ATA; vblade leaves the whole count when a write fails). A
+            // write is acknowledged only when it says none are left, so a
+            // damaged status bit alone cannot acknowledge a refused write.
+            Ok(a) if job.write && a.sector_count != 0 => {
+                Some(IoError::Ata { status: a.cmd_status, error: a.err_feature })
+            }
             Ok(a) => {
                 let (mut read, mut written) = (0u64, 0u64);
                 if want > 0 {

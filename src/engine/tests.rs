@@ -410,7 +410,12 @@ fn dead_after_deadsecs_without_progress_and_not_before() {
     let mut h = Harness::new(64, 16, 128, 1500, 3);
     h.deadsecs = 5;
     h.net.silent = true;
-    h.read(0, 0, 8);
+    // The read's first transmission is kept, to be answered after deadsecs.
+    let mut out = Outbox::new();
+    h.t.submit_read(h.net.now, 0, 8, done_into(&h.results, 0), &mut out);
+    let first = [&out[0].head[..], out[0].data()].concat();
+    h.net.send_all(&mut out);
+    h.after();
     h.run(1, 4_900_000);
     assert!(!h.dead, "not dead before deadsecs");
     assert!(h.t.counters.retransmits > 0);
@@ -418,7 +423,19 @@ fn dead_after_deadsecs_without_progress_and_not_before() {
     assert!(h.dead, "dead at deadsecs");
     assert_eq!(h.result(0), Err(IoError::Dead));
     assert_eq!(h.t.nout, 0);
-    // A late reply to a cleared tag is unexpected, not a crash.
+    // The target answers late, to a tag the failure cleared: the reply is
+    // unexpected (counted, not applied, nothing sent), not a crash, and the
+    // read is not completed a second time.
+    let reply = h.net.target.handle(&first).expect("the target answers");
+    let r = Repr::parse(&reply).unwrap();
+    let Body::Ata(a) = r.body else { unreachable!() };
+    let mut out = Outbox::new();
+    let o = h.t.on_reply(h.net.now, r.header.src, r.header.tag, Ok(&a), &mut out);
+    assert_eq!(o, ReplyOutcome::Unexpected);
+    assert!(out.is_empty(), "nothing sent for a late reply");
+    assert_eq!(h.t.counters.unexpected, 1);
+    h.after();
+    assert_eq!(h.results.lock().unwrap().len(), 1, "the read completed once");
     assert!(!h.t.busy());
 }
 

@@ -4,6 +4,7 @@
 //! forwarder both run frames through it.
 
 use crate::wire::field::{self, Field};
+use crate::wire::{Command, FLAG_RESPONSE};
 
 /// Fault rates, each a probability in 0..=1.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -14,6 +15,9 @@ pub struct FaultConfig {
     pub reorder: f64,
     /// Flip one random bit in the addressing fields (see `CORRUPTIBLE`).
     pub corrupt: f64,
+    /// Flip one random bit in the fields that say what an ATA reply means
+    /// (see `CORRUPTIBLE_REPLY`); other frames pass untouched.
+    pub corrupt_reply: f64,
     /// Hold a frame back for `delay_frames` further frames.
     pub delay: f64,
     pub delay_frames: u32,
@@ -25,7 +29,7 @@ pub struct FaultConfig {
 }
 
 impl FaultConfig {
-    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,delay=0.01,delay_frames=8,hold=0.05,hold_ms=20-200`.
+    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,corrupt_reply=0.01,delay=0.01,delay_frames=8,hold=0.05,hold_ms=20-200`.
     pub fn parse(s: &str) -> Result<FaultConfig, String> {
         let mut c = FaultConfig { delay_frames: 8, hold_ms: (20, 200), ..Default::default() };
         for kv in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
@@ -52,6 +56,7 @@ impl FaultConfig {
                 "dup" | "duplicate" => c.duplicate = p,
                 "reorder" => c.reorder = p,
                 "corrupt" => c.corrupt = p,
+                "corrupt_reply" => c.corrupt_reply = p,
                 "delay" => c.delay = p,
                 "hold" => c.hold = p,
                 _ => return Err(format!("unknown fault: {k}")),
@@ -62,19 +67,30 @@ impl FaultConfig {
 }
 
 /// Byte ranges `corrupt` may hit: source MAC and ethertype, shelf, slot,
-/// command and tag. Damage elsewhere (payload, LBA, ATA status) is caught on
-/// real links by the Ethernet FCS, and AoE has no checksum of its own, so
-/// injecting it would test nothing of the initiator; damage to addressing is
-/// what can reach it and must be rejected.
+/// command and tag. Damage there is what makes a frame look like it came
+/// from elsewhere or answers something else, and must be rejected.
 pub const CORRUPTIBLE: [Field; 2] = [field::SRC.start..field::ETHERTYPE.end, field::SHELF.start..field::TAG.end];
 
-fn corrupt_offset(rng: &mut Rng, len: usize) -> Option<usize> {
-    let n: usize = CORRUPTIBLE.iter().map(|r| r.end.min(len).saturating_sub(r.start)).sum();
+/// Byte ranges `corrupt_reply` may hit in an ATA reply: the AoE version and
+/// flags (response, error) and the error code, and the ATA header (flags,
+/// error register, sector count, status, LBA): what decides whether a reply
+/// reports success, failure or nothing at all. A damaged reply may turn into
+/// an error or be dropped, but must never deliver wrong data or acknowledge
+/// a write the target did not do. Requests are left alone (a request with a
+/// damaged LBA or command makes the target do something else, which no
+/// initiator can see), and so are the data bytes: AoE has no checksum of its
+/// own and relies on the Ethernet FCS for the whole frame, so a damaged
+/// payload is beyond what any initiator can check.
+pub const CORRUPTIBLE_REPLY: [Field; 2] = [field::VER_FLAGS..field::ERROR + 1, field::AFLAGS..field::LBA.end];
+
+/// A uniformly chosen byte offset within `fields` (cut at `len`).
+fn corrupt_offset(rng: &mut Rng, fields: &[Field], len: usize) -> Option<usize> {
+    let n: usize = fields.iter().map(|r| r.end.min(len).saturating_sub(r.start)).sum();
     if n == 0 {
         return None;
     }
     let mut k = rng.below(n as u64) as usize;
-    for r in CORRUPTIBLE {
+    for r in fields {
         let w = r.end.min(len).saturating_sub(r.start);
         if k < w {
             return Some(r.start + k);
@@ -82,6 +98,11 @@ fn corrupt_offset(rng: &mut Rng, len: usize) -> Option<usize> {
         k -= w;
     }
     None
+}
+
+/// Whether `f` is an ATA reply (response flag set, command 0).
+fn is_ata_reply(f: &[u8]) -> bool {
+    f.len() > field::AFLAGS && f[field::VER_FLAGS] & FLAG_RESPONSE != 0 && f[field::COMMAND] == Command::Ata.to_u8()
 }
 
 /// xorshift64*: small, fast, seeded, good enough for fault decisions.
@@ -127,6 +148,8 @@ pub struct FaultCounters {
     /// Held back for a time (`hold`).
     pub held: u64,
     pub corrupted: u64,
+    /// ATA replies with a bit flipped in `CORRUPTIBLE_REPLY`.
+    pub corrupted_replies: u64,
 }
 
 /// Applies faults to a stream of frames.
@@ -196,9 +219,15 @@ impl FaultInjector {
         } else {
             let mut f = frame;
             if self.rng.chance(c.corrupt) {
-                if let Some(at) = corrupt_offset(&mut self.rng, f.len()) {
+                if let Some(at) = corrupt_offset(&mut self.rng, &CORRUPTIBLE, f.len()) {
                     f[at] ^= 1 << self.rng.below(8);
                     self.counters.corrupted += 1;
+                }
+            }
+            if is_ata_reply(&f) && self.rng.chance(c.corrupt_reply) {
+                if let Some(at) = corrupt_offset(&mut self.rng, &CORRUPTIBLE_REPLY, f.len()) {
+                    f[at] ^= 1 << self.rng.below(8);
+                    self.counters.corrupted_replies += 1;
                 }
             }
             let dup = self.rng.chance(c.duplicate);
@@ -257,6 +286,7 @@ mod tests {
         assert_eq!(c.drop, 0.05);
         assert_eq!(c.duplicate, 0.01);
         assert_eq!(c.delay_frames, 4);
+        assert_eq!(FaultConfig::parse("corrupt_reply=0.5").unwrap().corrupt_reply, 0.5);
         let c = FaultConfig::parse("hold=0.25,hold_ms=20-200").unwrap();
         assert_eq!((c.hold, c.hold_ms), (0.25, (20, 200)));
         assert_eq!(FaultConfig::parse("hold_ms=50").unwrap().hold_ms, (50, 50));
@@ -338,6 +368,35 @@ mod tests {
             hit.insert(diff[0]);
         }
         assert_eq!(hit.len(), 16, "every corruptible byte gets hit");
+    }
+
+    #[test]
+    fn reply_corruption_flips_one_bit_in_the_meaning_fields_of_ata_replies_only() {
+        let cfg = FaultConfig { corrupt_reply: 1.0, ..Default::default() };
+        let mut f = FaultInjector::new(cfg, 4);
+        let frame = |flags: u8, cmd: u8| {
+            let mut v = vec![0u8; 60];
+            v[field::VER_FLAGS] = 0x10 | flags;
+            v[field::COMMAND] = cmd;
+            v
+        };
+        let reply = frame(FLAG_RESPONSE, 0);
+        let mut hit = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let out = f.apply(reply.clone());
+            let diff: Vec<usize> = (0..60).filter(|&i| out[0][i] != reply[i]).collect();
+            assert_eq!(diff.len(), 1);
+            assert!(CORRUPTIBLE_REPLY.iter().any(|r| r.contains(&diff[0])), "{}", diff[0]);
+            assert_eq!((out[0][diff[0]] ^ reply[diff[0]]).count_ones(), 1);
+            hit.insert(diff[0]);
+        }
+        assert_eq!(hit.len(), 12, "every byte of the reply's meaning fields gets hit");
+        assert_eq!(f.counters.corrupted_replies, 2000);
+        // Requests and config replies pass untouched.
+        for other in [frame(0, 0), frame(FLAG_RESPONSE, 1)] {
+            assert_eq!(f.apply(other.clone()), vec![other]);
+        }
+        assert_eq!(f.counters.corrupted_replies, 2000);
     }
 }
 

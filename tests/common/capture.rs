@@ -47,3 +47,19 @@ pub fn tshark_list(pcap: &Path, filter: &str, max: usize) -> String {
     let out = run(Command::new("tshark").arg("-n").arg("-r").arg(pcap).arg("-Y").arg(filter));
     String::from_utf8_lossy(&out.stdout).lines().take(max).collect::<Vec<_>>().join("\n")
 }
+
+/// The values of `fields` (tshark field names, e.g. `aoe.ata.cmd`) of each
+/// frame in `pcap` matching display filter `filter`, in capture order.
+pub fn tshark_fields(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut c = Command::new("tshark");
+    c.arg("-n").arg("-r").arg(pcap).args(["-Y", filter, "-T", "fields", "-E", "separator=,"]);
+    for f in fields {
+        c.args(["-e", f]);
+    }
+    let out = run(&mut c);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(|v| v.trim().to_string()).collect())
+        .collect()
+}

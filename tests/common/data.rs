@@ -14,9 +14,12 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(aoefs::link::fault::Rng::new(seed))
     }
+    /// A generator seeded from the clock; the seed is printed (shown with
+    /// the test's output when it fails), so that a failure can be replayed
+    /// with `Rng::new(seed)`.
     pub fn from_time() -> Rng {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        Rng::new(t ^ (std::process::id() as u64) << 32)
+        Rng::new(seeded("Rng::from_time", t ^ (std::process::id() as u64) << 32))
     }
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
@@ -37,6 +40,13 @@ impl Rng {
         self.fill(&mut v);
         v
     }
+}
+
+/// Prints the seed of a randomised test (shown with the test's output when
+/// it fails), so that a failure can be replayed, and returns it.
+pub fn seeded(what: &str, seed: u64) -> u64 {
+    println!("{what}: seed {seed}");
+    seed
 }
 
 /// Find the first differing byte of two buffers, for readable assertions.
