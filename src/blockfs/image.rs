@@ -265,7 +265,11 @@ impl BlockFs {
         self.readahead.invalidate(dev.id);
         match r {
             Ok(_) => Ok(len),
-            Err(IoError::Ata { error, .. }) if error & crate::wire::ATA_ERR_ABRT != 0 => {
+            // A refusal as `vblade -r` answers it: ERR status, ABRT error.
+            // (An ABRT bit with a good status is a damaged reply: EIO.)
+            Err(IoError::Ata { status, error })
+                if status & crate::wire::ATA_STATUS_ERR != 0 && error & crate::wire::ATA_ERR_ABRT != 0 =>
+            {
                 if !dev.readonly.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     self.ini.errlog.push(format!("{}: target refused a write (ABRT): read-only", dev.name()));
                 }

@@ -73,6 +73,9 @@ const REORDER_DECAY: Micros = 10_000_000;
 /// first, those frames were lost and go again at once instead of after the
 /// RTO.
 pub const MIN_PROBE_TIMEOUT: Micros = 10_000;
+/// Error register bits that mean a write was refused: ABRT, IDNF and WP
+/// (0x40, UNC on reads).
+const WRITE_REFUSED: u8 = wire::ATA_ERR_ABRT | wire::ATA_ERR_IDNF | 0x40;
 /// Tag layout: bit 31 set (userland initiator), 19 bits generation (per
 /// slot, one per transmission), 12 bits slot.
 const TAG_USER: u32 = 0x8000_0000;
@@ -881,11 +884,13 @@ impl TargetIo {
         let err = match reply {
             Err(e) => Some(IoError::Aoe(e)),
             Ok(a) if a.failed() => Some(IoError::Ata { status: a.cmd_status, error: a.err_feature }),
-            // The sector count register holds the sectors not transferred
-            // (ATA; vblade leaves the whole count when a write fails). A
-            // write is acknowledged only when it says none are left, so a
-            // damaged status bit alone cannot acknowledge a refused write.
-            Ok(a) if job.write && a.sector_count != 0 => {
+            // A write whose error register says aborted, ID not found or
+            // write protected was refused, whatever the status byte says:
+            // one damaged status bit alone cannot acknowledge it. (Every
+            // command goes out with a zero feature register, which a target
+            // that echoes it returns; other bits, such as the 0x01 some
+            // drives leave after a reset, are not looked at.)
+            Ok(a) if job.write && a.err_feature & WRITE_REFUSED != 0 => {
                 Some(IoError::Ata { status: a.cmd_status, error: a.err_feature })
             }
             Ok(a) => {

@@ -26,6 +26,8 @@ pub const ATA_FLUSH_EXT: u8 = 0xEA;
 /// ATA status bits that mean failure: BSY, DF, DRQ, ERR.
 pub const ATA_STATUS_FAIL: u8 = 0xA9;
 pub const ATA_STATUS_DRDY: u8 = 0x40;
+/// ATA status bit ERR: the error register says why the command failed.
+pub const ATA_STATUS_ERR: u8 = 0x01;
 /// ATA error register bits.
 pub const ATA_ERR_ABRT: u8 = 0x04;
 pub const ATA_ERR_IDNF: u8 = 0x10;
