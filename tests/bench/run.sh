@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# aoefs performance bench (issue 3): raw AoE client vs aoefs vs nbdfuse over
-# the same vblade image, across a veth pair between two private network
-# namespaces, at MTU 1500 and 9000. Prints one table with ratios and targets,
-# and leaves results.csv, sweep.csv, table.md and raw logs in --out.
+# aoefs performance bench: raw AoE client vs aoefs vs nbdfuse over the same
+# vblade image, across a veth pair between two private network namespaces,
+# at MTU 1500 and 9000. Every system gets the same rounds (at least 3),
+# interleaved; each row is judged on the median of its rounds, with the
+# range beside it. Prints one table with ratios and targets, and leaves
+# results.csv (every round), sweep.csv, table.md and raw logs in --out.
 #
-#   sudo tests/bench/run.sh [--size 4G] [--bufcnt 16] [--mtus "1500 9000"]
-#                           [--runtime 5] [--reps 2] [--sweep-runtime 2]
-#                           [--cache-mb 64] [--dir /dev/shm] [--out DIR]
-#                           [--no-nbd] [--no-sweep] [--no-build] [--no-offload]
-#                           [--quiet-wait 20] [--busy-poll-us 50]
+#   tests/bench/run.sh [--size 4G] [--bufcnt 16] [--mtus "1500 9000"]
+#                      [--runtime 5] [--reps 3] [--sweep-runtime 2]
+#                      [--cache-mb 64] [--dir /dev/shm] [--out DIR]
+#                      [--no-nbd] [--no-sweep] [--no-build] [--no-offload]
+#                      [--quiet-wait 20] [--busy-poll-us 50] [--pin]
 #
 # --busy-poll-us N also runs the four fio rows against aoefs mounted with
 # that option (system "aoefs-bp", a table of its own); 0 skips it.
+# --pin runs the target (vblade, nbdkit) on CPU 1 and every initiator (raw
+# client, aoefs, nbdfuse) and fio on CPU 0, as if the target were another
+# machine; without it the scheduler places everything.
+# The raw client keeps as many requests in flight as fio on every row: one
+# 1 MiB request on the sequential rows (--qd 1), 1 or 32 4 KiB reads.
 #
 # Needs root, vblade, fio, fuse3, nbdkit + nbdfuse (libnbd-bin), python3.
 # Everything it starts (netns, vblade, aoefs, nbdkit, nbdfuse, mounts, the
@@ -25,7 +32,7 @@ SIZE=4G
 BUFCNT=16
 MTUS="1500 9000"
 RT=5            # seconds per fio job / raw run
-REPS=2          # repetitions per row; the best one counts (for every system alike)
+REPS=3          # rounds per row, interleaved over the systems; the median counts
 SWEEP_RT=2      # seconds per point of the request-size sweep
 CACHE_MB=64
 DIR=/dev/shm    # where the sparse image lives (tmpfs: no disk in the path)
@@ -37,6 +44,7 @@ NO_OFFLOAD=0
 SWEEP_SIZES="4k 16k 64k 256k 1m"
 QUIET_WAIT=20   # seconds to wait at most for the machine to go idle before a phase
 BUSY_POLL=50    # aoefs --busy-poll-us for the extra aoefs-bp rows (0: none)
+PIN=0           # 1: target on CPU 1, initiators and fio on CPU 0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,12 +63,21 @@ while [ $# -gt 0 ]; do
         --no-offload) NO_OFFLOAD=1; shift ;;   # veth gso_max_segs 1: TCP segments at the MTU too
         --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
         --busy-poll-us) BUSY_POLL=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --pin) PIN=1; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (netns, AF_PACKET, FUSE)" >&2; exit 2; }
+[ "$REPS" -ge 3 ] 2>/dev/null || { echo "run.sh: --reps must be at least 3 (medians of rounds)" >&2; exit 2; }
+# CPU placement: target side and initiator side (empty: unpinned).
+if [ $PIN = 1 ]; then
+    [ "$(nproc)" -ge 2 ] || { echo "run.sh: --pin needs 2 CPUs" >&2; exit 2; }
+    ON_T="taskset -c 1"; ON_I="taskset -c 0"
+else
+    ON_T=""; ON_I=""
+fi
 for c in vblade fio python3 ip nsenter fusermount3; do
     command -v "$c" >/dev/null || { echo "run.sh: missing $c" >&2; exit 2; }
 done
@@ -198,7 +215,7 @@ setup_net() {   # setup_net MTU
         ip -n "$INS" link set "$IV" gso_max_segs 1 gso_max_size "$mtu" >>"$LOG" 2>&1
         ip -n "$TNS" link set "$TV" gso_max_segs 1 gso_max_size "$mtu" >>"$LOG" 2>&1
     fi
-    ip netns exec "$TNS" vblade -b "$BUFCNT" 0 1 "$TV" "$IMG" >>"$LOG" 2>&1 &
+    $ON_T ip netns exec "$TNS" vblade -b "$BUFCNT" 0 1 "$TV" "$IMG" >>"$LOG" 2>&1 &
     VBLADE_PID=$!
     sleep 0.5
     kill -0 "$VBLADE_PID" 2>/dev/null || { log "vblade did not start"; return 1; }
@@ -206,12 +223,6 @@ setup_net() {   # setup_net MTU
 
 # ------------------------------------------------------------------ measurement helpers
 record() { echo "$1,$2,$3,$4,$5" >> "$RES"; }   # mtu system row value unit
-
-# best of several values: best max|min v1 v2 ...
-best() {
-    local how=$1; shift
-    python3 -c 'import sys; v=[float(x) for x in sys.argv[2:] if x not in ("", "nan")]; print(("%.3f" % (max(v) if sys.argv[1]=="max" else min(v))) if v else "nan")' "$how" "$@"
-}
 
 kv() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }   # kv KEY < line
 
@@ -222,7 +233,7 @@ HZ=$(getconf CLK_TCK)
 raw() {         # raw ARGS... -> one result line (also logged), plus cpu_us_per_MB= cpu_us_per_io=
     local line b0 b1
     b0=$(busy_jiffies)
-    line=$(timeout 120 nsenter --net=/run/netns/"$INS" "$RAW" -i "$IV" "$@" 2>>"$LOG")
+    line=$(timeout 120 $ON_I nsenter --net=/run/netns/"$INS" "$RAW" -i "$IV" "$@" 2>>"$LOG")
     b1=$(busy_jiffies)
     line="$line $(python3 -c '
 import sys
@@ -242,7 +253,7 @@ fio_run() {
     local js=$WORK/fio-$name.json
     local b0 b1
     b0=$(busy_jiffies)
-    timeout $((rt + 60)) fio --name="$name" --filename="$file" --direct=1 --rw="$rw" --bs="$bs" \
+    timeout $((rt + 60)) $ON_I fio --name="$name" --filename="$file" --direct=1 --rw="$rw" --bs="$bs" \
         --ioengine="$eng" --iodepth="$qd" --size="$SIZE_B" --runtime="$rt" --time_based \
         --allow_file_create=0 --fallocate=none --randrepeat=0 --norandommap \
         --output-format=json --output="$js" >>"$LOG" 2>&1
@@ -286,7 +297,7 @@ buffered_read() {
     rss_sampler "$pid" "$rf" & RSS_PID=$!
     local t0 t1
     t0=$(date +%s.%N)
-    timeout 300 dd if="$file" of=/dev/null bs=1M count=$((bytes >> 20)) status=none 2>>"$LOG"
+    timeout 300 $ON_I dd if="$file" of=/dev/null bs=1M count=$((bytes >> 20)) status=none 2>>"$LOG"
     local rc=$?
     t1=$(date +%s.%N)
     stop_pid "$RSS_PID"; RSS_PID=
@@ -302,7 +313,7 @@ buffered_read() {
     log "$sys mtu $mtu: buffered dd $((bytes >> 20)) MiB: $mbps MB/s, peak RSS $((peak / 1024)) MiB"
 }
 
-# Values of every repetition: VALS[system,row] = " v1 v2 ..."; the best counts.
+# Values of every round: VALS[system,row] = " v1 v2 ..."; all go to results.csv.
 declare -A VALS
 add() { VALS["$1,$2"]="${VALS["$1,$2"]:-} $3"; }
 
@@ -343,28 +354,27 @@ fio_rows() {
 
 raw_rows() {    # raw_rows MTU
     local l
-    l=$(raw -m seqread --seconds "$RT" -v); add raw seqread "$(echo "$l" | kv MBps)"; add raw seqread_cpu "$(echo "$l" | kv cpu_us_per_MB)"
-    l=$(raw -m seqwrite --seconds "$RT"); add raw seqwrite "$(echo "$l" | kv MBps)"; add raw seqwrite_cpu "$(echo "$l" | kv cpu_us_per_MB)"
+    # One 1 MiB request in flight at a time, as fio's psync rows keep.
+    l=$(raw -m seqread --qd 1 --seconds "$RT" -v); add raw seqread "$(echo "$l" | kv MBps)"; add raw seqread_cpu "$(echo "$l" | kv cpu_us_per_MB)"
+    l=$(raw -m seqwrite --qd 1 --seconds "$RT"); add raw seqwrite "$(echo "$l" | kv MBps)"; add raw seqwrite_cpu "$(echo "$l" | kv cpu_us_per_MB)"
     l=$(raw -m randread --qd 1 --seconds "$RT"); add raw lat1 "$(echo "$l" | kv lat_us_mean)"
     l=$(raw -m randread --qd 32 --seconds "$RT"); add raw iops32 "$(echo "$l" | kv iops)"; add raw iops32_cpu "$(echo "$l" | kv cpu_us_per_io)"
 }
 
-record_best() { # record_best MTU
-    local sys row how
+record_rounds() { # record_rounds MTU: every round's value, one line each
+    local sys row v
     for sys in raw aoefs aoefs-bp nbdfuse; do
         for row in seqread seqwrite lat1 iops32 bufread rss seqread_cpu seqwrite_cpu iops32_cpu; do
             [ -n "${VALS["$sys,$row"]:-}" ] || continue
-            # Best round, except RSS: its highest peak counts.
-            how=max; case $row in lat1|*_cpu) how=min ;; esac
             case $row in seqread|seqwrite|bufread) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; rss) u=MiB ;; *_cpu) u=cpu_us ;; esac
-            record "$1" "$sys" "$row" "$(best $how ${VALS["$sys,$row"]})" "$u"
+            for v in ${VALS["$sys,$row"]}; do record "$1" "$sys" "$row" "$v" "$u"; done
             log "$sys mtu $1 $row:${VALS["$sys,$row"]} $u"
         done
     done
 }
 
 start_aoefs() {  # start_aoefs [EXTRA AOEFS ARGS...]
-    nsenter --net=/run/netns/"$INS" "$AOEFS" "$MNT_A" -f --iflist "$IV" --cache-mb "$CACHE_MB" "$@" >>"$LOG" 2>&1 &
+    $ON_I nsenter --net=/run/netns/"$INS" "$AOEFS" "$MNT_A" -f --iflist "$IV" --cache-mb "$CACHE_MB" "$@" >>"$LOG" 2>&1 &
     AOEFS_PID=$!
     wait_file "$MNT_A/e0.1" "$AOEFS_PID" 20 || { log "aoefs did not mount (see $LOG)"; stop_aoefs; return 1; }
     # Sanity read: a device that does not answer would turn every row into EIO.
@@ -377,10 +387,10 @@ start_aoefs() {  # start_aoefs [EXTRA AOEFS ARGS...]
 }
 
 start_nbd() {
-    ip netns exec "$TNS" nbdkit -f -i "$IP_T" -p 10809 file "$IMG" >>"$LOG" 2>&1 &
+    $ON_T ip netns exec "$TNS" nbdkit -f -i "$IP_T" -p 10809 file "$IMG" >>"$LOG" 2>&1 &
     NBDKIT_PID=$!
     sleep 0.5
-    nsenter --net=/run/netns/"$INS" nbdfuse "$MNT_N/nbd" "nbd://$IP_T:10809" >>"$LOG" 2>&1 &
+    $ON_I nsenter --net=/run/netns/"$INS" nbdfuse "$MNT_N/nbd" "nbd://$IP_T:10809" >>"$LOG" 2>&1 &
     NBDFUSE_PID=$!
     wait_file "$MNT_N/nbd" "$NBDFUSE_PID" 20 || { log "nbdfuse did not mount (see $LOG)"; stop_nbd; return 1; }
 }
@@ -409,7 +419,8 @@ wait_file() {   # wait_file PATH PID SECS
     echo "machine: $(nproc) CPUs, $(uname -sr), $(awk '/MemTotal/ {print int($2/1024) " MiB RAM"}' /proc/meminfo)"
     echo "model: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
     echo "veth offloads: $([ $NO_OFFLOAD = 1 ] && echo 'gso_max_segs 1 (no TSO/GSO)' || echo 'default (on)')"
-    echo "vblade -b $BUFCNT, image $SIZE ($IMG, sparse), aoefs --cache-mb $CACHE_MB, fio runtime ${RT}s x $REPS (best kept)"
+    echo "vblade -b $BUFCNT, image $SIZE ($IMG, sparse), aoefs --cache-mb $CACHE_MB, fio runtime ${RT}s, $REPS rounds (median counts)"
+    echo "placement: $([ $PIN = 1 ] && echo 'pinned: target on CPU 1, initiators and fio on CPU 0' || echo 'unpinned')"
     echo "aoefs $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty')"
     echo "fio $(fio --version), $(nbdfuse --version 2>/dev/null | head -1), $(nbdkit --version 2>/dev/null | head -1)"
 } > "$OUT/machine.txt"
@@ -421,8 +432,8 @@ for MTU in $MTUS; do
     log "=== MTU $MTU: testbed"
     setup_net "$MTU" || { log "testbed setup failed"; exit 1; }
     VALS=()
-    # Repetitions go round all three systems, so that load from elsewhere
-    # on the machine hits them alike; the best of each counts.
+    # Rounds go round all three systems, so that load from elsewhere on the
+    # machine hits them alike; each row's median counts.
     for rep in $(seq "$REPS"); do
         note_load "raw rows #$rep (mtu $MTU)"
         raw_rows "$MTU"
@@ -466,7 +477,7 @@ for MTU in $MTUS; do
             fi
         fi
     done
-    record_best "$MTU"
+    record_rounds "$MTU"
     teardown_net
 done
 
