@@ -305,7 +305,12 @@ fn main() {
     let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
         Ok(i) => i,
         Err(e) => {
-            let hint = if e.is_permission() { " (raw capture needs root or CAP_NET_RAW)" } else { "" };
+            let hint = if e.is_permission() {
+                let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "aoefs".into());
+                format!(" (packet capture needs CAP_NET_RAW: run aoefs as root, or give it the capability: setcap cap_net_raw+ep {exe})")
+            } else {
+                String::new()
+            };
             eprintln!("aoefs: {e}{hint}");
             notify_parent(ready_fd, EXIT_RUNTIME as u8);
             std::process::exit(EXIT_RUNTIME);
