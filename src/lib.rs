@@ -15,6 +15,7 @@ pub mod errlog;
 pub mod fs;
 pub mod initiator;
 pub mod link;
+pub mod logging;
 pub mod partition;
 pub mod pool;
 pub mod sim;

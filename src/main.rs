@@ -237,7 +237,7 @@ fn main() {
     let default_level = if cli.debug { "debug" } else { "warn,fuser::session=error" };
     let daemon_syslog = !cli.foreground && !cli.debug;
     if !daemon_syslog {
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+        aoefs::logging::init_stderr(default_level);
     }
 
     let mountpoint = cli.mountpoint.clone().expect("clap requires the mount point");
