@@ -16,6 +16,7 @@ pub mod fs;
 pub mod initiator;
 pub mod link;
 pub mod logging;
+pub mod mountpoint;
 pub mod partition;
 pub mod pool;
 pub mod sim;

@@ -7,6 +7,7 @@ use aoefs::clock::RealClock;
 use aoefs::fs::AoeFs;
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
+use aoefs::mountpoint::MountPointError;
 use aoefs::sys::{
     self,
     daemon::{Forked, ReadyPipe},
@@ -163,36 +164,6 @@ fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
     }
 }
 
-/// Whether something is mounted on `p` (in this mount namespace).
-fn is_mount_point(p: &std::path::Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let want = p.as_os_str().as_encoded_bytes();
-    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape_mount_path(m).as_slice() == want))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_mount_path(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn lazy_unmount(mnt: &std::path::Path) {
-    if sys::daemon::unmount_lazily(mnt).is_err() {
-        let _ = std::process::Command::new("fusermount3").args(["-u", "-z", "--"]).arg(mnt).status();
-    }
-}
-
 /// Takes aoefs's own settings out of `-o` (as mount(8) and fstab pass them):
 /// `iflist=eth1:eth3`, `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`,
 /// `busy_poll_us=N`.
@@ -241,15 +212,22 @@ fn main() {
     }
 
     let mountpoint = cli.mountpoint.clone().expect("clap requires the mount point");
-    let mnt = match std::fs::canonicalize(&mountpoint) {
-        Ok(p) if p.is_dir() => p,
-        Ok(p) => fail(EXIT_USAGE, &format!("mount point {}: not a directory", p.display())),
-        Err(e) => fail(EXIT_USAGE, &format!("mount point {}: {e}", mountpoint.display())),
-    };
     apply_aoefs_options(&mut cli);
-    if is_mount_point(&mnt) {
-        fail(EXIT_RUNTIME, &format!("mount point {} is busy (already mounted)", mnt.display()));
-    }
+    // A dead aoefs mount (its aoefs was killed) is detached; anything else
+    // mounted there makes the mount point busy.
+    let mnt = match aoefs::mountpoint::prepare(&mountpoint) {
+        Ok(p) => {
+            if p.detached > 0 {
+                eprintln!(
+                    "aoefs: {}: detached the dead aoefs mount left by an aoefs that ended without unmounting",
+                    p.path.display()
+                );
+            }
+            p.path
+        }
+        Err(MountPointError::Usage(m)) => fail(EXIT_USAGE, &m),
+        Err(MountPointError::Busy(m)) => fail(EXIT_RUNTIME, &m),
+    };
     if !std::path::Path::new("/dev/fuse").exists() {
         fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
     }
@@ -366,7 +344,7 @@ fn main() {
             .spawn(move || {
                 let sig = stop_signals.wait();
                 log::info!("signal {sig}: unmounting {}", mnt.display());
-                lazy_unmount(&mnt);
+                let _ = aoefs::mountpoint::detach(&mnt);
                 // Files still open keep a lazily unmounted FUSE connection
                 // alive; do not wait for them for long.
                 for _ in 0..40 {
