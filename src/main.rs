@@ -228,8 +228,22 @@ fn main() {
         Err(MountPointError::Usage(m)) => fail(EXIT_USAGE, &m),
         Err(MountPointError::Busy(m)) => fail(EXIT_RUNTIME, &m),
     };
-    if !std::path::Path::new("/dev/fuse").exists() {
-        fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
+    // fuser opens /dev/fuse, and mounts with mount(2) or, when that is not
+    // permitted (a user), through the setuid fusermount3, which opens
+    // /dev/fuse with the user's rights as well: without access to it nobody
+    // can mount.
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        fail(
+            EXIT_RUNTIME,
+            &match e.kind() {
+                std::io::ErrorKind::NotFound => "/dev/fuse is missing: load the fuse module (modprobe fuse)".into(),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "/dev/fuse: {e}: a user can mount only where /dev/fuse is readable and writable by all \
+                     (crw-rw-rw-, as udev makes it; fusermount3 opens it with the user's rights too)"
+                ),
+                _ => format!("/dev/fuse: {e}"),
+            },
+        );
     }
     let provider = Arc::new(PcapProvider { busy_poll: std::time::Duration::from_micros(cli.busy_poll_us as u64) });
     let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
