@@ -86,7 +86,23 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// List the targets of a mount as aoe-stat does (device, size, netif, payload, state)
-    Stat { mountpoint: PathBuf },
+    Stat {
+        mountpoint: PathBuf,
+        /// The same fields and each target's paths (interface, MAC, counters) as JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-target I/O rates like iostat -x: reads/s, writes/s, MB/s, latency, retransmits/s, window, state.
+    /// The first report covers the time since the mount, each further one the last INTERVAL
+    Iostat {
+        mountpoint: PathBuf,
+        /// Seconds between reports (without it: one report)
+        #[arg(value_parser = parse_interval)]
+        interval: Option<f64>,
+        /// Number of reports (without it: until interrupted)
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
     /// Broadcast a query config on the allowed interfaces (echo > MNT/discover)
     Discover { mountpoint: PathBuf },
     /// Forget targets: down and unused ones, `all` unused ones, or one (eX.Y)
@@ -107,12 +123,29 @@ enum Cmd {
 fn run_subcommand(cmd: Cmd) -> ! {
     use aoefs::tools;
     let res: Result<(), String> = (|| match cmd {
-        Cmd::Stat { mountpoint } => {
+        Cmd::Stat { mountpoint, json } => {
             let m = tools::check_mount(&mountpoint)?;
             let rows = tools::stat_rows(&m).map_err(|e| format!("{}: {e}", m.display()))?;
-            print!("{}", tools::format_stat(&rows));
+            if json {
+                let stats: Vec<tools::Stats> = rows
+                    .iter()
+                    .map(|r| {
+                        let f = m.join("block").join(&r.device).join("stats");
+                        tools::parse_stats(&std::fs::read_to_string(f).unwrap_or_default())
+                    })
+                    .collect();
+                print!("{}", tools::format_stat_json(&m, &rows, &stats));
+            } else {
+                print!("{}", tools::format_stat(&rows));
+            }
             Ok(())
         }
+        Cmd::Iostat { mountpoint, interval, count } => tools::iostat::run(
+            &tools::check_mount(&mountpoint)?,
+            interval.map(Duration::from_secs_f64),
+            count,
+            &mut std::io::stdout().lock(),
+        ),
         Cmd::Discover { mountpoint } => tools::write_control(&tools::check_mount(&mountpoint)?.join("discover"), "\n"),
         Cmd::Flush { mountpoint, which } => {
             tools::write_control(&tools::check_mount(&mountpoint)?.join("flush"), &which.unwrap_or_default())
@@ -137,6 +170,14 @@ fn run_subcommand(cmd: Cmd) -> ! {
     match res {
         Ok(()) => std::process::exit(0),
         Err(e) => fail(EXIT_RUNTIME, &e),
+    }
+}
+
+/// An iostat interval: seconds, more than 0 (fractions allowed).
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("not a number of seconds greater than 0: {s}")),
     }
 }
 
