@@ -10,6 +10,7 @@ pub mod blockfs;
 pub mod cache;
 pub mod clock;
 pub mod device;
+pub mod docs;
 pub mod engine;
 pub mod errlog;
 pub mod fs;

@@ -106,15 +106,25 @@ enum Cmd {
     /// Broadcast a query config on the allowed interfaces (echo > MNT/discover)
     Discover { mountpoint: PathBuf },
     /// Forget targets: down and unused ones, `all` unused ones, or one (eX.Y)
-    Flush { mountpoint: PathBuf, which: Option<String> },
+    Flush {
+        mountpoint: PathBuf,
+        /// `all`, or a target (eX.Y); without it the targets that are down and unused
+        which: Option<String>,
+    },
     /// Query config and IDENTIFY a target again (eX.Y)
-    Revalidate { mountpoint: PathBuf, device: String },
+    Revalidate {
+        mountpoint: PathBuf,
+        /// The target (eX.Y)
+        device: String,
+    },
     /// Print a target's config string, or set it (--force overrides a different one)
     Config {
         mountpoint: PathBuf,
+        /// The target (eX.Y)
         device: String,
         /// New config string
         value: Option<String>,
+        /// Set it even when the target holds a different config string
         #[arg(long)]
         force: bool,
     },
@@ -433,5 +443,38 @@ fn main() {
     if let Err(e) = r {
         log::error!("session ended: {e}");
         std::process::exit(EXIT_RUNTIME);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// The man page and the completions in the repository are what the
+    /// command-line definition makes (`aoefs::docs`); with
+    /// AOEFS_UPDATE_DOCS=1 they are rewritten instead.
+    #[test]
+    fn generated_docs_are_up_to_date() {
+        let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let update = std::env::var_os("AOEFS_UPDATE_DOCS").is_some_and(|v| v == "1");
+        let mut stale = Vec::new();
+        for (path, text) in aoefs::docs::generated(Cli::command()) {
+            let p = top.join(path);
+            if std::fs::read(&p).ok().as_ref() == Some(&text) {
+                continue;
+            }
+            if update {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, &text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            } else {
+                stale.push(path);
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "{stale:?} differ from what the command-line definition makes: \
+             regenerate them with AOEFS_UPDATE_DOCS=1 cargo test --release --bin aoefs docs"
+        );
     }
 }
