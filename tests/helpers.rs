@@ -364,8 +364,9 @@ fn mount_helper_rejects_bad_input() {
         e
     );
     assert!(!mountinfo_has(&mnt));
-    // no binary anywhere (unless one is installed where install.sh puts it)
-    if Path::new("/usr/local/bin/aoefs").exists() {
+    // no binary anywhere (unless one is installed where install.sh or the
+    // package puts it)
+    if Path::new("/usr/local/bin/aoefs").exists() || Path::new("/usr/bin/aoefs").exists() {
         return;
     }
     let mut c = Command::new(&h);
@@ -815,7 +816,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
     if have("systemd-analyze") {
         let d = tb.dir.join("unit");
         fs::create_dir_all(&d).unwrap();
-        fs::write(d.join("aoefs@.service"), unit.replace("/usr/local/bin/aoefs", AOEFS)).unwrap();
+        fs::write(d.join("aoefs@.service"), unit.replace("/usr/bin/aoefs", AOEFS)).unwrap();
         let mut c = Command::new("systemd-analyze");
         c.args(["verify", "--man=no"]).arg(d.join("aoefs@mnt-etherd.service"));
         let out = run_unchecked_timeout(&mut c, Duration::from_secs(60)).unwrap();
@@ -857,7 +858,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
     assert!(mnt.is_dir(), "ExecStartPre did not create {}", mnt_s);
 
     let mut argv = expand_exec(&svc["ExecStart"][0], &instance, &env);
-    assert_eq!(argv[0], "/usr/local/bin/aoefs");
+    assert_eq!(argv[0], "/usr/bin/aoefs", "the package's path");
     assert_eq!(argv[1], mnt_s);
     assert!(argv.iter().any(|a| a == "-f"), "ExecStart must keep aoefs in the foreground: {:?}", argv);
     assert!(has_flag(&argv, "--iflist", &tb.init_if(0)) && has_flag(&argv, "--deadsecs", "60"), "{:?}", argv);
