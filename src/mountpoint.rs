@@ -137,7 +137,9 @@ pub fn prepare(path: &Path) -> Result<Prepared, MountPointError> {
                 top.fstype
             )));
         }
-        match std::fs::metadata(&p) {
+        // Not stat: the kernel may answer it from its cache for a while
+        // after the process died.
+        match sys::daemon::statfs(&p) {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
                 detach(&p).map_err(|e| {
                     MountPointError::Busy(format!(
