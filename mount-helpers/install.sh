@@ -2,8 +2,8 @@
 # install.sh -- install (or remove) aoefs, its mount helper, systemd unit and
 # status script.
 #
-#   sudo ./mount-helpers/install.sh                 # install into /usr/local, /sbin, /etc
-#   sudo ./mount-helpers/install.sh --uninstall     # remove what the install put there
+#   ./mount-helpers/install.sh                 # install into /usr/local, /sbin, /etc (as root)
+#   ./mount-helpers/install.sh --uninstall     # remove what the install put there
 #   DESTDIR=/tmp/stage ./mount-helpers/install.sh   # staged install (packaging)
 #
 # Variables (environment or VAR=value arguments):
