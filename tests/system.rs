@@ -608,8 +608,9 @@ print(d["mountpoint"], len(d["targets"]), t["device"], t["sectors"], t["size"], 
 // ---------------------------------------------------------------------------
 
 /// Names cannot be made, removed or moved (errnos as on sysfs), isatty()
-/// on a disk is false with ENOTTY, and a killed `err` reader is no error:
-/// none of it leaves a warning or an error in the log.
+/// on a disk is false with ENOTTY, `ls -l` finds no extended attributes,
+/// and a killed `err` reader is no error: none of it leaves a warning or
+/// an error in the log.
 #[test]
 fn refused_names_isatty_and_a_killed_err_reader_are_quiet() {
     let (tb, _img) = one_target(1500, 8 * MIB);
@@ -640,6 +641,8 @@ fn refused_names_isatty_and_a_killed_err_reader_are_quiet() {
         (r, std::io::Error::last_os_error().raw_os_error())
     });
     assert_eq!((tty, errno), (0, Some(libc::ENOTTY)));
+    // `ls -l` asks for extended attributes (security.selinux).
+    run(Command::new("ls").arg("-l").arg(&m.path).arg(m.path.join("block/e0.1")));
 
     // A reader of err killed while it waits for a message.
     let mut cat = Killed(Command::new("cat").arg(m.path.join("err")).stdout(Stdio::null()).spawn().unwrap());
