@@ -53,7 +53,9 @@ struct Cli {
     /// Stay in the foreground (SIGINT/SIGTERM unmount and exit)
     #[arg(short = 'f', long)]
     foreground: bool,
-    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, and any other FUSE option
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, any other FUSE option, and aoefs's own
+    /// settings as mount(8) passes them: iflist=eth1:eth3, deadsecs=N, maxout=N, cache_mb=N, readahead_kb=N,
+    /// busy_poll_us=N
     #[arg(short = 'o', value_name = "OPTS", value_delimiter = ',')]
     options: Vec<String>,
     /// Read cache size in MiB (0 disables it)
