@@ -246,7 +246,11 @@ pid=$!
 i=0
 while [ ! -e "$MNT/e0.1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 grep " $MNT " /proc/self/mountinfo | sed 's/^/mountinfo: /'
-as_user dd if="$WORK/data" of="$MNT/e0.1" bs=64k seek=16 oflag=direct conv=notrunc,fsync status=none; echo "write-exit=$?"
+if ! grep -q " $MNT " /proc/self/mountinfo; then
+    kill $pid 2>/dev/null; wait $pid; echo "not mounted; aoefs-exit=$?"; exit 0
+fi
+as_user dd if="$WORK/data" of="$MNT/e0.1" bs=64k seek=16 oflag=direct conv=notrunc,nocreat,fsync status=none
+echo "write-exit=$?"
 as_user dd if="$MNT/e0.1" of="$WORK/back" bs=64k skip=16 count=16 iflag=direct status=none; echo "read-exit=$?"
 as_user cat "$MNT/block/e0.1/state" | sed 's/^/state: /'
 as_user fusermount3 -u "$MNT"; echo "umount-exit=$?"
