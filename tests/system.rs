@@ -244,7 +244,8 @@ echo "nocap-exit=$?"
 in_ns "$CAPPED" "$MNT" -f --iflist "$IF" >"$WORK/aoefs.log" 2>&1 &
 pid=$!
 i=0
-while [ ! -e "$MNT/e0.1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+# (root may not look into a user's FUSE mount: the user checks)
+while ! as_user test -e "$MNT/e0.1" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 grep " $MNT " /proc/self/mountinfo | sed 's/^/mountinfo: /'
 if ! grep -q " $MNT " /proc/self/mountinfo; then
     kill $pid 2>/dev/null; wait $pid; echo "not mounted; aoefs-exit=$?"; exit 0
