@@ -2,8 +2,8 @@
 # aoefs demo: start a real vblade AoE target in a network namespace, mount it
 # with aoefs, show the mount, use it, and tear everything down again.
 #
-#   sudo ./mount-helpers/demo.sh            # the default demo
-#   KEEP=1 sudo ./mount-helpers/demo.sh     # leave it mounted; Enter tears down
+#   ./mount-helpers/demo.sh            # the default demo (as root)
+#   KEEP=1 ./mount-helpers/demo.sh     # leave it mounted; Enter tears down
 #
 # Traffic stays on a veth pair between two network namespaces that this
 # script creates (aoefs-demo-i, aoefs-demo-t); no real interface is used.

@@ -2,8 +2,8 @@
 # install.sh -- install (or remove) aoefs, its mount helper, systemd unit and
 # status script.
 #
-#   sudo ./mount-helpers/install.sh                 # install into /usr/local, /sbin, /etc
-#   sudo ./mount-helpers/install.sh --uninstall     # remove what the install put there
+#   ./mount-helpers/install.sh                 # install into /usr/local, /sbin, /etc (as root)
+#   ./mount-helpers/install.sh --uninstall     # remove what the install put there
 #   DESTDIR=/tmp/stage ./mount-helpers/install.sh   # staged install (packaging)
 #
 # Variables (environment or VAR=value arguments):
@@ -117,7 +117,7 @@ put_edited "$here/mount.aoefs" "$DESTDIR$SBINDIR/mount.aoefs" 0755 \
 ln -sfn mount.aoefs "$DESTDIR$SBINDIR/mount.fuse.aoefs"
 echo "installed $DESTDIR$SBINDIR/mount.fuse.aoefs -> mount.aoefs"
 put_edited "$here/aoefs@.service" "$DESTDIR$UNITDIR/aoefs@.service" 0644 \
-    "s#/usr/local/bin/aoefs#$(sedesc "$BINDIR/aoefs")#g;s#/usr/local/share/doc/aoefs#$(sedesc "$DOCDIR")#g;s#/etc/aoefs/#$(sedesc "$SYSCONFDIR/aoefs/")#g"
+    "s#/usr/bin/aoefs#$(sedesc "$BINDIR/aoefs")#g;s#/usr/share/doc/aoefs#$(sedesc "$DOCDIR")#g;s#/etc/aoefs/#$(sedesc "$SYSCONFDIR/aoefs/")#g"
 put "$here/aoefs.conf.example" "$DESTDIR$SYSCONFDIR/aoefs/aoefs.conf.example" 0644
 if [ -f "$top/Documentation/aoefs.txt" ]; then
     put "$top/Documentation/aoefs.txt" "$DESTDIR$DOCDIR/aoefs.txt" 0644

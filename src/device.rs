@@ -51,6 +51,9 @@ pub struct Device {
     pub ignored: AtomicU64,
     /// Bumped whenever the size may have changed (revalidate).
     pub generation: AtomicU64,
+    /// When the initiator found the target (on its clock): its counters
+    /// count from here.
+    pub created: Micros,
 }
 
 /// One path of a device as the status files show it.
@@ -87,6 +90,8 @@ pub struct Snapshot {
     pub srtt: Micros,
     pub rttvar: Micros,
     pub ignored: u64,
+    /// `Device::created`.
+    pub created: Micros,
 }
 
 impl Snapshot {
@@ -102,7 +107,7 @@ impl Snapshot {
 }
 
 impl Device {
-    pub(crate) fn new(id: u32, shelf: u16, slot: u8, maxout: u16) -> Device {
+    pub(crate) fn new(id: u32, shelf: u16, slot: u8, maxout: u16, now: Micros) -> Device {
         Device {
             id,
             shelf,
@@ -123,6 +128,7 @@ impl Device {
             readonly: AtomicBool::new(false),
             ignored: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            created: now,
         }
     }
 
@@ -199,6 +205,7 @@ impl Device {
             srtt: g.io.srtt(),
             rttvar: g.io.rttvar(),
             ignored: self.ignored.load(Ordering::Relaxed),
+            created: self.created,
         }
     }
 }

@@ -7,6 +7,7 @@ use aoefs::clock::RealClock;
 use aoefs::fs::AoeFs;
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
+use aoefs::mountpoint::MountPointError;
 use aoefs::sys::{
     self,
     daemon::{Forked, ReadyPipe},
@@ -52,7 +53,9 @@ struct Cli {
     /// Stay in the foreground (SIGINT/SIGTERM unmount and exit)
     #[arg(short = 'f', long)]
     foreground: bool,
-    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, and any other FUSE option
+    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, any other FUSE option, and aoefs's own
+    /// settings as mount(8) passes them: iflist=eth1:eth3, deadsecs=N, maxout=N, cache_mb=N, readahead_kb=N,
+    /// busy_poll_us=N
     #[arg(short = 'o', value_name = "OPTS", value_delimiter = ',')]
     options: Vec<String>,
     /// Read cache size in MiB (0 disables it)
@@ -85,19 +88,45 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// List the targets of a mount as aoe-stat does (device, size, netif, payload, state)
-    Stat { mountpoint: PathBuf },
+    Stat {
+        mountpoint: PathBuf,
+        /// The same fields and each target's paths (interface, MAC, counters) as JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-target I/O rates like iostat -x: reads/s, writes/s, MB/s, latency, retransmits/s, window, state.
+    /// The first report covers the time since the mount, each further one the last INTERVAL
+    Iostat {
+        mountpoint: PathBuf,
+        /// Seconds between reports (without it: one report)
+        #[arg(value_parser = parse_interval)]
+        interval: Option<f64>,
+        /// Number of reports (without it: until interrupted)
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
     /// Broadcast a query config on the allowed interfaces (echo > MNT/discover)
     Discover { mountpoint: PathBuf },
     /// Forget targets: down and unused ones, `all` unused ones, or one (eX.Y)
-    Flush { mountpoint: PathBuf, which: Option<String> },
+    Flush {
+        mountpoint: PathBuf,
+        /// `all`, or a target (eX.Y); without it the targets that are down and unused
+        which: Option<String>,
+    },
     /// Query config and IDENTIFY a target again (eX.Y)
-    Revalidate { mountpoint: PathBuf, device: String },
+    Revalidate {
+        mountpoint: PathBuf,
+        /// The target (eX.Y)
+        device: String,
+    },
     /// Print a target's config string, or set it (--force overrides a different one)
     Config {
         mountpoint: PathBuf,
+        /// The target (eX.Y)
         device: String,
         /// New config string
         value: Option<String>,
+        /// Set it even when the target holds a different config string
         #[arg(long)]
         force: bool,
     },
@@ -106,12 +135,29 @@ enum Cmd {
 fn run_subcommand(cmd: Cmd) -> ! {
     use aoefs::tools;
     let res: Result<(), String> = (|| match cmd {
-        Cmd::Stat { mountpoint } => {
+        Cmd::Stat { mountpoint, json } => {
             let m = tools::check_mount(&mountpoint)?;
             let rows = tools::stat_rows(&m).map_err(|e| format!("{}: {e}", m.display()))?;
-            print!("{}", tools::format_stat(&rows));
+            if json {
+                let stats: Vec<tools::Stats> = rows
+                    .iter()
+                    .map(|r| {
+                        let f = m.join("block").join(&r.device).join("stats");
+                        tools::parse_stats(&std::fs::read_to_string(f).unwrap_or_default())
+                    })
+                    .collect();
+                print!("{}", tools::format_stat_json(&m, &rows, &stats));
+            } else {
+                print!("{}", tools::format_stat(&rows));
+            }
             Ok(())
         }
+        Cmd::Iostat { mountpoint, interval, count } => tools::iostat::run(
+            &tools::check_mount(&mountpoint)?,
+            interval.map(Duration::from_secs_f64),
+            count,
+            &mut std::io::stdout().lock(),
+        ),
         Cmd::Discover { mountpoint } => tools::write_control(&tools::check_mount(&mountpoint)?.join("discover"), "\n"),
         Cmd::Flush { mountpoint, which } => {
             tools::write_control(&tools::check_mount(&mountpoint)?.join("flush"), &which.unwrap_or_default())
@@ -139,6 +185,14 @@ fn run_subcommand(cmd: Cmd) -> ! {
     }
 }
 
+/// An iostat interval: seconds, more than 0 (fractions allowed).
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
+        _ => Err(format!("not a number of seconds greater than 0: {s}")),
+    }
+}
+
 fn fail(code: i32, msg: &str) -> ! {
     eprintln!("aoefs: {msg}");
     std::process::exit(code)
@@ -160,36 +214,6 @@ fn daemonize() -> ReadyPipe {
 fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
     if let Some(ready) = ready {
         ready.notify(code);
-    }
-}
-
-/// Whether something is mounted on `p` (in this mount namespace).
-fn is_mount_point(p: &std::path::Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let want = p.as_os_str().as_encoded_bytes();
-    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| unescape_mount_path(m).as_slice() == want))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_mount_path(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn lazy_unmount(mnt: &std::path::Path) {
-    if sys::daemon::unmount_lazily(mnt).is_err() {
-        let _ = std::process::Command::new("fusermount3").args(["-u", "-z", "--"]).arg(mnt).status();
     }
 }
 
@@ -237,21 +261,42 @@ fn main() {
     let default_level = if cli.debug { "debug" } else { "warn,fuser::session=error" };
     let daemon_syslog = !cli.foreground && !cli.debug;
     if !daemon_syslog {
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level)).init();
+        aoefs::logging::init_stderr(default_level);
     }
 
     let mountpoint = cli.mountpoint.clone().expect("clap requires the mount point");
-    let mnt = match std::fs::canonicalize(&mountpoint) {
-        Ok(p) if p.is_dir() => p,
-        Ok(p) => fail(EXIT_USAGE, &format!("mount point {}: not a directory", p.display())),
-        Err(e) => fail(EXIT_USAGE, &format!("mount point {}: {e}", mountpoint.display())),
-    };
     apply_aoefs_options(&mut cli);
-    if is_mount_point(&mnt) {
-        fail(EXIT_RUNTIME, &format!("mount point {} is busy (already mounted)", mnt.display()));
-    }
-    if !std::path::Path::new("/dev/fuse").exists() {
-        fail(EXIT_RUNTIME, "/dev/fuse is missing: load the fuse module (modprobe fuse)");
+    // A dead aoefs mount (its aoefs was killed) is detached; anything else
+    // mounted there makes the mount point busy.
+    let mnt = match aoefs::mountpoint::prepare(&mountpoint) {
+        Ok(p) => {
+            if p.detached > 0 {
+                eprintln!(
+                    "aoefs: {}: detached the dead aoefs mount left by an aoefs that ended without unmounting",
+                    p.path.display()
+                );
+            }
+            p.path
+        }
+        Err(MountPointError::Usage(m)) => fail(EXIT_USAGE, &m),
+        Err(MountPointError::Busy(m)) => fail(EXIT_RUNTIME, &m),
+    };
+    // fuser opens /dev/fuse, and mounts with mount(2) or, when that is not
+    // permitted (a user), through the setuid fusermount3, which opens
+    // /dev/fuse with the user's rights as well: without access to it nobody
+    // can mount.
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        fail(
+            EXIT_RUNTIME,
+            &match e.kind() {
+                std::io::ErrorKind::NotFound => "/dev/fuse is missing: load the fuse module (modprobe fuse)".into(),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "/dev/fuse: {e}: a user can mount only where /dev/fuse is readable and writable by all \
+                     (crw-rw-rw-, as udev makes it; fusermount3 opens it with the user's rights too)"
+                ),
+                _ => format!("/dev/fuse: {e}"),
+            },
+        );
     }
     let provider = Arc::new(PcapProvider { busy_poll: std::time::Duration::from_micros(cli.busy_poll_us as u64) });
     let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
@@ -305,7 +350,12 @@ fn main() {
     let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
         Ok(i) => i,
         Err(e) => {
-            let hint = if e.is_permission() { " (raw capture needs root or CAP_NET_RAW)" } else { "" };
+            let hint = if e.is_permission() {
+                let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "aoefs".into());
+                format!(" (packet capture needs CAP_NET_RAW: run aoefs as root, or give it the capability: setcap cap_net_raw+ep {exe})")
+            } else {
+                String::new()
+            };
             eprintln!("aoefs: {e}{hint}");
             notify_parent(ready_fd, EXIT_RUNTIME as u8);
             std::process::exit(EXIT_RUNTIME);
@@ -361,7 +411,7 @@ fn main() {
             .spawn(move || {
                 let sig = stop_signals.wait();
                 log::info!("signal {sig}: unmounting {}", mnt.display());
-                lazy_unmount(&mnt);
+                let _ = aoefs::mountpoint::detach(&mnt);
                 // Files still open keep a lazily unmounted FUSE connection
                 // alive; do not wait for them for long.
                 for _ in 0..40 {
@@ -395,5 +445,38 @@ fn main() {
     if let Err(e) = r {
         log::error!("session ended: {e}");
         std::process::exit(EXIT_RUNTIME);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// The man page and the completions in the repository are what the
+    /// command-line definition makes (`aoefs::docs`); with
+    /// AOEFS_UPDATE_DOCS=1 they are rewritten instead.
+    #[test]
+    fn generated_docs_are_up_to_date() {
+        let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let update = std::env::var_os("AOEFS_UPDATE_DOCS").is_some_and(|v| v == "1");
+        let mut stale = Vec::new();
+        for (path, text) in aoefs::docs::generated(Cli::command()) {
+            let p = top.join(path);
+            if std::fs::read(&p).ok().as_ref() == Some(&text) {
+                continue;
+            }
+            if update {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, &text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            } else {
+                stale.push(path);
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "{stale:?} differ from what the command-line definition makes: \
+             regenerate them with AOEFS_UPDATE_DOCS=1 cargo test --release --bin aoefs docs"
+        );
     }
 }

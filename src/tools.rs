@@ -2,6 +2,10 @@
 //! (`aoefs stat|discover|flush|revalidate|config MOUNTPOINT ...`), for people
 //! who would rather not echo into control files.
 
+pub mod iostat;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +50,117 @@ pub fn stat_rows(mnt: &Path) -> std::io::Result<Vec<StatRow>> {
     }
     rows.sort_by_key(|r| crate::blockfs::parse_dev_name(&r.device));
     Ok(rows)
+}
+
+/// A target's `stats` file: the target's counters, then each path's
+/// (lines `path IFNAME MAC KEY VALUE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub counters: BTreeMap<String, u64>,
+    pub paths: Vec<PathStats>,
+}
+
+/// One path of a target in its `stats` file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathStats {
+    pub ifname: String,
+    /// The target's MAC on this path, 12 hex digits.
+    pub mac: String,
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Parses a `stats` file; lines it does not understand are skipped.
+pub fn parse_stats(text: &str) -> Stats {
+    let mut st = Stats::default();
+    for l in text.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["path", ifname, mac, key, value] => {
+                let Ok(v) = value.parse() else { continue };
+                let i = match st.paths.iter().position(|p| p.ifname == *ifname && p.mac == *mac) {
+                    Some(i) => i,
+                    None => {
+                        st.paths.push(PathStats {
+                            ifname: ifname.to_string(),
+                            mac: mac.to_string(),
+                            ..Default::default()
+                        });
+                        st.paths.len() - 1
+                    }
+                };
+                st.paths[i].counters.insert(key.to_string(), v);
+            }
+            [key, value] => {
+                if let Ok(v) = value.parse() {
+                    st.counters.insert(key.to_string(), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    st
+}
+
+/// A JSON string: quoted, with `"`, `\\` and control characters escaped.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `aoefs stat --json`: the table's fields for every target (`sectors`
+/// and `payload` as numbers, `null` when unknown; `size` as the table
+/// shows it) and its paths from `stats` (interface, the target's MAC,
+/// `failed` as a boolean, and the path's counters), on one line.
+pub fn format_stat_json(mnt: &Path, rows: &[StatRow], stats: &[Stats]) -> String {
+    let num = |n: Option<u64>| n.map_or_else(|| "null".to_string(), |n| n.to_string());
+    let mut s = format!("{{\"mountpoint\":{},\"targets\":[", json_string(&mnt.to_string_lossy()));
+    for (i, (r, st)) in rows.iter().zip(stats).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(
+            s,
+            "{{\"device\":{},\"sectors\":{},\"size\":{},\"netif\":{},\"payload\":{},\"state\":{},\"paths\":[",
+            json_string(&r.device),
+            num(r.sectors),
+            r.sectors.map_or_else(|| "null".to_string(), |n| json_string(&gb(n))),
+            json_string(&r.netif),
+            num(r.payload.parse().ok()),
+            json_string(&r.state),
+        );
+        for (j, p) in st.paths.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{{\"interface\":{},\"mac\":{}", json_string(&p.ifname), json_string(&p.mac));
+            for (k, v) in &p.counters {
+                if k == "failed" {
+                    let _ = write!(s, ",\"failed\":{}", *v != 0);
+                } else {
+                    let _ = write!(s, ",{}:{v}", json_string(k));
+                }
+            }
+            s.push('}');
+        }
+        s.push_str("]}");
+    }
+    s.push_str("]}\n");
+    s
 }
 
 /// aoe-stat's table: `%10s %15s %10s %-5s %-14s`.
@@ -101,5 +216,58 @@ mod tests {
         let t = format_stat(&rows);
         assert_eq!(t.lines().next().unwrap(), "      e2.1         0.268GB       eth1 1024  up            ");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stats_files_parse_into_target_and_path_counters() {
+        let st = parse_stats(
+            "frames_sent 10\nretransmits 2\nnot a counter line\nrtt_avg_us x\n\
+             path eth1 0a0b0c0d0e0f frames_sent 6\npath eth1 0a0b0c0d0e0f failed 0\n\
+             path eth3 0a0b0c0d0e10 frames_sent 4\npath eth3 0a0b0c0d0e10 failed 1\n",
+        );
+        assert_eq!(st.counters.len(), 2);
+        assert_eq!(st.counters["retransmits"], 2);
+        assert_eq!(st.paths.len(), 2);
+        assert_eq!((st.paths[1].ifname.as_str(), st.paths[1].mac.as_str()), ("eth3", "0a0b0c0d0e10"));
+        assert_eq!(st.paths[1].counters["failed"], 1);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("e0.1"), r#""e0.1""#);
+        // Control characters escaped; DEL and non-ASCII may stay as they are.
+        assert_eq!(json_string("a\"b\\c\nd\te\u{1}f\u{7f}é"), "\"a\\\"b\\\\c\\nd\\te\\u0001f\u{7f}é\"");
+    }
+
+    #[test]
+    fn stat_json_has_the_table_and_the_paths() {
+        let rows = [
+            StatRow {
+                device: "e0.1".into(),
+                sectors: Some(524288),
+                netif: "eth1".into(),
+                payload: "8704".into(),
+                state: "up".into(),
+            },
+            StatRow {
+                device: "e0.2".into(),
+                sectors: None,
+                netif: "(NA)".into(),
+                payload: "(NA)".into(),
+                state: "down".into(),
+            },
+        ];
+        let stats =
+            [parse_stats("path eth1 0a0b0c0d0e0f frames_sent 6\npath eth1 0a0b0c0d0e0f failed 0\n"), Stats::default()];
+        assert_eq!(
+            format_stat_json(Path::new("/mnt/a\"b"), &rows, &stats),
+            concat!(
+                r#"{"mountpoint":"/mnt/a\"b","targets":["#,
+                r#"{"device":"e0.1","sectors":524288,"size":"0.268GB","netif":"eth1","payload":8704,"state":"up","#,
+                r#""paths":[{"interface":"eth1","mac":"0a0b0c0d0e0f","failed":false,"frames_sent":6}]},"#,
+                r#"{"device":"e0.2","sectors":null,"size":null,"netif":"(NA)","payload":null,"state":"down","paths":[]}]}"#,
+                "\n"
+            )
+        );
     }
 }

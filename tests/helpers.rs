@@ -364,14 +364,18 @@ fn mount_helper_rejects_bad_input() {
         e
     );
     assert!(!mountinfo_has(&mnt));
-    // No binary anywhere: a copy of the helper whose installed location does
+    // No binary anywhere: a copy of the helper whose installed locations do
     // not exist (the helper falls back to /usr/local/bin/aoefs, where
-    // install.sh may have put one on this machine).
+    // install.sh may have put one on this machine, and /usr/bin/aoefs, the
+    // package's).
     let installed = "\ninstalled_aoefs=/usr/local/bin/aoefs\n";
+    let package = " /usr/bin/aoefs; do";
     let script = fs::read_to_string(&h).unwrap();
     assert!(script.contains(installed), "mount.aoefs has no `{}` line", installed.trim());
+    assert!(script.contains(package), "mount.aoefs does not look for `{package}`");
     let copy = tb.dir.join("mount.aoefs");
-    fs::write(&copy, script.replace(installed, "\ninstalled_aoefs=/nonexistent/aoefs\n")).unwrap();
+    let script = script.replace(installed, "\ninstalled_aoefs=/nonexistent/aoefs\n").replace(package, "; do");
+    fs::write(&copy, script).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
     let mut c = Command::new(&copy);
     c.args(["aoei0", &mnt_s, "-f"]).env_remove("AOEFS").env("PATH", "/nonexistent");
@@ -820,7 +824,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
     if have("systemd-analyze") {
         let d = tb.dir.join("unit");
         fs::create_dir_all(&d).unwrap();
-        fs::write(d.join("aoefs@.service"), unit.replace("/usr/local/bin/aoefs", AOEFS)).unwrap();
+        fs::write(d.join("aoefs@.service"), unit.replace("/usr/bin/aoefs", AOEFS)).unwrap();
         let mut c = Command::new("systemd-analyze");
         c.args(["verify", "--man=no"]).arg(d.join("aoefs@mnt-etherd.service"));
         let out = run_unchecked_timeout(&mut c, Duration::from_secs(60)).unwrap();
@@ -862,7 +866,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
     assert!(mnt.is_dir(), "ExecStartPre did not create {}", mnt_s);
 
     let mut argv = expand_exec(&svc["ExecStart"][0], &instance, &env);
-    assert_eq!(argv[0], "/usr/local/bin/aoefs");
+    assert_eq!(argv[0], "/usr/bin/aoefs", "the package's path");
     assert_eq!(argv[1], mnt_s);
     assert!(argv.iter().any(|a| a == "-f"), "ExecStart must keep aoefs in the foreground: {:?}", argv);
     assert!(has_flag(&argv, "--iflist", &tb.init_if(0)) && has_flag(&argv, "--deadsecs", "60"), "{:?}", argv);

@@ -213,6 +213,19 @@ impl BlockFs {
         // already completed.
         let _ = writeln!(s, "late {}", snap.counters.late);
         let _ = writeln!(s, "ignored {}", snap.ignored);
+        // Requests completed without error and their summed time from
+        // submission to completion (per target; what `aoefs iostat` reads),
+        // and how long these counters have been counting.
+        let c = &snap.counters;
+        let _ = writeln!(
+            s,
+            "read_requests {}\nwrite_requests {}\nread_wait_us {}\nwrite_wait_us {}\nage_us {}",
+            c.read_requests,
+            c.write_requests,
+            c.read_wait_us,
+            c.write_wait_us,
+            self.ini.now().saturating_sub(snap.created)
+        );
         let _ = writeln!(
             s,
             "rtt_avg_us {}\nrtt_dev_us {}\nrto_us {}\nwindow {}\nmax_window {}\noutstanding {}\nheld {}\nqueued {}\nghosts {}",

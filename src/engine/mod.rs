@@ -148,6 +148,9 @@ struct Req {
     frames_left: u32,
     err: Option<IoError>,
     done: Option<IoDone>,
+    /// What it does and when it was submitted (for the request counters).
+    op: Op,
+    submitted: Micros,
 }
 
 /// One frame's command.
@@ -220,6 +223,31 @@ pub struct Counters {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub errors: u64,
+    /// Read and write requests completed without error (per target only: a
+    /// request's frames may take several paths), and the sum of their times
+    /// from submission to completion, queueing included (iostat's await).
+    pub read_requests: u64,
+    pub write_requests: u64,
+    pub read_wait_us: u64,
+    pub write_wait_us: u64,
+}
+
+impl Counters {
+    /// Counts a read or write request that completed without error after
+    /// `wait` microseconds.
+    fn request_done(&mut self, op: Op, wait: Micros) {
+        match op {
+            Op::Read => {
+                self.read_requests += 1;
+                self.read_wait_us += wait;
+            }
+            Op::Write => {
+                self.write_requests += 1;
+                self.write_wait_us += wait;
+            }
+            Op::Identify | Op::Flush => {}
+        }
+    }
 }
 
 /// One way to reach the target: a local interface and a target MAC.
@@ -575,7 +603,7 @@ impl TargetIo {
         }
         let spf = self.sectors_per_frame as u64;
         let frames = nsect.div_ceil(spf) as u32;
-        let req = self.alloc_req(Req { buf, frames_left: frames, err: None, done: Some(done) });
+        let req = self.alloc_req(Req { buf, frames_left: frames, err: None, done: Some(done), op, submitted: now });
         let mut s = 0u64;
         while s < nsect {
             let count = (nsect - s).min(spf);
@@ -601,7 +629,14 @@ impl TargetIo {
             Op::Flush => (if flush_ext { wire::ATA_FLUSH_EXT } else { wire::ATA_FLUSH }, 0u8, 0),
             _ => unreachable!("submit_cmd takes Identify or Flush"),
         };
-        let req = self.alloc_req(Req { buf: ReqBuf::In(vec![0u8; len]), frames_left: 1, err: None, done: Some(done) });
+        let req = self.alloc_req(Req {
+            buf: ReqBuf::In(vec![0u8; len]),
+            frames_left: 1,
+            err: None,
+            done: Some(done),
+            op,
+            submitted: now,
+        });
         self.pending.push_back(Job { req, lba: 0, count, off: 0, cmd, write: false });
         self.mark_busy(now);
         self.pump(now, out);
@@ -723,9 +758,10 @@ impl TargetIo {
     }
 
     /// Counts one frame of `req` as finished; completes the request when it
-    /// was the last.
-    fn frame_done(&mut self, req: u32, err: Option<IoError>) {
-        let Some(r) = self.reqs[req as usize].as_mut() else { return };
+    /// was the last. Returns what a request that completed without error
+    /// did and when it was submitted.
+    fn frame_done(&mut self, req: u32, err: Option<IoError>) -> Option<(Op, Micros)> {
+        let r = self.reqs[req as usize].as_mut()?;
         if r.err.is_none() {
             if let Some(e) = err {
                 // The first error answers the request at once; its other
@@ -740,6 +776,7 @@ impl TargetIo {
         if r.frames_left == 0 {
             let r = self.reqs[req as usize].take().expect("request");
             self.free_reqs.push(req);
+            let ok = r.err.is_none();
             let res = match (r.err, r.buf) {
                 (Some(e), _) => Err(e),
                 (None, ReqBuf::In(b)) => Ok(b),
@@ -748,7 +785,9 @@ impl TargetIo {
             if let Some(done) = r.done {
                 self.completed.push((done, res));
             }
+            return ok.then_some((r.op, r.submitted));
         }
+        None
     }
 
     /// Takes the finished requests; the caller runs them after dropping the
@@ -922,7 +961,9 @@ impl TargetIo {
                 p.counters.errors += 1;
             }
         }
-        self.frame_done(job.req, err);
+        if let Some((op, submitted)) = self.frame_done(job.req, err) {
+            self.counters.request_done(op, now.saturating_sub(submitted));
+        }
         self.pump(now, out);
         ReplyOutcome::Accepted
     }

@@ -774,3 +774,25 @@ fn replies_delayed_out_of_order_are_resent_only_until_the_reorder_window_learns(
     assert!(c.retransmits <= 10, "resent {} times for 20 ms reply delays: {c:?}", c.retransmits);
     assert_eq!(c.timeouts, 0);
 }
+
+#[test]
+fn request_counters_count_completed_reads_and_writes_and_their_waits() {
+    let mut h = Harness::new(100, 16, 128, 1500, 11);
+    let t0 = h.net.now;
+    h.read(0, 0, 20);
+    h.write(1, 30, vec![7u8; 4 * SECTOR]);
+    h.read(2, 90, 20); // past the end: fails, not counted
+    h.flush(3); // neither a read nor a write
+    h.run(4, 10_000_000);
+    assert!(h.result(0).is_ok() && h.result(1).is_ok() && h.result(2).is_err() && h.result(3).is_ok());
+    let c = h.t.counters;
+    assert_eq!((c.read_requests, c.write_requests), (1, 1));
+    // A round trip is at least twice the latency plus the service time;
+    // ten frames of the read wait for each other in the target's queue.
+    let round_trip = 2 * h.net.latency + h.net.service;
+    assert!(c.read_wait_us >= round_trip + 9 * h.net.service, "read wait {} us", c.read_wait_us);
+    assert!(c.write_wait_us >= round_trip, "write wait {} us", c.write_wait_us);
+    assert!(c.read_wait_us + c.write_wait_us <= 2 * (h.net.now - t0), "{c:?}");
+    // Paths count no requests (a request's frames may take several).
+    assert_eq!(h.t.paths[0].counters.read_requests, 0);
+}

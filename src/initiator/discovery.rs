@@ -132,8 +132,9 @@ impl Initiator {
         let mut w = self.devices.write();
         w.entry((shelf, slot))
             .or_insert_with(|| {
-                self.last_new_device.store(self.now().max(1), Ordering::Relaxed);
-                Arc::new(Device::new(self.next_id.fetch_add(1, Ordering::Relaxed), shelf, slot, self.opts.maxout))
+                let now = self.now();
+                self.last_new_device.store(now.max(1), Ordering::Relaxed);
+                Arc::new(Device::new(self.next_id.fetch_add(1, Ordering::Relaxed), shelf, slot, self.opts.maxout, now))
             })
             .clone()
     }

@@ -25,7 +25,9 @@ pub struct RawOptions {
     pub promiscuous: bool,
     /// Do not receive what this host sends (PACKET_IGNORE_OUTGOING).
     pub ignore_outgoing: bool,
-    /// Socket buffer sizes in bytes (0: the system's default).
+    /// Socket buffer sizes in bytes (0: the system's default). Without
+    /// CAP_NET_ADMIN the kernel caps them at `net.core.rmem_max` and
+    /// `wmem_max`.
     pub rcvbuf: usize,
     pub sndbuf: usize,
 }
@@ -56,10 +58,10 @@ impl RawSocket {
         let s = RawSocket { fd: packet::open(proto)?, ifindex };
         let fd = s.fd.as_fd();
         if opts.rcvbuf > 0 {
-            packet::set_rcvbuf_force(fd, opts.rcvbuf)?;
+            packet::set_rcvbuf(fd, opts.rcvbuf)?;
         }
         if opts.sndbuf > 0 {
-            packet::set_sndbuf_force(fd, opts.sndbuf)?;
+            packet::set_sndbuf(fd, opts.sndbuf)?;
         }
         if opts.ignore_outgoing {
             packet::ignore_outgoing(fd)?;

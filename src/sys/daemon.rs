@@ -100,6 +100,15 @@ pub fn unmount_lazily(path: &Path) -> io::Result<()> {
     Ok(nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)?)
 }
 
+/// Asks the file system mounted on `path` for its statistics (statfs):
+/// FUSE passes the request to the file system's process every time, so a
+/// mount whose process is gone answers ENOTCONN (a stat may still be
+/// answered from the kernel's cache).
+pub fn statfs(path: &Path) -> io::Result<()> {
+    nix::sys::statfs::statfs(path)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

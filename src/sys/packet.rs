@@ -7,6 +7,7 @@
 //! no flags. Those calls are raw libc; socket buffer sizes, `poll` and
 //! `recvmmsg` go through nix.
 
+use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, sockopt, MsgFlags, MultiHeaders};
 use std::io;
@@ -60,14 +61,32 @@ pub fn open(proto: u16) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// SO_RCVBUFFORCE: the receive buffer in bytes, above `rmem_max` if need be.
-pub fn set_rcvbuf_force(fd: BorrowedFd, bytes: usize) -> io::Result<()> {
-    Ok(setsockopt(&fd, sockopt::RcvBufForce, &bytes.min(i32::MAX as usize))?)
+/// The receive buffer in bytes: SO_RCVBUFFORCE (above `net.core.rmem_max`
+/// if need be), which needs CAP_NET_ADMIN; without it SO_RCVBUF, which the
+/// kernel caps at `rmem_max`.
+pub fn set_rcvbuf(fd: BorrowedFd, bytes: usize) -> io::Result<()> {
+    let n = bytes.min(i32::MAX as usize);
+    match setsockopt(&fd, sockopt::RcvBufForce, &n) {
+        Err(Errno::EPERM) => {
+            log::debug!("SO_RCVBUFFORCE needs CAP_NET_ADMIN: SO_RCVBUF (at most net.core.rmem_max)");
+            Ok(setsockopt(&fd, sockopt::RcvBuf, &n)?)
+        }
+        r => Ok(r?),
+    }
 }
 
-/// SO_SNDBUFFORCE: the send buffer in bytes, above `wmem_max` if need be.
-pub fn set_sndbuf_force(fd: BorrowedFd, bytes: usize) -> io::Result<()> {
-    Ok(setsockopt(&fd, sockopt::SndBufForce, &bytes.min(i32::MAX as usize))?)
+/// The send buffer in bytes: SO_SNDBUFFORCE (above `net.core.wmem_max` if
+/// need be), which needs CAP_NET_ADMIN; without it SO_SNDBUF, which the
+/// kernel caps at `wmem_max`.
+pub fn set_sndbuf(fd: BorrowedFd, bytes: usize) -> io::Result<()> {
+    let n = bytes.min(i32::MAX as usize);
+    match setsockopt(&fd, sockopt::SndBufForce, &n) {
+        Err(Errno::EPERM) => {
+            log::debug!("SO_SNDBUFFORCE needs CAP_NET_ADMIN: SO_SNDBUF (at most net.core.wmem_max)");
+            Ok(setsockopt(&fd, sockopt::SndBuf, &n)?)
+        }
+        r => Ok(r?),
+    }
 }
 
 /// Sets PACKET_IGNORE_OUTGOING on an AF_PACKET socket (the pcap capture's

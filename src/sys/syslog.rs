@@ -1,5 +1,6 @@
 //! Logging to syslog (the journal) once daemonized.
 
+use crate::logging::Demoting;
 use nix::syslog::{openlog, syslog, Facility, LogFlags, Severity};
 
 pub struct SyslogLogger {
@@ -7,12 +8,13 @@ pub struct SyslogLogger {
 }
 
 impl SyslogLogger {
-    /// Opens syslog as "aoefs" (facility daemon) and installs the logger.
+    /// Opens syslog as "aoefs" (facility daemon) and installs the logger
+    /// (behind `logging::Demoting`, as the stderr logger).
     pub fn install(level: log::LevelFilter) {
         // openlog keeps the pointer: the name must live for ever.
         static IDENT: &std::ffi::CStr = c"aoefs";
         let _ = openlog(Some(IDENT), LogFlags::LOG_PID, Facility::LOG_DAEMON);
-        if log::set_boxed_logger(Box::new(SyslogLogger { level })).is_ok() {
+        if log::set_boxed_logger(Box::new(Demoting(SyslogLogger { level }))).is_ok() {
             log::set_max_level(level);
         }
     }
