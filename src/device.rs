@@ -4,7 +4,7 @@
 //! through the methods here.
 
 use crate::clock::Micros;
-use crate::engine::{Counters, TargetIo};
+use crate::engine::{Counters, PathState, TargetIo};
 use crate::wire::{Identify, Mac};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -32,6 +32,12 @@ pub(crate) struct DevInner {
     pub(crate) identify_retry_at: Option<Micros>,
     /// When a down target is next asked whether it is back.
     pub(crate) next_probe: Micros,
+    /// The config string from the target's latest config response on a
+    /// verified path: a new path must report the same.
+    pub(crate) config: Vec<u8>,
+    /// New paths refused so far, and when the next verification may start.
+    pub(crate) refused_paths: u64,
+    pub(crate) next_verify: Micros,
 }
 
 /// One AoE target, `e{shelf}.{slot}`.
@@ -41,6 +47,10 @@ pub struct Device {
     pub shelf: u16,
     pub slot: u8,
     pub(crate) inner: Mutex<DevInner>,
+    /// The timer has work for the engine (I/O, a verification, a report
+    /// due): it looks at this device every tick, at the others only on its
+    /// slower sweep. Set by whoever queues work, cleared by the timer.
+    timer: AtomicBool,
     open: AtomicU32,
     /// Set once IDENTIFY succeeded: from then on the device is listed.
     visible: AtomicBool,
@@ -59,7 +69,7 @@ pub struct PathInfo {
     pub ifname: String,
     pub local_mac: Mac,
     pub mac: Mac,
-    pub failed: bool,
+    pub state: PathState,
     pub counters: Counters,
 }
 
@@ -87,6 +97,8 @@ pub struct Snapshot {
     pub srtt: Micros,
     pub rttvar: Micros,
     pub ignored: u64,
+    /// New paths refused so far (their verification failed).
+    pub refused_paths: u64,
 }
 
 impl Snapshot {
@@ -117,7 +129,11 @@ impl Device {
                 identify_failures: 0,
                 identify_retry_at: None,
                 next_probe: 0,
+                config: Vec::new(),
+                refused_paths: 0,
+                next_verify: 0,
             }),
+            timer: AtomicBool::new(false),
             open: AtomicU32::new(0),
             visible: AtomicBool::new(false),
             readonly: AtomicBool::new(false),
@@ -134,6 +150,16 @@ impl Device {
     }
     pub(crate) fn set_visible(&self) {
         self.visible.store(true, Ordering::Release);
+    }
+    /// Asks the timer to look at this device from its next tick on.
+    pub(crate) fn wake_timer(&self) {
+        self.timer.store(true, Ordering::Release);
+    }
+    pub(crate) fn timer_wanted(&self) -> bool {
+        self.timer.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_timer_wanted(&self, wanted: bool) {
+        self.timer.store(wanted, Ordering::Release);
     }
     pub fn open_count(&self) -> u32 {
         self.open.load(Ordering::Acquire)
@@ -184,7 +210,7 @@ impl Device {
                     ifname: p.ifname.clone(),
                     local_mac: p.local_mac,
                     mac: p.mac,
-                    failed: p.failed(),
+                    state: p.state,
                     counters: p.counters,
                 })
                 .collect(),
@@ -199,6 +225,7 @@ impl Device {
             srtt: g.io.srtt(),
             rttvar: g.io.rttvar(),
             ignored: self.ignored.load(Ordering::Relaxed),
+            refused_paths: g.refused_paths,
         }
     }
 }

@@ -26,8 +26,13 @@ fn start(clock: Arc<dyn Clock>, mtu: usize, deadsecs: u32) -> (Hub, Arc<SimTarge
     let hub = Hub::new();
     hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
     let t = SimTarget::start(&hub, 3, 7, Mac([2, 0, 0, 0, 2, 2]), SECTORS, 16, 17);
-    let ini = Initiator::new(hub.provider(), clock, Options { deadsecs, maxout: 128 }, &["mem0".to_string()])
-        .expect("initiator");
+    let ini = Initiator::new(
+        hub.provider(),
+        clock,
+        Options { deadsecs, maxout: 128, ..Default::default() },
+        &["mem0".to_string()],
+    )
+    .expect("initiator");
     (hub, t, ini)
 }
 
