@@ -60,6 +60,10 @@ pub const MAX_CANDIDATES: usize = 8;
 /// A failed path (unless it is the target's last verified one) and a
 /// refused path leave the table after this long in that state.
 pub const PATH_EXPIRE: Micros = 60_000_000;
+/// A refused path that had to make room is remembered (up to this many,
+/// for `PATH_EXPIRE`), so its next config responses do not start another
+/// verification (and another report).
+const MAX_REFUSED_MACS: usize = 64;
 /// Consecutive timeouts after which a path leaves the rotation.
 const PATH_FAIL_TIMEOUTS: u32 = 3;
 /// A pinned command (a new path's verification IDENTIFY) is sent at most
@@ -381,6 +385,8 @@ pub enum PathChange {
     },
     /// No room (see `MAX_PATHS`, `MAX_CANDIDATES`): not added.
     Full,
+    /// Refused lately (and taken out of the table to make room): not added.
+    Refused,
 }
 
 /// Result of a reply being offered to the engine.
@@ -459,6 +465,8 @@ pub struct TargetIo {
     reorder_window: Micros,
     last_reorder: Micros,
     pub paths: Vec<Path>,
+    /// Refused paths taken out to make room: (link, MAC, refused at).
+    refused_macs: VecDeque<(usize, Mac, Micros)>,
     next_path_id: u32,
     rr: usize,
     last_progress: Micros,
@@ -503,6 +511,7 @@ impl TargetIo {
             reorder_window: REORDER_MIN,
             last_reorder: 0,
             paths: Vec::new(),
+            refused_macs: VecDeque::new(),
             next_path_id: 1,
             rr: 0,
             last_progress: 0,
@@ -587,6 +596,9 @@ impl TargetIo {
             return change;
         }
         let state = if state.verified() { PathState::InUse } else { PathState::Unverified };
+        if state == PathState::Unverified && self.refused_macs.iter().any(|&(l, m, _)| l == link && m == mac) {
+            return PathChange::Refused;
+        }
         if !self.make_room(state) {
             return PathChange::Full;
         }
@@ -624,14 +636,16 @@ impl TargetIo {
         if self.paths.iter().filter(|p| p.state.verified() == state.verified()).count() < limit {
             return true;
         }
-        let victim = self.paths.iter().filter(|p| p.state == victim_state).min_by_key(|p| p.since).map(|p| p.id);
-        match victim {
-            Some(id) => {
-                self.remove_paths(|p| p.id != id);
-                true
+        let victim = self.paths.iter().filter(|p| p.state == victim_state).min_by_key(|p| p.since);
+        let Some(&Path { id, link, mac, since, .. }) = victim else { return false };
+        if victim_state == PathState::Refused {
+            if self.refused_macs.len() >= MAX_REFUSED_MACS {
+                self.refused_macs.pop_front();
             }
-            None => false,
+            self.refused_macs.push_back((link, mac, since));
         }
+        self.remove_paths(|p| p.id != id);
+        true
     }
 
     /// Index of the path with id `id`.
@@ -677,6 +691,9 @@ impl TargetIo {
     /// target's last verified path (its MAC is where a down target is asked
     /// whether it is back). Returns how many left.
     pub fn expire_paths(&mut self, now: Micros) -> usize {
+        while self.refused_macs.front().is_some_and(|&(_, _, at)| now.saturating_sub(at) >= PATH_EXPIRE) {
+            self.refused_macs.pop_front();
+        }
         let old = |p: &Path| now.saturating_sub(p.since) >= PATH_EXPIRE;
         let expired = |p: &Path| matches!(p.state, PathState::Failed | PathState::Refused) && old(p);
         if !self.paths.iter().any(expired) {

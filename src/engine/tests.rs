@@ -384,6 +384,15 @@ fn the_path_table_is_bounded_and_cannot_be_filled_for_good() {
     t.refuse(forged[1], 30);
     let id = unverified(&mut t, 40, ninth, 1500, 16, 255);
     assert!(t.path(forged[3]).is_none() && t.path(forged[1]).is_some() && t.path(id).is_some());
+    // The refused MAC that made room is remembered: claiming the target
+    // again does not start another verification (until PATH_EXPIRE).
+    let again = |t: &mut TargetIo, now| {
+        t.add_path(now, 0, "sim0", I_MAC, Mac([2, 9, 0, 0, 0, 3]), 1500, 16, 255, PathState::Unverified)
+    };
+    assert_eq!(again(&mut t, 45), PathChange::Refused);
+    t.expire_paths(20 + PATH_EXPIRE);
+    t.refuse(forged[5], 46);
+    assert!(matches!(again(&mut t, 20 + PATH_EXPIRE), PathChange::Added { state: PathState::Unverified, .. }));
     // Known MACs update their entry, whatever the table holds.
     assert!(matches!(in_use(&mut t, 0, T_MAC, 1500, 16, 255), PathChange::Updated { state: PathState::InUse, .. }));
     // Verified paths: eight at most; a ninth verified one waits...

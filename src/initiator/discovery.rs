@@ -158,7 +158,7 @@ impl Initiator {
                 (id, state)
             }
             PathChange::Updated { id, state } => (id, state),
-            PathChange::Full => {
+            PathChange::Full | PathChange::Refused => {
                 drop(g);
                 self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
                 dev.ignored.fetch_add(1, Ordering::Relaxed);

@@ -220,9 +220,10 @@ impl Initiator {
     /// a second reopens interfaces that vanished and came back. Every tick
     /// (5 ms) it looks at the devices with work for their engine; every
     /// `SWEEP_INTERVAL` at all of them (IDENTIFY retries, probes of down
-    /// targets, new paths' verifications, and once a second old paths
-    /// leaving and the `err` reports), so an idle SAN of a thousand targets
-    /// costs next to nothing between sweeps.
+    /// targets, new paths' verifications, the engines of targets not up,
+    /// and once a second old paths leaving and the `err` reports), so an
+    /// idle SAN of a thousand targets, or a thousand forged ones waiting for
+    /// IDENTIFY, costs next to nothing between sweeps.
     pub fn tick(&self) {
         let now = self.now();
         if now.saturating_sub(self.last_link_check.load(Ordering::Relaxed)) >= 1_000_000 {
@@ -277,7 +278,10 @@ impl Initiator {
                         g.io.fail_all(IoError::Dead);
                     }
                     let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
-                    dev.set_timer_wanted(g.io.needs_timer() || g.unreported_retransmits > 0);
+                    // Only a target that is up needs the 5 ms resolution
+                    // (tail-loss probes); IDENTIFY and verifications of the
+                    // others start at an RTO of 200 ms or more.
+                    dev.set_timer_wanted(g.state == DevState::Up && g.io.needs_timer());
                     (t, n, g.io.take_completed())
                 };
                 self.send(out);
