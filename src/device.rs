@@ -47,9 +47,9 @@ pub struct Device {
     pub shelf: u16,
     pub slot: u8,
     pub(crate) inner: Mutex<DevInner>,
-    /// The timer has work for the engine (I/O, a verification, a report
-    /// due): it looks at this device every tick, at the others only on its
-    /// slower sweep. Set by whoever queues work, cleared by the timer.
+    /// On the timer's list: it looks at this device every tick, at the
+    /// others only on its slower sweep. Set (under `inner`) by whoever
+    /// queues work for the engine, cleared by the timer.
     timer: AtomicBool,
     open: AtomicU32,
     /// Set once IDENTIFY succeeded: from then on the device is listed.
@@ -151,9 +151,10 @@ impl Device {
     pub(crate) fn set_visible(&self) {
         self.visible.store(true, Ordering::Release);
     }
-    /// Asks the timer to look at this device from its next tick on.
-    pub(crate) fn wake_timer(&self) {
-        self.timer.store(true, Ordering::Release);
+    /// Sets the flag that says the device is on the timer's list; true if
+    /// it was not set (the caller puts it on the list).
+    pub(crate) fn claim_timer(&self) -> bool {
+        !self.timer.swap(true, Ordering::AcqRel)
     }
     pub(crate) fn timer_wanted(&self) -> bool {
         self.timer.load(Ordering::Acquire)

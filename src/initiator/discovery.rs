@@ -203,7 +203,7 @@ impl Initiator {
     /// failure (an AoE error, or no answer) is retried with backoff
     /// (`retry_delay`) by the timer.
     pub(super) fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
-        dev.wake_timer();
+        self.wake_timer(dev);
         g.identifying = true;
         g.identify_retry_at = None;
         let d = dev.clone();

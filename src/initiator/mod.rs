@@ -7,7 +7,7 @@
 //! Locks, in the order they may be taken (never the other way):
 //! `link_config` (reconfiguring interfaces; no I/O thread takes it) →
 //! `devices` → `Device::inner` → leaf locks (`pending_ctl`,
-//! `config_retries`, `new_targets`, `quiet`, the `err` queue). The link
+//! `config_retries`, `new_targets`, `quiet`, `timer_list`, the `err` queue). The link
 //! table is an immutable snapshot behind a lock held only to clone it; no
 //! frame is sent and no interface opened while any of these locks is held.
 
@@ -106,6 +106,8 @@ pub struct Initiator {
     new_targets: Mutex<trust::RateLimit>,
     /// Bounds the `err` messages about targets never identified.
     quiet: Mutex<trust::Quiet>,
+    /// The devices the timer looks at every tick (`wake_timer`).
+    timer_list: Mutex<Vec<Arc<Device>>>,
     pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
     config_retries: Mutex<HashMap<(u16, u8, crate::wire::Mac), discovery::ConfigRetry>>,
     ctl_seq: AtomicU32,
@@ -161,6 +163,7 @@ impl Initiator {
             discover_at: AtomicU64::new(0),
             new_targets: Mutex::new(trust::RateLimit::new(trust::NEW_TARGET_BURST, trust::NEW_TARGET_RATE)),
             quiet: Mutex::new(trust::Quiet::default()),
+            timer_list: Mutex::new(Vec::new()),
             pending_ctl: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
             ctl_seq: AtomicU32::new(1),
@@ -198,7 +201,7 @@ impl Initiator {
                 if g.state != DevState::Up {
                     vec![(done, Err(IoError::Down))]
                 } else {
-                    dev.wake_timer();
+                    self.wake_timer(dev);
                     match op {
                         Op::Read => g.io.submit_read(now, lba, nsect, done, out),
                         Op::Write => g.io.submit_write(now, lba, data, done, out),
@@ -248,68 +251,106 @@ impl Initiator {
             self.last_sweep.store(now, Ordering::Relaxed);
             self.retry_config_queries(now);
         }
-        let devices: Vec<Arc<Device>> =
-            self.devices.read().values().filter(|d| sweep || d.timer_wanted()).cloned().collect();
+        // Devices not on the timer's list are looked at only on a sweep
+        // (listed before the list is taken, so none is looked at twice).
+        let others: Vec<Arc<Device>> = if sweep {
+            self.devices.read().values().filter(|d| !d.timer_wanted()).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let listed = std::mem::take(&mut *self.timer_list.lock());
         let mut queries = Vec::new();
         with_outbox(|out| {
-            for dev in devices {
-                let (t, unreported, c) = {
-                    let mut g = dev.inner.lock();
-                    let mut probe = false;
-                    if sweep {
-                        probe = self.tend(&dev, &mut g, now, out);
-                        self.verify_paths(&dev, &mut g, now, out, &mut queries);
-                        if report {
-                            g.io.expire_paths(now);
-                        }
-                    }
-                    let mut t = TimerOutcome::default();
-                    if g.io.needs_timer() || g.unreported_retransmits > 0 {
-                        // A down target's only commands are new paths'
-                        // verifications: it is not declared dead again.
-                        let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
-                        t = g.io.on_timer(now, deadsecs, out);
-                    }
-                    t.probe |= probe;
-                    g.unreported_retransmits += t.retransmitted;
-                    if t.dead {
-                        g.state = DevState::Down;
-                        g.identifying = false;
-                        g.io.fail_all(IoError::Dead);
-                    }
-                    let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
-                    // Only a target that is up needs the 5 ms resolution
-                    // (tail-loss probes); IDENTIFY and verifications of the
-                    // others start at an RTO of 200 ms or more.
-                    dev.set_timer_wanted(g.state == DevState::Up && g.io.needs_timer());
-                    (t, n, g.io.take_completed())
-                };
-                self.send(out);
-                self.send_queries(&mut queries);
-                if t.probe {
-                    self.probe(&dev);
+            for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
+                if self.tick_device(&dev, on_list, now, sweep, report, out, &mut queries) {
+                    self.timer_list.lock().push(dev);
                 }
-                let known = dev.visible();
-                if unreported > 0 {
-                    self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
-                }
-                if t.dead && !known {
-                    // Never identified: nothing to keep it for (a config
-                    // response brings it back).
-                    self.forget(&dev);
-                    self.err_about(
-                        false,
-                        format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
-                    );
-                } else if t.dead {
-                    self.errlog.push(format!(
-                        "{}: no response for {} s, device marked down",
-                        dev.name(),
-                        self.opts.deadsecs
-                    ));
-                }
-                run_completions(c);
             }
         });
+    }
+
+    /// The timer's work on one device (see `tick`). `on_list`: it was taken
+    /// off the timer's list (its flag is set). Returns whether it goes
+    /// (back) on the list: it is up and its engine has work. The flag
+    /// changes under the device's lock, as `wake_timer` sets it, so a device
+    /// with work is never off the list.
+    #[allow(clippy::too_many_arguments)]
+    fn tick_device(
+        &self,
+        dev: &Arc<Device>,
+        on_list: bool,
+        now: Micros,
+        sweep: bool,
+        report: bool,
+        out: &mut Outbox,
+        queries: &mut Vec<discovery::ConfigQuery>,
+    ) -> bool {
+        let (t, unreported, c, listed) = {
+            let mut g = dev.inner.lock();
+            let mut probe = false;
+            if sweep {
+                probe = self.tend(dev, &mut g, now, out);
+                self.verify_paths(dev, &mut g, now, out, queries);
+                if report {
+                    g.io.expire_paths(now);
+                }
+            }
+            let mut t = TimerOutcome::default();
+            if g.io.needs_timer() || g.unreported_retransmits > 0 {
+                // A down target's only commands are new paths'
+                // verifications: it is not declared dead again.
+                let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
+                t = g.io.on_timer(now, deadsecs, out);
+            }
+            t.probe |= probe;
+            g.unreported_retransmits += t.retransmitted;
+            if t.dead {
+                g.state = DevState::Down;
+                g.identifying = false;
+                g.io.fail_all(IoError::Dead);
+            }
+            let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
+            // Only a target that is up needs the 5 ms resolution (tail-loss
+            // probes); IDENTIFY and verifications of the others start at an
+            // RTO of 200 ms or more.
+            let wanted = g.state == DevState::Up && g.io.needs_timer();
+            let listed = if on_list {
+                dev.set_timer_wanted(wanted);
+                wanted
+            } else {
+                wanted && dev.claim_timer()
+            };
+            (t, n, g.io.take_completed(), listed)
+        };
+        self.send(out);
+        self.send_queries(queries);
+        if t.probe {
+            self.probe(dev);
+        }
+        let known = dev.visible();
+        if unreported > 0 {
+            self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
+        }
+        if t.dead && !known {
+            // Never identified: nothing to keep it for (a config response
+            // brings it back).
+            self.forget(dev);
+            self.err_about(
+                false,
+                format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
+            );
+        } else if t.dead {
+            self.errlog.push(format!("{}: no response for {} s, device marked down", dev.name(), self.opts.deadsecs));
+        }
+        run_completions(c);
+        listed
+    }
+
+    /// Puts `dev` on the timer's list (it has work for its engine); called
+    /// under the device's lock.
+    pub(super) fn wake_timer(&self, dev: &Arc<Device>) {
+        if dev.claim_timer() {
+            self.timer_list.lock().push(dev.clone());
+        }
     }
 }

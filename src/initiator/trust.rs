@@ -336,7 +336,7 @@ impl Initiator {
                 ini.verification_identified(&d, id, res);
             }
         });
-        dev.wake_timer();
+        self.wake_timer(dev);
         g.io.submit_pinned_identify(now, id, done, out);
     }
 
