@@ -65,7 +65,7 @@ _aoefs() {
 
     case "${cmd}" in
         aoefs)
-            opts="-f -o -d -h -V --iflist --deadsecs --maxout --foreground --cache-mb --readahead-kb --discover-wait-ms --debug --pidfile --busy-poll-us --fuse-threads --workers --help --version stat iostat discover flush revalidate config help"
+            opts="-f -o -d -h -V --iflist --deadsecs --macs --maxout --foreground --cache-mb --readahead-kb --discover-wait-ms --debug --pidfile --busy-poll-us --fuse-threads --workers --help --version stat iostat discover flush revalidate config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -76,6 +76,10 @@ _aoefs() {
                     return 0
                     ;;
                 --deadsecs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --macs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

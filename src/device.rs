@@ -4,7 +4,7 @@
 //! through the methods here.
 
 use crate::clock::Micros;
-use crate::engine::{Counters, TargetIo};
+use crate::engine::{Counters, PathState, TargetIo};
 use crate::wire::{Identify, Mac};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -32,6 +32,12 @@ pub(crate) struct DevInner {
     pub(crate) identify_retry_at: Option<Micros>,
     /// When a down target is next asked whether it is back.
     pub(crate) next_probe: Micros,
+    /// The config string from the target's latest config response on a
+    /// verified path: a new path must report the same.
+    pub(crate) config: Vec<u8>,
+    /// New paths refused so far, and when the next verification may start.
+    pub(crate) refused_paths: u64,
+    pub(crate) next_verify: Micros,
 }
 
 /// One AoE target, `e{shelf}.{slot}`.
@@ -41,6 +47,10 @@ pub struct Device {
     pub shelf: u16,
     pub slot: u8,
     pub(crate) inner: Mutex<DevInner>,
+    /// On the timer's list: it looks at this device every tick, at the
+    /// others only on its slower sweep. Set (under `inner`) by whoever
+    /// queues work for the engine, cleared by the timer.
+    timer: AtomicBool,
     open: AtomicU32,
     /// Set once IDENTIFY succeeded: from then on the device is listed.
     visible: AtomicBool,
@@ -62,7 +72,7 @@ pub struct PathInfo {
     pub ifname: String,
     pub local_mac: Mac,
     pub mac: Mac,
-    pub failed: bool,
+    pub state: PathState,
     pub counters: Counters,
 }
 
@@ -92,6 +102,8 @@ pub struct Snapshot {
     pub ignored: u64,
     /// `Device::created`.
     pub created: Micros,
+    /// New paths refused so far (their verification failed).
+    pub refused_paths: u64,
 }
 
 impl Snapshot {
@@ -122,7 +134,11 @@ impl Device {
                 identify_failures: 0,
                 identify_retry_at: None,
                 next_probe: 0,
+                config: Vec::new(),
+                refused_paths: 0,
+                next_verify: 0,
             }),
+            timer: AtomicBool::new(false),
             open: AtomicU32::new(0),
             visible: AtomicBool::new(false),
             readonly: AtomicBool::new(false),
@@ -140,6 +156,17 @@ impl Device {
     }
     pub(crate) fn set_visible(&self) {
         self.visible.store(true, Ordering::Release);
+    }
+    /// Sets the flag that says the device is on the timer's list; true if
+    /// it was not set (the caller puts it on the list).
+    pub(crate) fn claim_timer(&self) -> bool {
+        !self.timer.swap(true, Ordering::AcqRel)
+    }
+    pub(crate) fn timer_wanted(&self) -> bool {
+        self.timer.load(Ordering::Acquire)
+    }
+    pub(crate) fn set_timer_wanted(&self, wanted: bool) {
+        self.timer.store(wanted, Ordering::Release);
     }
     pub fn open_count(&self) -> u32 {
         self.open.load(Ordering::Acquire)
@@ -190,7 +217,7 @@ impl Device {
                     ifname: p.ifname.clone(),
                     local_mac: p.local_mac,
                     mac: p.mac,
-                    failed: p.failed(),
+                    state: p.state,
                     counters: p.counters,
                 })
                 .collect(),
@@ -206,6 +233,7 @@ impl Device {
             rttvar: g.io.rttvar(),
             ignored: self.ignored.load(Ordering::Relaxed),
             created: self.created,
+            refused_paths: g.refused_paths,
         }
     }
 }

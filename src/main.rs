@@ -47,6 +47,9 @@ struct Cli {
     /// Seconds without progress before a target is marked down and its I/O fails (0: retry forever)
     #[arg(long, default_value_t = 180, value_name = "SECS")]
     deadsecs: u32,
+    /// Only these target MACs may become paths (comma-separated; aa:bb:cc:dd:ee:ff, aa-bb-.. or 12 hex digits), and discovery asks them instead of broadcasting. Recommended on a shared LAN, with vblade -m on the targets
+    #[arg(long, value_name = "MAC[,MAC...]")]
+    macs: Option<String>,
     /// Most frames outstanding to one target (also capped by the target's buffer count)
     #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
     maxout: u16,
@@ -218,7 +221,8 @@ fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
 }
 
 /// Takes aoefs's own settings out of `-o` (as mount(8) and fstab pass them):
-/// `iflist=eth1:eth3`, `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`,
+/// `iflist=eth1:eth3`, `macs=020000000001:020000000002` (12 hex digits
+/// each), `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`,
 /// `busy_poll_us=N`.
 fn apply_aoefs_options(cli: &mut Cli) {
     let mut rest = Vec::new();
@@ -234,6 +238,8 @@ fn apply_aoefs_options(cli: &mut Cli) {
             |v: &str| -> u64 { v.parse().unwrap_or_else(|_| fail(EXIT_USAGE, &format!("-o {k}: not a number: {v}"))) };
         match k {
             "iflist" => cli.iflist = Some(v.replace(':', " ")),
+            // Colons separate the MACs here (commas separate options).
+            "macs" => cli.macs = Some(v.replace(':', ",")),
             "deadsecs" => cli.deadsecs = num(v).min(u32::MAX as u64) as u32,
             "maxout" => {
                 let n = num(v);
@@ -311,6 +317,17 @@ fn main() {
     if names.is_empty() && provider.default_names().is_empty() {
         fail(EXIT_USAGE, "no usable network interface (none is up besides loopback)");
     }
+    let macs = match cli.macs.as_deref().map(aoefs::initiator::parse_macs) {
+        None => Vec::new(),
+        Some(Ok(m)) => m,
+        Some(Err(e)) => fail(
+            EXIT_USAGE,
+            &format!(
+                "--macs: {e} (MACs as aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or 12 hex digits, separated by \
+                 commas; in -o macs=, 12 hex digits separated by colons)"
+            ),
+        ),
+    };
     let mut readonly = false;
     let mut acl = fuser::SessionACL::Owner;
     let mut mount_opts = vec![
@@ -346,7 +363,7 @@ fn main() {
     // Before any thread starts, so that only the signal thread takes them.
     let stop_signals = BlockedStopSignals::block();
 
-    let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout };
+    let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs };
     let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
         Ok(i) => i,
         Err(e) => {

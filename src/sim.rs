@@ -27,6 +27,8 @@ pub struct SimConfig {
     pub flush_ext: bool,
     pub model: String,
     pub serial: String,
+    /// The config string its config responses carry.
+    pub config: Vec<u8>,
 }
 
 impl SimConfig {
@@ -44,6 +46,7 @@ impl SimConfig {
             flush_ext: false,
             model: "aoefs SimTarget".into(),
             serial: format!("sim{shelf}.{slot}"),
+            config: Vec::new(),
         }
     }
 }
@@ -151,7 +154,7 @@ impl SimModel {
                 max_sectors: c.max_sectors,
                 aoe_version: wire::AOE_VERSION,
                 ccmd: 0,
-                config: &[],
+                config: &c.config,
             }),
         })
     }

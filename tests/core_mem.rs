@@ -15,7 +15,7 @@ use aoefs::engine::{IoError, IoResult, Op};
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
-use aoefs::sim::{SimConfig, SimModel};
+use aoefs::sim::{Backing, SimConfig, SimModel};
 use aoefs::wire::Mac;
 use common::seeded;
 use std::sync::mpsc;
@@ -26,36 +26,43 @@ const SECTORS: u64 = 8192; // 4 MiB
 /// How often the initiator is ticked (aoefs' timer thread: every 5 ms).
 const TICK: Duration = Duration::from_millis(5);
 
+/// The target's MAC.
+const T_MAC: Mac = Mac([2, 0, 0, 0, 2, 2]);
+
 /// Target e3.7 as vblade would be: 16 buffers, 17 sectors per command,
 /// FLUSH CACHE but not FLUSH CACHE EXT.
 fn e3_7() -> SimConfig {
-    SimConfig { buffer_count: 16, max_sectors: 17, ..SimConfig::new(3, 7, Mac([2, 0, 0, 0, 2, 2])) }
+    SimConfig { buffer_count: 16, max_sectors: 17, ..SimConfig::new(3, 7, T_MAC) }
 }
 
 /// The hub, `target` on it and an initiator on port `mem0` reading `clock`.
-fn start(clock: Arc<dyn Clock>, mtu: usize, deadsecs: u32, target: SimConfig) -> (Hub, Arc<SimTarget>, Arc<Initiator>) {
+fn start(clock: Arc<dyn Clock>, mtu: usize, opts: Options, target: SimConfig) -> (Hub, Arc<SimTarget>, Arc<Initiator>) {
     let hub = Hub::new();
     hub.add_port("mem0", Mac([2, 0, 0, 0, 1, 1]), mtu);
     let t = SimTarget::start_model(&hub, SimModel::with_disk(target, SECTORS));
-    let ini = Initiator::new(hub.provider(), clock, Options { deadsecs, maxout: 128 }, &["mem0".to_string()])
-        .expect("initiator");
+    let ini = Initiator::new(hub.provider(), clock, opts, &["mem0".to_string()]).expect("initiator");
     (hub, t, ini)
+}
+
+fn opts(deadsecs: u32) -> Options {
+    Options { deadsecs, maxout: 128, ..Default::default() }
 }
 
 /// Real clock; a thread ticks the initiator every [`TICK`] until the test
 /// drops it. The target is e3.7.
 fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
-    setup_with(e3_7(), mtu, deadsecs, cache)
+    setup_with(e3_7(), mtu, opts(deadsecs), cache)
 }
 
-/// `setup` with another target (shelf 3, slot 7: the helpers below use e3.7).
+/// `setup` with another target (shelf 3, slot 7: the helpers below use
+/// e3.7) or other options.
 fn setup_with(
     target: SimConfig,
     mtu: usize,
-    deadsecs: u32,
+    opts: Options,
     cache: usize,
 ) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
-    let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, deadsecs, target);
+    let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, opts, target);
     let weak = Arc::downgrade(&ini);
     let timer = std::thread::spawn(move || loop {
         std::thread::sleep(TICK);
@@ -74,7 +81,7 @@ fn setup_with(
 /// unless the test calls [`advance`].
 fn setup_manual(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::default());
-    let (hub, t, ini) = start(clock.clone(), mtu, deadsecs, e3_7());
+    let (hub, t, ini) = start(clock.clone(), mtu, opts(deadsecs), e3_7());
     ini.discover();
     // wait_discovery measures its quiet time on the clock, which stands
     // still: wait (real time) for the hub to bring the answers instead.
@@ -321,7 +328,7 @@ fn fsync(core: &Arc<BlockFs>) -> Result<(), i32> {
 /// flush command per fsync, of the kind IDENTIFY offered, and none before.
 fn check_one_flush_per_fsync(target: SimConfig) {
     let ext = target.flush_ext;
-    let (_hub, t, core, _) = setup_with(target, 1500, 180, 0);
+    let (_hub, t, core, _) = setup_with(target, 1500, opts(180), 0);
     let count = |t: &SimTarget| {
         let c = t.model.lock().counters;
         (c.flushes, c.flushes_ext)
@@ -729,4 +736,169 @@ fn damaged_reply_headers_never_deliver_wrong_data_or_acknowledge_unwritten_write
     println!("{:?}; refusals whose status was damaged into success: {status_says_success}", hub.fault_counters());
     assert!(status_says_success > 0, "no reply had its ERR bit flipped: the case was not tested");
     assert!(t.disk() == disk, "nothing written");
+}
+
+// ---------------------------------------------------------------------------
+// paths and trust (issue 12): other hosts on the segment claiming e3.7
+// ---------------------------------------------------------------------------
+
+/// A host claiming e3.7 from `mac`: answers like a target (reads with 0xEE
+/// junk, writes acknowledged and forgotten) with its own IDENTIFY serial.
+fn impostor(hub: &Hub, mac: Mac, serial: &str) -> Arc<SimTarget> {
+    let cfg = SimConfig { buffer_count: 1, max_sectors: 1, serial: serial.into(), ..SimConfig::new(3, 7, mac) };
+    SimTarget::start_model(hub, SimModel::new(cfg, Backing::Junk { sectors: SECTORS, byte: 0xEE }))
+}
+
+/// Every message on `err` now (without waiting for more).
+fn drain_err(core: &BlockFs) -> Vec<String> {
+    std::iter::from_fn(|| core.ini.errlog.pop_timeout(Duration::from_millis(1))).collect()
+}
+
+/// Waits until `block/e3.7/paths` has the line `want`; returns the file.
+fn wait_path(core: &BlockFs, want: &str, timeout: Duration) -> String {
+    let dev = core.ini.device(3, 7).unwrap();
+    let mut last = String::new();
+    wait_until(timeout, || {
+        last = core.status_attr(&dev, "paths").unwrap();
+        last.lines().any(|l| l == want)
+    });
+    assert!(last.lines().any(|l| l == want), "no {want:?} in paths:\n{last}");
+    last
+}
+
+#[test]
+fn a_new_mac_with_another_identify_is_refused_and_never_gets_io() {
+    let (hub, t, core, _) = setup(9000, 180, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+    let rogue = impostor(&hub, Mac([2, 0, 0, 0, 6, 6]), "rogue");
+    let paths = wait_path(&core, "020000000606 mem0 refused", Duration::from_secs(5));
+    assert!(paths.lines().any(|l| l == "020000000202 mem0 in-use"), "{paths}");
+    let mut model = t.disk();
+    for i in 0..20u64 {
+        let d = pattern(50_000, 500 + i);
+        write(&core, i * 50_000, &d).unwrap();
+        model[i as usize * 50_000..i as usize * 50_000 + d.len()].copy_from_slice(&d);
+        assert_eq!(read(&core, i * 50_000, 50_000).unwrap(), d);
+    }
+    assert!(t.disk() == model);
+    let c = rogue.model.lock().counters;
+    assert_eq!((c.reads, c.writes, c.identifies), (0, 0, 1), "the other host got no I/O: {c:?}");
+    assert!(c.config_queries >= 1, "{c:?}");
+    // Its bufcnt 1 / 1 sector per frame changed nothing.
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+    assert_eq!(dev.snapshot().max_window, 16);
+    assert_eq!(core.status_attr(&dev, "mac").unwrap(), "020000000202\n");
+    assert_eq!(core.status_attr(&dev, "netif").unwrap(), "mem0\n");
+    let stats = core.status_attr(&dev, "stats").unwrap();
+    assert!(stats.lines().any(|l| l == "paths_refused 1"), "{stats}");
+    let errs = drain_err(&core);
+    let refusals: Vec<&String> = errs.iter().filter(|m| m.contains("refused")).collect();
+    assert_eq!(refusals.len(), 1, "reported once: {errs:?}");
+    assert!(
+        refusals[0].contains("e3.7: path from MAC 020000000606 (mem0) refused: IDENTIFY differs (serial)"),
+        "{errs:?}"
+    );
+    // It announces itself again: still refused, not reported again.
+    rogue.announce();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(drain_err(&core).iter().all(|m| !m.contains("refused")));
+    assert_eq!(rogue.model.lock().counters.identifies, 1);
+}
+
+#[test]
+fn a_second_path_to_the_same_target_is_verified_and_shares_the_io() {
+    let (hub, t, core, _) = setup(1500, 180, 0);
+    // The same target reached at a second MAC: same serial, model and size.
+    let twin_mac = Mac([2, 0, 0, 0, 3, 3]);
+    let twin = SimTarget::start_model(&hub, SimModel::with_disk(SimConfig::new(3, 7, twin_mac), SECTORS));
+    wait_path(&core, "020000000303 mem0 in-use", Duration::from_secs(5));
+    assert!(drain_err(&core).iter().all(|m| !m.contains("refused")));
+    for i in 0..10u64 {
+        read(&core, i * 65536, 65536).unwrap();
+    }
+    let (a, b) = (t.model.lock().counters.reads, twin.model.lock().counters.reads);
+    assert!(a > 20 && b > 20, "reads spread over both paths: {a} / {b}");
+}
+
+#[test]
+fn a_new_mac_with_another_config_string_is_refused() {
+    let (hub, _t, core, _) = setup(1500, 180, 0);
+    let mut cfg = SimConfig::new(3, 7, Mac([2, 0, 0, 0, 4, 4]));
+    cfg.config = b"other".to_vec();
+    let other = SimTarget::start_model(&hub, SimModel::with_disk(cfg, SECTORS));
+    wait_path(&core, "020000000404 mem0 refused", Duration::from_secs(5));
+    assert!(drain_err(&core).iter().any(|m| m.ends_with("refused: config string differs\n")));
+    assert_eq!(other.model.lock().counters.requests, 0, "refused on its announcement alone");
+}
+
+#[test]
+fn with_macs_other_hosts_receive_nothing_and_become_no_path() {
+    let (hub, t, core, _) = setup_with(e3_7(), 1500, Options { macs: vec![T_MAC], ..opts(180) }, 0);
+    let dev = core.ini.device(3, 7).expect("found by a unicast query");
+    // Same IDENTIFY as the target: only the list keeps it out.
+    let rogue =
+        SimTarget::start_model(&hub, SimModel::with_disk(SimConfig::new(3, 7, Mac([2, 0, 0, 0, 6, 6])), SECTORS));
+    core.write_ctl(Ctl::Discover, b"\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(&core, 0, 65536).unwrap(), t.disk()[..65536]);
+    assert_eq!(core.status_attr(&dev, "paths").unwrap(), "020000000202 mem0 in-use\n");
+    assert_eq!(rogue.model.lock().counters.requests, 0, "not even a discovery broadcast");
+    let stats = core.status_attr(&dev, "stats").unwrap();
+    assert!(!stats.contains("mount_ignored_untrusted_mac 0"), "{stats}");
+}
+
+#[test]
+fn eight_impostors_then_a_new_mac_of_the_real_target_and_it_recovers() {
+    let (hub, t, core, _) = setup(1500, 180, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    let rogues: Vec<_> = (0..8u8).map(|i| impostor(&hub, Mac([2, 0, 0, 0, 6, i]), "rogue")).collect();
+    for i in 0..8u8 {
+        wait_path(&core, &format!("02000000060{i} mem0 refused"), Duration::from_secs(5));
+    }
+    // The target's NIC is swapped: the old MAC falls silent, the new one
+    // announces itself.
+    t.model.lock().behaviour.silent = true;
+    let mut cfg = SimConfig::new(3, 7, Mac([2, 0, 0, 0, 9, 9]));
+    cfg.buffer_count = 16;
+    let mut model = SimModel::with_disk(cfg, SECTORS);
+    model.disk_mut().copy_from_slice(&t.disk());
+    let swapped = SimTarget::start_model(&hub, model);
+    let t0 = Instant::now();
+    wait_path(&core, "020000000909 mem0 in-use", Duration::from_secs(5));
+    let d = pattern(200_000, 9);
+    write(&core, 4096, &d).unwrap();
+    assert_eq!(read(&core, 4096, 200_000).unwrap(), d);
+    assert!(t0.elapsed() < Duration::from_secs(5), "recovered in {:?}", t0.elapsed());
+    assert_eq!(&swapped.disk()[4096..204_096], &d[..]);
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "up\n");
+    for r in &rogues {
+        let c = r.model.lock().counters;
+        assert_eq!((c.reads, c.writes), (0, 0));
+    }
+}
+
+#[test]
+fn a_flood_of_new_targets_is_bounded_and_the_real_one_still_works() {
+    use aoefs::initiator::MAX_UNIDENTIFIED;
+    let (hub, t, core, _) = setup(1500, 180, 0);
+    drain_err(&core);
+    let rogue = hub.add_port("rogue", Mac([2, 0, 0, 0, 6, 6]), 1500);
+    let forger = SimModel::with_disk(SimConfig::new(0, 0, Mac([2, 0, 0, 0, 6, 6])), 8);
+    for i in 0..20_000u32 {
+        let mut m = forger.clone();
+        (m.cfg.shelf, m.cfg.slot) = (100 + (i / 200) as u16, (i % 200) as u8);
+        hub.send_from(rogue, &m.announcement());
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let n = core.ini.devices().len();
+    assert!(n <= MAX_UNIDENTIFIED + 1, "{n} devices");
+    assert!(n > 100, "new targets still come in: {n}");
+    let errs = drain_err(&core);
+    assert!(errs.len() <= 40, "{} messages on err: {:?}", errs.len(), &errs[..errs.len().min(20)]);
+    assert!(errs.iter().any(|m| m.contains("more messages about targets not identified")), "{errs:?}");
+    assert_eq!(read(&core, 0, 65536).unwrap(), t.disk()[..65536]);
+    let dev = core.ini.device(3, 7).unwrap();
+    let stats = core.status_attr(&dev, "stats").unwrap();
+    assert!(!stats.contains("mount_dropped_targets 0"), "{stats}");
 }

@@ -286,6 +286,7 @@ fn mount_helper_direct_translates_options() {
     let m = ExtMount::new(&tb, &mnt);
     let ifl = tb.init_if(0);
     let mnt_s = mnt.to_string_lossy().into_owned();
+    let tmac = tb.target_mac(0);
     let out = in_ns(
         &tb,
         &[
@@ -293,7 +294,10 @@ fn mount_helper_direct_translates_options() {
             &ifl,
             &mnt_s,
             "-o",
-            "defaults,deadsecs=30,ro,maxout=8,cache_mb=0,_netdev,x-systemd.automount,noauto,nofail",
+            &format!(
+                "defaults,deadsecs=30,ro,maxout=8,cache_mb=0,_netdev,x-systemd.automount,noauto,nofail,\
+                 macs=020000000001:{tmac}"
+            ),
             "-n",
         ],
         &[("AOEFS", AOEFS)],
@@ -310,6 +314,7 @@ fn mount_helper_direct_translates_options() {
     assert!(has_flag(&argv, "--deadsecs", "30"), "{:?}", argv);
     assert!(has_flag(&argv, "--maxout", "8"), "{:?}", argv);
     assert!(has_flag(&argv, "--cache-mb", "0"), "{:?}", argv);
+    assert!(has_flag(&argv, "--macs", &format!("020000000001,{tmac}")), "{:?}", argv);
     assert!(has_flag(&argv, "-o", "ro"), "{:?}", argv);
     for bad in ["defaults", "_netdev", "noauto", "nofail", "x-systemd"] {
         assert!(!argv.iter().any(|a| a.contains(bad)), "{} passed on: {:?}", bad, argv);

@@ -3,8 +3,28 @@
 //!
 //!     aoe-inject IFACE SHELF.SLOT [--seconds S] [--rate N] [--seed N]
 //!                [--initiator-mac MAC] [--foreign-mac MAC] [--kinds k1,k2,..] [--error N] [--stats FILE]
+//!     aoe-inject IFACE SHELF.SLOT --respond [--claim-macs N] [--bufcnt N] [--scnt N] [--sectors N]
+//!                [--announce-every S] [--seconds S] [--stats FILE]
+//!     aoe-inject IFACE SHELF.SLOT --config-flood N [--rate N] [--stats FILE]
 //!
-//! It sniffs the initiator's ATA requests to the target (learning the
+//! `--respond` makes it a host that claims the target (run it on its own
+//! interface, on the segment of the initiator and the target): every
+//! `--announce-every` seconds (default 1) it sends a config response for
+//! SHELF.SLOT from each of its `--claim-macs` MACs (default 1: the
+//! interface's own; more are `02:ee:ee:ee:KK:NN`, KK the interface MAC's last
+//! byte) with buffer count `--bufcnt` (default 16) and `--scnt` sectors per
+//! command (default 17), and answers every request addressed to one of those
+//! MACs (or broadcast) as a target of `--sectors` sectors (default 2 GiB
+//! worth) would (`sim::SimModel`, `sim::Backing::Junk`): reads with 0xEE
+//! junk, writes acknowledged and forgotten, its own IDENTIFY. It counts what
+//! it received (`requests`, `config_queries`, `identifies`, `reads`,
+//! `writes`, `other`) and writes the counters at the end (after `--seconds`,
+//! default 3600, or on SIGTERM).
+//!
+//! `--config-flood N` sends N config responses from the interface's MAC for N
+//! distinct shelf.slot numbers from SHELF.SLOT on, `--rate` a second.
+//!
+//! Without either, it sniffs the initiator's ATA requests to the target (learning the
 //! initiator's MAC, unless given, and live tags) and the target's replies on
 //! this interface (answered tags), and sends `--rate` frames per second for
 //! `--seconds` (default 5), cycling through the kinds:
@@ -36,6 +56,7 @@
 
 use aoefs::link::fault::Rng;
 use aoefs::link::raw::{RawOptions, RawSocket, Receive};
+use aoefs::sim::{Backing, SimConfig, SimModel};
 use aoefs::testtools::{stop_on_signals, INJECT_KINDS, STOP};
 use aoefs::wire::{
     AtaRepr, Body, Command, Frame, Header, Mac, Repr, AFLAG_EXT, AFLAG_WRITE, AOE_HDR_LEN, AOE_VERSION, ATA_HDR_LEN,
@@ -54,11 +75,23 @@ fn usage(msg: &str) -> ! {
     eprintln!("aoe-inject: {msg}");
     eprintln!(
         "usage: aoe-inject IFACE SHELF.SLOT [--seconds S] [--rate N] [--seed N] [--initiator-mac MAC] \
-         [--foreign-mac MAC] [--kinds {},{}] [--error N] [--stats FILE]",
+         [--foreign-mac MAC] [--kinds {},{}] [--error N] [--stats FILE]\n\
+         \x20      aoe-inject IFACE SHELF.SLOT --respond [--claim-macs N] [--bufcnt N] [--scnt N] [--sectors N] \
+         [--announce-every S] [--seconds S] [--stats FILE]\n\
+         \x20      aoe-inject IFACE SHELF.SLOT --config-flood N [--rate N] [--stats FILE]",
         INJECT_KINDS.join(","),
         EXPLICIT_KINDS.join(",")
     );
     std::process::exit(2);
+}
+
+/// What `--respond` claims.
+struct Respond {
+    macs: u8,
+    bufcnt: u16,
+    scnt: u8,
+    sectors: u64,
+    announce_every: f64,
 }
 
 struct Args {
@@ -73,6 +106,8 @@ struct Args {
     kinds: Vec<&'static str>,
     error: u8,
     stats: Option<String>,
+    respond: Option<Respond>,
+    flood: u32,
 }
 
 fn parse_args() -> Args {
@@ -89,12 +124,38 @@ fn parse_args() -> Args {
         kinds: INJECT_KINDS.to_vec(),
         error: 3,
         stats: None,
+        respond: None,
+        flood: 0,
     };
+    let mut seconds_given = false;
+    let mut r = Respond { macs: 1, bufcnt: 16, scnt: 17, sectors: 1 << 22, announce_every: 1.0 };
+    let mut respond = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = |name: &str| it.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> T {
+            v.parse().unwrap_or_else(|_| usage(&format!("bad {name}")))
+        }
         match arg.as_str() {
+            "--respond" => respond = true,
+            "--claim-macs" => {
+                r.macs = num("--claim-macs", val("--claim-macs"));
+                if r.macs == 0 {
+                    usage("--claim-macs must be 1 to 255");
+                }
+            }
+            "--bufcnt" => r.bufcnt = num("--bufcnt", val("--bufcnt")),
+            "--scnt" => r.scnt = num("--scnt", val("--scnt")),
+            "--sectors" => r.sectors = num("--sectors", val("--sectors")),
+            "--announce-every" => {
+                r.announce_every = num("--announce-every", val("--announce-every"));
+                if r.announce_every.is_nan() || r.announce_every <= 0.0 {
+                    usage("--announce-every must be positive");
+                }
+            }
+            "--config-flood" => a.flood = num("--config-flood", val("--config-flood")),
             "--seconds" => {
+                seconds_given = true;
                 a.seconds = val("--seconds").parse().unwrap_or_else(|_| usage("bad --seconds"));
                 if a.seconds.is_nan() || a.seconds <= 0.0 || a.seconds > 3600.0 {
                     usage("--seconds must be in (0, 3600]");
@@ -149,6 +210,12 @@ fn parse_args() -> Args {
     a.slot = t;
     if a.foreign.is_multicast() {
         usage("--foreign-mac must be unicast");
+    }
+    if respond {
+        if !seconds_given {
+            a.seconds = 3600.0;
+        }
+        a.respond = Some(r);
     }
     a
 }
@@ -464,14 +531,137 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
     })
 }
 
+fn fail(what: &str, e: io::Error) -> ! {
+    eprintln!("aoe-inject: {what}: {e}");
+    std::process::exit(1)
+}
+
+/// Writes the counters to stderr and `--stats`.
+fn write_stats(a: &Args, text: &str) {
+    eprint!("{text}");
+    if let Some(p) = &a.stats {
+        let _ = std::fs::write(p, text);
+    }
+}
+
+/// The MACs `--respond` claims the target from.
+fn claimed_macs(me: Mac, n: u8) -> Vec<Mac> {
+    std::iter::once(me).chain((1..n).map(|k| Mac([0x02, 0xee, 0xee, 0xee, me.0[5], k]))).collect()
+}
+
+/// `--respond`: a host claiming SHELF.SLOT that answers everything sent to it.
+fn respond(a: &Args, r: &Respond, me: Mac) {
+    let sock = RawSocket::open(
+        &a.iface,
+        RawOptions { receive: Receive::Aoe, promiscuous: true, rcvbuf: 8 << 20, ..Default::default() },
+    )
+    .unwrap_or_else(|e| fail(&a.iface, e));
+    let macs = claimed_macs(me, r.macs);
+    let cfg = SimConfig { buffer_count: r.bufcnt, max_sectors: r.scnt, ..SimConfig::new(a.shelf, a.slot, me) };
+    let mut model = SimModel::new(cfg, Backing::Junk { sectors: r.sectors, byte: 0xEE });
+    let deadline = Instant::now() + Duration::from_secs_f64(a.seconds);
+    let every = Duration::from_secs_f64(r.announce_every);
+    let mut next_announce = Instant::now();
+    let (mut announcements, mut other, mut broadcasts) = (0u64, 0u64, 0u64);
+    let mut buf = vec![0u8; 65536];
+    eprintln!(
+        "aoe-inject: ready on {}: responding as e{}.{} from {}",
+        a.iface,
+        a.shelf,
+        a.slot,
+        macs.iter().map(|m| m.hex12()).collect::<Vec<_>>().join(",")
+    );
+    while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
+        if Instant::now() >= next_announce {
+            next_announce += every;
+            for &m in &macs {
+                model.cfg.mac = m;
+                if sock.send(&pad60(model.announcement())).is_ok() {
+                    announcements += 1;
+                }
+            }
+        }
+        let Some((n, _)) = sock.recv(&mut buf, 20).unwrap_or_else(|e| fail("receive", e)) else { continue };
+        let Ok(f) = Frame::new_checked(&buf[..n]) else { continue };
+        let dst = f.dst();
+        if f.is_response() || !(dst == Mac::BROADCAST || macs.contains(&dst)) {
+            continue;
+        }
+        broadcasts += u64::from(dst == Mac::BROADCAST);
+        let before = model.counters;
+        let answerers = if dst == Mac::BROADCAST { macs.clone() } else { vec![dst] };
+        for m in answerers {
+            model.cfg.mac = m;
+            // Announced with --scnt, but takes any command (it answers
+            // whatever it receives).
+            model.cfg.max_sectors = if f.command() == Command::Ata.to_u8() { 255 } else { r.scnt };
+            if let Some(reply) = model.handle(&buf[..n]) {
+                let _ = sock.send(&pad60(reply));
+            }
+        }
+        if model.counters == before {
+            other += 1;
+        }
+    }
+    let c = model.counters;
+    let text = format!(
+        "macs {}\nannouncements {announcements}\nrequests {}\nbroadcasts {broadcasts}\nconfig_queries {}\n\
+         identifies {}\nreads {}\nwrites {}\nbytes_written {}\nother {other}\n",
+        macs.iter().map(|m| m.hex12()).collect::<Vec<_>>().join(","),
+        c.requests + other,
+        c.config_queries,
+        c.identifies,
+        c.reads,
+        c.writes,
+        c.bytes_written,
+    );
+    write_stats(a, &text);
+}
+
+/// `--config-flood N`: config responses for N distinct shelf.slot numbers.
+fn flood(a: &Args, me: Mac) {
+    let sock = RawSocket::open(&a.iface, RawOptions::default()).unwrap_or_else(|e| fail(&a.iface, e));
+    let mut model = SimModel::new(SimConfig::new(a.shelf, a.slot, me), Backing::Junk { sectors: 8, byte: 0 });
+    eprintln!("aoe-inject: ready on {}: {} config responses from e{}.{} on", a.iface, a.flood, a.shelf, a.slot);
+    let interval = Duration::from_secs_f64(1.0 / a.rate);
+    let start = Instant::now();
+    let (mut sent, mut send_errors) = (0u64, 0u64);
+    let (mut shelf, mut slot) = (a.shelf, a.slot);
+    for i in 0..a.flood {
+        if STOP.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = start + interval * i;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        (model.cfg.shelf, model.cfg.slot) = (shelf, slot);
+        match sock.send(&pad60(model.announcement())) {
+            Ok(()) => sent += 1,
+            Err(_) => send_errors += 1,
+        }
+        // Next shelf.slot, skipping the broadcast numbers.
+        slot = if slot >= 254 { 0 } else { slot + 1 };
+        if slot == 0 {
+            shelf = if shelf >= 0xFFFE { 0 } else { shelf + 1 };
+        }
+    }
+    write_stats(
+        a,
+        &format!("sent_total {sent}\nsend_errors {send_errors}\nseconds {:.3}\n", start.elapsed().as_secs_f64()),
+    );
+}
+
 fn main() {
     let a = parse_args();
     stop_on_signals();
-    let fail = |what: &str, e: io::Error| -> ! {
-        eprintln!("aoe-inject: {what}: {e}");
-        std::process::exit(1)
-    };
     let me = aoefs::sys::net::if_mac(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
+    if let Some(r) = &a.respond {
+        return respond(&a, r, me);
+    }
+    if a.flood > 0 {
+        return flood(&a, me);
+    }
     let mtu = aoefs::sys::net::if_mtu(&a.iface).unwrap_or_else(|e| fail(&a.iface, e));
     let sock = Arc::new(open_sock(&a.iface).unwrap_or_else(|e| fail(&a.iface, e)));
     let seen = Arc::new(Mutex::new(Seen { initiator: a.initiator, ..Default::default() }));
@@ -541,10 +731,7 @@ fn main() {
         text += &format!("sent {kind} {}\nskipped {kind} {}\n", sent[i], skipped[i]);
     }
     text += &format!("sent_total {}\n", sent.iter().sum::<u64>());
-    eprint!("{text}");
-    if let Some(p) = &a.stats {
-        let _ = std::fs::write(p, &text);
-    }
+    write_stats(&a, &text);
     match sniff_res {
         Ok(Ok(())) => std::process::exit(0),
         Ok(Err(e)) => fail("receive", e),

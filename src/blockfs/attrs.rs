@@ -4,7 +4,7 @@
 
 use super::{slice_at, BlockFs, CtlError, ReadReply, WriteReply};
 use crate::device::{Device, Snapshot};
-use crate::engine::Counters;
+use crate::engine::{Counters, PathState};
 use crate::fs_err;
 use crate::initiator::{CtlReply, CtlRequest};
 use crate::wire::{AoeError, Directive, Mac};
@@ -13,9 +13,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Status attributes in `block/eX.Y/`.
-pub const ATTRS: [&str; 12] = [
+pub const ATTRS: [&str; 13] = [
     "state",
     "mac",
+    "paths",
     "netif",
     "firmware-version",
     "payload",
@@ -172,10 +173,24 @@ impl BlockFs {
         let snap = dev.snapshot();
         let s = match attr {
             "state" => snap.state_string().to_string(),
-            "mac" => snap.paths.first().map(|p| p.mac.hex12()).unwrap_or_else(|| "000000000000".into()),
+            // One MAC, as the driver's attribute shows: the first path in
+            // use (else the first failed one); never a path not verified.
+            "mac" => {
+                let first = |st: PathState| snap.paths.iter().find(|p| p.state == st);
+                first(PathState::InUse)
+                    .or_else(|| first(PathState::Failed))
+                    .map(|p| p.mac.hex12())
+                    .unwrap_or_else(|| "000000000000".into())
+            }
+            // Every path: target MAC, interface, state.
+            "paths" => {
+                return Some(
+                    snap.paths.iter().map(|p| format!("{} {} {}\n", p.mac.hex12(), p.ifname, p.state)).collect(),
+                )
+            }
             "netif" => {
                 let mut names: Vec<&str> = Vec::new();
-                for p in &snap.paths {
+                for p in snap.paths.iter().filter(|p| p.state.verified()) {
                     if !names.contains(&p.ifname.as_str()) {
                         names.push(&p.ifname);
                     }
@@ -226,6 +241,8 @@ impl BlockFs {
             c.write_wait_us,
             self.ini.now().saturating_sub(snap.created)
         );
+        // New paths (MACs) whose verification failed.
+        let _ = writeln!(s, "paths_refused {}", snap.refused_paths);
         let _ = writeln!(
             s,
             "rtt_avg_us {}\nrtt_dev_us {}\nrto_us {}\nwindow {}\nmax_window {}\noutstanding {}\nheld {}\nqueued {}\nghosts {}",
@@ -244,17 +261,19 @@ impl BlockFs {
         let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
             s,
-            "mount_ignored_malformed {}\nmount_ignored_unknown_target {}\nmount_ignored_unknown_source {}\nmount_ignored_foreign_tag {}\nmount_ignored_unexpected_tag {}",
+            "mount_ignored_malformed {}\nmount_ignored_unknown_target {}\nmount_ignored_unknown_source {}\nmount_ignored_foreign_tag {}\nmount_ignored_unexpected_tag {}\nmount_ignored_untrusted_mac {}\nmount_dropped_targets {}",
             ld(&ig.malformed),
             ld(&ig.unknown_target),
             ld(&ig.unknown_source),
             ld(&ig.foreign_tag),
-            ld(&ig.unexpected_tag)
+            ld(&ig.unexpected_tag),
+            ld(&ig.untrusted_mac),
+            ld(&ig.dropped_target)
         );
         for p in &snap.paths {
             let prefix = format!("path {} {} ", p.ifname, p.mac.hex12());
             line(&mut s, &prefix, &p.counters);
-            let _ = writeln!(s, "{prefix}failed {}", u8::from(p.failed));
+            let _ = writeln!(s, "{prefix}failed {}", u8::from(p.state == PathState::Failed));
         }
         s
     }

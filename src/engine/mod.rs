@@ -22,6 +22,21 @@
 //!   the ghost expires (`TargetIo::ghost_hold`), so a target that executes a
 //!   held original late cannot put older data over an acknowledged newer
 //!   write.
+//!
+//! Paths (see `Documentation/design.md`, "Paths and trust"): each has a
+//! `PathState`. Only paths *in use* (and *failed* ones, which are the
+//! target's own paths that stopped answering and are probed) carry reads and
+//! writes, and only their replies are applied; window, payload and buffer
+//! count come from the paths in use alone. A new MAC of a known target is
+//! *unverified* until the initiator has checked it: the one command sent on
+//! such a path is a *pinned* IDENTIFY (`submit_pinned_identify`), which
+//! stays on that path, is sent at most `PINNED_TRIES` times, and takes no
+//! part in the target's window, held count, round-trip estimate, loss
+//! detection or dead detection (another host's buffer and timing are not the
+//! target's). The table is bounded: `MAX_PATHS` verified paths and
+//! `MAX_CANDIDATES` unverified or refused ones, refused and long-failed
+//! paths leave it (`expire_paths`), and a verified new path takes the place
+//! of the longest-failed one when it is full.
 
 mod rtt;
 
@@ -34,11 +49,26 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-/// Most paths (local interface, target MAC) per target; more config
-/// responses from new MACs are ignored.
+/// Most verified paths (local interface, target MAC: in use or failed) per
+/// target. A verified new path takes the place of the one failed longest;
+/// with none failed it waits.
 pub const MAX_PATHS: usize = 8;
+/// Most candidate paths (unverified or refused) per target: a new MAC
+/// takes the place of the oldest refused one; with none refused it is
+/// ignored.
+pub const MAX_CANDIDATES: usize = 8;
+/// A failed path (unless it is the target's last verified one) and a
+/// refused path leave the table after this long in that state.
+pub const PATH_EXPIRE: Micros = 60_000_000;
+/// A refused path that had to make room is remembered (up to this many,
+/// for `PATH_EXPIRE`), so its next config responses do not start another
+/// verification (and another report).
+const MAX_REFUSED_MACS: usize = 64;
 /// Consecutive timeouts after which a path leaves the rotation.
 const PATH_FAIL_TIMEOUTS: u32 = 3;
+/// A pinned command (a new path's verification IDENTIFY) is sent at most
+/// this many times, then fails with `IoError::Timeout`.
+pub const PINNED_TRIES: usize = 3;
 /// How often a failed path is re-probed with one frame.
 const PATH_PROBE_INTERVAL: Micros = 1_000_000;
 /// A transmission that timed out is presumed lost after this long even if
@@ -162,6 +192,9 @@ struct Job {
     off: u32,
     cmd: u8,
     write: bool,
+    /// Stays on its slot's path (a new path's verification): outside the
+    /// window and the target's estimates, and never a ghost.
+    pinned: bool,
 }
 
 impl Job {
@@ -250,9 +283,69 @@ impl Counters {
     }
 }
 
+/// What a path may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// Carries reads and writes.
+    InUse,
+    /// A new MAC of a known target, not checked yet: carries nothing but its
+    /// verification (a pinned IDENTIFY).
+    Unverified,
+    /// Was in use and stopped answering: out of the rotation, probed with one
+    /// frame a second, back in use when it answers.
+    Failed,
+    /// Failed its verification: carries nothing, its frames are ignored.
+    Refused,
+}
+
+impl PathState {
+    /// In use or failed: one of the target's own paths.
+    pub fn verified(self) -> bool {
+        matches!(self, PathState::InUse | PathState::Failed)
+    }
+    /// As the `paths` file shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PathState::InUse => "in-use",
+            PathState::Unverified => "unverified",
+            PathState::Failed => "failed",
+            PathState::Refused => "refused",
+        }
+    }
+}
+
+impl fmt::Display for PathState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How far a new path's verification got (kept by the initiator).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// When the unicast query config and the pinned IDENTIFY went out.
+    pub started: Option<Micros>,
+    /// Unicast config queries sent, and when the next one is due.
+    pub queries: u32,
+    pub next_query: Micros,
+    /// The MAC answered a query config.
+    pub config_answered: bool,
+    /// Its IDENTIFY matched the target's.
+    pub identify_matched: bool,
+    /// IDENTIFY answered with an AoE error (or cut short by a flush) this
+    /// many times; not tried again before `not_before`.
+    pub failures: u32,
+    pub not_before: Micros,
+}
+
 /// One way to reach the target: a local interface and a target MAC.
 #[derive(Debug, Clone)]
 pub struct Path {
+    /// Unique within the target (indices change when paths leave).
+    pub id: u32,
+    pub state: PathState,
+    /// When it entered its state.
+    pub since: Micros,
     pub link: usize,
     pub ifname: String,
     pub local_mac: Mac,
@@ -263,13 +356,25 @@ pub struct Path {
     pub max_sectors: u8,
     pub consecutive_timeouts: u32,
     pub next_probe: Micros,
+    pub verification: Verification,
     pub counters: Counters,
 }
 
 impl Path {
     pub fn failed(&self) -> bool {
-        self.consecutive_timeouts >= PATH_FAIL_TIMEOUTS
+        self.state == PathState::Failed
     }
+    /// Sectors a frame on this path may carry.
+    fn frame_sectors(&self) -> u8 {
+        frame_sectors(self.mtu, self.max_sectors)
+    }
+}
+
+/// Sectors per frame for an MTU and a target's maximum: min((MTU − 36) /
+/// 512, maximum, 255), at least 1.
+fn frame_sectors(mtu: usize, max_sectors: u8) -> u8 {
+    let by_mtu = (mtu.saturating_sub(ATA_HDR_LEN - wire::ETH_HDR_LEN)) / SECTOR;
+    by_mtu.min(max_sectors.max(1) as usize).clamp(1, 255) as u8
 }
 
 /// A frame the engine wants sent on link `link`: the ATA header `head`
@@ -298,13 +403,21 @@ pub type Outbox = Vec<Transmit>;
 /// Finished requests, to be run after the caller drops the target's lock.
 pub type Completions = Vec<(IoDone, IoResult)>;
 
-/// What `add_path` did.
+/// What `add_path` did: the path's id and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathChange {
-    Added,
-    Updated,
-    /// Already `MAX_PATHS` paths: not added.
+    Added {
+        id: u32,
+        state: PathState,
+    },
+    Updated {
+        id: u32,
+        state: PathState,
+    },
+    /// No room (see `MAX_PATHS`, `MAX_CANDIDATES`): not added.
     Full,
+    /// Refused lately (and taken out of the table to make room): not added.
+    Refused,
 }
 
 /// Result of a reply being offered to the engine.
@@ -354,8 +467,10 @@ pub struct TargetIo {
     pending: VecDeque<Job>,
     slots: Vec<Slot>,
     free_slots: Vec<u16>,
-    /// Commands in flight (occupied slots).
+    /// Commands in flight (occupied slots), pinned ones apart.
     pub nout: u32,
+    /// Pinned commands in flight.
+    pinned: u32,
     /// Transmissions held by the target by our count (see the module docs):
     /// never above the window when a frame is sent.
     pub held: u32,
@@ -381,6 +496,9 @@ pub struct TargetIo {
     reorder_window: Micros,
     last_reorder: Micros,
     pub paths: Vec<Path>,
+    /// Refused paths taken out to make room: (link, MAC, refused at).
+    refused_macs: VecDeque<(usize, Mac, Micros)>,
+    next_path_id: u32,
     rr: usize,
     last_progress: Micros,
     busy_since: Option<Micros>,
@@ -412,6 +530,7 @@ impl TargetIo {
             slots: Vec::new(),
             free_slots: Vec::new(),
             nout: 0,
+            pinned: 0,
             held: 0,
             ghosts: Vec::new(),
             answered_sent_at: 0,
@@ -423,23 +542,36 @@ impl TargetIo {
             reorder_window: REORDER_MIN,
             last_reorder: 0,
             paths: Vec::new(),
+            refused_macs: VecDeque::new(),
+            next_path_id: 1,
             rr: 0,
             last_progress: 0,
             busy_since: None,
             counters: Counters::default(),
             completed: Vec::new(),
         };
-        t.recompute();
+        t.set_limits(16, 1500, 2);
         t
     }
 
-    /// Applies the paths' buffer counts, maximum sectors and MTUs: the
-    /// window is capped by min(maxout, smallest buffer count) and restarts
-    /// at half of it when that changes; sectors per frame follow the
-    /// smallest MTU and maximum. Taking the smallest means a path (or a
-    /// forged config response) can only make aoefs more careful.
+    /// Applies the buffer counts, maximum sectors and MTUs of the paths in
+    /// use (failed, unverified and refused ones have no say; with none in
+    /// use, nothing changes): the window is capped by min(maxout, smallest
+    /// buffer count) and restarts at half of it when that changes; sectors
+    /// per frame follow the smallest MTU and maximum.
     fn recompute(&mut self) {
-        let bufcnt = self.paths.iter().map(|p| p.buffer_count).min().unwrap_or(16);
+        let in_use = || self.paths.iter().filter(|p| p.state == PathState::InUse);
+        let (Some(bufcnt), Some(mtu), Some(max)) = (
+            in_use().map(|p| p.buffer_count).min(),
+            in_use().map(|p| p.mtu).min(),
+            in_use().map(|p| p.max_sectors).min(),
+        ) else {
+            return;
+        };
+        self.set_limits(bufcnt, mtu, max);
+    }
+
+    fn set_limits(&mut self, bufcnt: u16, mtu: usize, max_sectors: u8) {
         let maxwin = (bufcnt.max(1).min(self.maxout) as u32).min(MAX_SLOTS as u32);
         if maxwin != self.maxwin {
             self.maxwin = maxwin;
@@ -447,11 +579,7 @@ impl TargetIo {
             self.ssthresh = maxwin;
             self.ack_credit = 0;
         }
-        let mtu = self.paths.iter().map(|p| p.mtu).min().unwrap_or(1500);
-        let max = self.paths.iter().map(|p| p.max_sectors).min().unwrap_or(2).max(1);
-        let by_mtu = (mtu.saturating_sub(ATA_HDR_LEN - wire::ETH_HDR_LEN)) / SECTOR;
-        let n = by_mtu.min(max as usize).clamp(1, 255);
-        self.sectors_per_frame = n as u8;
+        self.sectors_per_frame = frame_sectors(mtu, max_sectors);
     }
 
     /// Bytes of data per frame (the `payload` attribute).
@@ -459,10 +587,14 @@ impl TargetIo {
         self.sectors_per_frame as usize * SECTOR
     }
 
-    /// Adds a path, or updates it from a new config response.
+    /// Adds a path in state `state` (in use, or unverified), or updates a
+    /// known one from a new config response (a failed path is in use
+    /// again: the target answered on it). A full table makes room (see
+    /// `MAX_PATHS`, `MAX_CANDIDATES`) or refuses the new path.
     #[allow(clippy::too_many_arguments)]
     pub fn add_path(
         &mut self,
+        now: Micros,
         link: usize,
         ifname: &str,
         local_mac: Mac,
@@ -470,49 +602,164 @@ impl TargetIo {
         mtu: usize,
         buffer_count: u16,
         max_sectors: u8,
+        state: PathState,
     ) -> PathChange {
-        let change = if let Some(p) = self.paths.iter_mut().find(|p| p.link == link && p.mac == mac) {
-            // A config reply proves the path works again.
-            p.consecutive_timeouts = 0;
+        if let Some(p) = self.paths.iter_mut().find(|p| p.link == link && p.mac == mac) {
             p.mtu = mtu;
-            p.ifname = ifname.to_string();
+            if p.ifname != ifname {
+                p.ifname = ifname.to_string();
+            }
             p.buffer_count = buffer_count;
             p.max_sectors = max_sectors;
-            PathChange::Updated
-        } else if self.paths.len() >= MAX_PATHS {
+            let verified = p.state.verified();
+            if verified {
+                // A config reply proves the path works again.
+                p.consecutive_timeouts = 0;
+                if p.state == PathState::Failed {
+                    p.state = PathState::InUse;
+                    p.since = now;
+                }
+            }
+            let change = PathChange::Updated { id: p.id, state: p.state };
+            if verified {
+                self.recompute();
+            }
+            return change;
+        }
+        let state = if state.verified() { PathState::InUse } else { PathState::Unverified };
+        if state == PathState::Unverified && self.refused_macs.iter().any(|&(l, m, _)| l == link && m == mac) {
+            return PathChange::Refused;
+        }
+        if !self.make_room(state) {
             return PathChange::Full;
-        } else {
-            self.paths.push(Path {
-                link,
-                ifname: ifname.to_string(),
-                local_mac,
-                mac,
-                mtu,
-                buffer_count,
-                max_sectors,
-                consecutive_timeouts: 0,
-                next_probe: 0,
-                counters: Counters::default(),
-            });
-            PathChange::Added
-        };
+        }
+        let id = self.next_path_id;
+        self.next_path_id += 1;
+        self.paths.push(Path {
+            id,
+            state,
+            since: now,
+            link,
+            ifname: ifname.to_string(),
+            local_mac,
+            mac,
+            mtu,
+            buffer_count,
+            max_sectors,
+            consecutive_timeouts: 0,
+            next_probe: 0,
+            verification: Verification::default(),
+            counters: Counters::default(),
+        });
+        if state == PathState::InUse {
+            self.recompute();
+        }
+        PathChange::Added { id, state }
+    }
+
+    /// Makes room for one more path in `state`'s part of the table (verified
+    /// or candidate): when it is full, the path that has been failed (for a
+    /// verified one) or refused (for a candidate) the longest leaves.
+    /// False when there is none to take out.
+    fn make_room(&mut self, state: PathState) -> bool {
+        let (limit, victim_state) =
+            if state.verified() { (MAX_PATHS, PathState::Failed) } else { (MAX_CANDIDATES, PathState::Refused) };
+        if self.paths.iter().filter(|p| p.state.verified() == state.verified()).count() < limit {
+            return true;
+        }
+        let victim = self.paths.iter().filter(|p| p.state == victim_state).min_by_key(|p| p.since);
+        let Some(&Path { id, link, mac, since, .. }) = victim else { return false };
+        if victim_state == PathState::Refused {
+            if self.refused_macs.len() >= MAX_REFUSED_MACS {
+                self.refused_macs.pop_front();
+            }
+            self.refused_macs.push_back((link, mac, since));
+        }
+        self.remove_paths(|p| p.id != id);
+        true
+    }
+
+    /// Index of the path with id `id`.
+    fn path_index(&self, id: u32) -> Option<usize> {
+        self.paths.iter().position(|p| p.id == id)
+    }
+
+    pub fn path(&self, id: u32) -> Option<&Path> {
+        self.paths.iter().find(|p| p.id == id)
+    }
+
+    pub fn path_mut(&mut self, id: u32) -> Option<&mut Path> {
+        self.paths.iter_mut().find(|p| p.id == id)
+    }
+
+    /// An unverified path passed its verification: it is in use from now
+    /// on, in place of the longest-failed path if the table is full. False
+    /// (and it stays unverified) when every verified path is in use.
+    pub fn promote(&mut self, id: u32, now: Micros) -> bool {
+        if self.path(id).is_none_or(|p| p.state != PathState::Unverified) || !self.make_room(PathState::InUse) {
+            return false;
+        }
+        let p = self.path_mut(id).expect("checked above");
+        p.state = PathState::InUse;
+        p.since = now;
+        p.consecutive_timeouts = 0;
         self.recompute();
-        change
+        true
+    }
+
+    /// An unverified path failed its verification: it carries nothing and
+    /// leaves the table after `PATH_EXPIRE` (or when a new MAC needs room).
+    pub fn refuse(&mut self, id: u32, now: Micros) {
+        if let Some(p) = self.path_mut(id) {
+            if p.state == PathState::Unverified {
+                p.state = PathState::Refused;
+                p.since = now;
+            }
+        }
+    }
+
+    /// Takes out the paths refused, or failed, for `PATH_EXPIRE`, except the
+    /// target's last verified path (its MAC is where a down target is asked
+    /// whether it is back). Returns how many left.
+    pub fn expire_paths(&mut self, now: Micros) -> usize {
+        while self.refused_macs.front().is_some_and(|&(_, _, at)| now.saturating_sub(at) >= PATH_EXPIRE) {
+            self.refused_macs.pop_front();
+        }
+        let old = |p: &Path| now.saturating_sub(p.since) >= PATH_EXPIRE;
+        let expired = |p: &Path| matches!(p.state, PathState::Failed | PathState::Refused) && old(p);
+        if !self.paths.iter().any(expired) {
+            return 0;
+        }
+        // With every verified path expiring, the one that failed last stays.
+        let keep = if self.paths.iter().filter(|p| p.state.verified()).all(expired) {
+            self.paths.iter().filter(|p| p.state.verified()).max_by_key(|p| p.since).map(|p| p.id)
+        } else {
+            None
+        };
+        let before = self.paths.len();
+        self.remove_paths(|p| !expired(p) || Some(p.id) == keep);
+        before - self.paths.len()
     }
 
     /// Removes every path through `link` (interface no longer allowed).
     pub fn remove_link(&mut self, link: usize) {
+        self.remove_paths(|p| p.link != link);
+    }
+
+    /// Keeps the paths for which `keep` holds. Frames in flight on a removed
+    /// path are retransmitted on another on timeout; a pinned command on one
+    /// fails then.
+    fn remove_paths(&mut self, keep: impl Fn(&Path) -> bool) {
         let old = std::mem::take(&mut self.paths);
         let mut map = Vec::with_capacity(old.len());
         for p in old {
-            if p.link == link {
-                map.push(None);
-            } else {
+            if keep(&p) {
                 map.push(Some(self.paths.len() as u16));
                 self.paths.push(p);
+            } else {
+                map.push(None);
             }
         }
-        // In-flight frames on removed paths are retransmitted elsewhere on timeout.
         for s in self.slots.iter_mut() {
             if s.job.is_some() {
                 s.path = map.get(s.path as usize).copied().flatten().unwrap_or(u16::MAX);
@@ -520,6 +767,17 @@ impl TargetIo {
         }
         self.rr = 0;
         self.recompute();
+    }
+
+    /// The path at index `idx` answered: a failed path is in use again.
+    fn path_answered(&mut self, idx: usize, now: Micros) {
+        let Some(p) = self.paths.get_mut(idx) else { return };
+        p.consecutive_timeouts = 0;
+        if p.state == PathState::Failed {
+            p.state = PathState::InUse;
+            p.since = now;
+            self.recompute();
+        }
     }
 
     /// The retransmission timeout of a first transmission.
@@ -540,13 +798,14 @@ impl TargetIo {
     pub fn ghosts(&self) -> usize {
         self.ghosts.len()
     }
-    /// Requests are waiting for the target (in flight or queued).
+    /// Requests are waiting for the target (in flight or queued; pinned
+    /// commands go to other MACs and do not count).
     pub fn busy(&self) -> bool {
         self.nout > 0 || !self.pending.is_empty()
     }
-    /// `on_timer` has work: requests, or ghosts to expire.
+    /// `on_timer` has work: requests, pinned commands, or ghosts to expire.
     pub fn needs_timer(&self) -> bool {
-        self.busy() || !self.ghosts.is_empty()
+        self.busy() || self.pinned > 0 || !self.ghosts.is_empty()
     }
 
     /// How long a ghost lives (and a write's ghost blocks overlapping
@@ -614,6 +873,7 @@ impl TargetIo {
                 off: (s as usize * SECTOR) as u32,
                 cmd,
                 write: op == Op::Write,
+                pinned: false,
             });
             s += count;
         }
@@ -637,38 +897,76 @@ impl TargetIo {
             op,
             submitted: now,
         });
-        self.pending.push_back(Job { req, lba: 0, count, off: 0, cmd, write: false });
+        self.pending.push_back(Job { req, lba: 0, count, off: 0, cmd, write: false, pinned: false });
         self.mark_busy(now);
         self.pump(now, out);
     }
 
-    /// Picks the path for the next frame: round-robin over working paths; a
-    /// failed path gets one probe frame per interval; if every path failed,
-    /// use them all anyway.
-    fn pick_path(&mut self, now: Micros) -> Option<u16> {
+    /// Sends IDENTIFY on path `path_id` only (a new path's verification):
+    /// at once, outside the window, at most `PINNED_TRIES` times; it fails
+    /// with `IoError::Timeout` when none is answered, `IoError::Down` when
+    /// the path is gone. Its answer is accepted only from that path's MAC.
+    pub fn submit_pinned_identify(&mut self, now: Micros, path_id: u32, done: IoDone, out: &mut Outbox) {
+        let Some(idx) = self.path_index(path_id) else {
+            self.completed.push((done, Err(IoError::Down)));
+            return;
+        };
+        let req = self.alloc_req(Req {
+            buf: ReqBuf::In(vec![0u8; SECTOR]),
+            frames_left: 1,
+            err: None,
+            done: Some(done),
+            op: Op::Identify,
+            submitted: now,
+        });
+        let job = Job { req, lba: 0, count: 1, off: 0, cmd: wire::ATA_IDENTIFY, write: false, pinned: true };
+        let slot = self.alloc_slot(job, idx as u16);
+        self.pinned += 1;
+        self.transmit(now, slot, out);
+    }
+
+    /// Takes a free slot for `job` on path index `path`.
+    fn alloc_slot(&mut self, job: Job, path: u16) -> u16 {
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u16
+            }
+        };
+        let s = &mut self.slots[slot as usize];
+        s.job = Some(job);
+        s.sent.clear();
+        s.path = path;
+        slot
+    }
+
+    /// Picks the path for the next frame of `count` sectors: round-robin
+    /// over the paths in use that can carry it; a failed path gets one probe
+    /// frame per interval; if every such path failed, use them anyway.
+    /// Unverified and refused paths are never picked.
+    fn pick_path(&mut self, now: Micros, count: u8) -> Option<u16> {
         let n = self.paths.len();
-        if n == 0 {
-            return None;
-        }
+        let mut failed = None;
         for i in 0..n {
             let idx = (self.rr + i) % n;
             let p = &mut self.paths[idx];
-            let usable = if p.failed() {
-                if now >= p.next_probe {
-                    p.next_probe = now + PATH_PROBE_INTERVAL;
-                    true
-                } else {
-                    false
-                }
-            } else {
-                true
-            };
-            if usable {
-                self.rr = (idx + 1) % n;
-                return Some(idx as u16);
+            if !p.state.verified() || count > p.frame_sectors() {
+                continue;
             }
+            if p.state == PathState::Failed {
+                failed.get_or_insert(idx);
+                if now < p.next_probe {
+                    continue;
+                }
+                p.next_probe = now + PATH_PROBE_INTERVAL;
+            }
+            self.rr = (idx + 1) % n;
+            return Some(idx as u16);
         }
-        let idx = self.rr % n;
+        // None in use can carry it: a failed one, else any verified one
+        // (the frame was sized for a path that has left since).
+        let idx = failed.or_else(|| self.paths.iter().position(|p| p.state.verified()))?;
         self.rr = (idx + 1) % n;
         Some(idx as u16)
     }
@@ -693,26 +991,17 @@ impl TargetIo {
                 i += 1;
                 continue;
             }
-            let Some(path) = self.pick_path(now) else { break };
+            let Some(path) = self.pick_path(now, job.count) else { break };
             self.pending.remove(i);
-            let slot = match self.free_slots.pop() {
-                Some(s) => s,
-                None => {
-                    self.slots.push(Slot::default());
-                    (self.slots.len() - 1) as u16
-                }
-            };
-            let s = &mut self.slots[slot as usize];
-            s.job = Some(job);
-            s.sent.clear();
-            s.path = path;
+            let slot = self.alloc_slot(job, path);
             self.nout += 1;
             self.transmit(now, slot, out);
         }
     }
 
     /// Sends the next transmission of an occupied slot (a new tag on the
-    /// slot's current path).
+    /// slot's current path). A pinned command's transmissions are not held
+    /// by the target (they go to another MAC) nor counted as its frames.
     fn transmit(&mut self, now: Micros, slot: u16, out: &mut Outbox) {
         let deadline = now + self.rtt.backoff(self.slots[slot as usize].sent.len());
         let s = &mut self.slots[slot as usize];
@@ -722,10 +1011,11 @@ impl TargetIo {
             0 => 1,
             g => g,
         };
-        s.sent.push(Sent { gen: s.gen, seq: self.next_seq, at: now, deadline, held: true, overtaken: false });
+        let held = !job.pinned;
+        s.sent.push(Sent { gen: s.gen, seq: self.next_seq, at: now, deadline, held, overtaken: false });
         self.next_seq += 1;
         let tag = tag_of(slot, s.gen);
-        self.held += 1;
+        self.held += u32::from(held);
         let Some(path) = self.paths.get_mut(s.path as usize) else { return };
         let (aflags, lba) = match job.cmd {
             wire::ATA_IDENTIFY => (0, 0),
@@ -749,7 +1039,7 @@ impl TargetIo {
         }
         .emit(&mut head);
         path.counters.frames_sent += 1;
-        self.counters.frames_sent += 1;
+        self.counters.frames_sent += u64::from(held);
         let data = match &self.reqs[job.req as usize].as_ref().expect("frame of a finished request").buf {
             ReqBuf::Out(b) if job.write => Some((b.clone(), job.off, dlen as u32)),
             _ => None,
@@ -801,6 +1091,13 @@ impl TargetIo {
     fn free_slot(&mut self, now: Micros, slot: u16, answered: Option<u32>) {
         let s = &mut self.slots[slot as usize];
         let job = s.job.take().expect("free of an empty slot");
+        if job.pinned {
+            // Held by nobody we count: no ghost; late answers are unexpected.
+            s.sent.clear();
+            self.free_slots.push(slot);
+            self.pinned -= 1;
+            return;
+        }
         let mut sent = std::mem::take(&mut s.sent);
         if let Some(i) = answered.and_then(|g| sent.iter().position(|t| t.gen == g)) {
             if sent.swap_remove(i).held {
@@ -883,14 +1180,20 @@ impl TargetIo {
         }
         let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
         let gen = (tag >> SLOT_BITS) & GEN_MASK;
-        if !self.paths.iter().any(|p| p.mac == src) {
-            return ReplyOutcome::UnknownSource;
-        }
         let current = self.slots.get(slot as usize).and_then(|s| {
             let job = s.job?;
             let t = *s.sent.iter().find(|t| t.gen == gen)?;
             Some((job, t, s.path))
         });
+        // A pinned command is answered only by its path's MAC; everything
+        // else only by a verified path's (never an unverified or refused one).
+        let source_ok = match current {
+            Some((job, _, path)) if job.pinned => self.paths.get(path as usize).is_some_and(|p| p.mac == src),
+            _ => self.paths.iter().any(|p| p.mac == src && p.state.verified()),
+        };
+        if !source_ok {
+            return ReplyOutcome::UnknownSource;
+        }
         let Some((job, sent, path_idx)) = current else {
             return self.on_late_reply(now, slot, gen, out);
         };
@@ -906,20 +1209,25 @@ impl TargetIo {
                 return ReplyOutcome::Short;
             }
         }
-        // Every transmission has its own tag, so the sample is unambiguous.
-        // FLUSH CACHE is left out: its time is the disk's, not the round trip's.
-        if !job.is_flush() {
-            self.rtt.sample(now.saturating_sub(sent.at));
-        }
-        self.answered(now, &sent);
-        self.counters.frames_received += 1;
         let path_idx = path_idx as usize;
         if let Some(p) = self.paths.get_mut(path_idx) {
             p.counters.frames_received += 1;
-            p.consecutive_timeouts = 0;
+        }
+        if !job.pinned {
+            // Every transmission has its own tag, so the sample is
+            // unambiguous. FLUSH CACHE is left out: its time is the disk's,
+            // not the round trip's. (A pinned command's answer comes from
+            // another MAC, maybe another host: it says nothing about the
+            // target's timing, order or buffer.)
+            if !job.is_flush() {
+                self.rtt.sample(now.saturating_sub(sent.at));
+            }
+            self.answered(now, &sent);
+            self.counters.frames_received += 1;
+            self.path_answered(path_idx, now);
+            self.on_ack_window();
         }
         self.free_slot(now, slot, Some(gen));
-        self.on_ack_window();
         let err = match reply {
             Err(e) => Some(IoError::Aoe(e)),
             Ok(a) if a.failed() => Some(IoError::Ata { status: a.cmd_status, error: a.err_feature }),
@@ -956,7 +1264,7 @@ impl TargetIo {
             }
         };
         if err.is_some() {
-            self.counters.errors += 1;
+            self.counters.errors += u64::from(!job.pinned);
             if let Some(p) = self.paths.get_mut(path_idx) {
                 p.counters.errors += 1;
             }
@@ -1042,9 +1350,14 @@ impl TargetIo {
         let mut lost = false;
         let mut fast = false;
         let mut stuck = false;
+        let mut path_failed = false;
         for i in 0..self.slots.len() {
             let Some(job) = self.slots[i].job else { continue };
             let Some(latest) = self.slots[i].sent.last().copied() else { continue };
+            if job.pinned {
+                self.pinned_timer(now, i as u16, job, &latest, out);
+                continue;
+            }
             let overtaken = latest.held
                 && latest.seq < self.overtaken_below
                 && now.saturating_sub(latest.at) >= self.rtt.srtt() + self.reorder_window;
@@ -1072,7 +1385,7 @@ impl TargetIo {
                 stuck = true;
                 continue;
             }
-            let Some(path) = self.pick_path(now) else {
+            let Some(path) = self.pick_path(now, job.count) else {
                 // No path at all: keep waiting; dead detection will end it.
                 continue;
             };
@@ -1091,9 +1404,17 @@ impl TargetIo {
                 p.consecutive_timeouts += 1;
                 p.counters.retransmits += 1;
                 p.counters.timeouts += u64::from(timeout);
+                if p.state == PathState::InUse && p.consecutive_timeouts >= PATH_FAIL_TIMEOUTS {
+                    p.state = PathState::Failed;
+                    p.since = now;
+                    path_failed = true;
+                }
             }
             self.slots[i].path = path;
             self.transmit(now, i as u16, out);
+        }
+        if path_failed {
+            self.recompute();
         }
         let rto = self.rto();
         // Ask the target whether it is alive when frames wait and it has
@@ -1124,6 +1445,26 @@ impl TargetIo {
         res
     }
 
+    /// A pinned command's timer: resent on its own path when its
+    /// transmission timed out, failed with `IoError::Timeout` after
+    /// `PINNED_TRIES` (or at once when its path is gone).
+    fn pinned_timer(&mut self, now: Micros, slot: u16, job: Job, latest: &Sent, out: &mut Outbox) {
+        if now < latest.deadline {
+            return;
+        }
+        let s = &self.slots[slot as usize];
+        let path = s.path as usize;
+        if s.sent.len() >= PINNED_TRIES || path >= self.paths.len() {
+            self.free_slot(now, slot, None);
+            self.frame_done(job.req, Some(IoError::Timeout));
+            return;
+        }
+        let p = &mut self.paths[path];
+        p.counters.retransmits += 1;
+        p.counters.timeouts += 1;
+        self.transmit(now, slot, out);
+    }
+
     /// Recounts the transmissions held by the target (tests check that the
     /// running count never drifts).
     #[cfg(test)]
@@ -1145,6 +1486,7 @@ impl TargetIo {
         self.overtaken_below = self.next_seq;
         self.free_slots = (0..self.slots.len() as u16).rev().collect();
         self.nout = 0;
+        self.pinned = 0;
         self.held = 0;
         self.busy_since = None;
         for i in 0..self.reqs.len() {

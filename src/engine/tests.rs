@@ -8,7 +8,7 @@
 use super::*;
 use crate::link::fault::Rng;
 use crate::sim::{Backing, SimConfig, SimModel};
-use crate::wire::{Body, Repr};
+use crate::wire::{Body, Identify, Repr};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -192,6 +192,19 @@ impl Net {
     }
 }
 
+/// Adds a path in use through link `link` ("simN") to `mac`.
+fn in_use(t: &mut TargetIo, link: usize, mac: Mac, mtu: usize, bufcnt: u16, max: u8) -> PathChange {
+    t.add_path(0, link, &format!("sim{link}"), I_MAC, mac, mtu, bufcnt, max, PathState::InUse)
+}
+
+/// Adds an unverified path to `mac` (a new MAC of a known target); returns its id.
+fn unverified(t: &mut TargetIo, now: Micros, mac: Mac, mtu: usize, bufcnt: u16, max: u8) -> u32 {
+    match t.add_path(now, 0, "sim0", I_MAC, mac, mtu, bufcnt, max, PathState::Unverified) {
+        PathChange::Added { id, state: PathState::Unverified } => id,
+        other => panic!("unverified path not added: {other:?}"),
+    }
+}
+
 type Results = Arc<Mutex<Vec<(usize, IoResult)>>>;
 
 fn done_into(results: &Results, id: usize) -> IoDone {
@@ -213,7 +226,7 @@ struct Harness {
 impl Harness {
     fn new(sectors: usize, bufcnt: u16, maxout: u16, mtu: usize, seed: u64) -> Harness {
         let mut t = TargetIo::new(0, 1, maxout);
-        t.add_path(0, "sim0", I_MAC, T_MAC, mtu, bufcnt, 255);
+        in_use(&mut t, 0, T_MAC, mtu, bufcnt, 255);
         Harness {
             t,
             net: Net::new(sectors, bufcnt as usize, seed),
@@ -311,33 +324,109 @@ impl Harness {
 #[test]
 fn frame_size_follows_mtu_and_target_maximum() {
     let mut t = TargetIo::new(0, 1, 128);
-    t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
     assert_eq!(t.sectors_per_frame, 2);
     assert_eq!(t.payload(), 1024);
-    t.add_path(1, "b", I_MAC, T_MAC2, 9000, 16, 255);
+    in_use(&mut t, 1, T_MAC2, 9000, 16, 255);
     assert_eq!(t.sectors_per_frame, 2, "smallest path MTU wins");
     t.remove_link(0);
     assert_eq!(t.sectors_per_frame, 17);
-    assert_eq!(t.add_path(1, "b", I_MAC, T_MAC2, 9000, 16, 8), PathChange::Updated);
+    assert!(matches!(in_use(&mut t, 1, T_MAC2, 9000, 16, 8), PathChange::Updated { state: PathState::InUse, .. }));
     assert_eq!(t.sectors_per_frame, 8);
 }
 
 #[test]
-fn paths_are_capped_and_the_smallest_buffer_count_wins() {
+fn only_paths_in_use_set_the_window_and_payload() {
     let mut t = TargetIo::new(0, 1, 128);
-    assert_eq!(t.add_path(0, "a", I_MAC, T_MAC, 9000, 64, 17), PathChange::Added);
+    in_use(&mut t, 0, T_MAC, 9000, 64, 17);
+    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    // A path in use with a huge buffer count cannot raise the window; a
+    // small one lowers it.
+    in_use(&mut t, 0, Mac([2, 0, 0, 0, 1, 1]), 9000, 65535, 255);
     assert_eq!(t.maxwin, 64);
-    // A (possibly forged) config response with a huge buffer count cannot
-    // raise the window; a small one lowers it.
-    t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 1, 1]), 9000, 65535, 255);
-    assert_eq!(t.maxwin, 64);
-    t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 1, 2]), 9000, 4, 255);
-    assert_eq!(t.maxwin, 4);
-    for i in 3..20u8 {
-        t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 1, i]), 9000, 16, 255);
+    // A new MAC claiming a buffer count of 1 and 1 sector per frame (a
+    // forged config response) changes nothing while it is unverified...
+    let forged = unverified(&mut t, 0, Mac([2, 0, 0, 0, 1, 2]), 9000, 1, 1);
+    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    // ...nor once refused.
+    t.refuse(forged, 0);
+    assert_eq!(t.path(forged).unwrap().state, PathState::Refused);
+    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    // A verified one does; once it fails it no longer does.
+    let small = unverified(&mut t, 0, Mac([2, 0, 0, 0, 1, 3]), 1500, 4, 255);
+    assert!(t.promote(small, 0));
+    assert_eq!((t.maxwin, t.sectors_per_frame), (4, 2));
+    let p = t.path_mut(small).unwrap();
+    p.state = PathState::Failed;
+    t.recompute();
+    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    // With no path in use at all, the limits stay as they were.
+    for p in t.paths.iter_mut() {
+        p.state = PathState::Failed;
     }
-    assert_eq!(t.paths.len(), MAX_PATHS);
-    assert_eq!(t.add_path(0, "a", I_MAC, Mac([2, 0, 0, 0, 2, 0]), 9000, 16, 255), PathChange::Full);
+    t.recompute();
+    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+}
+
+#[test]
+fn the_path_table_is_bounded_and_cannot_be_filled_for_good() {
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    // Candidates (unverified or refused) have their own room: eight forged
+    // MACs fill it, a ninth is turned away...
+    let forged: Vec<u32> = (0..MAX_CANDIDATES as u8)
+        .map(|i| unverified(&mut t, i as u64, Mac([2, 9, 0, 0, 0, i]), 1500, 16, 255))
+        .collect();
+    let ninth = Mac([2, 9, 0, 0, 1, 0]);
+    assert_eq!(t.add_path(10, 0, "sim0", I_MAC, ninth, 1500, 16, 255, PathState::Unverified), PathChange::Full);
+    // ...until one is refused: the oldest refused one makes room.
+    t.refuse(forged[3], 20);
+    t.refuse(forged[1], 30);
+    let id = unverified(&mut t, 40, ninth, 1500, 16, 255);
+    assert!(t.path(forged[3]).is_none() && t.path(forged[1]).is_some() && t.path(id).is_some());
+    // The refused MAC that made room is remembered: claiming the target
+    // again does not start another verification (until PATH_EXPIRE).
+    let again = |t: &mut TargetIo, now| {
+        t.add_path(now, 0, "sim0", I_MAC, Mac([2, 9, 0, 0, 0, 3]), 1500, 16, 255, PathState::Unverified)
+    };
+    assert_eq!(again(&mut t, 45), PathChange::Refused);
+    t.expire_paths(20 + PATH_EXPIRE);
+    t.refuse(forged[5], 46);
+    assert!(matches!(again(&mut t, 20 + PATH_EXPIRE), PathChange::Added { state: PathState::Unverified, .. }));
+    // Known MACs update their entry, whatever the table holds.
+    assert!(matches!(in_use(&mut t, 0, T_MAC, 1500, 16, 255), PathChange::Updated { state: PathState::InUse, .. }));
+    // Verified paths: eight at most; a ninth verified one waits...
+    for i in 1..MAX_PATHS as u8 {
+        in_use(&mut t, 0, Mac([2, 8, 0, 0, 0, i]), 1500, 16, 255);
+    }
+    assert_eq!(t.paths.iter().filter(|p| p.state.verified()).count(), MAX_PATHS);
+    assert!(!t.promote(id, 50), "no room: every verified path is in use");
+    assert_eq!(t.path(id).unwrap().state, PathState::Unverified);
+    // ...until a path fails: then it takes the place of the one failed longest.
+    for (i, since) in [(2usize, 60), (5, 55)] {
+        t.paths.iter_mut().filter(|p| p.state.verified()).nth(i).unwrap().since = since;
+        t.paths.iter_mut().filter(|p| p.state.verified()).nth(i).unwrap().state = PathState::Failed;
+    }
+    let longest = t.paths.iter().filter(|p| p.state == PathState::Failed).min_by_key(|p| p.since).unwrap().id;
+    assert!(t.promote(id, 70));
+    assert_eq!(t.path(id).unwrap().state, PathState::InUse);
+    assert!(t.path(longest).is_none(), "the path failed longest left");
+    assert_eq!(t.paths.iter().filter(|p| p.state.verified()).count(), MAX_PATHS);
+    // Failed and refused paths leave after PATH_EXPIRE...
+    let refused = t.paths.iter().filter(|p| p.state == PathState::Refused).count();
+    assert_eq!(t.expire_paths(100 + PATH_EXPIRE), refused + 1);
+    assert!(t.paths.iter().all(|p| p.state != PathState::Refused && p.state != PathState::Failed));
+    // ...except a target's last verified path.
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    in_use(&mut t, 1, T_MAC2, 1500, 16, 255);
+    for (p, since) in t.paths.iter_mut().zip([0, 10]) {
+        p.state = PathState::Failed;
+        p.since = since;
+    }
+    assert_eq!(t.expire_paths(10 + PATH_EXPIRE), 1);
+    assert_eq!(t.paths.len(), 1);
+    assert_eq!(t.paths[0].mac, T_MAC2, "the path that failed last stays");
 }
 
 #[test]
@@ -485,6 +574,11 @@ fn replies_from_unknown_macs_and_stale_tags_are_not_applied() {
     let mut out = Outbox::new();
     let o = h.t.on_reply(h.net.now, r.header.src, tag, Ok(&a), &mut out);
     assert_eq!(o, ReplyOutcome::UnknownSource);
+    // Nor once the MAC is a path of the target, while it is not verified.
+    let id = unverified(&mut h.t, h.net.now, r.header.src, 1500, 16, 255);
+    assert_eq!(h.t.on_reply(h.net.now, r.header.src, tag, Ok(&a), &mut out), ReplyOutcome::UnknownSource);
+    h.t.refuse(id, h.net.now);
+    assert_eq!(h.t.on_reply(h.net.now, r.header.src, tag, Ok(&a), &mut out), ReplyOutcome::UnknownSource);
     // Unknown tag from the right MAC.
     let o = h.t.on_reply(h.net.now, T_MAC, tag ^ 0x0100_0000, Ok(&a), &mut out);
     assert!(out.is_empty(), "nothing sent for ignored replies");
@@ -497,7 +591,7 @@ fn replies_from_unknown_macs_and_stale_tags_are_not_applied() {
 #[test]
 fn multipath_round_robin_then_failover_to_the_working_path() {
     let mut h = Harness::new(8192, 16, 128, 1500, 11);
-    h.t.add_path(1, "sim1", I_MAC, T_MAC2, 1500, 16, 255);
+    in_use(&mut h.t, 1, T_MAC2, 1500, 16, 255);
     h.read(0, 0, 2000);
     h.run(1, 10_000_000);
     assert!(h.result(0).is_ok());
@@ -530,6 +624,77 @@ fn multipath_round_robin_then_failover_to_the_working_path() {
     assert!(h.net.sent_per_mac[&T_MAC2] > before + 100, "traffic back on the returned path");
 }
 
+/// Sends a pinned IDENTIFY on path `id`; returns its tag.
+fn pinned_identify(h: &mut Harness, req: usize, id: u32) -> u32 {
+    let mut out = Outbox::new();
+    h.t.submit_pinned_identify(h.net.now, id, done_into(&h.results, req), &mut out);
+    assert_eq!(out.len(), 1, "sent at once, window or not");
+    let tag = u32::from_be_bytes(out[0].head[20..24].try_into().unwrap());
+    h.net.send_all(&mut out);
+    h.after();
+    tag
+}
+
+#[test]
+fn a_new_path_carries_only_its_pinned_identify_and_leaves_the_target_alone() {
+    let mut h = Harness::new(20_000, 16, 128, 9000, seeded("pinned identify", 41));
+    // A new MAC claiming one buffer and one sector per frame.
+    let id = unverified(&mut h.t, 0, T_MAC2, 9000, 1, 1);
+    for i in 0..100 {
+        h.read(i, i as u64 * 100, 100);
+    }
+    let tag = pinned_identify(&mut h, 1000, id);
+    // Its answer counts only from its own MAC.
+    let mut request = [0u8; ATA_HDR_LEN];
+    let (dst, src, cmd) = (T_MAC, I_MAC, wire::ATA_IDENTIFY);
+    wire::AtaHeader { dst, src, shelf: 0, slot: 1, tag, aflags: 0, sector_count: 1, cmd, lba: 0 }.emit(&mut request);
+    let forged = SimModel::new(SimConfig::new(0, 1, T_MAC), Backing::Junk { sectors: 8, byte: 0 })
+        .handle(&request)
+        .expect("an IDENTIFY answer");
+    let r = Repr::parse(&forged).unwrap();
+    let Body::Ata(a) = r.body else { unreachable!() };
+    let mut out = Outbox::new();
+    assert_eq!(h.t.on_reply(h.net.now, T_MAC, tag, Ok(&a), &mut out), ReplyOutcome::UnknownSource);
+    h.run(101, 30_000_000);
+    for i in 0..100 {
+        assert_eq!(h.result(i).unwrap(), h.net.target.disk()[i * 100 * SECTOR..(i + 1) * 100 * SECTOR]);
+    }
+    let ident = Identify::parse(&h.result(1000).expect("the new path answered")).unwrap();
+    assert_eq!(ident.sectors, 20_000);
+    assert_eq!(h.net.sent_per_mac[&T_MAC2], 1, "nothing but the IDENTIFY on the unverified path");
+    assert_eq!(h.t.counters.frames_sent, h.net.sent_per_mac[&T_MAC], "the IDENTIFY is not the target's frame");
+    assert_eq!((h.t.maxwin, h.t.sectors_per_frame), (16, 17), "its config did not set the limits");
+    assert_eq!(h.t.path(id).unwrap().counters.frames_received, 1);
+    assert_eq!(h.t.path(id).unwrap().state, PathState::Unverified, "the engine does not judge it");
+}
+
+#[test]
+fn a_silent_new_path_fails_after_three_tries_and_costs_the_target_nothing() {
+    let mut h = Harness::new(20_000, 16, 128, 9000, seeded("silent pinned", 42));
+    h.deadsecs = 1;
+    for i in 0..50 {
+        h.read(i, i as u64 * 100, 100);
+    }
+    h.run(50, 10_000_000);
+    let cwnd = h.t.cwnd;
+    h.net.dead_mac = Some(T_MAC2);
+    let id = unverified(&mut h.t, h.net.now, T_MAC2, 9000, 16, 17);
+    let t0 = h.net.now;
+    pinned_identify(&mut h, 1000, id);
+    assert!(!h.t.busy() && h.t.needs_timer(), "a pinned command is timed but does not make the target busy");
+    h.min_cwnd_seen = u32::MAX;
+    h.run(51, 10_000_000);
+    assert_eq!(h.result(1000), Err(IoError::Timeout));
+    assert!(h.net.now - t0 > 1_000_000, "given over a second ({} us)", h.net.now - t0);
+    assert!(!h.dead, "a silent new path is not the target going dead (deadsecs 1)");
+    assert_eq!(h.net.sent_per_mac[&T_MAC2], PINNED_TRIES as u64);
+    assert_eq!((h.t.counters.timeouts, h.t.counters.retransmits), (0, 0));
+    assert_eq!(h.min_cwnd_seen, cwnd, "the window was not cut");
+    assert!(!h.t.needs_timer());
+    // A late answer to it is just unexpected (no ghost to wait for).
+    assert_eq!(h.t.ghosts(), 0);
+}
+
 #[test]
 fn rto_follows_the_measured_rtt() {
     let mut h = Harness::new(4096, 16, 128, 1500, 3);
@@ -545,7 +710,7 @@ fn rto_follows_the_measured_rtt() {
 #[test]
 fn tags_have_bit_31_and_differ_on_retransmit() {
     let mut t = TargetIo::new(0, 1, 128);
-    t.add_path(0, "a", I_MAC, T_MAC, 1500, 16, 255);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
     let mut out = Outbox::new();
     t.submit_read(0, 0, 2, Box::new(|_| {}), &mut out);
     t.on_timer(10_000_000, 0, &mut out);

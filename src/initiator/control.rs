@@ -91,9 +91,9 @@ impl Initiator {
         if !self.pending_ctl.lock().contains_key(&h.tag) {
             return false;
         }
-        // Only a reply from one of the device's target MACs counts.
-        let known =
-            self.device(h.shelf, h.slot).is_some_and(|d| d.inner.lock().io.paths.iter().any(|p| p.mac == h.src));
+        // Only a reply from one of the device's target MACs counts (a
+        // verified path's).
+        let known = self.device(h.shelf, h.slot).is_some_and(|d| self.target_macs(&d).contains(&h.src));
         if !known {
             self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
             self.count_ignored(h.shelf, h.slot);
@@ -108,11 +108,12 @@ impl Initiator {
         }
     }
 
-    /// Sends a control command to every target MAC of the device (reads: to
-    /// the first) and waits for the answers (blocking: worker threads only).
+    /// Sends a control command to every target MAC of the device (its
+    /// verified paths'; reads: to the first) and waits for the answers
+    /// (blocking: worker threads only).
     pub fn control(&self, dev: &Device, req: &CtlRequest) -> Result<Vec<CtlReply>, CtlFailure> {
         let mut dests: Vec<(usize, Mac)> = Vec::new();
-        for p in dev.inner.lock().io.paths.iter() {
+        for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
             if !dests.iter().any(|(_, m)| *m == p.mac) {
                 dests.push((p.link, p.mac));
             }
@@ -166,7 +167,7 @@ impl Initiator {
     /// Our MAC on each interface the device is reached through.
     pub fn local_macs(&self, dev: &Device) -> Vec<Mac> {
         let mut v: Vec<Mac> = Vec::new();
-        for p in dev.inner.lock().io.paths.iter() {
+        for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
             if !v.contains(&p.local_mac) {
                 v.push(p.local_mac);
             }
@@ -174,10 +175,10 @@ impl Initiator {
         v
     }
 
-    /// The target MACs of a device (its paths'), without repeats.
+    /// The target MACs of a device (its verified paths'), without repeats.
     pub(super) fn target_macs(&self, dev: &Device) -> Vec<Mac> {
         let mut v: Vec<Mac> = Vec::new();
-        for p in dev.inner.lock().io.paths.iter() {
+        for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
             if !v.contains(&p.mac) {
                 v.push(p.mac);
             }

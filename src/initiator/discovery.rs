@@ -3,10 +3,11 @@
 //! IDENTIFY, `revalidate` and `flush`.
 
 use super::rx::RxBatch;
+use super::trust::new_path_state;
 use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
 use crate::device::{DevInner, DevState, Device};
-use crate::engine::{IoDone, IoError, Op, Outbox, PathChange};
+use crate::engine::{IoDone, IoError, Op, Outbox, PathChange, PathState};
 use crate::wire::{self, Body, ConfigRepr, Header, Identify, Mac, Repr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,10 +48,24 @@ pub enum FlushError {
     Busy,
 }
 
+/// A unicast query config to send on one link once the device's lock is
+/// dropped (a new path's verification).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ConfigQuery {
+    pub(super) link: usize,
+    pub(super) shelf: u16,
+    pub(super) slot: u8,
+    pub(super) dst: Mac,
+}
+
 impl Initiator {
-    /// Broadcasts query config on every allowed interface.
+    /// Asks every target on every allowed interface for its config: a
+    /// broadcast query config, or with `--macs` a unicast one to each MAC
+    /// listed.
     pub fn discover(&self) {
-        self.query_config(wire::SHELF_ALL, wire::SLOT_ALL, Mac::BROADCAST);
+        for dst in self.discovery_dests() {
+            self.query_config(wire::SHELF_ALL, wire::SLOT_ALL, dst);
+        }
         self.last_discover.store(self.now().max(1), Ordering::Relaxed);
     }
 
@@ -63,33 +78,59 @@ impl Initiator {
     }
 
     fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
-        let mut buf = [0u8; 64];
         for l in self.links().iter() {
-            let repr = Repr {
-                header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: DISCOVER_TAG },
-                body: Body::Config(ConfigRepr {
-                    buffer_count: 0,
-                    firmware: 0,
-                    max_sectors: 0,
-                    aoe_version: 0,
-                    ccmd: wire::CCMD_READ,
-                    config: &[],
-                }),
-            };
-            // Pad to the Ethernet minimum (60 bytes without FCS).
-            let n = repr.emit(&mut buf).expect("config query fits").max(60);
-            if let Err(e) = l.send(&buf[..n]) {
-                self.errlog.push(format!("discover: send on {}: {e}", l.name()));
+            self.query_config_on(l.as_ref(), shelf, slot, dst);
+        }
+    }
+
+    fn query_config_on(&self, l: &dyn crate::link::Link, shelf: u16, slot: u8, dst: Mac) {
+        let mut buf = [0u8; 64];
+        let repr = Repr {
+            header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: DISCOVER_TAG },
+            body: Body::Config(ConfigRepr {
+                buffer_count: 0,
+                firmware: 0,
+                max_sectors: 0,
+                aoe_version: 0,
+                ccmd: wire::CCMD_READ,
+                config: &[],
+            }),
+        };
+        // Pad to the Ethernet minimum (60 bytes without FCS).
+        let n = repr.emit(&mut buf).expect("config query fits").max(60);
+        if let Err(e) = l.send(&buf[..n]) {
+            self.errlog.push(format!("discover: send on {}: {e}", l.name()));
+        }
+    }
+
+    /// Sends the queued unicast config queries, each on its link, and
+    /// empties `queries`.
+    pub(super) fn send_queries(&self, queries: &mut Vec<ConfigQuery>) {
+        if queries.is_empty() {
+            return;
+        }
+        let links = self.links();
+        for q in queries.drain(..) {
+            if let Some(l) = links.get(q.link) {
+                self.query_config_on(l.as_ref(), q.shelf, q.slot, q.dst);
             }
         }
     }
 
     /// A config response (announcement, or an answer to discovery or to a
-    /// control command): creates the device or updates its path, and starts
-    /// IDENTIFY when the device is not up yet.
+    /// control command). From a MAC not in `--macs`: ignored. From a
+    /// verified path: creates the device (within the table's bounds) or
+    /// updates its path, and starts IDENTIFY when the device is not up yet.
+    /// From a new MAC of a known target: an unverified path, checked before
+    /// it carries anything (`trust`).
     pub(super) fn on_config(&self, link: usize, h: &Header, c: &ConfigRepr<'_>, batch: &mut RxBatch) {
         if h.shelf == wire::SHELF_ALL || h.slot == wire::SLOT_ALL || h.src.is_multicast() {
             self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.mac_allowed(h.src) {
+            self.ignored.untrusted_mac.fetch_add(1, Ordering::Relaxed);
+            self.count_ignored(h.shelf, h.slot);
             return;
         }
         let links = self.links();
@@ -97,52 +138,72 @@ impl Initiator {
             self.ignored.stale_link.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let dev = self.device_or_new(h.shelf, h.slot);
+        let Some(dev) = self.admit_device(h.shelf, h.slot) else { return };
         let now = self.now();
         let mut g = dev.inner.lock();
-        match g.io.add_path(link, l.name(), l.mac(), h.src, l.mtu(), c.buffer_count, c.effective_max_sectors()) {
-            PathChange::Added => log::info!("{}: path {} via {}", dev.name(), h.src, l.name()),
-            PathChange::Updated => {}
-            PathChange::Full => {
+        let state = new_path_state(&g, h.src);
+        let (id, state) = match g.io.add_path(
+            now,
+            link,
+            l.name(),
+            l.mac(),
+            h.src,
+            l.mtu(),
+            c.buffer_count,
+            c.effective_max_sectors(),
+            state,
+        ) {
+            PathChange::Added { id, state } => {
+                log::info!("{}: path {} via {} ({state})", dev.name(), h.src, l.name());
+                (id, state)
+            }
+            PathChange::Updated { id, state } => (id, state),
+            PathChange::Full | PathChange::Refused => {
                 drop(g);
                 self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
                 dev.ignored.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-        }
-        g.firmware = c.firmware;
-        if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
-            log::info!("{}: query config answered after retries", dev.name());
-        }
-        // The target answers: frames it has not answered were lost.
-        g.io.on_sign_of_life(now);
-        if g.state == DevState::Down && dev.open_count() == 0 {
-            g.state = DevState::Discovered;
-        }
-        if g.state == DevState::Discovered && !g.identifying {
-            self.start_identify(&dev, &mut g, now, &mut batch.out);
+        };
+        match state {
+            PathState::Unverified => {
+                self.candidate_config(&dev, &mut g, id, h, c, now, &mut batch.out, &mut batch.queries)
+            }
+            PathState::Refused => {
+                dev.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            PathState::InUse | PathState::Failed => {
+                g.firmware = c.firmware;
+                if g.config != c.config {
+                    g.config = c.config.to_vec();
+                }
+                if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
+                    log::info!("{}: query config answered after retries", dev.name());
+                }
+                // The target answers: frames it has not answered were lost.
+                g.io.on_sign_of_life(now);
+                self.revive(&dev, &mut g, now, &mut batch.out);
+            }
         }
         batch.done.extend(g.io.take_completed());
     }
 
-    fn device_or_new(&self, shelf: u16, slot: u8) -> Arc<Device> {
-        if let Some(d) = self.device(shelf, slot) {
-            return d;
+    /// The target answered on a verified path: a down target nobody has
+    /// open comes back, and a device not up yet is identified.
+    pub(super) fn revive(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
+        if g.state == DevState::Down && dev.open_count() == 0 {
+            g.state = DevState::Discovered;
         }
-        let mut w = self.devices.write();
-        w.entry((shelf, slot))
-            .or_insert_with(|| {
-                let now = self.now();
-                self.last_new_device.store(now.max(1), Ordering::Relaxed);
-                Arc::new(Device::new(self.next_id.fetch_add(1, Ordering::Relaxed), shelf, slot, self.opts.maxout, now))
-            })
-            .clone()
+        if g.state == DevState::Discovered && !g.identifying {
+            self.start_identify(dev, g, now, out);
+        }
     }
 
     /// Queues IDENTIFY; its answer makes the device `up` (and visible). A
     /// failure (an AoE error, or no answer) is retried with backoff
     /// (`retry_delay`) by the timer.
     pub(super) fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
+        self.wake_timer(dev);
         g.identifying = true;
         g.identify_retry_at = None;
         let d = dev.clone();
@@ -182,7 +243,7 @@ impl Initiator {
                     // Once per run of failures: a target that starts busy
                     // would otherwise fill `err`.
                     if failures == 1 {
-                        ini.errlog.push(format!("{}: IDENTIFY failed: {e}; retrying", d.name()));
+                        ini.err_about(d.visible(), format!("{}: IDENTIFY failed: {e}; retrying", d.name()));
                     }
                 }
             }
@@ -193,6 +254,10 @@ impl Initiator {
     /// A target answered our discovery with an AoE error: ask it again later
     /// (unicast), with backoff, until it answers with its config.
     pub(super) fn config_failed(&self, h: &Header) {
+        if !self.mac_allowed(h.src) {
+            self.ignored.untrusted_mac.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut retries = self.config_retries.lock();
         let key = (h.shelf, h.slot, h.src);
         if !retries.contains_key(&key) && retries.len() >= MAX_CONFIG_RETRIES {
@@ -206,7 +271,8 @@ impl Initiator {
         drop(retries);
         if first {
             let e = h.error.map_or("?", |e| e.describe());
-            self.errlog.push(format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot));
+            let known = self.device(h.shelf, h.slot).is_some_and(|d| d.visible());
+            self.err_about(known, format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot));
         }
     }
 
@@ -279,9 +345,9 @@ impl Initiator {
     /// Re-queries config and re-identifies a device (`revalidate`).
     pub fn revalidate(&self, dev: &Arc<Device>) {
         dev.readonly.store(false, Ordering::Release);
-        let macs = self.target_macs(dev);
+        let mut macs = self.target_macs(dev);
         if macs.is_empty() {
-            self.query_config(dev.shelf, dev.slot, Mac::BROADCAST);
+            macs = self.discovery_dests();
         }
         for m in macs {
             self.query_config(dev.shelf, dev.slot, m);

@@ -1,28 +1,33 @@
 //! The initiator: the allowed interfaces (`links`), the device table,
 //! discovery (`discovery`), frame dispatch from capture threads into the
-//! per-target engines (`rx`), the non-ATA control commands (`control`), and
-//! the timer that drives retransmission, dead detection and rediscovery.
+//! per-target engines (`rx`), the non-ATA control commands (`control`), who
+//! may become a path and the device table's bounds (`trust`), and the timer
+//! that drives retransmission, dead detection and rediscovery.
 //!
 //! Locks, in the order they may be taken (never the other way):
 //! `link_config` (reconfiguring interfaces; no I/O thread takes it) →
-//! `devices` → `Device::inner` → `pending_ctl`. The link table is an
-//! immutable snapshot behind a lock held only to clone it; no frame is sent
-//! and no interface opened while any of these locks is held.
+//! `devices` → `Device::inner` → leaf locks (`pending_ctl`,
+//! `config_retries`, `new_targets`, `quiet`, `timer_list`, the `err` queue). The link
+//! table is an immutable snapshot behind a lock held only to clone it; no
+//! frame is sent and no interface opened while any of these locks is held.
 
 mod control;
 mod discovery;
 mod links;
 mod rx;
+mod trust;
 
 pub use control::{CtlFailure, CtlReply, CtlRequest};
 pub use discovery::FlushError;
 pub use links::LinkError;
+pub use trust::{parse_macs, MAX_DEVICES, MAX_UNIDENTIFIED};
 
 use crate::clock::{Clock, Micros};
 use crate::device::{DevState, Device};
 use crate::engine::{Completions, IoDone, IoError, Op, Outbox, TimerOutcome};
 use crate::errlog::ErrLog;
 use crate::link::LinkProvider;
+use crate::wire::Mac;
 use links::LinkTable;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -35,16 +40,25 @@ pub const DISCOVER_TAG: u32 = 0x8000_0000;
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
 
-/// Initiator parameters (the driver's module parameters).
+/// The timer ticks every 5 ms; it looks at every device (IDENTIFY retries,
+/// probes of down targets, new paths' verifications) this often, and in
+/// between only at those with work for their engine.
+pub const SWEEP_INTERVAL: Micros = 100_000;
+
+/// Initiator parameters (the driver's module parameters, and `--macs`).
 #[derive(Debug, Clone)]
 pub struct Options {
     pub deadsecs: u32,
     pub maxout: u16,
+    /// The only target MACs that may become paths (`--macs`); empty: any.
+    /// When set, discovery asks these MACs (unicast) instead of
+    /// broadcasting.
+    pub macs: Vec<Mac>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { deadsecs: 180, maxout: 128 }
+        Options { deadsecs: 180, maxout: 128, macs: Vec::new() }
     }
 }
 
@@ -58,6 +72,11 @@ pub struct Ignored {
     pub unexpected_tag: AtomicU64,
     pub foreign_tag: AtomicU64,
     pub stale_link: AtomicU64,
+    /// Config responses from a MAC not in `--macs`.
+    pub untrusted_mac: AtomicU64,
+    /// Config responses of new targets not added (device table full, or new
+    /// targets coming faster than `trust::NEW_TARGET_RATE`).
+    pub dropped_target: AtomicU64,
 }
 
 /// The AoE initiator.
@@ -80,6 +99,15 @@ pub struct Initiator {
     last_new_device: AtomicU64,
     last_link_check: AtomicU64,
     last_report: AtomicU64,
+    last_sweep: AtomicU64,
+    /// A discovery is due then (0: none): new targets were turned away.
+    discover_at: AtomicU64,
+    /// Admits new targets at a bounded rate.
+    new_targets: Mutex<trust::RateLimit>,
+    /// Bounds the `err` messages about targets never identified.
+    quiet: Mutex<trust::Quiet>,
+    /// The devices the timer looks at every tick (`wake_timer`).
+    timer_list: Mutex<Vec<Arc<Device>>>,
     pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
     config_retries: Mutex<HashMap<(u16, u8, crate::wire::Mac), discovery::ConfigRetry>>,
     ctl_seq: AtomicU32,
@@ -131,6 +159,11 @@ impl Initiator {
             last_new_device: AtomicU64::new(0),
             last_link_check: AtomicU64::new(0),
             last_report: AtomicU64::new(0),
+            last_sweep: AtomicU64::new(0),
+            discover_at: AtomicU64::new(0),
+            new_targets: Mutex::new(trust::RateLimit::new(trust::NEW_TARGET_BURST, trust::NEW_TARGET_RATE)),
+            quiet: Mutex::new(trust::Quiet::default()),
+            timer_list: Mutex::new(Vec::new()),
             pending_ctl: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
             ctl_seq: AtomicU32::new(1),
@@ -168,6 +201,7 @@ impl Initiator {
                 if g.state != DevState::Up {
                     vec![(done, Err(IoError::Down))]
                 } else {
+                    self.wake_timer(dev);
                     match op {
                         Op::Read => g.io.submit_read(now, lba, nsect, done, out),
                         Op::Write => g.io.submit_write(now, lba, data, done, out),
@@ -186,7 +220,13 @@ impl Initiator {
     }
 
     /// Retransmits, detects dead targets, rediscovers every 60 s, and once
-    /// a second reopens interfaces that vanished and came back.
+    /// a second reopens interfaces that vanished and came back. Every tick
+    /// (5 ms) it looks at the devices with work for their engine; every
+    /// `SWEEP_INTERVAL` at all of them (IDENTIFY retries, probes of down
+    /// targets, new paths' verifications, the engines of targets not up,
+    /// and once a second old paths leaving and the `err` reports), so an
+    /// idle SAN of a thousand targets, or a thousand forged ones waiting for
+    /// IDENTIFY, costs next to nothing between sweeps.
     pub fn tick(&self) {
         let now = self.now();
         if now.saturating_sub(self.last_link_check.load(Ordering::Relaxed)) >= 1_000_000 {
@@ -194,7 +234,9 @@ impl Initiator {
             self.revive_links();
         }
         let last = self.last_discover.load(Ordering::Relaxed);
-        if last != 0 && now.saturating_sub(last) >= REDISCOVER_INTERVAL {
+        let soon = self.discover_at.load(Ordering::Relaxed);
+        if (last != 0 && now.saturating_sub(last) >= REDISCOVER_INTERVAL) || (soon != 0 && now >= soon) {
+            self.discover_at.store(0, Ordering::Relaxed);
             self.discover();
         }
         // Retransmissions are summed per target and reported once a second
@@ -202,42 +244,113 @@ impl Initiator {
         let report = now.saturating_sub(self.last_report.load(Ordering::Relaxed)) >= 1_000_000;
         if report {
             self.last_report.store(now, Ordering::Relaxed);
+            self.report_quiet();
         }
-        self.retry_config_queries(now);
-        let devices: Vec<Arc<Device>> = self.devices.read().values().cloned().collect();
+        let sweep = report || now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_INTERVAL;
+        if sweep {
+            self.last_sweep.store(now, Ordering::Relaxed);
+            self.retry_config_queries(now);
+        }
+        // Devices not on the timer's list are looked at only on a sweep
+        // (listed before the list is taken, so none is looked at twice).
+        let others: Vec<Arc<Device>> = if sweep {
+            self.devices.read().values().filter(|d| !d.timer_wanted()).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let listed = std::mem::take(&mut *self.timer_list.lock());
+        let mut queries = Vec::new();
         with_outbox(|out| {
-            for dev in devices {
-                let (t, unreported, c) = {
-                    let mut g = dev.inner.lock();
-                    let mut t = TimerOutcome { probe: self.tend(&dev, &mut g, now, out), ..Default::default() };
-                    if g.state != DevState::Down && (g.io.needs_timer() || g.unreported_retransmits > 0) {
-                        t = g.io.on_timer(now, self.opts.deadsecs, out);
-                    }
-                    g.unreported_retransmits += t.retransmitted;
-                    if t.dead {
-                        g.state = DevState::Down;
-                        g.identifying = false;
-                        g.io.fail_all(IoError::Dead);
-                    }
-                    let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
-                    (t, n, g.io.take_completed())
-                };
-                self.send(out);
-                if t.probe {
-                    self.probe(&dev);
+            for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
+                if self.tick_device(&dev, on_list, now, sweep, report, out, &mut queries) {
+                    self.timer_list.lock().push(dev);
                 }
-                if unreported > 0 {
-                    self.errlog.push(format!("{}: {unreported} retransmits in the last second", dev.name()));
-                }
-                if t.dead {
-                    self.errlog.push(format!(
-                        "{}: no response for {} s, device marked down",
-                        dev.name(),
-                        self.opts.deadsecs
-                    ));
-                }
-                run_completions(c);
             }
         });
+    }
+
+    /// The timer's work on one device (see `tick`). `on_list`: it was taken
+    /// off the timer's list (its flag is set). Returns whether it goes
+    /// (back) on the list: it is up and its engine has work. The flag
+    /// changes under the device's lock, as `wake_timer` sets it, so a device
+    /// with work is never off the list.
+    #[allow(clippy::too_many_arguments)]
+    fn tick_device(
+        &self,
+        dev: &Arc<Device>,
+        on_list: bool,
+        now: Micros,
+        sweep: bool,
+        report: bool,
+        out: &mut Outbox,
+        queries: &mut Vec<discovery::ConfigQuery>,
+    ) -> bool {
+        let (t, unreported, c, listed) = {
+            let mut g = dev.inner.lock();
+            let mut probe = false;
+            if sweep {
+                probe = self.tend(dev, &mut g, now, out);
+                self.verify_paths(dev, &mut g, now, out, queries);
+                if report {
+                    g.io.expire_paths(now);
+                }
+            }
+            let mut t = TimerOutcome::default();
+            if g.io.needs_timer() || g.unreported_retransmits > 0 {
+                // A down target's only commands are new paths'
+                // verifications: it is not declared dead again.
+                let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
+                t = g.io.on_timer(now, deadsecs, out);
+            }
+            t.probe |= probe;
+            g.unreported_retransmits += t.retransmitted;
+            if t.dead {
+                g.state = DevState::Down;
+                g.identifying = false;
+                g.io.fail_all(IoError::Dead);
+            }
+            let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
+            // Only a target that is up needs the 5 ms resolution (tail-loss
+            // probes); IDENTIFY and verifications of the others start at an
+            // RTO of 200 ms or more.
+            let wanted = g.state == DevState::Up && g.io.needs_timer();
+            let listed = if on_list {
+                dev.set_timer_wanted(wanted);
+                wanted
+            } else {
+                wanted && dev.claim_timer()
+            };
+            (t, n, g.io.take_completed(), listed)
+        };
+        self.send(out);
+        self.send_queries(queries);
+        if t.probe {
+            self.probe(dev);
+        }
+        let known = dev.visible();
+        if unreported > 0 {
+            self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
+        }
+        if t.dead && !known {
+            // Never identified: nothing to keep it for (a config response
+            // brings it back).
+            self.forget(dev);
+            self.err_about(
+                false,
+                format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
+            );
+        } else if t.dead {
+            self.errlog.push(format!("{}: no response for {} s, device marked down", dev.name(), self.opts.deadsecs));
+        }
+        run_completions(c);
+        listed
+    }
+
+    /// Puts `dev` on the timer's list (it has work for its engine); called
+    /// under the device's lock.
+    pub(super) fn wake_timer(&self, dev: &Arc<Device>) {
+        if dev.claim_timer() {
+            self.timer_list.lock().push(dev.clone());
+        }
     }
 }

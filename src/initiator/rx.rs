@@ -9,6 +9,7 @@
 //! wake-up of both (at QD32 about a third of the machine's time went to
 //! wake-ups).
 
+use super::discovery::ConfigQuery;
 use super::{run_completions, Initiator, DISCOVER_TAG};
 use crate::engine::{Completions, Outbox, ReplyOutcome};
 use crate::link::Receiver;
@@ -17,11 +18,12 @@ use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-/// What a burst of received frames left to do: commands to send, then
-/// requests to answer.
+/// What a burst of received frames left to do: commands to send (and
+/// config queries: new paths' verifications), then requests to answer.
 #[derive(Default)]
 pub(super) struct RxBatch {
     pub(super) out: Outbox,
+    pub(super) queries: Vec<ConfigQuery>,
     pub(super) done: Completions,
 }
 
@@ -47,13 +49,16 @@ impl Receiver for FrameSink {
     }
 
     fn idle(&self) {
-        let (mut out, done) = {
+        let (mut out, mut queries, done) = {
             let mut b = self.batch.lock();
-            (std::mem::take(&mut b.out), std::mem::take(&mut b.done))
+            (std::mem::take(&mut b.out), std::mem::take(&mut b.queries), std::mem::take(&mut b.done))
         };
         // Commands first (the target works while we answer), then replies.
         match self.ini.upgrade() {
-            Some(ini) => ini.send(&mut out),
+            Some(ini) => {
+                ini.send(&mut out);
+                ini.send_queries(&mut queries);
+            }
             None => out.clear(),
         }
         run_completions(done);

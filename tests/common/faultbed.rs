@@ -179,7 +179,7 @@ impl Testbed {
 
     /// Spawns a test tool with its output in `log` and waits (bounded) for
     /// the line that says it is ready.
-    fn start_tool(&self, name: &str, mut cmd: Command, logf: File, log: &Path, ready: &str) -> usize {
+    pub(super) fn start_tool(&self, name: &str, mut cmd: Command, logf: File, log: &Path, ready: &str) -> usize {
         cmd.stdin(Stdio::null()).stdout(logf.try_clone().unwrap()).stderr(logf);
         let helper = self.spawn_helper(name, cmd);
         assert!(

@@ -29,10 +29,13 @@
 //!   devices and filesystems on it, the watchdog) and its teardown
 //! * `faultbed`: the fault tests' middle namespace with the frame forwarder,
 //!   the hostile-frame injector, `stats` parsing
+//! * `bridge`: the trust tests' shared segment (initiator, vblade and a third
+//!   host on one bridge), MAC changes, the third host (`aoe-inject --respond`)
 //!
 //! Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+mod bridge;
 mod capture;
 mod data;
 mod faultbed;
@@ -43,7 +46,7 @@ mod vblade;
 
 // One flat namespace for the tests (`use common::*`); each binary uses a part.
 #[allow(unused_imports)]
-pub use {capture::*, data::*, faultbed::*, mount::*, process::*, testbed::*, vblade::*};
+pub use {bridge::*, capture::*, data::*, faultbed::*, mount::*, process::*, testbed::*, vblade::*};
 
 use std::sync::atomic::AtomicUsize;
 

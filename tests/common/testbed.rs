@@ -86,6 +86,13 @@ pub struct Testbed {
 impl Testbed {
     /// Two namespaces joined by one veth pair with MTU `mtu`, both ends up.
     pub fn new(mtu: u32) -> Testbed {
+        let tb = Testbed::empty();
+        tb.add_veth(mtu);
+        tb
+    }
+
+    /// The initiator and target namespaces, not joined yet.
+    pub(super) fn empty() -> Testbed {
         check_prereqs();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
@@ -112,7 +119,6 @@ impl Testbed {
         // loopback up in both (harmless, makes tools happier)
         sh(&["ip", "-n", &tb.ins, "link", "set", "lo", "up"]);
         sh(&["ip", "-n", &tb.tns, "link", "set", "lo", "up"]);
-        tb.add_veth(mtu);
         tb
     }
 

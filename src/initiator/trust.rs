@@ -1,0 +1,459 @@
+//! Who may become a path, and how many targets the device table holds.
+//! AoE has no authentication, so on a shared LAN any host can claim any
+//! shelf.slot with one config response (see `Documentation/design.md`,
+//! "Paths and trust"):
+//!
+//! - `--macs`: when given, only those target MACs become paths at all, and
+//!   discovery asks them (unicast) instead of broadcasting.
+//! - The first MAC of a target not yet identified is trusted; a new MAC of a
+//!   target that has a verified path, or was identified, is *unverified*: it
+//!   carries nothing until it has answered a unicast query config (with the
+//!   same config string) and a pinned IDENTIFY whose serial, model and size
+//!   match. It is then in use; otherwise *refused*, once on `err`.
+//! - New targets are admitted at a bounded rate, and targets never
+//!   identified (and so never opened) are evicted first when the table is
+//!   full; `err` messages about them are bounded and summed up.
+
+use super::discovery::{retry_delay, ConfigQuery};
+use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG};
+use crate::clock::Micros;
+use crate::device::{DevInner, DevState, Device};
+use crate::engine::{IoError, IoResult, Outbox, PathState};
+use crate::wire::{ConfigRepr, Header, Identify, Mac};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Most targets in the device table.
+pub const MAX_DEVICES: usize = 16384;
+/// Most targets never identified in the table: a new one evicts the oldest
+/// of them.
+pub const MAX_UNIDENTIFIED: usize = 1024;
+/// New targets are admitted at this rate, with bursts of up to
+/// `NEW_TARGET_BURST` (a SAN of a thousand targets answers a discovery at
+/// once).
+pub const NEW_TARGET_RATE: u32 = 256;
+pub const NEW_TARGET_BURST: u32 = 1024;
+/// When new targets were turned away, discovery runs again this much later
+/// (at most this often), so a SAN larger than a burst appears in waves.
+const REDISCOVER_SOON: Micros = 1_000_000;
+/// At most this many `err` messages a second about targets never
+/// identified; the rest are counted in one line a second.
+const QUIET_RATE: u32 = 8;
+/// A new path's unicast query config is sent this often, this many times.
+const QUERY_INTERVAL: Micros = 500_000;
+const QUERY_TRIES: u32 = 3;
+/// Verifications of one target start at most this often.
+const VERIFY_SPACING: Micros = 100_000;
+/// A verification cut short (AoE error, target flushed or dead) is retried
+/// with backoff; after this many the path is refused.
+const VERIFY_FAILURES: u32 = 3;
+
+/// Parses a list of MACs (`--macs`): separated by commas or whitespace,
+/// each as `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff` or twelve hex digits.
+pub fn parse_macs(list: &str) -> Result<Vec<Mac>, String> {
+    let mut v = Vec::new();
+    for tok in list.split(|c: char| c == ',' || c.is_whitespace()).filter(|t| !t.is_empty()) {
+        let m = Mac::parse(tok).ok_or_else(|| format!("bad MAC {tok:?}"))?;
+        if m.is_multicast() {
+            return Err(format!("{tok}: not a unicast MAC"));
+        }
+        if !v.contains(&m) {
+            v.push(m);
+        }
+    }
+    if v.is_empty() {
+        return Err("no MAC given".into());
+    }
+    Ok(v)
+}
+
+/// A token bucket: `burst` at most, refilled at `per_sec`.
+#[derive(Debug)]
+pub(super) struct RateLimit {
+    burst: u64,
+    per_sec: u64,
+    /// Tokens, in millionths.
+    level: u64,
+    last: Micros,
+}
+
+impl RateLimit {
+    pub(super) fn new(burst: u32, per_sec: u32) -> RateLimit {
+        RateLimit { burst: burst as u64, per_sec: per_sec as u64, level: burst as u64 * 1_000_000, last: 0 }
+    }
+
+    /// Takes a token if there is one.
+    pub(super) fn take(&mut self, now: Micros) -> bool {
+        let refill = now.saturating_sub(self.last).saturating_mul(self.per_sec);
+        self.level = self.level.saturating_add(refill).min(self.burst * 1_000_000);
+        self.last = now;
+        if self.level < 1_000_000 {
+            return false;
+        }
+        self.level -= 1_000_000;
+        true
+    }
+}
+
+/// The bound on `err` messages about targets never identified.
+#[derive(Debug)]
+pub(super) struct Quiet {
+    limit: RateLimit,
+    suppressed: u64,
+}
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Quiet { limit: RateLimit::new(QUIET_RATE, QUIET_RATE), suppressed: 0 }
+    }
+}
+
+/// The state of a new path from `mac`: in use when it is the target's first
+/// (no verified path, never identified) or a MAC the target is already
+/// reached at on another interface; unverified otherwise.
+pub(super) fn new_path_state(g: &DevInner, mac: Mac) -> PathState {
+    let verified = || g.io.paths.iter().filter(|p| p.state.verified());
+    if (g.identify.is_none() && verified().next().is_none()) || verified().any(|p| p.mac == mac) {
+        PathState::InUse
+    } else {
+        PathState::Unverified
+    }
+}
+
+/// What differs between the target's IDENTIFY and a new path's.
+fn identify_differences(want: &Identify, got: &Identify) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if got.serial != want.serial {
+        v.push("serial");
+    }
+    if got.model != want.model {
+        v.push("model");
+    }
+    if got.sectors != want.sectors {
+        v.push("size");
+    }
+    v
+}
+
+impl Initiator {
+    /// Whether a config response from `mac` may make a path (`--macs`).
+    pub(super) fn mac_allowed(&self, mac: Mac) -> bool {
+        self.opts.macs.is_empty() || self.opts.macs.contains(&mac)
+    }
+
+    /// Where discovery's query config goes: broadcast, or the `--macs`.
+    pub(super) fn discovery_dests(&self) -> Vec<Mac> {
+        if self.opts.macs.is_empty() {
+            vec![Mac::BROADCAST]
+        } else {
+            self.opts.macs.clone()
+        }
+    }
+
+    /// An `err` message about a target: about one never identified
+    /// (`known` false) at most `QUIET_RATE` a second, the rest counted and
+    /// reported once a second (`report_quiet`).
+    pub(super) fn err_about(&self, known: bool, msg: String) {
+        if !known {
+            let mut q = self.quiet.lock();
+            if !q.limit.take(self.now()) {
+                q.suppressed += 1;
+                return;
+            }
+        }
+        self.errlog.push(msg);
+    }
+
+    /// The count of `err` messages `err_about` held back in the last second.
+    pub(super) fn report_quiet(&self) {
+        let n = std::mem::take(&mut self.quiet.lock().suppressed);
+        if n > 0 {
+            self.errlog.push(format!("aoefs: {n} more messages about targets not identified in the last second"));
+        }
+    }
+
+    /// The device for `shelf.slot`, created if need be within the table's
+    /// bounds: new targets at `NEW_TARGET_RATE`; at `MAX_UNIDENTIFIED`
+    /// targets never identified (or `MAX_DEVICES` in all) the oldest never
+    /// identified one leaves. None when the new target is turned away
+    /// (discovery then runs again soon).
+    pub(super) fn admit_device(&self, shelf: u16, slot: u8) -> Option<Arc<Device>> {
+        if let Some(d) = self.device(shelf, slot) {
+            return Some(d);
+        }
+        let now = self.now();
+        let mut w = self.devices.write();
+        if let Some(d) = w.get(&(shelf, slot)) {
+            return Some(d.clone());
+        }
+        let mut evicted = None;
+        let why = if !self.new_targets.lock().take(now) {
+            Some("new targets coming too fast")
+        } else if w.len() >= MAX_UNIDENTIFIED.min(MAX_DEVICES) {
+            // Never identified means never opened (only identified targets
+            // are listed); the oldest has the lowest id.
+            let unidentified = w.values().filter(|d| !d.visible());
+            if w.len() >= MAX_DEVICES || unidentified.clone().count() >= MAX_UNIDENTIFIED {
+                match unidentified.filter(|d| d.open_count() == 0).min_by_key(|d| d.id).map(|d| (d.shelf, d.slot)) {
+                    Some(k) => {
+                        evicted = w.remove(&k);
+                        None
+                    }
+                    None => Some("device table full"),
+                }
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            drop(w);
+            self.ignored.dropped_target.fetch_add(1, Ordering::Relaxed);
+            if self.discover_at.load(Ordering::Relaxed) == 0 {
+                self.discover_at.store(now + REDISCOVER_SOON, Ordering::Relaxed);
+            }
+            self.err_about(false, format!("e{shelf}.{slot}: not added: {why}"));
+            return None;
+        }
+        self.last_new_device.store(now.max(1), Ordering::Relaxed);
+        let d = Arc::new(Device::new(self.next_id.fetch_add(1, Ordering::Relaxed), shelf, slot, self.opts.maxout, now));
+        w.insert((shelf, slot), d.clone());
+        drop(w);
+        if let Some(old) = evicted {
+            self.end_device(&old);
+            self.err_about(false, format!("{}: never identified, evicted for e{shelf}.{slot}", old.name()));
+        }
+        Some(d)
+    }
+
+    /// Takes `dev` out of the device table (if it is still the one there)
+    /// and fails its I/O.
+    pub(super) fn forget(&self, dev: &Arc<Device>) {
+        let mut w = self.devices.write();
+        if w.get(&(dev.shelf, dev.slot)).is_some_and(|d| Arc::ptr_eq(d, dev)) {
+            w.remove(&(dev.shelf, dev.slot));
+        }
+        drop(w);
+        self.end_device(dev);
+    }
+
+    /// A device left the table: it is down and its I/O fails.
+    pub(super) fn end_device(&self, dev: &Device) {
+        let c = {
+            let mut g = dev.inner.lock();
+            g.state = DevState::Down;
+            g.io.fail_all(IoError::Down);
+            g.io.take_completed()
+        };
+        run_completions(c);
+    }
+
+    /// A config response from an unverified path's MAC: a different config
+    /// string refuses it at once; an answer to our query counts for its
+    /// verification, which starts (or ends) here if due.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn candidate_config(
+        &self,
+        dev: &Arc<Device>,
+        g: &mut DevInner,
+        id: u32,
+        h: &Header,
+        c: &ConfigRepr<'_>,
+        now: Micros,
+        out: &mut Outbox,
+        queries: &mut Vec<ConfigQuery>,
+    ) {
+        if c.config != g.config.as_slice() {
+            self.refuse_path(dev, g, id, now, "config string differs");
+            return;
+        }
+        if let Some(p) = g.io.path_mut(id) {
+            if p.verification.started.is_some() && h.tag == DISCOVER_TAG {
+                p.verification.config_answered = true;
+            }
+        }
+        self.verify_paths(dev, g, now, out, queries);
+    }
+
+    /// Moves the verifications of the device's unverified paths on: starts
+    /// the due ones (once the device's own IDENTIFY is known), asks again
+    /// for a config not answered, refuses a path that never answers it, and
+    /// puts a path that passed in use (when the table has room).
+    pub(super) fn verify_paths(
+        &self,
+        dev: &Arc<Device>,
+        g: &mut DevInner,
+        now: Micros,
+        out: &mut Outbox,
+        queries: &mut Vec<ConfigQuery>,
+    ) {
+        if g.identify.is_none() || !g.io.paths.iter().any(|p| p.state == PathState::Unverified) {
+            return;
+        }
+        let ids: Vec<u32> = g.io.paths.iter().filter(|p| p.state == PathState::Unverified).map(|p| p.id).collect();
+        for id in ids {
+            let Some(p) = g.io.path(id) else { continue };
+            let (v, link, mac) = (p.verification, p.link, p.mac);
+            let query = ConfigQuery { link, shelf: dev.shelf, slot: dev.slot, dst: mac };
+            match v.started {
+                None if now >= v.not_before && now >= g.next_verify => {
+                    g.next_verify = now + VERIFY_SPACING;
+                    self.start_verification(dev, g, id, now, out);
+                    queries.push(query);
+                }
+                None => {}
+                Some(_) if v.config_answered && v.identify_matched => self.try_promote(dev, g, id, now, out),
+                Some(_) if !v.config_answered && now >= v.next_query => {
+                    if v.queries >= QUERY_TRIES {
+                        self.refuse_path(dev, g, id, now, "no answer to query config");
+                    } else if let Some(p) = g.io.path_mut(id) {
+                        p.verification.queries += 1;
+                        p.verification.next_query = now + QUERY_INTERVAL;
+                        queries.push(query);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Sends the pinned IDENTIFY of path `id` (the caller queues the first
+    /// config query).
+    fn start_verification(&self, dev: &Arc<Device>, g: &mut DevInner, id: u32, now: Micros, out: &mut Outbox) {
+        let Some(p) = g.io.path_mut(id) else { return };
+        let v = &mut p.verification;
+        v.started = Some(now);
+        v.queries = 1;
+        v.next_query = now + QUERY_INTERVAL;
+        v.config_answered = false;
+        v.identify_matched = false;
+        log::info!("{}: verifying path {} via {}", dev.name(), p.mac, p.ifname);
+        let d = dev.clone();
+        let me = self.me.clone();
+        let done = Box::new(move |res: IoResult| {
+            if let Some(ini) = me.upgrade() {
+                ini.verification_identified(&d, id, res);
+            }
+        });
+        self.wake_timer(dev);
+        g.io.submit_pinned_identify(now, id, done, out);
+    }
+
+    /// The answer (or failure) of a new path's pinned IDENTIFY.
+    fn verification_identified(&self, dev: &Arc<Device>, id: u32, res: IoResult) {
+        let now = self.now();
+        let mut queries = Vec::new();
+        with_outbox(|out| {
+            let c = {
+                let mut g = dev.inner.lock();
+                if g.io.path(id).is_some_and(|p| p.state == PathState::Unverified) {
+                    self.identified_path(dev, &mut g, id, res, now, out, &mut queries);
+                }
+                g.io.take_completed()
+            };
+            self.send(out);
+            self.send_queries(&mut queries);
+            run_completions(c);
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn identified_path(
+        &self,
+        dev: &Arc<Device>,
+        g: &mut DevInner,
+        id: u32,
+        res: IoResult,
+        now: Micros,
+        out: &mut Outbox,
+        queries: &mut Vec<ConfigQuery>,
+    ) {
+        let parsed = res.map(|b| Identify::parse(&b));
+        let reason = match (&parsed, g.identify.as_ref()) {
+            (Ok(Ok(got)), Some(want)) => {
+                let diff = identify_differences(want, got);
+                if diff.is_empty() {
+                    if let Some(p) = g.io.path_mut(id) {
+                        p.verification.identify_matched = true;
+                    }
+                    self.verify_paths(dev, g, now, out, queries);
+                    return;
+                }
+                format!("IDENTIFY differs ({})", diff.join(", "))
+            }
+            (Ok(Ok(_)), None) => "target not identified".into(),
+            (Ok(Err(e)), _) => format!("IDENTIFY unreadable: {e}"),
+            (Err(IoError::Timeout), _) => "no answer to IDENTIFY".into(),
+            (Err(e @ IoError::Ata { .. }), _) => format!("IDENTIFY failed: {e}"),
+            (Err(e), _) => {
+                // Cut short (AoE error, the target died or was flushed):
+                // tried again later.
+                let Some(p) = g.io.path_mut(id) else { return };
+                let v = &mut p.verification;
+                v.failures += 1;
+                if v.failures < VERIFY_FAILURES {
+                    v.started = None;
+                    v.not_before = now + retry_delay(v.failures);
+                    return;
+                }
+                format!("IDENTIFY failed: {e}")
+            }
+        };
+        self.refuse_path(dev, g, id, now, &reason);
+    }
+
+    /// Path `id` passed its verification: in use when the table has room
+    /// (else it waits, and is tried again on the next sweep). It is a sign
+    /// of life of the target: frames unanswered on its other paths were
+    /// lost, and a down target nobody has open comes back.
+    fn try_promote(&self, dev: &Arc<Device>, g: &mut DevInner, id: u32, now: Micros, out: &mut Outbox) {
+        if !g.io.promote(id, now) {
+            return;
+        }
+        if let Some(p) = g.io.path(id) {
+            log::info!("{}: path {} via {} verified: in use", dev.name(), p.mac, p.ifname);
+        }
+        g.io.on_sign_of_life(now);
+        self.revive(dev, g, now, out);
+    }
+
+    /// Path `id` failed its verification: refused, reported once on `err`
+    /// and counted in `stats`.
+    fn refuse_path(&self, dev: &Device, g: &mut DevInner, id: u32, now: Micros, reason: &str) {
+        let Some(p) = g.io.path(id) else { return };
+        let msg = format!("{}: path from MAC {} ({}) refused: {reason}", dev.name(), p.mac.hex12(), p.ifname);
+        g.io.refuse(id, now);
+        g.refused_paths += 1;
+        self.errlog.push(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_lists_parse_in_every_spelling() {
+        let want = vec![Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x00]), Mac([2, 0, 0, 0, 0, 1])];
+        for s in
+            ["aa:bb:cc:dd:ee:00,02:00:00:00:00:01", "aa-bb-cc-dd-ee-00 020000000001", " AABBCCDDEE00, 020000000001,"]
+        {
+            assert_eq!(parse_macs(s).unwrap(), want, "{s:?}");
+        }
+        assert_eq!(parse_macs("020000000001,02:00:00:00:00:01").unwrap().len(), 1, "repeats are dropped");
+        for bad in ["", " , ", "aa:bb", "0200000000012", "zz0000000001", "ffffffffffff", "010000000001"] {
+            assert!(parse_macs(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_its_rate() {
+        let mut r = RateLimit::new(4, 2);
+        assert_eq!((0..10).filter(|_| r.take(0)).count(), 4);
+        assert!(!r.take(400_000));
+        assert!(r.take(500_000), "one token after half a second at 2/s");
+        assert!(!r.take(500_000));
+        assert_eq!((0..10).filter(|_| r.take(100_000_000)).count(), 4, "never more than the burst");
+    }
+}

@@ -1,0 +1,97 @@
+//! A shared segment for the trust tests (tests/trust.rs): the initiator's
+//! interface, vblade's and a third host's, joined by a bridge in the middle
+//! namespace, as three hosts on one LAN. The third host is `aoe-inject
+//! --respond` (a host claiming the target), or a flood of config responses.
+
+use super::faultbed::{parse_counters, Injector, AOE_INJECT};
+use super::process::{poll_until, sh};
+use super::testbed::{Testbed, VethPair};
+use super::COUNTER;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The third host's interface (in the target namespace).
+pub const HOSTILE_IF: &str = "aoeh0";
+
+impl Testbed {
+    /// A testbed whose pair 0 (`aoei0` in the initiator namespace, `aoet0`
+    /// in the target namespace) and the third host's interface
+    /// [`HOSTILE_IF`] (target namespace) are ports of one bridge in the
+    /// middle namespace. `start_vblade`, `mount_aoefs` and the rest work as
+    /// on a direct pair.
+    pub fn bridged(mtu: u32) -> Testbed {
+        let tb = Testbed::empty();
+        let mns = tb.middle_ns();
+        sh(&["ip", "-n", &mns, "link", "add", "aoebr", "type", "bridge"]);
+        sh(&["ip", "-n", &mns, "link", "set", "aoebr", "up"]);
+        let m = mtu.to_string();
+        let ports = [(&tb.ins, "aoei0", "aoebi0"), (&tb.tns, "aoet0", "aoebt0"), (&tb.tns, HOSTILE_IF, "aoebh0")];
+        for (ns, outer, inner) in ports {
+            sh(&["ip", "link", "add", outer, "netns", ns, "type", "veth", "peer", "name", inner, "netns", &mns]);
+            for (n, i) in [(ns.as_str(), outer), (mns.as_str(), inner)] {
+                sh(&["ip", "-n", n, "link", "set", i, "mtu", &m]);
+                sh(&["ip", "-n", n, "link", "set", i, "up"]);
+            }
+            sh(&["ip", "-n", &mns, "link", "set", inner, "master", "aoebr"]);
+        }
+        let up = poll_until(Duration::from_secs(5), || {
+            ports.iter().all(|(ns, outer, _)| sh(&["ip", "-n", ns, "-o", "link", "show", outer]).contains("LOWER_UP"))
+        });
+        assert!(up, "bridged interfaces did not come up");
+        tb.pairs.lock().unwrap().push(VethPair { init_if: "aoei0".into(), target_if: "aoet0".into(), mtu });
+        tb
+    }
+
+    /// MAC of the third host's interface: 12 lowercase hex digits.
+    pub fn hostile_mac(&self) -> String {
+        let out = sh(&["ip", "-n", &self.tns, "-o", "link", "show", HOSTILE_IF]);
+        let i = out.find("link/ether ").expect("a MAC");
+        out[i + 11..i + 28].replace(':', "")
+    }
+
+    /// Gives the target side of pair `k` a new MAC (`aa:bb:cc:dd:ee:ff`),
+    /// as a NIC swap would; a vblade on it must be restarted to use it.
+    pub fn set_target_mac(&self, k: usize, mac: &str) {
+        let ifname = self.target_if(k);
+        sh(&["ip", "-n", &self.tns, "link", "set", &ifname, "down"]);
+        sh(&["ip", "-n", &self.tns, "link", "set", &ifname, "address", mac]);
+        sh(&["ip", "-n", &self.tns, "link", "set", &ifname, "up"]);
+        let up = poll_until(Duration::from_secs(5), || {
+            sh(&["ip", "-n", &self.tns, "-o", "link", "show", &ifname]).contains("LOWER_UP")
+        });
+        assert!(up, "{ifname} did not come back up");
+    }
+
+    /// Runs `aoe-inject HOSTILE_IF SHELF.SLOT ARGS` on the third host (e.g.
+    /// `--respond --bufcnt 1`, or `--config-flood N`); waits until it is
+    /// ready.
+    pub fn start_hostile(&self, shelf: u16, slot: u8, args: &[&str]) -> Injector {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let stats = self.dir.join(format!("hostile-{n}.stats"));
+        let log = self.dir.join(format!("hostile-{n}.log"));
+        let logf = File::create(&log).unwrap();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.tns, AOE_INJECT, HOSTILE_IF])
+            .arg(format!("{shelf}.{slot}"))
+            .args(args)
+            .arg("--stats")
+            .arg(&stats);
+        let helper = self.start_tool("aoe-inject", cmd, logf, &log, "ready");
+        Injector { helper, stats, log }
+    }
+
+    /// SIGTERM the third host; returns its counters.
+    pub fn stop_hostile(&self, h: &Injector) -> HashMap<String, u64> {
+        let st = self.stop_helper(h.helper, libc::SIGTERM, Duration::from_secs(5));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "aoe-inject exit {:?}; log:\n{}",
+            st,
+            fs::read_to_string(&h.log).unwrap_or_default()
+        );
+        parse_counters(&fs::read_to_string(&h.stats).unwrap_or_default())
+    }
+}
