@@ -210,6 +210,8 @@ impl Job {
 #[derive(Clone, Copy, Debug)]
 struct Sent {
     gen: u32,
+    /// `Path::id` of the path it went on.
+    path: u32,
     /// Order of sending, over all the target's transmissions.
     seq: u64,
     at: Micros,
@@ -228,8 +230,6 @@ struct Slot {
     /// Transmissions of the current command, oldest first; reused (no
     /// allocation once warm).
     sent: Vec<Sent>,
-    /// Last generation used in this slot.
-    gen: u32,
     /// Path of the latest transmission.
     path: u16,
 }
@@ -356,6 +356,12 @@ pub struct Path {
     pub max_sectors: u8,
     pub consecutive_timeouts: u32,
     pub next_probe: Micros,
+    /// Transmissions on this path with a lower `Sent::seq` that are not
+    /// answered were lost: this target MAC answered one sent well after
+    /// them, or a probe sent after them. (Per path: two paths, or two
+    /// target processes behind one shelf address, answer in their own
+    /// order, not in each other's.)
+    overtaken_below: u64,
     pub verification: Verification,
     pub counters: Counters,
 }
@@ -483,10 +489,8 @@ pub struct TargetIo {
     longest_wait: Micros,
     /// `Sent::seq` of the next transmission.
     next_seq: u64,
-    /// Transmissions with a lower `seq` that are not answered were lost:
-    /// the target answered one sent well after them, or a probe sent after
-    /// them.
-    overtaken_below: u64,
+    /// The generation of the last tag (one counter for all slots).
+    gen: u32,
     /// The probe (query config) asked for and not answered yet: its place in
     /// the sending order and when.
     probe: Option<(u64, Micros)>,
@@ -536,7 +540,7 @@ impl TargetIo {
             answered_sent_at: 0,
             longest_wait: 0,
             next_seq: 1,
-            overtaken_below: 0,
+            gen: 0,
             probe: None,
             last_answer: 0,
             reorder_window: REORDER_MIN,
@@ -648,6 +652,7 @@ impl TargetIo {
             max_sectors,
             consecutive_timeouts: 0,
             next_probe: 0,
+            overtaken_below: 0,
             verification: Verification::default(),
             counters: Counters::default(),
         });
@@ -1006,15 +1011,27 @@ impl TargetIo {
         let deadline = now + self.rtt.backoff(self.slots[slot as usize].sent.len());
         let s = &mut self.slots[slot as usize];
         let job = s.job.expect("transmit of an empty slot");
-        s.gen = match (s.gen + 1) & GEN_MASK {
+        // One generation counter for all slots: every tag in flight differs
+        // from every other in its generation bits too, so a reply whose slot
+        // bits were damaged on the way matches no other command.
+        self.gen = match (self.gen + 1) & GEN_MASK {
             // Slot 0 with generation 0 would be our discovery tag.
             0 => 1,
             g => g,
         };
         let held = !job.pinned;
-        s.sent.push(Sent { gen: s.gen, seq: self.next_seq, at: now, deadline, held, overtaken: false });
+        let path_id = self.paths.get(s.path as usize).map_or(u32::MAX, |p| p.id);
+        s.sent.push(Sent {
+            gen: self.gen,
+            path: path_id,
+            seq: self.next_seq,
+            at: now,
+            deadline,
+            held,
+            overtaken: false,
+        });
         self.next_seq += 1;
-        let tag = tag_of(slot, s.gen);
+        let tag = tag_of(slot, self.gen);
         self.held += u32::from(held);
         let Some(path) = self.paths.get_mut(s.path as usize) else { return };
         let (aflags, lba) = match job.cmd {
@@ -1144,7 +1161,9 @@ impl TargetIo {
             self.last_reorder = now;
         }
         let sent_at = sent.at;
-        self.overtaken_below = self.overtaken_below.max((sent.seq + 1).saturating_sub(FAST_RETRANSMIT_AFTER));
+        if let Some(p) = self.paths.iter_mut().find(|p| p.id == sent.path) {
+            p.overtaken_below = p.overtaken_below.max((sent.seq + 1).saturating_sub(FAST_RETRANSMIT_AFTER));
+        }
         self.last_answer = now;
         self.answered_sent_at = self.answered_sent_at.max(sent_at);
         self.longest_wait = self.longest_wait.max(now.saturating_sub(sent_at));
@@ -1154,11 +1173,17 @@ impl TargetIo {
     /// A config response from the target (announcement, or an answer to a
     /// query): it is alive and working, so frames that timed out before now
     /// were lost.
-    pub fn on_sign_of_life(&mut self, now: Micros) {
+    pub fn on_sign_of_life(&mut self, now: Micros, mac: Mac) {
         self.answered_sent_at = self.answered_sent_at.max(now);
-        if let Some((seq, _)) = self.probe.take() {
-            // Everything sent before our probe and not answered was lost.
-            self.overtaken_below = self.overtaken_below.max(seq);
+        if let Some((seq, _)) = self.probe {
+            // Everything sent to this MAC before our probe and not answered
+            // was lost.
+            for p in self.paths.iter_mut().filter(|p| p.mac == mac) {
+                p.overtaken_below = p.overtaken_below.max(seq);
+            }
+            if self.paths.iter().filter(|p| p.state == PathState::InUse).all(|p| p.overtaken_below >= seq) {
+                self.probe = None;
+            }
         }
         if self.busy() {
             self.last_progress = now;
@@ -1359,7 +1384,7 @@ impl TargetIo {
                 continue;
             }
             let overtaken = latest.held
-                && latest.seq < self.overtaken_below
+                && self.paths.iter().find(|p| p.id == latest.path).is_some_and(|p| latest.seq < p.overtaken_below)
                 && now.saturating_sub(latest.at) >= self.rtt.srtt() + self.reorder_window;
             if now < latest.deadline && !overtaken {
                 continue;
@@ -1483,7 +1508,9 @@ impl TargetIo {
         }
         self.ghosts.clear();
         self.probe = None;
-        self.overtaken_below = self.next_seq;
+        for p in self.paths.iter_mut() {
+            p.overtaken_below = self.next_seq;
+        }
         self.free_slots = (0..self.slots.len() as u16).rev().collect();
         self.nout = 0;
         self.pinned = 0;

@@ -24,6 +24,8 @@ struct Net {
     dup: f64,
     /// Per-path (by target MAC) loss, for multipath tests.
     dead_mac: Option<Mac>,
+    /// Replies from this target MAC take this much longer (a slower path).
+    slow_mac: Option<(Mac, Micros)>,
     latency: Micros,
     service: Micros,
     bufcnt: usize,
@@ -71,6 +73,7 @@ impl Net {
             loss: 0.0,
             dup: 0.0,
             dead_mac: None,
+            slow_mac: None,
             latency: 50,
             service: 20,
             bufcnt,
@@ -181,6 +184,7 @@ impl Net {
             return;
         }
         let done = if self.rng.chance(self.reply_stall_rate) { done + self.reply_stall } else { done };
+        let done = done + self.slow_mac.filter(|(m, _)| *m == mac).map_or(0, |(_, d)| d);
         let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
         for _ in 0..copies {
             if self.rng.chance(self.loss) {
@@ -288,7 +292,7 @@ impl Harness {
             while self.net.replies.peek().is_some_and(|r| r.0 .0 <= self.net.now) {
                 let Reverse((_, _, f)) = self.net.replies.pop().unwrap();
                 if f.is_empty() {
-                    self.t.on_sign_of_life(self.net.now);
+                    self.t.on_sign_of_life(self.net.now, T_MAC);
                     continue;
                 }
                 let r = Repr::parse(&f).unwrap();
@@ -960,4 +964,53 @@ fn request_counters_count_completed_reads_and_writes_and_their_waits() {
     assert!(c.read_wait_us + c.write_wait_us <= 2 * (h.net.now - t0), "{c:?}");
     // Paths count no requests (a request's frames may take several).
     assert_eq!(h.t.paths[0].counters.read_requests, 0);
+}
+
+#[test]
+fn a_slower_path_is_not_taken_for_a_lossy_one() {
+    // Two paths; replies on the second take 3 ms longer, so the first
+    // path's answers overtake it all the time. Fast retransmit judges each
+    // path by its own answers: nothing is resent, no path fails.
+    let mut h = Harness::new(20_000, 16, 128, 9000, seeded("slow path", 12));
+    in_use(&mut h.t, 1, T_MAC2, 9000, 16, 255);
+    h.net.slow_mac = Some((T_MAC2, 3_000));
+    for i in 0..200 {
+        h.read(i, i as u64 * 50, 50);
+    }
+    h.run(200, 30_000_000);
+    assert_eq!(h.results.lock().unwrap().iter().filter(|(_, r)| r.is_ok()).count(), 200);
+    assert!(h.net.sent_per_mac[&T_MAC2] > 100, "the slow path carried its share");
+    assert_eq!(h.t.counters.retransmits, 0, "{:?}", h.t.counters);
+    assert!(!h.t.paths[1].failed());
+}
+
+#[test]
+fn a_reply_with_damaged_slot_bits_matches_no_other_command() {
+    // Tags share one generation counter: the generation bits of every tag
+    // in flight differ, so a reply whose slot bits were damaged on the way
+    // (into another command's slot) is unexpected, not applied.
+    let mut h = Harness::new(100, 16, 128, 1500, seeded("slot bits", 13));
+    h.net.latency = 1_000_000; // hold the real replies back
+    for i in 0..8 {
+        h.read(i, i as u64 * 2, 2);
+    }
+    let replies: Vec<Vec<u8>> = h.net.replies.iter().map(|r| r.0 .2.clone()).collect();
+    let tags: Vec<u32> = replies.iter().map(|f| Repr::parse(f).unwrap().header.tag).collect();
+    let gens: std::collections::HashSet<u32> = tags.iter().map(|t| t >> 12).collect();
+    assert_eq!(gens.len(), tags.len(), "generations repeat across slots: {tags:08x?}");
+    let mut out = Outbox::new();
+    for (f, tag) in replies.iter().zip(&tags) {
+        for bit in 0..12 {
+            let damaged = tag ^ (1 << bit);
+            let r = Repr::parse(f).unwrap();
+            let Body::Ata(a) = r.body else { unreachable!() };
+            let o = h.t.on_reply(h.net.now, r.header.src, damaged, Ok(&a), &mut out);
+            assert_eq!(o, ReplyOutcome::Unexpected, "tag {tag:08x} with slot bit {bit} flipped was taken");
+        }
+    }
+    assert_eq!(h.t.nout, 8, "nothing completed");
+    h.run(8, 5_000_000);
+    for i in 0..8 {
+        assert_eq!(h.result(i).unwrap(), h.net.target.disk()[i * 2 * SECTOR..(i * 2 + 2) * SECTOR]);
+    }
 }

@@ -181,7 +181,7 @@ impl Initiator {
                     log::info!("{}: query config answered after retries", dev.name());
                 }
                 // The target answers: frames it has not answered were lost.
-                g.io.on_sign_of_life(now);
+                g.io.on_sign_of_life(now, h.src);
                 self.revive(&dev, &mut g, now, &mut batch.out);
             }
         }

@@ -411,10 +411,11 @@ impl Initiator {
         if !g.io.promote(id, now) {
             return;
         }
+        let Some(mac) = g.io.path(id).map(|p| p.mac) else { return };
         if let Some(p) = g.io.path(id) {
             log::info!("{}: path {} via {} verified: in use", dev.name(), p.mac, p.ifname);
         }
-        g.io.on_sign_of_life(now);
+        g.io.on_sign_of_life(now, mac);
         self.revive(dev, g, now, out);
     }
 
