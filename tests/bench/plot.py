@@ -9,6 +9,7 @@ Writes an SVG by hand (no matplotlib needed): one panel per MTU, log2 x axis.
 """
 import csv
 import math
+import statistics
 import sys
 
 COLORS = {"raw": "#1f77b4", "aoefs": "#d62728", "nbdfuse": "#2ca02c"}
@@ -34,7 +35,7 @@ def nice_max(v):
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     data = {}
-    best = {}
+    rounds = {}
     with open(src) as f:
         for r in csv.DictReader(f):
             try:
@@ -43,10 +44,10 @@ def main():
                 continue
             if math.isnan(v):
                 continue
-            best.setdefault((int(r["mtu"]), r["system"], int(r["bs"])), []).append(v)
-    # Several repetitions per point: the best one counts, as in the table.
-    for (m, name, bs), vs in best.items():
-        data.setdefault(m, {}).setdefault(name, []).append((bs, max(vs)))
+            rounds.setdefault((int(r["mtu"]), r["system"], int(r["bs"])), []).append(v)
+    # Several rounds per point: the median counts, as in the table.
+    for (m, name, bs), vs in rounds.items():
+        data.setdefault(m, {}).setdefault(name, []).append((bs, statistics.median(vs)))
     mtus = sorted(data)
     if not mtus:
         print("plot.py: no data", file=sys.stderr)

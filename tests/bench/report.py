@@ -4,7 +4,7 @@ ratios and the targets, PASS/FAIL per row, decided on the median of the
 rounds (the range of the rounds is printed beside it).
 
 results.csv columns: mtu,system,row,value,unit, one line per round, with
-system in raw, aoefs, aoefs-bp, nbdfuse and row in seqread, seqwrite, lat1,
+system in raw, aoefs, aoefs-bp, aoefs-base, nbdfuse and row in seqread, seqwrite, lat1,
 iops32, bufread, rss, and the machine's CPU time per unit of work in
 seqread_cpu, seqwrite_cpu (us per MB) and iops32_cpu (us per IO).
 
@@ -199,22 +199,28 @@ def main():
                     cell(m, "nbdfuse", key, unit), rfmt(r), most, res))
     out.append("")
     out.append("%d rows PASS, %d rows FAIL" % (npass, nfail))
-    # aoefs with --busy-poll-us (opt-in), if the run measured it.
-    bp_rows = [(k, l, u) for k, l, u, _ in ROWS[:4]] + [(k, l, u) for k, l, u, _ in CPU_ROWS]
-    if any(rounds.get((m, "aoefs-bp", k)) for m in mtus for k, _, _ in bp_rows):
+    # Extra aoefs systems measured in the same rounds, if any: aoefs with
+    # --busy-poll-us (opt-in) and another aoefs build (--baseline).
+    extra_rows = [(k, l, u) for k, l, u, _ in ROWS[:4]] + [(k, l, u) for k, l, u, _ in CPU_ROWS]
+    for system, title, col in (
+        ("aoefs-bp", "aoefs mounted with --busy-poll-us %d (off by default)" % a.busy_poll_us, "busy-poll"),
+        ("aoefs-base", "the baseline aoefs build (--baseline)", "baseline"),
+    ):
+        if not any(rounds.get((m, system, k)) for m in mtus for k, _, _ in extra_rows):
+            continue
         out.append("")
-        out.append("aoefs mounted with --busy-poll-us %d (off by default), same run, medians (range):" % a.busy_poll_us)
+        out.append("%s, same run, medians (range):" % title)
         out.append("")
-        out.append("| MTU | row | unit | raw | aoefs | aoefs --busy-poll-us | busy-poll/raw | busy-poll/aoefs |")
+        out.append("| MTU | row | unit | raw | aoefs | %s | %s/raw | aoefs/%s |" % (col, col, col))
         out.append("|---|---|---|---|---|---|---|---|")
         for m in mtus:
-            for key, label, unit in bp_rows:
-                if not rounds.get((m, "aoefs-bp", key)):
+            for key, label, unit in extra_rows:
+                if not rounds.get((m, system, key)):
                     continue
-                raw, ao, bp = (med(m, s, key) for s in ("raw", "aoefs", "aoefs-bp"))
+                raw, ao, ex = (med(m, s, key) for s in ("raw", "aoefs", system))
                 out.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
                     m, label, unit, cell(m, "raw", key, unit), cell(m, "aoefs", key, unit),
-                    cell(m, "aoefs-bp", key, unit), rfmt(ratio(bp, raw)), rfmt(ratio(bp, ao))))
+                    cell(m, system, key, unit), rfmt(ratio(ex, raw)), rfmt(ratio(ao, ex))))
     print("\n".join(out))
 
 

@@ -11,9 +11,13 @@
 #                      [--cache-mb 64] [--dir /dev/shm] [--out DIR]
 #                      [--no-nbd] [--no-sweep] [--no-build] [--no-offload]
 #                      [--quiet-wait 20] [--busy-poll-us 50] [--pin]
+#                      [--baseline BIN]
 #
 # --busy-poll-us N also runs the four fio rows against aoefs mounted with
 # that option (system "aoefs-bp", a table of its own); 0 skips it.
+# --baseline BIN also runs the four fio rows against another aoefs binary
+# (an older build, say), mounted the same way, in the same rounds (system
+# "aoefs-base", a table of its own): before and after side by side.
 # --pin runs the target (vblade, nbdkit) on CPU 1 and every initiator (raw
 # client, aoefs, nbdfuse) and fio on CPU 0, as if the target were another
 # machine; without it the scheduler places everything.
@@ -45,6 +49,7 @@ SWEEP_SIZES="4k 16k 64k 256k 1m"
 QUIET_WAIT=20   # seconds to wait at most for the machine to go idle before a phase
 BUSY_POLL=50    # aoefs --busy-poll-us for the extra aoefs-bp rows (0: none)
 PIN=0           # 1: target on CPU 1, initiators and fio on CPU 0
+BASELINE=       # another aoefs binary to compare with (system aoefs-base)
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,7 +69,8 @@ while [ $# -gt 0 ]; do
         --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
         --busy-poll-us) BUSY_POLL=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        --baseline) BASELINE=$2; shift 2 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -199,6 +205,10 @@ RAW=$ROOT/target/release/aoe-rawbench
 cp "$AOEFS" "$WORK/aoefs" && cp "$RAW" "$WORK/aoe-rawbench" || exit 1
 AOEFS=$WORK/aoefs
 RAW=$WORK/aoe-rawbench
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { echo "run.sh: --baseline $BASELINE is not an executable" >&2; exit 2; }
+    cp "$BASELINE" "$WORK/aoefs-base" || exit 1
+fi
 
 # ------------------------------------------------------------------ testbed
 setup_net() {   # setup_net MTU
@@ -363,7 +373,7 @@ raw_rows() {    # raw_rows MTU
 
 record_rounds() { # record_rounds MTU: every round's value, one line each
     local sys row v
-    for sys in raw aoefs aoefs-bp nbdfuse; do
+    for sys in raw aoefs aoefs-bp aoefs-base nbdfuse; do
         for row in seqread seqwrite lat1 iops32 bufread rss seqread_cpu seqwrite_cpu iops32_cpu; do
             [ -n "${VALS["$sys,$row"]:-}" ] || continue
             case $row in seqread|seqwrite|bufread) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; rss) u=MiB ;; *_cpu) u=cpu_us ;; esac
@@ -373,8 +383,8 @@ record_rounds() { # record_rounds MTU: every round's value, one line each
     done
 }
 
-start_aoefs() {  # start_aoefs [EXTRA AOEFS ARGS...]
-    $ON_I nsenter --net=/run/netns/"$INS" "$AOEFS" "$MNT_A" -f --iflist "$IV" --cache-mb "$CACHE_MB" "$@" >>"$LOG" 2>&1 &
+start_aoefs() {  # start_aoefs [EXTRA AOEFS ARGS...] (AOEFS_BIN: which binary, default $AOEFS)
+    $ON_I nsenter --net=/run/netns/"$INS" "${AOEFS_BIN:-$AOEFS}" "$MNT_A" -f --iflist "$IV" --cache-mb "$CACHE_MB" "$@" >>"$LOG" 2>&1 &
     AOEFS_PID=$!
     wait_file "$MNT_A/e0.1" "$AOEFS_PID" 20 || { log "aoefs did not mount (see $LOG)"; stop_aoefs; return 1; }
     # Sanity read: a device that does not answer would turn every row into EIO.
@@ -422,6 +432,7 @@ wait_file() {   # wait_file PATH PID SECS
     echo "vblade -b $BUFCNT, image $SIZE ($IMG, sparse), aoefs --cache-mb $CACHE_MB, fio runtime ${RT}s, $REPS rounds (median counts)"
     echo "placement: $([ $PIN = 1 ] && echo 'pinned: target on CPU 1, initiators and fio on CPU 0' || echo 'unpinned')"
     echo "aoefs $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty')"
+    [ -z "$BASELINE" ] || echo "baseline (aoefs-base): $BASELINE"
     echo "fio $(fio --version), $(nbdfuse --version 2>/dev/null | head -1), $(nbdkit --version 2>/dev/null | head -1)"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >> "$LOG"
@@ -461,6 +472,14 @@ for MTU in $MTUS; do
             note_load "aoefs --busy-poll-us $BUSY_POLL rows #$rep (mtu $MTU)"
             if start_aoefs --busy-poll-us "$BUSY_POLL" || { log "aoefs-bp: mounting again"; start_aoefs --busy-poll-us "$BUSY_POLL"; }; then
                 fio_rows aoefs-bp "$MTU" "$MNT_A/e0.1" "$rep"
+                stop_aoefs
+            fi
+        fi
+
+        if [ -n "$BASELINE" ]; then
+            note_load "baseline aoefs rows #$rep (mtu $MTU)"
+            if AOEFS_BIN=$WORK/aoefs-base start_aoefs || { log "aoefs-base: mounting again"; AOEFS_BIN=$WORK/aoefs-base start_aoefs; }; then
+                fio_rows aoefs-base "$MTU" "$MNT_A/e0.1" "$rep"
                 stop_aoefs
             fi
         fi
