@@ -66,8 +66,17 @@ def ratio(a, b):
     return a / b
 
 
+# The ratios the targets name: a ratio that rounds to one of them at two
+# decimals is printed with three, so that 0.849 FAIL does not read "0.85".
+THRESHOLDS = (0.6, 0.85, 0.9, 1.0, 1.15, 1.3, 2.0)
+
+
 def rfmt(r):
-    return "n/a" if r is None else "%.2f" % r
+    if r is None:
+        return "n/a"
+    if any(abs(r - t) < 0.005 for t in THRESHOLDS):
+        return "%.3f" % r
+    return "%.2f" % r
 
 
 class Rounds:
