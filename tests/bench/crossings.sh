@@ -10,6 +10,7 @@
 # also counts the switches of aoefs's own threads (/proc/PID/task/*/status),
 # and it prints the time per request (mean latency at QD1, 1/IOPS at QD32).
 # The binaries are copied first, so a build meanwhile cannot swap them.
+# aoefs is mounted with its defaults over a 1 GiB image (vblade on tmpfs).
 #
 #   tests/bench/crossings.sh [--mtu 1500] [--seconds 4] [--reps 3] [AOEFS_BIN ...]
 #
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --mtu) MTU=$2; shift 2 ;;
         --seconds) SECS=$2; shift 2 ;;
         --reps) REPS=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         -*) echo "crossings.sh: unknown option $1" >&2; exit 2 ;;
         *) BINS+=("$1"); shift ;;
     esac
