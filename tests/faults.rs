@@ -46,6 +46,29 @@ fn path_counter(st: &HashMap<String, u64>, ifname: &str, name: &str) -> Option<u
         .map(|(_, v)| *v)
 }
 
+/// `fio --verify=crc32c` on `dev`: random O_DIRECT writes of 4-64 KiB over
+/// `size` bytes, then a verify pass; fails the test on any fio error or verify
+/// error. `how` says in the log what the frames went through.
+fn fio_verify(dev: &Path, size: u64, engine: &[&str], seed: u64, how: &str) {
+    let t0 = Instant::now();
+    let out = run_unchecked_timeout(
+        Command::new("fio")
+            .arg("--name=v")
+            .arg(format!("--filename={}", dev.display()))
+            .args(["--rw=randwrite", "--bsrange=4k-64k", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1"])
+            .arg(format!("--size={size}"))
+            .arg("--direct=1")
+            .args(engine)
+            .arg(format!("--randseed={seed}")),
+        Duration::from_secs(150),
+    )
+    .unwrap_or_else(|e| panic!("{}", e));
+    let fio_out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    eprintln!("fio {how} took {:?}", t0.elapsed());
+    assert!(out.status.success(), "fio failed ({}):\n{}", out.status, fio_out);
+    assert!(!fio_out.contains("verify: bad"), "fio reported verify errors:\n{}", fio_out);
+}
+
 // ---------------------------------------------------------------------------
 // lossy link: 5% loss, 1% duplication, 2% reordering, 0.1% corruption
 // ---------------------------------------------------------------------------
@@ -62,29 +85,7 @@ fn fio_verify_over_lossy_link() {
     let dev = m.expect_target(T, APPEAR);
     assert_eq!(fs::metadata(&dev).unwrap().len(), size);
 
-    let t0 = Instant::now();
-    let out = run_unchecked_timeout(
-        Command::new("fio")
-            .arg("--name=v")
-            .arg(format!("--filename={}", dev.display()))
-            .args([
-                "--rw=randwrite",
-                "--bsrange=4k-64k",
-                "--verify=crc32c",
-                "--do_verify=1",
-                "--verify_fatal=1",
-                "--size=32M",
-                "--direct=1",
-                "--ioengine=psync",
-            ])
-            .arg(format!("--randseed={}", seeded("fio", 1234))),
-        Duration::from_secs(150),
-    )
-    .unwrap_or_else(|e| panic!("{}", e));
-    let fio_out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("fio over the lossy link took {:?}", t0.elapsed());
-    assert!(out.status.success(), "fio failed ({}):\n{}", out.status, fio_out);
-    assert!(!fio_out.contains("verify: bad"), "fio reported verify errors:\n{}", fio_out);
+    fio_verify(&dev, size, &["--ioengine=psync"], seeded("fio", 1234), "over the lossy link");
 
     // the image read through aoefs (again over the lossy link) == backing file
     let via_aoefs = sha256(&dev);
@@ -116,30 +117,7 @@ fn fio_verify_through_held_frames() {
     let m = tb.mount_aoefs_iflist(&tb.init_if(k), &["--cache-mb", "0"]);
     let dev = m.expect_target(T, APPEAR);
 
-    let t0 = Instant::now();
-    let out = run_unchecked_timeout(
-        Command::new("fio")
-            .arg("--name=v")
-            .arg(format!("--filename={}", dev.display()))
-            .args([
-                "--rw=randwrite",
-                "--bsrange=4k-64k",
-                "--verify=crc32c",
-                "--do_verify=1",
-                "--verify_fatal=1",
-                "--size=16M",
-                "--direct=1",
-                "--ioengine=libaio",
-                "--iodepth=8",
-            ])
-            .arg(format!("--randseed={}", seeded("fio", 4321))),
-        Duration::from_secs(150),
-    )
-    .unwrap_or_else(|e| panic!("{}", e));
-    let fio_out = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprintln!("fio through held frames took {:?}", t0.elapsed());
-    assert!(out.status.success(), "fio failed ({}):\n{}", out.status, fio_out);
-    assert!(!fio_out.contains("verify: bad"), "fio reported verify errors:\n{}", fio_out);
+    fio_verify(&dev, size, &["--ioengine=libaio", "--iodepth=8"], seeded("fio", 4321), "through held frames");
     assert_eq!(sha256(&dev), sha256(&img), "sha256 of e0.1 through aoefs vs backing file");
 
     let st = m.stats(T);

@@ -7,7 +7,7 @@ use super::trust::new_path_state;
 use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
 use crate::device::{DevInner, DevState, Device};
-use crate::engine::{IoDone, IoError, Op, Outbox, PathChange, PathState};
+use crate::engine::{IoDone, Op, Outbox, PathChange, PathState};
 use crate::wire::{self, Body, ConfigRepr, Header, Identify, Mac, Repr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -388,13 +388,7 @@ impl Initiator {
         let removed: Vec<Arc<Device>> = keys.iter().filter_map(|k| w.remove(k)).collect();
         drop(w);
         for d in &removed {
-            let c = {
-                let mut g = d.inner.lock();
-                g.state = DevState::Down;
-                g.io.fail_all(IoError::Down);
-                g.io.take_completed()
-            };
-            run_completions(c);
+            self.end_device(d);
         }
         Ok(removed.len())
     }
