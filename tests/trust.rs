@@ -69,7 +69,7 @@ fn a_host_claiming_the_target_gets_no_reads_or_writes_and_is_refused() {
     // It keeps claiming the target (five times a second) while I/O runs.
     thread::sleep(Duration::from_millis(500));
     let model = write_and_check(&dev, model, 60, 123);
-    let hc = tb.stop_hostile(&hostile);
+    let hc = tb.stop_injector(&hostile);
     eprintln!("third host received: {hc:?}");
     assert_eq!((hc["reads"], hc["writes"]), (0, 0), "the third host received I/O: {hc:?}");
     assert_eq!(hc["identifies"], 1, "{hc:?}");
@@ -119,7 +119,7 @@ fn a_forged_small_buffer_count_leaves_payload_and_throughput_unchanged() {
     let hostile = tb.start_hostile(0, 1, &["--respond", "--bufcnt", "1", "--scnt", "1"]);
     wait_path(&m, &format!("{} aoei0 refused", tb.hostile_mac()), Duration::from_secs(10));
     let after = read_speed(&dev, 256);
-    let hc = tb.stop_hostile(&hostile);
+    let hc = tb.stop_injector(&hostile);
     eprintln!(
         "read {before:.0} MB/s before, {after:.0} MB/s after the forged bufcnt=1/scnt=1 claim; third host: {hc:?}"
     );
@@ -169,7 +169,7 @@ fn eight_forged_macs_then_a_real_mac_change_and_the_target_recovers() {
     assert!(paths.lines().any(|l| l == "02aabbccdd01 aoei0 in-use"), "{paths}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(m.read_status(T, "state"), "up\n");
-    let hc = tb.stop_hostile(&hostile);
+    let hc = tb.stop_injector(&hostile);
     assert_eq!((hc["reads"], hc["writes"]), (0, 0), "{hc:?}");
     // Each forged MAC was reported once, though each claimed the target
     // every second (and one was taken out of the table to make room).
@@ -196,7 +196,7 @@ fn with_macs_the_third_host_receives_nothing_at_all() {
     let model = write_and_check(&dev, read_all(&img), 40, 152);
     m.discover();
     thread::sleep(Duration::from_millis(2500));
-    let hc = tb.stop_hostile(&hostile);
+    let hc = tb.stop_injector(&hostile);
     eprintln!("third host received: {hc:?}");
     assert_eq!(hc["requests"], 0, "the third host received frames: {hc:?}");
     assert!(hc["announcements"] >= 3, "{hc:?}");

@@ -3,12 +3,11 @@
 //! namespace, as three hosts on one LAN. The third host is `aoe-inject
 //! --respond` (a host claiming the target), or a flood of config responses.
 
-use super::faultbed::{parse_counters, Injector, AOE_INJECT};
+use super::faultbed::{Injector, AOE_INJECT};
 use super::process::{poll_until, sh};
-use super::testbed::{Testbed, VethPair};
+use super::testbed::{veth, Testbed, VethPair};
 use super::COUNTER;
-use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,20 +26,11 @@ impl Testbed {
         let mns = tb.middle_ns();
         sh(&["ip", "-n", &mns, "link", "add", "aoebr", "type", "bridge"]);
         sh(&["ip", "-n", &mns, "link", "set", "aoebr", "up"]);
-        let m = mtu.to_string();
         let ports = [(&tb.ins, "aoei0", "aoebi0"), (&tb.tns, "aoet0", "aoebt0"), (&tb.tns, HOSTILE_IF, "aoebh0")];
         for (ns, outer, inner) in ports {
-            sh(&["ip", "link", "add", outer, "netns", ns, "type", "veth", "peer", "name", inner, "netns", &mns]);
-            for (n, i) in [(ns.as_str(), outer), (mns.as_str(), inner)] {
-                sh(&["ip", "-n", n, "link", "set", i, "mtu", &m]);
-                sh(&["ip", "-n", n, "link", "set", i, "up"]);
-            }
+            assert!(veth((ns, outer), (&mns, inner), mtu), "bridged interface {outer} did not come up");
             sh(&["ip", "-n", &mns, "link", "set", inner, "master", "aoebr"]);
         }
-        let up = poll_until(Duration::from_secs(5), || {
-            ports.iter().all(|(ns, outer, _)| sh(&["ip", "-n", ns, "-o", "link", "show", outer]).contains("LOWER_UP"))
-        });
-        assert!(up, "bridged interfaces did not come up");
         tb.pairs.lock().unwrap().push(VethPair { init_if: "aoei0".into(), target_if: "aoet0".into(), mtu });
         tb
     }
@@ -81,17 +71,5 @@ impl Testbed {
             .arg(&stats);
         let helper = self.start_tool("aoe-inject", cmd, logf, &log, "ready");
         Injector { helper, stats, log }
-    }
-
-    /// SIGTERM the third host; returns its counters.
-    pub fn stop_hostile(&self, h: &Injector) -> HashMap<String, u64> {
-        let st = self.stop_helper(h.helper, libc::SIGTERM, Duration::from_secs(5));
-        assert!(
-            st.is_some_and(|s| s.success()),
-            "aoe-inject exit {:?}; log:\n{}",
-            st,
-            fs::read_to_string(&h.log).unwrap_or_default()
-        );
-        parse_counters(&fs::read_to_string(&h.stats).unwrap_or_default())
     }
 }

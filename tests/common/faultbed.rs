@@ -2,7 +2,7 @@
 //! forwarder, the hostile-frame injector, `stats` parsing.
 
 use super::process::{poll_until, sh, sh_quiet};
-use super::testbed::{Testbed, VethPair};
+use super::testbed::{veth, Testbed, VethPair};
 use super::COUNTER;
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -88,32 +88,7 @@ impl Testbed {
         let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
         let fa = format!("aoefa{}", k);
         let fb = format!("aoefb{}", k);
-        sh(&["ip", "link", "add", &p.init_if, "netns", &self.ins, "type", "veth", "peer", "name", &fa, "netns", &mns]);
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            &fb,
-            "netns",
-            &mns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &p.target_if,
-            "netns",
-            &self.tns,
-        ]);
-        let m = mtu.to_string();
-        for (ns, ifn) in [(&self.ins, &p.init_if), (&mns, &fa), (&mns, &fb), (&self.tns, &p.target_if)] {
-            sh(&["ip", "-n", ns, "link", "set", ifn, "mtu", &m]);
-            sh(&["ip", "-n", ns, "link", "set", ifn, "up"]);
-        }
-        let ok = poll_until(Duration::from_secs(5), || {
-            [(&self.ins, &p.init_if), (&mns, &fa), (&mns, &fb), (&self.tns, &p.target_if)]
-                .iter()
-                .all(|(ns, ifn)| sh(&["ip", "-n", ns, "-o", "link", "show", ifn]).contains("LOWER_UP"))
-        });
+        let ok = veth((&self.ins, &p.init_if), (&mns, &fa), mtu) && veth((&mns, &fb), (&self.tns, &p.target_if), mtu);
         assert!(ok, "forwarded pair {} did not come up", k);
         pairs.push(p);
         self.faultbed.lock().unwrap().fwd_ifs.push((k, fa, fb));
@@ -204,6 +179,12 @@ impl Testbed {
             }
             thread::sleep(Duration::from_millis(50));
         }
+        self.stop_injector(inj)
+    }
+
+    /// SIGTERM an aoe-inject (the fault injector, or a bridge's third
+    /// host); it must exit cleanly. Returns its counters.
+    pub fn stop_injector(&self, inj: &Injector) -> HashMap<String, u64> {
         let st = self.stop_helper(inj.helper, libc::SIGTERM, Duration::from_secs(5));
         assert!(
             st.is_some_and(|s| s.success()),

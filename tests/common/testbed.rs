@@ -136,32 +136,7 @@ impl Testbed {
         let mut pairs = self.pairs.lock().unwrap();
         let k = pairs.len();
         let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            &p.init_if,
-            "netns",
-            &self.ins,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &p.target_if,
-            "netns",
-            &self.tns,
-        ]);
-        let m = mtu.to_string();
-        sh(&["ip", "-n", &self.ins, "link", "set", &p.init_if, "mtu", &m]);
-        sh(&["ip", "-n", &self.tns, "link", "set", &p.target_if, "mtu", &m]);
-        sh(&["ip", "-n", &self.ins, "link", "set", &p.init_if, "up"]);
-        sh(&["ip", "-n", &self.tns, "link", "set", &p.target_if, "up"]);
-        // wait (bounded) for carrier on both ends
-        let ok = poll_until(Duration::from_secs(5), || {
-            let i = sh(&["ip", "-n", &self.ins, "-o", "link", "show", &p.init_if]);
-            let t = sh(&["ip", "-n", &self.tns, "-o", "link", "show", &p.target_if]);
-            i.contains("LOWER_UP") && t.contains("LOWER_UP")
-        });
+        let ok = veth((&self.ins, &p.init_if), (&self.tns, &p.target_if), mtu);
         assert!(ok, "veth {}/{} did not come up", p.init_if, p.target_if);
         pairs.push(p);
         k
@@ -304,6 +279,23 @@ impl Drop for Testbed {
 
 /// pids of every process in network namespace `ns` (none if `ip netns pids`
 /// fails).
+/// Creates a veth pair with one end in each namespace (`(namespace,
+/// name)`), both at MTU `mtu` and up, directly inside the namespaces (the
+/// names never exist in the root namespace, so parallel testbeds do not
+/// collide). Waits (bounded) for carrier on both ends; false if it did not
+/// come.
+pub(super) fn veth(a: (&str, &str), b: (&str, &str), mtu: u32) -> bool {
+    sh(&["ip", "link", "add", a.1, "netns", a.0, "type", "veth", "peer", "name", b.1, "netns", b.0]);
+    let m = mtu.to_string();
+    for (ns, ifn) in [a, b] {
+        sh(&["ip", "-n", ns, "link", "set", ifn, "mtu", &m]);
+        sh(&["ip", "-n", ns, "link", "set", ifn, "up"]);
+    }
+    poll_until(Duration::from_secs(5), || {
+        [a, b].iter().all(|(ns, ifn)| sh(&["ip", "-n", ns, "-o", "link", "show", ifn]).contains("LOWER_UP"))
+    })
+}
+
 fn netns_pids(ns: &str) -> Vec<u32> {
     let mut c = Command::new("ip");
     c.args(["netns", "pids", ns]);
