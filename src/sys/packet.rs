@@ -9,7 +9,7 @@
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{setsockopt, sockopt, MsgFlags, MultiHeaders};
+use nix::sys::socket::{setsockopt, sockopt, MsgFlags, MultiHeaders, SetSockOpt};
 use std::io;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -65,25 +65,28 @@ pub fn open(proto: u16) -> io::Result<OwnedFd> {
 /// if need be), which needs CAP_NET_ADMIN; without it SO_RCVBUF, which the
 /// kernel caps at `rmem_max`.
 pub fn set_rcvbuf(fd: BorrowedFd, bytes: usize) -> io::Result<()> {
-    let n = bytes.min(i32::MAX as usize);
-    match setsockopt(&fd, sockopt::RcvBufForce, &n) {
-        Err(Errno::EPERM) => {
-            log::debug!("SO_RCVBUFFORCE needs CAP_NET_ADMIN: SO_RCVBUF (at most net.core.rmem_max)");
-            Ok(setsockopt(&fd, sockopt::RcvBuf, &n)?)
-        }
-        r => Ok(r?),
-    }
+    set_buf(fd, bytes, sockopt::RcvBufForce, sockopt::RcvBuf, ("SO_RCVBUFFORCE", "SO_RCVBUF"), "rmem_max")
 }
 
 /// The send buffer in bytes: SO_SNDBUFFORCE (above `net.core.wmem_max` if
 /// need be), which needs CAP_NET_ADMIN; without it SO_SNDBUF, which the
 /// kernel caps at `wmem_max`.
 pub fn set_sndbuf(fd: BorrowedFd, bytes: usize) -> io::Result<()> {
+    set_buf(fd, bytes, sockopt::SndBufForce, sockopt::SndBuf, ("SO_SNDBUFFORCE", "SO_SNDBUF"), "wmem_max")
+}
+
+/// A socket buffer size: the forced option, or the plain one when the
+/// forced one is not permitted.
+fn set_buf<F, P>(fd: BorrowedFd, bytes: usize, forced: F, plain: P, names: (&str, &str), max: &str) -> io::Result<()>
+where
+    F: SetSockOpt<Val = usize>,
+    P: SetSockOpt<Val = usize>,
+{
     let n = bytes.min(i32::MAX as usize);
-    match setsockopt(&fd, sockopt::SndBufForce, &n) {
+    match setsockopt(&fd, forced, &n) {
         Err(Errno::EPERM) => {
-            log::debug!("SO_SNDBUFFORCE needs CAP_NET_ADMIN: SO_SNDBUF (at most net.core.wmem_max)");
-            Ok(setsockopt(&fd, sockopt::SndBuf, &n)?)
+            log::debug!("{} needs CAP_NET_ADMIN: {} (at most net.core.{max})", names.0, names.1);
+            Ok(setsockopt(&fd, plain, &n)?)
         }
         r => Ok(r?),
     }
