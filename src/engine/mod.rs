@@ -608,27 +608,21 @@ impl TargetIo {
         max_sectors: u8,
         state: PathState,
     ) -> PathChange {
-        if let Some(p) = self.paths.iter_mut().find(|p| p.link == link && p.mac == mac) {
+        if let Some(idx) = self.paths.iter().position(|p| p.link == link && p.mac == mac) {
+            let p = &mut self.paths[idx];
             p.mtu = mtu;
             if p.ifname != ifname {
                 p.ifname = ifname.to_string();
             }
             p.buffer_count = buffer_count;
             p.max_sectors = max_sectors;
-            let verified = p.state.verified();
-            if verified {
+            if p.state.verified() {
                 // A config reply proves the path works again.
-                p.consecutive_timeouts = 0;
-                if p.state == PathState::Failed {
-                    p.state = PathState::InUse;
-                    p.since = now;
-                }
-            }
-            let change = PathChange::Updated { id: p.id, state: p.state };
-            if verified {
+                self.path_answered(idx, now);
                 self.recompute();
             }
-            return change;
+            let p = &self.paths[idx];
+            return PathChange::Updated { id: p.id, state: p.state };
         }
         let state = if state.verified() { PathState::InUse } else { PathState::Unverified };
         if state == PathState::Unverified && self.refused_macs.iter().any(|&(l, m, _)| l == link && m == mac) {
@@ -894,15 +888,8 @@ impl TargetIo {
             Op::Flush => (if flush_ext { wire::ATA_FLUSH_EXT } else { wire::ATA_FLUSH }, 0u8, 0),
             _ => unreachable!("submit_cmd takes Identify or Flush"),
         };
-        let req = self.alloc_req(Req {
-            buf: ReqBuf::In(vec![0u8; len]),
-            frames_left: 1,
-            err: None,
-            done: Some(done),
-            op,
-            submitted: now,
-        });
-        self.pending.push_back(Job { req, lba: 0, count, off: 0, cmd, write: false, pinned: false });
+        let job = self.one_frame_job(now, op, cmd, count, len, done);
+        self.pending.push_back(job);
         self.mark_busy(now);
         self.pump(now, out);
     }
@@ -916,18 +903,18 @@ impl TargetIo {
             self.completed.push((done, Err(IoError::Down)));
             return;
         };
-        let req = self.alloc_req(Req {
-            buf: ReqBuf::In(vec![0u8; SECTOR]),
-            frames_left: 1,
-            err: None,
-            done: Some(done),
-            op: Op::Identify,
-            submitted: now,
-        });
-        let job = Job { req, lba: 0, count: 1, off: 0, cmd: wire::ATA_IDENTIFY, write: false, pinned: true };
+        let job = Job { pinned: true, ..self.one_frame_job(now, Op::Identify, wire::ATA_IDENTIFY, 1, SECTOR, done) };
         let slot = self.alloc_slot(job, idx as u16);
         self.pinned += 1;
         self.transmit(now, slot, out);
+    }
+
+    /// A request of one frame without data out (`len` bytes in) and its
+    /// command, not pinned.
+    fn one_frame_job(&mut self, now: Micros, op: Op, cmd: u8, count: u8, len: usize, done: IoDone) -> Job {
+        let buf = ReqBuf::In(vec![0u8; len]);
+        let req = self.alloc_req(Req { buf, frames_left: 1, err: None, done: Some(done), op, submitted: now });
+        Job { req, lba: 0, count, off: 0, cmd, write: false, pinned: false }
     }
 
     /// Takes a free slot for `job` on path index `path`.
@@ -1161,7 +1148,7 @@ impl TargetIo {
             self.last_reorder = now;
         }
         let sent_at = sent.at;
-        if let Some(p) = self.paths.iter_mut().find(|p| p.id == sent.path) {
+        if let Some(p) = self.path_mut(sent.path) {
             p.overtaken_below = p.overtaken_below.max((sent.seq + 1).saturating_sub(FAST_RETRANSMIT_AFTER));
         }
         self.last_answer = now;
@@ -1384,7 +1371,7 @@ impl TargetIo {
                 continue;
             }
             let overtaken = latest.held
-                && self.paths.iter().find(|p| p.id == latest.path).is_some_and(|p| latest.seq < p.overtaken_below)
+                && self.path(latest.path).is_some_and(|p| latest.seq < p.overtaken_below)
                 && now.saturating_sub(latest.at) >= self.rtt.srtt() + self.reorder_window;
             if now < latest.deadline && !overtaken {
                 continue;
