@@ -142,13 +142,8 @@ fn run_subcommand(cmd: Cmd) -> ! {
             let m = tools::check_mount(&mountpoint)?;
             let rows = tools::stat_rows(&m).map_err(|e| format!("{}: {e}", m.display()))?;
             if json {
-                let stats: Vec<tools::Stats> = rows
-                    .iter()
-                    .map(|r| {
-                        let f = m.join("block").join(&r.device).join("stats");
-                        tools::parse_stats(&std::fs::read_to_string(f).unwrap_or_default())
-                    })
-                    .collect();
+                let stats: Vec<tools::Stats> =
+                    rows.iter().map(|r| tools::read_stats(&m, &r.device).unwrap_or_default()).collect();
                 print!("{}", tools::format_stat_json(&m, &rows, &stats));
             } else {
                 print!("{}", tools::format_stat(&rows));

@@ -29,27 +29,43 @@ pub fn gb(sectors: u64) -> String {
     format!("{}.{:03}GB", n / 1000, n % 1000)
 }
 
-/// Reads every target's status directory, sorted by shelf and slot.
-pub fn stat_rows(mnt: &Path) -> std::io::Result<Vec<StatRow>> {
-    let block = mnt.join("block");
-    let mut rows = Vec::new();
-    for e in std::fs::read_dir(&block)? {
+/// The targets' directories under `MOUNTPOINT/block/` (their names and
+/// paths), sorted by shelf and slot.
+pub fn devices(mnt: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(mnt.join("block"))? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if crate::blockfs::parse_dev_name(&name).is_none() {
-            continue;
+        if crate::blockfs::parse_dev_name(&name).is_some() {
+            v.push((name, e.path()));
         }
-        let d = e.path();
-        rows.push(StatRow {
-            sectors: attr(&d, "size").and_then(|s| s.parse().ok()),
-            netif: attr(&d, "netif").unwrap_or_else(|| "(NA)".into()),
-            payload: attr(&d, "payload").unwrap_or_else(|| "(NA)".into()),
-            state: attr(&d, "state").unwrap_or_else(|| "(NA)".into()),
-            device: name,
-        });
     }
-    rows.sort_by_key(|r| crate::blockfs::parse_dev_name(&r.device));
-    Ok(rows)
+    v.sort_by_key(|(name, _)| crate::blockfs::parse_dev_name(name));
+    Ok(v)
+}
+
+/// A target's status attribute without its newline, or "(NA)".
+fn attr_or_na(dir: &Path, name: &str) -> String {
+    attr(dir, name).unwrap_or_else(|| "(NA)".into())
+}
+
+/// Reads every target's status directory, sorted by shelf and slot.
+pub fn stat_rows(mnt: &Path) -> std::io::Result<Vec<StatRow>> {
+    Ok(devices(mnt)?
+        .into_iter()
+        .map(|(device, d)| StatRow {
+            sectors: attr(&d, "size").and_then(|s| s.parse().ok()),
+            netif: attr_or_na(&d, "netif"),
+            payload: attr_or_na(&d, "payload"),
+            state: attr_or_na(&d, "state"),
+            device,
+        })
+        .collect())
+}
+
+/// Reads and parses the `stats` file of target `device`.
+pub fn read_stats(mnt: &Path, device: &str) -> std::io::Result<Stats> {
+    Ok(parse_stats(&std::fs::read_to_string(mnt.join("block").join(device).join("stats"))?))
 }
 
 /// A target's `stats` file: the target's counters, then each path's

@@ -13,7 +13,7 @@
 //! target's own clock (`age_us` in `stats`), so a slow read of the files
 //! does not distort them.
 
-use super::{parse_stats, stat_rows};
+use super::{attr_or_na, devices, read_stats};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -39,9 +39,9 @@ pub struct Sample {
 /// target whose files vanish meanwhile (flushed) is left out.
 pub fn sample(mnt: &Path) -> std::io::Result<Vec<Sample>> {
     let mut v = Vec::new();
-    for row in stat_rows(mnt)? {
-        let Ok(text) = std::fs::read_to_string(mnt.join("block").join(&row.device).join("stats")) else { continue };
-        let c = parse_stats(&text).counters;
+    for (device, dir) in devices(mnt)? {
+        let Ok(st) = read_stats(mnt, &device) else { continue };
+        let c = st.counters;
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         v.push(Sample {
             age_us: get("age_us"),
@@ -53,8 +53,8 @@ pub fn sample(mnt: &Path) -> std::io::Result<Vec<Sample>> {
             bytes_written: get("bytes_written"),
             retransmits: get("retransmits"),
             window: get("window"),
-            state: row.state,
-            device: row.device,
+            state: attr_or_na(&dir, "state"),
+            device,
         });
     }
     Ok(v)
