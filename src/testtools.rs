@@ -2,15 +2,13 @@
 //! and the tests that drive them: the stop flag their signal handlers set,
 //! and the hostile-frame kinds `aoe-inject` sends.
 
-use std::sync::atomic::AtomicBool;
-
 /// Set by SIGTERM, SIGINT and SIGHUP once `stop_on_signals` ran: the tool
 /// then ends its loop and writes its counters.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+pub use crate::sys::signal::STOP;
 
 /// Makes SIGTERM, SIGINT and SIGHUP set `STOP` instead of killing the tool.
 pub fn stop_on_signals() {
-    crate::sys::signal::set_flag_on_stop_signals(&STOP);
+    crate::sys::signal::set_flag_on_stop_signals();
 }
 
 /// The hostile frames `aoe-inject` sends unless `--kinds` names others.

@@ -2,7 +2,7 @@
 //! own (the daemon), or turned into a flag (the test tools).
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
@@ -29,22 +29,15 @@ impl BlockedStopSignals {
     }
 }
 
-/// The flag the stop signals set; null until `set_flag_on_stop_signals`.
-static STOP_FLAG: AtomicPtr<AtomicBool> = AtomicPtr::new(std::ptr::null_mut());
+/// Set by the stop signals once `set_flag_on_stop_signals` ran.
+pub static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn set_stop_flag(_: libc::c_int) {
-    let flag = STOP_FLAG.load(Ordering::SeqCst);
-    // SAFETY: STOP_FLAG holds null or a pointer made from a
-    // `&'static AtomicBool`, which is valid for ever and only read through
-    // a shared reference.
-    if let Some(flag) = unsafe { flag.as_ref() } {
-        flag.store(true, Ordering::SeqCst);
-    }
+    STOP.store(true, Ordering::SeqCst);
 }
 
-/// Makes the stop signals set `flag` instead of killing the process.
-pub fn set_flag_on_stop_signals(flag: &'static AtomicBool) {
-    STOP_FLAG.store(flag as *const AtomicBool as *mut AtomicBool, Ordering::SeqCst);
+/// Makes the stop signals set [`STOP`] instead of killing the process.
+pub fn set_flag_on_stop_signals() {
     let sa = SigAction::new(SigHandler::Handler(set_stop_flag), SaFlags::empty(), SigSet::empty());
     for sig in STOP_SIGNALS {
         // SAFETY: the handler does nothing but lock-free atomic loads and
