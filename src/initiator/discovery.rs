@@ -180,17 +180,17 @@ impl Initiator {
                 if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
                     log::info!("{}: query config answered after retries", dev.name());
                 }
-                // The target answers: frames it has not answered were lost.
-                g.io.on_sign_of_life(now, h.src);
-                self.revive(&dev, &mut g, now, &mut batch.out);
+                self.revive(&dev, &mut g, h.src, now, &mut batch.out);
             }
         }
         batch.done.extend(g.io.take_completed());
     }
 
-    /// The target answered on a verified path: a down target nobody has
-    /// open comes back, and a device not up yet is identified.
-    pub(super) fn revive(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
+    /// The target answered from `mac` on a verified path: frames it has not
+    /// answered were lost, a down target nobody has open comes back, and a
+    /// device not up yet is identified.
+    pub(super) fn revive(&self, dev: &Arc<Device>, g: &mut DevInner, mac: Mac, now: Micros, out: &mut Outbox) {
+        g.io.on_sign_of_life(now, mac);
         if g.state == DevState::Down && dev.open_count() == 0 {
             g.state = DevState::Discovered;
         }
@@ -282,13 +282,16 @@ impl Initiator {
             let mut r = self.config_retries.lock();
             // After a minute the 60 s rediscovery takes over.
             r.retain(|_, v| now.saturating_sub(v.since) < REDISCOVER_INTERVAL);
-            r.iter().filter(|(_, v)| now >= v.at).map(|(k, _)| *k).collect()
+            r.iter_mut()
+                .filter(|(_, v)| now >= v.at)
+                .map(|(k, v)| {
+                    // Asked again; the next failure (or silence) backs off further.
+                    v.at = now + retry_delay(v.failures + 1);
+                    *k
+                })
+                .collect()
         };
         for (shelf, slot, mac) in due {
-            if let Some(r) = self.config_retries.lock().get_mut(&(shelf, slot, mac)) {
-                // Asked again; the next failure (or silence) backs off further.
-                r.at = now + retry_delay(r.failures + 1);
-            }
             self.query_config(shelf, slot, mac);
         }
     }

@@ -411,12 +411,10 @@ impl Initiator {
         if !g.io.promote(id, now) {
             return;
         }
-        let Some(mac) = g.io.path(id).map(|p| p.mac) else { return };
-        if let Some(p) = g.io.path(id) {
-            log::info!("{}: path {} via {} verified: in use", dev.name(), p.mac, p.ifname);
-        }
-        g.io.on_sign_of_life(now, mac);
-        self.revive(dev, g, now, out);
+        let Some(p) = g.io.path(id) else { return };
+        log::info!("{}: path {} via {} verified: in use", dev.name(), p.mac, p.ifname);
+        let mac = p.mac;
+        self.revive(dev, g, mac, now, out);
     }
 
     /// Path `id` failed its verification: refused, reported once on `err`
