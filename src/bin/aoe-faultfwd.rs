@@ -4,8 +4,13 @@
 //! network namespace holding one veth towards the initiator and one towards
 //! the target.
 //!
-//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,corrupt_reply=0.01,hold=0.05,hold_ms=20-200]
+//!     aoe-faultfwd IF_A IF_B [--faults drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,corrupt_reply=0.01,hold=0.05,hold_ms=20-200,drop_rw=1,max_len=1514]
 //!                  [--seed N] [--seconds N] [--stats FILE]
+//!
+//! `drop_rw=P` drops ATA read and write requests only (query config,
+//! IDENTIFY and FLUSH CACHE pass): a target whose network answers while its
+//! disk hangs. `max_len=N` drops every frame longer than N bytes: a switch
+//! with a smaller MTU than the hosts on either side.
 //!
 //! * AF_PACKET raw sockets bound to each interface with protocol 0x88A2, both
 //!   interfaces put in promiscuous mode (frames are addressed to the hosts on
@@ -36,7 +41,7 @@ use std::time::{Duration, Instant};
 fn usage(msg: &str) -> ! {
     eprintln!("aoe-faultfwd: {msg}");
     eprintln!(
-        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,corrupt_reply=P,delay=P,delay_frames=N,hold=P,hold_ms=LO-HI] \
+        "usage: aoe-faultfwd IF_A IF_B [--faults drop=P,dup=P,reorder=P,corrupt=P,corrupt_reply=P,delay=P,delay_frames=N,hold=P,hold_ms=LO-HI,drop_rw=P,max_len=N] \
          [--seed N] [--seconds N] [--stats FILE]"
     );
     std::process::exit(2);

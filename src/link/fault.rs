@@ -4,7 +4,7 @@
 //! forwarder both run frames through it.
 
 use crate::wire::field::{self, Field};
-use crate::wire::{Command, FLAG_RESPONSE};
+use crate::wire::{Command, ATA_READ, ATA_READ_EXT, ATA_WRITE, ATA_WRITE_EXT, FLAG_RESPONSE};
 
 /// Fault rates, each a probability in 0..=1.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -26,16 +26,26 @@ pub struct FaultConfig {
     /// the time.
     pub hold: f64,
     pub hold_ms: (u32, u32),
+    /// Drop ATA read and write requests (not IDENTIFY, FLUSH CACHE or
+    /// query config): a target whose network answers while its disk hangs.
+    pub drop_rw: f64,
+    /// Drop every frame longer than this many bytes (0: no limit): a switch
+    /// with a smaller MTU than the hosts on either side (a jumbo black hole).
+    pub max_len: usize,
 }
 
 impl FaultConfig {
-    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,corrupt_reply=0.01,delay=0.01,delay_frames=8,hold=0.05,hold_ms=20-200`.
+    /// Parses `drop=0.05,dup=0.01,reorder=0.02,corrupt=0.001,corrupt_reply=0.01,delay=0.01,delay_frames=8,hold=0.05,hold_ms=20-200,drop_rw=1,max_len=1514`.
     pub fn parse(s: &str) -> Result<FaultConfig, String> {
         let mut c = FaultConfig { delay_frames: 8, hold_ms: (20, 200), ..Default::default() };
         for kv in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| format!("expected key=value: {kv}"))?;
             if k == "delay_frames" {
                 c.delay_frames = v.parse().map_err(|_| format!("bad number: {v}"))?;
+                continue;
+            }
+            if k == "max_len" {
+                c.max_len = v.parse().map_err(|_| format!("bad number: {v}"))?;
                 continue;
             }
             if k == "hold_ms" {
@@ -59,6 +69,7 @@ impl FaultConfig {
                 "corrupt_reply" => c.corrupt_reply = p,
                 "delay" => c.delay = p,
                 "hold" => c.hold = p,
+                "drop_rw" => c.drop_rw = p,
                 _ => return Err(format!("unknown fault: {k}")),
             }
         }
@@ -103,6 +114,14 @@ fn corrupt_offset(rng: &mut Rng, fields: &[Field], len: usize) -> Option<usize> 
 /// Whether `f` is an ATA reply (response flag set, command 0).
 fn is_ata_reply(f: &[u8]) -> bool {
     f.len() > field::AFLAGS && f[field::VER_FLAGS] & FLAG_RESPONSE != 0 && f[field::COMMAND] == Command::Ata.to_u8()
+}
+
+/// Whether `f` is an ATA read or write request.
+fn is_rw_request(f: &[u8]) -> bool {
+    f.len() > field::CMD_STATUS
+        && f[field::VER_FLAGS] & FLAG_RESPONSE == 0
+        && f[field::COMMAND] == Command::Ata.to_u8()
+        && matches!(f[field::CMD_STATUS], ATA_READ | ATA_READ_EXT | ATA_WRITE | ATA_WRITE_EXT)
 }
 
 /// xorshift64*: small, fast, seeded, good enough for fault decisions.
@@ -214,7 +233,12 @@ impl FaultInjector {
             }
         }
         let c = self.cfg;
-        if self.rng.chance(c.drop) {
+        // (drop_rw draws from the generator only when set, so the other
+        // faults of a seed stay as they were.)
+        if (c.max_len > 0 && frame.len() > c.max_len)
+            || (c.drop_rw > 0.0 && is_rw_request(&frame) && self.rng.chance(c.drop_rw))
+            || self.rng.chance(c.drop)
+        {
             self.counters.dropped += 1;
         } else {
             let mut f = frame;
@@ -294,6 +318,37 @@ mod tests {
         assert!(FaultConfig::parse("drop=2").is_err());
         assert!(FaultConfig::parse("bogus=0.1").is_err());
         assert!(FaultConfig::parse("drop").is_err());
+    }
+
+    #[test]
+    fn a_switch_mtu_drops_long_frames_and_a_hung_disk_drops_reads_and_writes_only() {
+        let c = FaultConfig::parse("max_len=1514,drop_rw=1").unwrap();
+        assert_eq!((c.max_len, c.drop_rw), (1514, 1.0));
+        let mut f = FaultInjector::new(c, 1);
+        let frame = |len: usize, response: bool, command: Command, ata: u8| {
+            let mut b = vec![0u8; len];
+            b[field::VER_FLAGS] = 0x10 | if response { FLAG_RESPONSE } else { 0 };
+            b[field::COMMAND] = command.to_u8();
+            b[field::CMD_STATUS] = ata;
+            b
+        };
+        // Long frames of any kind are dropped, frames of 1514 bytes pass.
+        assert!(f.apply(frame(1515, true, Command::Ata, 0x40)).is_empty());
+        assert_eq!(f.apply(frame(1514, true, Command::Ata, 0x40)).len(), 1);
+        // Read and write requests are dropped; IDENTIFY, FLUSH CACHE, query
+        // config and every reply pass.
+        for cmd in [ATA_READ, ATA_READ_EXT, ATA_WRITE, ATA_WRITE_EXT] {
+            assert!(f.apply(frame(60, false, Command::Ata, cmd)).is_empty(), "{cmd:#x}");
+        }
+        for (response, command, ata) in [
+            (false, Command::Ata, crate::wire::ATA_IDENTIFY),
+            (false, Command::Ata, crate::wire::ATA_FLUSH),
+            (false, Command::QueryConfig, ATA_READ),
+            (true, Command::Ata, ATA_READ_EXT),
+        ] {
+            assert_eq!(f.apply(frame(60, response, command, ata)).len(), 1, "{command:?} {ata:#x}");
+        }
+        assert_eq!(f.counters.dropped, 5);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::wire::{self, Frame, Mac};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 struct Port {
@@ -61,6 +61,18 @@ impl Hub {
         let mut p = self.inner.ports.lock();
         p.push(Port { name: name.into(), mac, mtu, rx: None });
         p.len() - 1
+    }
+
+    /// Sets the MTU of the port named `name` (as `ip link set NAME mtu N`
+    /// would): it sends and receives no longer frame from now on.
+    pub fn set_mtu(&self, name: &str, mtu: usize) {
+        if let Some(p) = self.inner.ports.lock().iter_mut().find(|p| p.name == name) {
+            p.mtu = mtu;
+        }
+    }
+
+    fn port_mtu(&self, port: usize) -> usize {
+        self.inner.ports.lock()[port].mtu
     }
 
     fn attach(&self, port: usize, rx: Option<RxHandler>) {
@@ -182,6 +194,8 @@ fn deliver(h: &HubInner, from: usize, f: &[u8]) -> Vec<RxHandler> {
         .iter()
         .enumerate()
         .filter(|(i, p)| *i != from && p.mac != src && (dst.is_broadcast() || p.mac == dst))
+        // A port drops frames longer than its MTU, as a NIC does.
+        .filter(|(_, p)| f.len() <= p.mtu + wire::ETH_HDR_LEN)
         .filter_map(|(_, p)| p.rx.clone())
         .collect();
     for rx in &targets {
@@ -213,7 +227,7 @@ impl LinkProvider for MemProvider {
             (i, p[i].mac, p[i].mtu)
         };
         self.hub.attach(port, Some(rx));
-        Ok(Arc::new(MemLink { hub: self.hub.clone(), port, name: name.into(), mac, mtu }))
+        Ok(Arc::new(MemLink { hub: self.hub.clone(), port, name: name.into(), mac, mtu: AtomicUsize::new(mtu) }))
     }
 }
 
@@ -223,7 +237,8 @@ pub struct MemLink {
     port: usize,
     name: String,
     mac: Mac,
-    mtu: usize,
+    /// The port's MTU when last looked at (`refresh_mtu`).
+    mtu: AtomicUsize,
 }
 
 impl Link for MemLink {
@@ -234,11 +249,18 @@ impl Link for MemLink {
         self.mac
     }
     fn mtu(&self) -> usize {
-        self.mtu
+        self.mtu.load(Ordering::Relaxed)
+    }
+    fn refresh_mtu(&self) -> io::Result<usize> {
+        let mtu = self.hub.port_mtu(self.port);
+        self.mtu.store(mtu, Ordering::Relaxed);
+        Ok(mtu)
     }
     fn send(&self, frame: &[u8]) -> io::Result<()> {
-        if frame.len() > self.mtu + wire::ETH_HDR_LEN {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame larger than MTU"));
+        // As a packet socket refuses a frame longer than the interface's
+        // MTU (as it is now, not as it was).
+        if frame.len() > self.hub.port_mtu(self.port) + wire::ETH_HDR_LEN {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         self.hub.send_from(self.port, frame);
         Ok(())

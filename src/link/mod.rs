@@ -42,8 +42,16 @@ pub trait Link: Send + Sync {
     fn name(&self) -> &str;
     /// Our MAC address on this interface.
     fn mac(&self) -> Mac;
-    /// MTU in bytes (Ethernet payload).
+    /// MTU in bytes (Ethernet payload) as last looked at: frames this long
+    /// can be sent and received.
     fn mtu(&self) -> usize;
+    /// Looks at the interface's MTU again (it may have been changed under
+    /// us) and returns it; `mtu` follows it, up to the largest frame the
+    /// receive side can take (a link whose interface's MTU grew past that
+    /// must be reopened to use it).
+    fn refresh_mtu(&self) -> io::Result<usize> {
+        Ok(self.mtu())
+    }
     /// Sends one whole frame (Ethernet header included).
     fn send(&self, frame: &[u8]) -> io::Result<()>;
     /// Sends the frame `head` followed by `data`.

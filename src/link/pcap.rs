@@ -8,7 +8,7 @@ use crate::sys::packet;
 use crate::wire::{Mac, ETHERTYPE_AOE};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -83,7 +83,10 @@ fn busy_wait(fd: BorrowedFd, limit: std::time::Duration) -> bool {
 pub struct PcapLink {
     name: String,
     mac: Mac,
-    mtu: usize,
+    /// The interface's MTU when last looked at, at most `capture_mtu`.
+    mtu: AtomicUsize,
+    /// The MTU when the link was opened: the capture takes frames that long.
+    capture_mtu: usize,
     /// Send-only AF_PACKET socket.
     sender: RawSocket,
     stop: Arc<AtomicBool>,
@@ -178,7 +181,8 @@ impl PcapLink {
         Ok(Arc::new(PcapLink {
             name: name.to_string(),
             mac,
-            mtu,
+            mtu: AtomicUsize::new(mtu),
+            capture_mtu: mtu,
             sender,
             stop,
             dead,
@@ -195,7 +199,12 @@ impl Link for PcapLink {
         self.mac
     }
     fn mtu(&self) -> usize {
-        self.mtu
+        self.mtu.load(Ordering::Relaxed)
+    }
+    fn refresh_mtu(&self) -> io::Result<usize> {
+        let mtu = if_mtu(&self.name)?;
+        self.mtu.store(mtu.min(self.capture_mtu), Ordering::Relaxed);
+        Ok(mtu)
     }
     fn send(&self, frame: &[u8]) -> io::Result<()> {
         self.sender.send(frame)
