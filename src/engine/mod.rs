@@ -103,6 +103,20 @@ const REORDER_DECAY: Micros = 10_000_000;
 /// first, those frames were lost and go again at once instead of after the
 /// RTO.
 pub const MIN_PROBE_TIMEOUT: Micros = 10_000;
+/// Frames of at most this many sectors (1024 bytes of data, the size the
+/// kernel driver falls back to) are *small*: they get through any Ethernet
+/// segment, jumbo or not.
+pub const FALLBACK_SECTORS: u8 = 2;
+/// A path falls back to `FALLBACK_SECTORS` per frame once this many larger
+/// transmissions in a row were lost on it, each with nothing large answered
+/// on the path since it was sent, while something small (a config
+/// response, a short command) was answered there: a switch between the
+/// hosts drops jumbo frames (see `Path::cap`). With many frames in flight
+/// that is the first probe's answer after the first timeout; a lone
+/// command needs its sixth transmission (about 12 s at the RTO floor).
+/// Random loss rarely loses six in a row with nothing large answered in
+/// between: at 10% loss per transmission, one in a million runs of losses.
+pub const JUMBO_LOSSES: u32 = 6;
 /// Error register bits that mean a write was refused: ABRT, IDNF and WP
 /// (0x40, UNC on reads).
 const WRITE_REFUSED: u8 = wire::ATA_ERR_ABRT | wire::ATA_ERR_IDNF | 0x40;
@@ -111,6 +125,7 @@ const WRITE_REFUSED: u8 = wire::ATA_ERR_ABRT | wire::ATA_ERR_IDNF | 0x40;
 const TAG_USER: u32 = 0x8000_0000;
 const SLOT_BITS: u32 = 12;
 const GEN_MASK: u32 = (1 << (31 - SLOT_BITS)) - 1;
+const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
 pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
 
 /// Why an I/O failed.
@@ -181,6 +196,9 @@ struct Req {
     /// What it does and when it was submitted (for the request counters).
     op: Op,
     submitted: Micros,
+    /// Unique for the target's life (a request's index is reused): ties a
+    /// ghost left by re-planning a frame to the pieces that replace it.
+    serial: u64,
 }
 
 /// One frame's command.
@@ -195,6 +213,13 @@ struct Job {
     /// Stays on its slot's path (a new path's verification): outside the
     /// window and the target's estimates, and never a ghost.
     pinned: bool,
+    /// When the command was first sent (kept when it is re-planned into
+    /// smaller frames): deadsecs counts from here, as the kernel driver
+    /// counts each frame's whole wait.
+    first_sent: Option<Micros>,
+    /// Transmissions of the frame it was re-planned from: its timers go on
+    /// backing off from there.
+    tries: u8,
 }
 
 impl Job {
@@ -203,6 +228,20 @@ impl Job {
     }
     fn is_flush(&self) -> bool {
         matches!(self.cmd, wire::ATA_FLUSH | wire::ATA_FLUSH_EXT)
+    }
+    /// Carries (or asks for) more data than a small frame.
+    fn is_big(&self) -> bool {
+        self.count > FALLBACK_SECTORS
+    }
+    /// The frame cut into frames of at most `sectors` sectors, in order.
+    fn split(self, sectors: u8) -> impl Iterator<Item = Job> {
+        let sectors = sectors.max(1);
+        (0..self.count).step_by(sectors as usize).map(move |s| Job {
+            lba: self.lba + s as u64,
+            count: sectors.min(self.count - s),
+            off: self.off + s as u32 * SECTOR as u32,
+            ..self
+        })
     }
 }
 
@@ -240,6 +279,10 @@ struct Ghost {
     job: Job,
     sent: Vec<Sent>,
     expires: Micros,
+    /// The serial of the request whose smaller frames replaced this one
+    /// (re-planned to a smaller payload; 0: none). They carry the same
+    /// bytes, so they need not wait for it; every other write does.
+    replaced_by: u64,
 }
 
 /// Counters, per target and per path.
@@ -263,6 +306,11 @@ pub struct Counters {
     pub write_requests: u64,
     pub read_wait_us: u64,
     pub write_wait_us: u64,
+    /// Transmissions larger than a small frame that were lost because of
+    /// their size: on a path that then fell back to small frames (a switch
+    /// that drops jumbo frames), or in flight when the local interface's MTU
+    /// went below them.
+    pub lost_jumbo: u64,
 }
 
 impl Counters {
@@ -362,8 +410,33 @@ pub struct Path {
     /// target processes behind one shelf address, answer in their own
     /// order, not in each other's.)
     overtaken_below: u64,
+    /// Held to smaller frames than its MTU allows (lost jumbo frames).
+    pub cap: Option<FrameCap>,
+    /// Lost-jumbo detection: large transmissions lost in a row, each with
+    /// nothing large answered on the path since it was sent; when the first
+    /// of them was sent; the latest answer to a large and to a small frame
+    /// (or a config response of the path's MAC).
+    big_losses: u32,
+    big_loss_from: Micros,
+    big_answered: Micros,
+    small_answered: Micros,
     pub verification: Verification,
     pub counters: Counters,
+}
+
+/// A path held to smaller frames than its MTU and the target allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCap {
+    /// Sectors per frame it is held to.
+    pub sectors: u8,
+    /// Sectors per frame its MTU and the target's maximum allowed when it
+    /// fell back: a config response that allows more lifts the cap.
+    pub natural: u8,
+    /// A small frame was answered on the path since: its large frames were
+    /// lost for their size. Until then the cap is provisional (a target
+    /// that answers nothing at all looks the same at first), and a large
+    /// answer, or the target going down, lifts it.
+    pub confirmed: bool,
 }
 
 impl Path {
@@ -372,7 +445,12 @@ impl Path {
     }
     /// Sectors a frame on this path may carry.
     fn frame_sectors(&self) -> u8 {
-        frame_sectors(self.mtu, self.max_sectors)
+        let natural = frame_sectors(self.mtu, self.max_sectors);
+        self.cap.map_or(natural, |c| c.sectors.min(natural))
+    }
+    /// Bytes of data per frame on this path.
+    pub fn payload(&self) -> usize {
+        self.frame_sectors() as usize * SECTOR
     }
 }
 
@@ -438,6 +516,34 @@ pub enum ReplyOutcome {
     UnknownSource,
     /// Right tag and source, but less data than the command asked for.
     Short,
+}
+
+/// Something the initiator reports (on `err`), taken with `take_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Frames of `from` bytes were lost on the path through `ifname` to
+    /// `mac` while small ones were answered: it carries `to`-byte frames
+    /// from now on (`lost` large transmissions were lost).
+    JumboFallback { ifname: String, mac: Mac, from: usize, to: usize, lost: u64 },
+    /// The MTU of interface `ifname` went down to `mtu`: the payload went
+    /// from `from` to `to` bytes; the frames in flight that no longer fit
+    /// (`lost`) were cut to the new size and sent again.
+    MtuLowered { ifname: String, mtu: usize, from: usize, to: usize, lost: u64 },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::JumboFallback { ifname, mac, from, to, lost } => write!(
+                f,
+                "{from}-byte frames lost on {ifname} (target MAC {}, {lost} lost), falling back to {to}",
+                mac.hex12()
+            ),
+            Event::MtuLowered { ifname, mtu, from, to, lost } => {
+                write!(f, "MTU of {ifname} is now {mtu}: {from}-byte frames no longer fit ({lost} lost), falling back to {to}")
+            }
+        }
+    }
 }
 
 /// What a timer tick found.
@@ -506,8 +612,17 @@ pub struct TargetIo {
     rr: usize,
     last_progress: Micros,
     busy_since: Option<Micros>,
+    /// Probes sent since the target last answered an ATA command, and when
+    /// the latest went: each waits twice as long as the one before, so a
+    /// target whose network answers while its disk does not is asked a
+    /// few times a second at first and every `MAX_BACKOFF` at most later.
+    probes_unanswered: u32,
+    last_probe: Micros,
+    /// The serial of the last request (`Req::serial`).
+    req_serial: u64,
     pub counters: Counters,
     completed: Completions,
+    events: Vec<Event>,
 }
 
 fn tag_of(slot: u16, gen: u32) -> u32 {
@@ -551,10 +666,14 @@ impl TargetIo {
             rr: 0,
             last_progress: 0,
             busy_since: None,
+            probes_unanswered: 0,
+            last_probe: 0,
+            req_serial: 0,
             counters: Counters::default(),
             completed: Vec::new(),
+            events: Vec::new(),
         };
-        t.set_limits(16, 1500, 2);
+        t.set_limits(16, frame_sectors(1500, 2));
         t
     }
 
@@ -562,20 +681,19 @@ impl TargetIo {
     /// use (failed, unverified and refused ones have no say; with none in
     /// use, nothing changes): the window is capped by min(maxout, smallest
     /// buffer count) and restarts at half of it when that changes; sectors
-    /// per frame follow the smallest MTU and maximum.
+    /// per frame follow the smallest frame a path in use carries (its MTU,
+    /// the target's maximum, its cap).
     fn recompute(&mut self) {
         let in_use = || self.paths.iter().filter(|p| p.state == PathState::InUse);
-        let (Some(bufcnt), Some(mtu), Some(max)) = (
-            in_use().map(|p| p.buffer_count).min(),
-            in_use().map(|p| p.mtu).min(),
-            in_use().map(|p| p.max_sectors).min(),
-        ) else {
+        let (Some(bufcnt), Some(sectors)) =
+            (in_use().map(|p| p.buffer_count).min(), in_use().map(|p| p.frame_sectors()).min())
+        else {
             return;
         };
-        self.set_limits(bufcnt, mtu, max);
+        self.set_limits(bufcnt, sectors);
     }
 
-    fn set_limits(&mut self, bufcnt: u16, mtu: usize, max_sectors: u8) {
+    fn set_limits(&mut self, bufcnt: u16, sectors: u8) {
         let maxwin = (bufcnt.max(1).min(self.maxout) as u32).min(MAX_SLOTS as u32);
         if maxwin != self.maxwin {
             self.maxwin = maxwin;
@@ -583,7 +701,7 @@ impl TargetIo {
             self.ssthresh = maxwin;
             self.ack_credit = 0;
         }
-        self.sectors_per_frame = frame_sectors(mtu, max_sectors);
+        self.sectors_per_frame = sectors;
     }
 
     /// Bytes of data per frame (the `payload` attribute).
@@ -616,6 +734,12 @@ impl TargetIo {
             }
             p.buffer_count = buffer_count;
             p.max_sectors = max_sectors;
+            // One that allows larger frames than when the path fell back
+            // lifts its cap (the target, or the network, was changed).
+            if p.cap.is_some_and(|c| frame_sectors(mtu, max_sectors) > c.natural) {
+                p.cap = None;
+                p.big_losses = 0;
+            }
             if p.state.verified() {
                 // A config reply proves the path works again.
                 self.path_answered(idx, now);
@@ -647,6 +771,11 @@ impl TargetIo {
             consecutive_timeouts: 0,
             next_probe: 0,
             overtaken_below: 0,
+            cap: None,
+            big_losses: 0,
+            big_loss_from: 0,
+            big_answered: 0,
+            small_answered: 0,
             verification: Verification::default(),
             counters: Counters::default(),
         });
@@ -815,7 +944,9 @@ impl TargetIo {
         GHOST_HOLD_MIN.max(4 * self.rto()).max(2 * self.longest_wait).min(GHOST_HOLD_MAX)
     }
 
-    fn alloc_req(&mut self, req: Req) -> u32 {
+    fn alloc_req(&mut self, mut req: Req) -> u32 {
+        self.req_serial += 1;
+        req.serial = self.req_serial;
         if let Some(i) = self.free_reqs.pop() {
             self.reqs[i as usize] = Some(req);
             i
@@ -861,7 +992,15 @@ impl TargetIo {
         }
         let spf = self.sectors_per_frame as u64;
         let frames = nsect.div_ceil(spf) as u32;
-        let req = self.alloc_req(Req { buf, frames_left: frames, err: None, done: Some(done), op, submitted: now });
+        let req = self.alloc_req(Req {
+            buf,
+            frames_left: frames,
+            err: None,
+            done: Some(done),
+            op,
+            submitted: now,
+            serial: 0,
+        });
         let mut s = 0u64;
         while s < nsect {
             let count = (nsect - s).min(spf);
@@ -873,6 +1012,8 @@ impl TargetIo {
                 cmd,
                 write: op == Op::Write,
                 pinned: false,
+                first_sent: None,
+                tries: 0,
             });
             s += count;
         }
@@ -913,8 +1054,9 @@ impl TargetIo {
     /// command, not pinned.
     fn one_frame_job(&mut self, now: Micros, op: Op, cmd: u8, count: u8, len: usize, done: IoDone) -> Job {
         let buf = ReqBuf::In(vec![0u8; len]);
-        let req = self.alloc_req(Req { buf, frames_left: 1, err: None, done: Some(done), op, submitted: now });
-        Job { req, lba: 0, count, off: 0, cmd, write: false, pinned: false }
+        let req =
+            self.alloc_req(Req { buf, frames_left: 1, err: None, done: Some(done), op, submitted: now, serial: 0 });
+        Job { req, lba: 0, count, off: 0, cmd, write: false, pinned: false, first_sent: None, tries: 0 }
     }
 
     /// Takes a free slot for `job` on path index `path`.
@@ -963,9 +1105,14 @@ impl TargetIo {
         Some(idx as u16)
     }
 
-    /// A write waits while it overlaps a write ghost.
+    /// A write waits while it overlaps a write ghost (other than the frame
+    /// it was cut from, which carries the same bytes).
     fn blocked(&self, job: &Job) -> bool {
-        job.write && self.ghosts.iter().any(|g| g.job.write && g.job.overlaps(job))
+        if !job.write {
+            return false;
+        }
+        let serial = self.reqs[job.req as usize].as_ref().map_or(0, |r| r.serial);
+        self.ghosts.iter().any(|g| g.job.write && g.job.overlaps(job) && g.replaced_by != serial)
     }
 
     /// Sends queued frames while the window allows.
@@ -995,9 +1142,11 @@ impl TargetIo {
     /// slot's current path). A pinned command's transmissions are not held
     /// by the target (they go to another MAC) nor counted as its frames.
     fn transmit(&mut self, now: Micros, slot: u16, out: &mut Outbox) {
-        let deadline = now + self.rtt.backoff(self.slots[slot as usize].sent.len());
         let s = &mut self.slots[slot as usize];
-        let job = s.job.expect("transmit of an empty slot");
+        let job = s.job.as_mut().expect("transmit of an empty slot");
+        job.first_sent.get_or_insert(now);
+        let job = *job;
+        let deadline = now + self.rtt.backoff(job.tries as usize + s.sent.len());
         // One generation counter for all slots: every tag in flight differs
         // from every other in its generation bits too, so a reply whose slot
         // bits were damaged on the way matches no other command.
@@ -1090,9 +1239,10 @@ impl TargetIo {
         std::mem::take(&mut self.completed)
     }
 
-    /// Ends the command in `slot` (answered, or its request failed): its
+    /// Ends the command in `slot` (answered, its request failed, or
+    /// re-planned into the smaller frames of request `replaced_by`): its
     /// transmissions still unanswered, except `answered`, become a ghost.
-    fn free_slot(&mut self, now: Micros, slot: u16, answered: Option<u32>) {
+    fn free_slot(&mut self, now: Micros, slot: u16, answered: Option<u32>, replaced_by: u64) {
         let s = &mut self.slots[slot as usize];
         let job = s.job.take().expect("free of an empty slot");
         if job.pinned {
@@ -1114,7 +1264,7 @@ impl TargetIo {
         } else {
             let newest = sent.iter().map(|t| t.at).max().unwrap_or(now);
             let expires = newest + self.ghost_hold();
-            self.ghosts.push(Ghost { slot, job, sent, expires });
+            self.ghosts.push(Ghost { slot, job, sent, expires, replaced_by });
         }
         self.free_slots.push(slot);
         self.nout -= 1;
@@ -1155,13 +1305,192 @@ impl TargetIo {
         self.answered_sent_at = self.answered_sent_at.max(sent_at);
         self.longest_wait = self.longest_wait.max(now.saturating_sub(sent_at));
         self.last_progress = now;
+        self.probes_unanswered = 0;
+    }
+
+    /// An answer came on path `path_id` to a frame of `job`'s size. A large
+    /// one shows that large frames get through there (it lifts a
+    /// provisional cap); a small one confirms a provisional cap: the
+    /// path's large frames were lost for their size.
+    fn size_answered(&mut self, now: Micros, path_id: u32, job: &Job) {
+        let Some(i) = self.path_index(path_id) else { return };
+        let p = &mut self.paths[i];
+        if job.is_big() {
+            p.big_answered = now;
+            p.big_losses = 0;
+            if p.cap.is_some_and(|c| !c.confirmed) {
+                p.cap = None;
+                self.recompute();
+            }
+            return;
+        }
+        p.small_answered = now;
+        let Some(cap) = p.cap.as_mut().filter(|c| !c.confirmed) else { return };
+        cap.confirmed = true;
+        let (from, to) = (cap.natural as usize * SECTOR, cap.sectors as usize * SECTOR);
+        let lost = u64::from(std::mem::take(&mut p.big_losses));
+        p.counters.lost_jumbo += lost;
+        self.counters.lost_jumbo += lost;
+        let (ifname, mac) = (p.ifname.clone(), p.mac);
+        self.events.push(Event::JumboFallback { ifname, mac, from, to, lost });
+    }
+
+    /// A large transmission `t` was lost. It counts against its path when
+    /// nothing large was answered there since it was sent; `JUMBO_LOSSES`
+    /// of those in a row, with something small answered on the path after
+    /// the first, hold the path to small frames (provisionally, until a
+    /// small frame is answered there: `size_answered`). True when the path
+    /// fell back now: the caller re-plans what is queued and in flight.
+    fn big_lost(&mut self, now: Micros, t: &Sent) -> bool {
+        let Some(i) = self.path_index(t.path) else { return false };
+        let p = &mut self.paths[i];
+        if p.cap.is_some() || t.at < p.big_answered {
+            return false;
+        }
+        if p.big_losses == 0 {
+            p.big_loss_from = t.at;
+        }
+        p.big_losses += 1;
+        let natural = p.frame_sectors();
+        if p.big_losses < JUMBO_LOSSES || p.small_answered <= p.big_loss_from || natural <= FALLBACK_SECTORS {
+            return false;
+        }
+        p.cap = Some(FrameCap { sectors: FALLBACK_SECTORS, natural, confirmed: false });
+        // Its small frames are answered: the path works.
+        p.consecutive_timeouts = 0;
+        if p.state == PathState::Failed {
+            p.state = PathState::InUse;
+            p.since = now;
+        }
+        self.recompute();
+        true
+    }
+
+    /// Cuts the frames queued or in flight that are larger than the
+    /// target's frames now are (`sectors_per_frame`) into frames of that
+    /// size, which go first. A frame in flight becomes a ghost (its
+    /// transmissions may still be held by the target, or executed late),
+    /// which its own pieces need not wait for (they carry the same bytes)
+    /// but every other overlapping write does; its pieces keep its first
+    /// send time (deadsecs) and its backoff. Returns how many frames in
+    /// flight were cut.
+    fn replan(&mut self, now: Micros) -> u64 {
+        let spf = self.sectors_per_frame;
+        let busy_since = self.busy_since;
+        let mut cut = 0;
+        let mut pieces: VecDeque<Job> = VecDeque::new();
+        for slot in 0..self.slots.len() {
+            let Some(job) = self.slots[slot].job else { continue };
+            if job.pinned || job.count <= spf {
+                continue;
+            }
+            let tries = job.tries.saturating_add(self.slots[slot].sent.len().min(255) as u8);
+            // Too large for every path now: lost (a reply too large for the
+            // interface is dropped on arrival; a request was refused or
+            // dropped on the way), so no longer held by the target.
+            for t in self.slots[slot].sent.iter_mut().filter(|t| t.held) {
+                t.held = false;
+                self.held -= 1;
+            }
+            let serial = self.reqs[job.req as usize].as_ref().filter(|r| r.err.is_none()).map(|r| r.serial);
+            self.free_slot(now, slot as u16, None, serial.unwrap_or(0));
+            cut += 1;
+            if serial.is_none() {
+                // Its request already failed and was answered.
+                self.frame_done(job.req, None);
+                continue;
+            }
+            self.split_into(Job { tries, ..job }, spf, &mut pieces);
+        }
+        if pieces.is_empty() && self.pending.iter().all(|j| j.count <= spf) {
+            return cut;
+        }
+        for job in std::mem::take(&mut self.pending) {
+            self.split_into(job, spf, &mut pieces);
+        }
+        self.pending = pieces;
+        self.busy_since = busy_since.or(Some(now));
+        cut
+    }
+
+    /// Appends `job` cut into frames of at most `spf` sectors to `to`; its
+    /// request has that many frames more to wait for.
+    fn split_into(&mut self, job: Job, spf: u8, to: &mut VecDeque<Job>) {
+        if job.count <= spf {
+            to.push_back(job);
+            return;
+        }
+        let n = to.len();
+        to.extend(job.split(spf));
+        if let Some(r) = self.reqs[job.req as usize].as_mut() {
+            r.frames_left += (to.len() - n - 1) as u32;
+        }
+    }
+
+    /// The MTU of local link `link` is now `mtu`: its paths carry frames of
+    /// that size from now on. When the target's frames shrink, the frames
+    /// queued or in flight that no longer fit are cut to the new size and
+    /// sent again at once (counted as `lost_jumbo`, and an `Event`).
+    pub fn set_link_mtu(&mut self, now: Micros, link: usize, mtu: usize, out: &mut Outbox) {
+        let mut ifname = None;
+        for p in self.paths.iter_mut().filter(|p| p.link == link && p.mtu != mtu) {
+            p.mtu = mtu;
+            ifname.get_or_insert_with(|| p.ifname.clone());
+        }
+        let Some(ifname) = ifname else { return };
+        let from = self.payload();
+        self.recompute();
+        let to = self.payload();
+        if to < from {
+            let lost = self.replan(now);
+            self.counters.lost_jumbo += lost;
+            self.events.push(Event::MtuLowered { ifname, mtu, from, to, lost });
+            self.pump(now, out);
+        }
+    }
+
+    /// The transmission with tag `tag` was not sent (the link refused it):
+    /// the target does not hold it.
+    pub fn not_sent(&mut self, tag: u32) {
+        let (slot, gen) = ((tag & SLOT_MASK) as u16, (tag >> SLOT_BITS) & GEN_MASK);
+        let in_slot = self.slots.get_mut(slot as usize).filter(|s| s.job.is_some()).map(|s| &mut s.sent);
+        let sent = in_slot.into_iter().chain(self.ghosts.iter_mut().filter(|g| g.slot == slot).map(|g| &mut g.sent));
+        for list in sent {
+            if let Some(t) = list.iter_mut().find(|t| t.gen == gen && t.held) {
+                t.held = false;
+                self.held -= 1;
+                return;
+            }
+        }
+    }
+
+    /// Lifts every path's cap (`revalidate`: the user may have fixed the
+    /// network): large frames are tried again, and fall back again if they
+    /// are still lost.
+    pub fn lift_caps(&mut self) {
+        for p in self.paths.iter_mut() {
+            p.cap = None;
+            p.big_losses = 0;
+        }
+        self.recompute();
+    }
+
+    /// Takes what happened that the initiator reports.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// A config response from the target (announcement, or an answer to a
-    /// query): it is alive and working, so frames that timed out before now
-    /// were lost.
+    /// query): its network is alive, so frames that timed out before now
+    /// were lost (they stop counting as held). It is no progress of the
+    /// I/O: deadsecs goes on counting, and nothing is resent sooner than
+    /// its timer allows (but a command's first transmission, once).
     pub fn on_sign_of_life(&mut self, now: Micros, mac: Mac) {
         self.answered_sent_at = self.answered_sent_at.max(now);
+        // A small frame answered on each path to that MAC.
+        for p in self.paths.iter_mut().filter(|p| p.mac == mac) {
+            p.small_answered = now;
+        }
         if let Some((seq, _)) = self.probe {
             // Everything sent to this MAC before our probe and not answered
             // was lost.
@@ -1171,9 +1500,6 @@ impl TargetIo {
             if self.paths.iter().filter(|p| p.state == PathState::InUse).all(|p| p.overtaken_below >= seq) {
                 self.probe = None;
             }
-        }
-        if self.busy() {
-            self.last_progress = now;
         }
     }
 
@@ -1190,7 +1516,7 @@ impl TargetIo {
             self.counters.unexpected += 1;
             return ReplyOutcome::Unexpected;
         }
-        let slot = (tag & (MAX_SLOTS as u32 - 1)) as u16;
+        let slot = (tag & SLOT_MASK) as u16;
         let gen = (tag >> SLOT_BITS) & GEN_MASK;
         let current = self.slots.get(slot as usize).and_then(|s| {
             let job = s.job?;
@@ -1235,11 +1561,12 @@ impl TargetIo {
                 self.rtt.sample(now.saturating_sub(sent.at));
             }
             self.answered(now, &sent);
+            self.size_answered(now, sent.path, &job);
             self.counters.frames_received += 1;
             self.path_answered(path_idx, now);
             self.on_ack_window();
         }
-        self.free_slot(now, slot, Some(gen));
+        self.free_slot(now, slot, Some(gen), 0);
         let err = match reply {
             Err(e) => Some(IoError::Aoe(e)),
             Ok(a) if a.failed() => Some(IoError::Ata { status: a.cmd_status, error: a.err_feature }),
@@ -1301,6 +1628,8 @@ impl TargetIo {
             self.held -= 1;
         }
         self.answered(now, &t);
+        let job = self.ghosts[gi].job;
+        self.size_answered(now, t.path, &job);
         // The target is still working through this command's transmissions.
         let expires = now + self.ghost_hold();
         let g = &mut self.ghosts[gi];
@@ -1349,12 +1678,9 @@ impl TargetIo {
     /// for `deadsecs`; 0: never).
     pub fn on_timer(&mut self, now: Micros, deadsecs: u32, out: &mut Outbox) -> TimerOutcome {
         let mut res = TimerOutcome::default();
-        if let Some(since) = self.busy_since {
-            let ref_t = since.max(self.last_progress);
-            if deadsecs > 0 && now.saturating_sub(ref_t) >= deadsecs as u64 * 1_000_000 {
-                res.dead = true;
-                return res;
-            }
+        if deadsecs > 0 && self.dead(now, deadsecs as u64 * 1_000_000) {
+            res.dead = true;
+            return res;
         }
         if !self.ghosts.is_empty() || self.nout > 0 {
             self.presume_lost(now);
@@ -1363,6 +1689,7 @@ impl TargetIo {
         let mut fast = false;
         let mut stuck = false;
         let mut path_failed = false;
+        let mut replan = false;
         for i in 0..self.slots.len() {
             let Some(job) = self.slots[i].job else { continue };
             let Some(latest) = self.slots[i].sent.last().copied() else { continue };
@@ -1370,7 +1697,14 @@ impl TargetIo {
                 self.pinned_timer(now, i as u16, job, &latest, out);
                 continue;
             }
-            let overtaken = latest.held
+            // Only a command's first transmission may go again before its
+            // timer (the target answered later frames, or a probe, first):
+            // every later one waits for its backed-off timer, so nothing the
+            // target answers makes a command it does not answer go out
+            // faster than its backoff.
+            let first = job.tries == 0 && self.slots[i].sent.len() == 1;
+            let overtaken = first
+                && latest.held
                 && self.path(latest.path).is_some_and(|p| latest.seq < p.overtaken_below)
                 && now.saturating_sub(latest.at) >= self.rtt.srtt() + self.reorder_window;
             if now < latest.deadline && !overtaken {
@@ -1387,7 +1721,7 @@ impl TargetIo {
                 // Its request already failed and was answered: a lost frame
                 // of it is not worth retrying (nor worth declaring the
                 // target dead over).
-                self.free_slot(now, i as u16, None);
+                self.free_slot(now, i as u16, None, 0);
                 self.frame_done(job.req, None);
                 continue;
             }
@@ -1396,6 +1730,12 @@ impl TargetIo {
                 // would overflow its buffer. Ask whether it is alive.
                 stuck = true;
                 continue;
+            }
+            if job.is_big() && self.big_lost(now, &latest) {
+                // Its path falls back to small frames: this frame and the
+                // other large ones are cut and sent again below.
+                replan = true;
+                break;
             }
             let Some(path) = self.pick_path(now, job.count) else {
                 // No path at all: keep waiting; dead detection will end it.
@@ -1428,21 +1768,29 @@ impl TargetIo {
         if path_failed {
             self.recompute();
         }
+        if replan {
+            self.replan(now);
+        }
         let rto = self.rto();
         // Ask the target whether it is alive when frames wait and it has
         // been quiet (tail loss), or when none can be resent without
         // overflowing its buffer; one probe at a time, a lost one is
-        // replaced after an RTO.
+        // replaced after an RTO, and each probe sent while the target
+        // answers no command waits twice as long as the one before.
         let pto = (2 * self.rtt.srtt()).max(MIN_PROBE_TIMEOUT).min(rto);
         let quiet = now.saturating_sub(self.last_answer) >= pto;
         let waiting = self
             .slots
             .iter()
             .any(|s| s.job.is_some() && s.sent.last().is_some_and(|t| t.held && now.saturating_sub(t.at) >= pto));
-        let probe_free = self.probe.is_none_or(|(_, at)| now.saturating_sub(at) >= rto);
+        let gap = pto.saturating_mul(1 << self.probes_unanswered.min(16)).min(MAX_BACKOFF);
+        let probe_free = self.probe.is_none_or(|(_, at)| now.saturating_sub(at) >= rto)
+            && (self.probes_unanswered == 0 || now.saturating_sub(self.last_probe) >= gap);
         if probe_free && (stuck || (quiet && waiting)) {
             self.probe = Some((self.next_seq, now));
             self.next_seq += 1;
+            self.last_probe = now;
+            self.probes_unanswered += 1;
             res.probe = true;
         }
         if (lost || fast) && now.saturating_sub(self.last_loss) >= rto {
@@ -1457,6 +1805,20 @@ impl TargetIo {
         res
     }
 
+    /// No progress for `limit` microseconds: the target answered no
+    /// command for that long while requests waited, or a command has waited
+    /// that long since it was first sent (the kernel driver counts each
+    /// frame's own wait), whatever else the target answered meanwhile.
+    fn dead(&self, now: Micros, limit: Micros) -> bool {
+        let silent = self.busy_since.is_some_and(|since| now.saturating_sub(since.max(self.last_progress)) >= limit);
+        silent
+            || self.slots.iter().filter_map(|s| s.job).any(|j| {
+                !j.pinned
+                    && j.first_sent.is_some_and(|at| now.saturating_sub(at) >= limit)
+                    && self.reqs[j.req as usize].as_ref().is_some_and(|r| r.err.is_none())
+            })
+    }
+
     /// A pinned command's timer: resent on its own path when its
     /// transmission timed out, failed with `IoError::Timeout` after
     /// `PINNED_TRIES` (or at once when its path is gone).
@@ -1467,7 +1829,7 @@ impl TargetIo {
         let s = &self.slots[slot as usize];
         let path = s.path as usize;
         if s.sent.len() >= PINNED_TRIES || path >= self.paths.len() {
-            self.free_slot(now, slot, None);
+            self.free_slot(now, slot, None, 0);
             self.frame_done(job.req, Some(IoError::Timeout));
             return;
         }
@@ -1495,9 +1857,17 @@ impl TargetIo {
         }
         self.ghosts.clear();
         self.probe = None;
+        self.probes_unanswered = 0;
         for p in self.paths.iter_mut() {
             p.overtaken_below = self.next_seq;
+            // A cap not confirmed by a small answer may have come from a
+            // target that answered nothing at all.
+            if p.cap.is_some_and(|c| !c.confirmed) {
+                p.cap = None;
+            }
+            p.big_losses = 0;
         }
+        self.recompute();
         self.free_slots = (0..self.slots.len() as u16).rev().collect();
         self.nout = 0;
         self.pinned = 0;

@@ -63,6 +63,18 @@ struct Net {
     /// target goes on with the next frames (out of order).
     reply_stall_rate: f64,
     reply_stall: Micros,
+    /// The target's network answers (config queries) but its disk never
+    /// completes an ATA command: every ATA frame is swallowed.
+    hang_io: bool,
+    /// ATA frames for this LBA are swallowed (a spot on the disk that hangs).
+    stuck_lba: Option<u64>,
+    /// A switch between the hosts forwards no frame longer than this
+    /// (requests and replies alike): a jumbo black hole.
+    max_frame: Option<usize>,
+    /// When each frame (probes too) left the initiator, and the longest
+    /// frame sent.
+    sent_at: Vec<Micros>,
+    longest_sent: usize,
 }
 
 impl Net {
@@ -101,7 +113,17 @@ impl Net {
             lose_replies: 0,
             reply_stall_rate: 0.0,
             reply_stall: 0,
+            hang_io: false,
+            stuck_lba: None,
+            max_frame: None,
+            sent_at: Vec::new(),
+            longest_sent: 0,
         }
+    }
+
+    /// Whether the switch forwards a frame of `len` bytes.
+    fn fits(&self, len: usize) -> bool {
+        self.max_frame.is_none_or(|m| len <= m)
     }
 
     /// Sends what the engine queued, in order.
@@ -115,6 +137,7 @@ impl Net {
     /// the target's queue like a frame; its answer is an empty reply.
     fn send_probe(&mut self) {
         self.probes += 1;
+        self.sent_at.push(self.now);
         if self.silent || self.rng.chance(self.loss) {
             return;
         }
@@ -132,7 +155,18 @@ impl Net {
     fn send(&mut self, f: &[u8]) {
         let mac = Mac::from_slice(&f[0..6]);
         *self.sent_per_mac.entry(mac).or_default() += 1;
-        if self.silent || self.rng.chance(self.loss) || Some(mac) == self.dead_mac {
+        self.sent_at.push(self.now);
+        self.longest_sent = self.longest_sent.max(f.len());
+        let stuck = self.stuck_lba.is_some_and(
+            |lba| matches!(Repr::parse(f), Ok(Repr { body: Body::Ata(a), .. }) if a.lba & 0xFFFF_FFFF_FFFF == lba),
+        );
+        if self.silent
+            || self.rng.chance(self.loss)
+            || Some(mac) == self.dead_mac
+            || self.hang_io
+            || stuck
+            || !self.fits(f.len())
+        {
             return;
         }
         let arrive = self.now + self.latency;
@@ -183,6 +217,9 @@ impl Net {
             self.lose_replies -= 1;
             return;
         }
+        if !self.fits(reply.len()) {
+            return;
+        }
         let done = if self.rng.chance(self.reply_stall_rate) { done + self.reply_stall } else { done };
         let done = done + self.slow_mac.filter(|(m, _)| *m == mac).map_or(0, |(_, d)| d);
         let copies = if self.rng.chance(self.dup) { 2 } else { 1 };
@@ -225,6 +262,7 @@ struct Harness {
     min_cwnd_seen: u32,
     cwnd_trace: Vec<u32>,
     dead: bool,
+    events: Vec<Event>,
 }
 
 impl Harness {
@@ -240,6 +278,7 @@ impl Harness {
             min_cwnd_seen: u32::MAX,
             cwnd_trace: Vec::new(),
             dead: false,
+            events: Vec::new(),
         }
     }
 
@@ -272,6 +311,7 @@ impl Harness {
         assert!(self.t.held <= self.t.maxwin, "more held than the window allows: {}", self.t.held);
         self.max_nout = self.max_nout.max(self.t.nout);
         self.min_cwnd_seen = self.min_cwnd_seen.min(self.t.cwnd);
+        self.events.extend(self.t.take_events());
         for (done, res) in self.t.take_completed() {
             done(res);
         }
@@ -1013,4 +1053,309 @@ fn a_reply_with_damaged_slot_bits_matches_no_other_command() {
     for i in 0..8 {
         assert_eq!(h.result(i).unwrap(), h.net.target.disk()[i * 2 * SECTOR..(i * 2 + 2) * SECTOR]);
     }
+}
+
+/// Warms the harness up with a few short reads, as IDENTIFY and the first
+/// I/O do: the round trip is measured and the RTO sits at its floor.
+fn warm_up(h: &mut Harness) {
+    let base = h.results.lock().unwrap().len();
+    for i in 0..5 {
+        h.read(1_000_000 + i, 0, 2);
+        h.run(base + i + 1, 1_000_000);
+    }
+    assert_eq!(h.t.rto(), MIN_RTO);
+}
+
+/// Most frames (probes included) the target received in any one second
+/// from `from` on.
+fn busiest_second(h: &Harness, from: Micros) -> usize {
+    let times: Vec<Micros> = h.net.sent_at.iter().copied().filter(|&t| t >= from).collect();
+    (0..times.len()).map(|i| times[i..].iter().take_while(|&&t| t < times[i] + 1_000_000).count()).max().unwrap_or(0)
+}
+
+#[test]
+fn a_target_whose_network_answers_but_whose_disk_does_not_fails_at_deadsecs_with_few_frames() {
+    // The target answers every query config (its network is alive) and no
+    // read or write: one 4 KiB read (four frames at MTU 1500) fails with
+    // `Dead` at deadsecs, and the target receives few frames meanwhile.
+    let mut h = Harness::new(64, 16, 128, 1500, seeded("hung disk", 51));
+    warm_up(&mut h);
+    h.deadsecs = 10;
+    h.net.hang_io = true;
+    let (t0, sent0) = (h.net.now, h.net.sent_at.len());
+    h.read(0, 8, 8);
+    h.run(6, 30_000_000);
+    assert!(h.dead, "declared dead");
+    assert_eq!(h.result(0), Err(IoError::Dead));
+    let took = h.net.now - t0;
+    assert!((10_000_000..10_100_000).contains(&took), "failed after {took} us, not at deadsecs");
+    assert!(h.net.probes > 0, "the target's network was asked, and answered");
+    let frames = h.net.sent_at.len() - sent0;
+    // A few frames a second per command at first, fewer and fewer later.
+    let first = busiest_second(&h, t0);
+    let later = busiest_second(&h, t0 + 3_000_000);
+    println!("hung disk: {frames} frames ({} probes), busiest second {first}, after 3 s {later}", h.net.probes);
+    assert!(frames <= 60, "{frames} frames (probes included) for one stuck 4 KiB read");
+    assert!(first <= 6 * 4, "{first} frames in the busiest second, for 4 commands");
+    assert!(later <= 4 + 2, "{later} frames in a second after the first 3 s, for 4 commands");
+}
+
+#[test]
+fn a_target_that_answers_other_commands_but_never_one_fails_at_deadsecs() {
+    // Deadsecs counts per command: a target that keeps answering reads but
+    // never one of them (a spot on the disk that hangs) is dead once that
+    // command has waited deadsecs, as the kernel driver counts each frame's
+    // wait.
+    let mut h = Harness::new(64, 16, 128, 1500, seeded("one stuck command", 52));
+    warm_up(&mut h);
+    h.deadsecs = 5;
+    h.net.stuck_lba = Some(40);
+    let base = h.results.lock().unwrap().len();
+    let t0 = h.net.now;
+    h.read(0, 40, 2);
+    let mut id = 1;
+    while !h.dead && h.net.now < t0 + 20_000_000 {
+        h.read(id, 0, 2);
+        h.run(base + id + 1, 300_000);
+        id += 1;
+    }
+    assert!(h.dead);
+    assert_eq!(h.result(0), Err(IoError::Dead));
+    let took = h.net.now - t0;
+    assert!((5_000_000..5_400_000).contains(&took), "dead after {took} us, deadsecs 5");
+    assert!(id > 10, "other reads were answered meanwhile ({id})");
+}
+
+/// Random data of `sectors` sectors.
+fn random_data(rng: &mut Rng, sectors: usize) -> Vec<u8> {
+    (0..sectors * SECTOR).map(|_| rng.next_u64() as u8).collect()
+}
+
+#[test]
+fn a_switch_that_drops_jumbo_frames_makes_the_path_fall_back_and_the_write_completes() {
+    // Both hosts have MTU 9000, the switch between them forwards frames of
+    // at most 1514 bytes: large frames are lost, config queries and small
+    // frames pass. The path falls back to 1024-byte frames, says so once,
+    // and a write of 1000 sectors completes with exact bytes.
+    let seed = seeded("jumbo black hole", 53);
+    let mut h = Harness::new(4096, 16, 128, 9000, seed);
+    warm_up(&mut h);
+    assert_eq!(h.t.payload(), 8704);
+    h.deadsecs = 60;
+    h.net.max_frame = Some(1500 + wire::ETH_HDR_LEN);
+    let mut rng = Rng::new(seed);
+    let data = random_data(&mut rng, 1000);
+    let t0 = h.net.now;
+    h.write(0, 100, data.clone());
+    h.run(6, 30_000_000);
+    assert!(h.result(0).is_ok(), "{:?}", h.result(0));
+    let took = h.net.now - t0;
+    println!("jumbo black hole: 1000 sectors written in {took} us, lost_jumbo {}", h.t.counters.lost_jumbo);
+    assert!(took < 2_000_000, "the write took {took} us");
+    assert_eq!(h.net.target.disk()[100 * SECTOR..1100 * SECTOR], data[..], "bytes on the target");
+    assert_eq!(h.t.payload(), 1024, "payload after the fallback");
+    let cap = h.t.paths[0].cap.expect("the path is held to small frames");
+    assert_eq!(cap, FrameCap { sectors: 2, natural: 17, confirmed: true });
+    let lost = h.t.counters.lost_jumbo;
+    assert!(lost >= JUMBO_LOSSES as u64, "lost_jumbo {lost}");
+    assert_eq!(h.t.paths[0].counters.lost_jumbo, lost);
+    let falls: Vec<_> = h.events.iter().filter(|e| matches!(e, Event::JumboFallback { .. })).collect();
+    assert_eq!(falls.len(), 1, "said once: {:?}", h.events);
+    assert_eq!(
+        falls[0].to_string(),
+        format!("8704-byte frames lost on sim0 (target MAC {}, {lost} lost), falling back to 1024", T_MAC.hex12())
+    );
+    // Reads come back in small frames too.
+    h.read(1, 100, 1000);
+    h.run(7, 10_000_000);
+    assert_eq!(h.result(1).unwrap(), data);
+    assert!(!h.dead);
+}
+
+#[test]
+fn a_cap_is_lifted_by_revalidate_and_by_a_config_that_allows_larger_frames() {
+    let seed = seeded("jumbo fixed", 54);
+    let mut h = Harness::new(4096, 16, 128, 9000, seed);
+    warm_up(&mut h);
+    h.net.max_frame = Some(1514);
+    h.write(0, 0, vec![1; 200 * SECTOR]);
+    h.run(6, 30_000_000);
+    assert!(h.result(0).is_ok());
+    assert_eq!(h.t.payload(), 1024);
+    // The switch is fixed and the user revalidates: full size again.
+    h.net.max_frame = None;
+    h.t.lift_caps();
+    assert_eq!(h.t.payload(), 8704);
+    h.write(1, 0, vec![2; 200 * SECTOR]);
+    h.run(7, 10_000_000);
+    assert!(h.result(1).is_ok());
+    assert_eq!(h.t.payload(), 8704, "large frames get through now");
+    // Broken again: it falls back again.
+    h.net.max_frame = Some(1514);
+    h.write(2, 0, vec![3; 200 * SECTOR]);
+    h.run(8, 30_000_000);
+    assert!(h.result(2).is_ok());
+    assert_eq!(h.t.payload(), 1024);
+    assert_eq!(h.events.iter().filter(|e| matches!(e, Event::JumboFallback { .. })).count(), 2);
+    // A config response that allows larger frames than when it fell back
+    // (the target's MTU went up) lifts the cap; one that allows the same
+    // does not.
+    in_use(&mut h.t, 0, T_MAC, 9000, 16, 255);
+    assert_eq!(h.t.payload(), 1024, "the same config changes nothing");
+    in_use(&mut h.t, 0, T_MAC, 12000, 16, 255);
+    assert!(h.t.paths[0].cap.is_none());
+    assert_eq!(h.t.payload(), 23 * SECTOR);
+    assert_eq!(h.net.target.disk()[..200 * SECTOR], vec![3; 200 * SECTOR][..]);
+}
+
+#[test]
+fn random_loss_never_makes_a_path_fall_back() {
+    // 5% of frames lost both ways, at MTU 9000, one request at a time and
+    // many at once: large frames are lost as often as small ones, and
+    // something large is answered between most losses.
+    for (qd, seed) in [(1usize, 55), (32, 56)] {
+        let mut h = Harness::new(20_000, 16, 128, 9000, seeded("random loss, no fallback", seed));
+        warm_up(&mut h);
+        h.net.loss = 0.05;
+        let mut rng = Rng::new(seed);
+        let base = h.results.lock().unwrap().len();
+        for round in 0..(2000 / qd) {
+            for k in 0..qd {
+                h.read(round * qd + k, rng.below(19_000), 17);
+            }
+            h.run(base + (round + 1) * qd, 60_000_000);
+        }
+        assert!(h.t.counters.retransmits > 50, "qd {qd}: loss happened: {:?}", h.t.counters);
+        assert!(h.t.paths[0].cap.is_none(), "qd {qd}: fell back under random loss");
+        assert_eq!(h.t.counters.lost_jumbo, 0);
+    }
+}
+
+#[test]
+fn a_cap_that_only_a_silent_target_caused_is_lifted_when_it_goes_down() {
+    // A hung disk at MTU 9000: its large frames go unanswered while its
+    // network answers the probes, which looks like a jumbo black hole at
+    // first. No small frame is answered either, so the cap stays
+    // provisional, is never reported, and is lifted when the target is
+    // declared dead.
+    let mut h = Harness::new(4096, 16, 128, 9000, seeded("hung disk, jumbo", 57));
+    warm_up(&mut h);
+    h.deadsecs = 10;
+    h.net.hang_io = true;
+    for i in 0..4 {
+        h.read(i, i as u64 * 17, 17);
+    }
+    h.run(usize::MAX, 8_000_000);
+    assert_eq!(h.t.paths[0].cap.map(|c| c.confirmed), Some(false), "a provisional cap");
+    assert_eq!(h.t.payload(), 1024);
+    h.run(usize::MAX, 3_000_000);
+    assert!(h.dead);
+    assert!(h.t.paths[0].cap.is_none());
+    // Its next config response (the down target answers a probe) puts the
+    // path back in use, at full size.
+    in_use(&mut h.t, 0, T_MAC, 9000, 16, 255);
+    assert_eq!(h.t.payload(), 8704);
+    assert!(h.events.is_empty(), "nothing reported: {:?}", h.events);
+    assert_eq!(h.t.counters.lost_jumbo, 0);
+}
+
+#[test]
+fn a_lowered_local_mtu_cuts_the_frames_in_flight_and_they_complete() {
+    // The local interface's MTU goes from 9000 to 1500 with writes in
+    // flight: from then on no frame larger than 1514 bytes leaves, the
+    // frames in flight are cut and sent again at once, and every write
+    // completes with exact bytes.
+    let seed = seeded("mtu lowered", 58);
+    let mut h = Harness::new(4096, 16, 128, 9000, seed);
+    warm_up(&mut h);
+    h.net.latency = 20_000; // keep frames in flight
+    let mut rng = Rng::new(seed);
+    let data: Vec<Vec<u8>> = (0..4).map(|_| random_data(&mut rng, 100)).collect();
+    for (i, d) in data.iter().enumerate() {
+        h.write(i, i as u64 * 100, d.clone());
+    }
+    let in_flight = h.t.nout as u64;
+    assert!(in_flight >= 8);
+    // Frames larger than the new MTU no longer leave the host.
+    h.net.max_frame = Some(1514);
+    h.net.longest_sent = 0;
+    let mut out = Outbox::new();
+    h.t.set_link_mtu(h.net.now, 0, 1500, &mut out);
+    assert!(!out.is_empty(), "the cut frames go at once");
+    h.net.send_all(&mut out);
+    h.after();
+    assert_eq!(h.t.payload(), 1024);
+    h.run(10, 10_000_000);
+    for (i, d) in data.iter().enumerate() {
+        assert!(h.result(i).is_ok());
+        assert_eq!(h.net.target.disk()[i * 100 * SECTOR..(i + 1) * 100 * SECTOR], d[..]);
+    }
+    assert!(h.net.longest_sent <= 1514, "a frame of {} bytes after the MTU went down", h.net.longest_sent);
+    assert_eq!(h.t.counters.lost_jumbo, in_flight);
+    assert_eq!(
+        h.events,
+        vec![Event::MtuLowered { ifname: "sim0".into(), mtu: 1500, from: 8704, to: 1024, lost: in_flight }]
+    );
+    // Going up again takes effect for new frames; nothing is cut.
+    h.t.set_link_mtu(h.net.now, 0, 9000, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(h.t.payload(), 8704);
+}
+
+#[test]
+fn a_write_cut_to_smaller_frames_still_never_lets_an_older_write_land_last() {
+    // A write's large frames are held by the target (set aside, executed
+    // 500 ms later) when the local MTU goes down: its smaller pieces go at
+    // once and complete it. A newer write to the same sectors must then wait
+    // for the held originals (a ghost), or they would land over it.
+    let seed = seeded("cut write, late original", 59);
+    let mut h = Harness::new(64, 16, 128, 9000, seed);
+    warm_up(&mut h);
+    h.net.hold_rate = 1.0;
+    h.net.hold = 500_000;
+    let mut old = vec![0u8; 17 * SECTOR];
+    for s in old.chunks_exact_mut(SECTOR) {
+        s[..4].copy_from_slice(&1u32.to_le_bytes());
+    }
+    h.write(0, 0, old);
+    h.net.hold_rate = 0.0;
+    let mut out = Outbox::new();
+    h.t.set_link_mtu(h.net.now, 0, 1500, &mut out);
+    h.net.send_all(&mut out);
+    h.after();
+    h.run(6, 400_000);
+    assert!(h.result(0).is_ok(), "the pieces completed the write");
+    h.net.acked_round[..17].fill(1);
+    assert!(h.t.ghosts() > 0, "the held original is a ghost");
+    let mut new = vec![0u8; 17 * SECTOR];
+    for s in new.chunks_exact_mut(SECTOR) {
+        s[..4].copy_from_slice(&2u32.to_le_bytes());
+        s[4] = 0xEE;
+    }
+    h.write(1, 0, new.clone());
+    h.run(7, 5_000_000);
+    assert!(h.result(1).is_ok());
+    h.net.acked_round[..17].fill(2);
+    h.run(usize::MAX, 1_000_000);
+    assert_eq!(h.net.older_over_newer, 0, "the held original landed over the newer write");
+    assert_eq!(h.net.target.disk()[..17 * SECTOR], new[..]);
+}
+
+#[test]
+fn a_frame_the_link_refused_is_not_held_by_the_target() {
+    let mut h = Harness::new(4096, 16, 128, 1500, seeded("not sent", 60));
+    warm_up(&mut h);
+    let mut out = Outbox::new();
+    h.t.submit_read(h.net.now, 0, 16, done_into(&h.results, 0), &mut out);
+    assert_eq!(out.len() as u32, h.t.held);
+    for t in out.drain(..) {
+        h.t.not_sent(u32::from_be_bytes(t.head[20..24].try_into().unwrap()));
+    }
+    h.after();
+    assert_eq!(h.t.held, 0);
+    // Refusing a tag twice, or an unknown one, changes nothing.
+    h.t.not_sent(0x1234_5678);
+    h.after();
+    h.run(6, 5_000_000);
+    assert_eq!(h.result(0).unwrap(), h.net.target.disk()[..16 * SECTOR]);
 }
