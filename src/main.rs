@@ -44,7 +44,7 @@ struct Cli {
     /// Interfaces to use for AoE, whitespace- or comma-separated (default: every up non-loopback interface)
     #[arg(long, value_name = "LIST")]
     iflist: Option<String>,
-    /// Seconds without progress before a target is marked down and its I/O fails (0: retry forever)
+    /// Seconds a read or write may wait for the target's answer before the target is marked down and its I/O fails with EIO; answers to config queries do not count (0: retry forever)
     #[arg(long, default_value_t = 180, value_name = "SECS")]
     deadsecs: u32,
     /// Only these target MACs may become paths (comma-separated; aa:bb:cc:dd:ee:ff, aa-bb-.. or 12 hex digits), and discovery asks them instead of broadcasting. Recommended on a shared LAN, with vblade -m on the targets

@@ -902,3 +902,106 @@ fn a_flood_of_new_targets_is_bounded_and_the_real_one_still_works() {
     let stats = core.status_attr(&dev, "stats").unwrap();
     assert!(!stats.contains("mount_dropped_targets 0"), "{stats}");
 }
+
+/// One counter of e3.7's `stats` file.
+fn stat(core: &BlockFs, name: &str) -> u64 {
+    let dev = core.ini.device(3, 7).expect("device");
+    let text = core.status_attr(&dev, "stats").unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+    line[name.len() + 1..].parse().unwrap()
+}
+
+#[test]
+fn a_target_whose_network_answers_while_its_disk_hangs_fails_io_at_deadsecs() {
+    // The target answers query config and IDENTIFY, but every read and
+    // write is lost on the way (aoe-faultfwd's drop_rw): the read fails
+    // with EIO at deadsecs however often the target's network answers, the
+    // target goes down (down,closewait while open), `err` says so, and it
+    // was sent few frames.
+    let (hub, t, core, clock) = setup_manual(1500, 10, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    dev.opened();
+    hub.set_faults(Some(FaultConfig { drop_rw: 1.0, ..Default::default() }), 1);
+    err_lines(&core);
+    let asked = t.model.lock().counters.config_queries;
+    let reply = read_async(&core, 0, 4096);
+    // The clock moves a tick at a time, and between ticks the hub brings
+    // the target's answers to the probes, as it would in real time.
+    let step = |core: &BlockFs, n: u32| {
+        for _ in 0..n {
+            advance(core, &clock, TICK);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+    step(&core, 1999);
+    assert_eq!(reply.try_recv(), Err(mpsc::TryRecvError::Empty), "failed before deadsecs");
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "up\n");
+    step(&core, 1);
+    assert_eq!(reply.recv_timeout(Duration::from_secs(5)).expect("answered at deadsecs"), Err(libc::EIO));
+    assert_eq!(core.status_attr(&dev, "state").unwrap(), "down,closewait\n");
+    let lines = err_lines(&core);
+    assert!(lines.iter().any(|l| l == "e3.7: no response for 10 s, device marked down\n"), "{lines:?}");
+    let queries = t.model.lock().counters.config_queries - asked;
+    let reads = hub.fault_counters().dropped;
+    println!("hung disk: {reads} reads and {queries} config queries sent for one 4 KiB read");
+    assert!(queries > 0, "the target's network was asked");
+    assert!(reads + queries <= 60, "{reads} reads and {queries} config queries sent for one 4 KiB read");
+    assert!(stat(&core, "timeouts") > 0);
+}
+
+#[test]
+fn a_switch_that_drops_jumbo_frames_makes_the_path_fall_back_and_writes_complete() {
+    // Initiator and target have MTU 9000; the switch between them forwards
+    // frames of at most 1514 bytes. A 1 MiB write falls back to 1024-byte
+    // frames and completes, exact; `err` says so once; `payload` and
+    // `lost_jumbo` show it; `revalidate` tries the full size again.
+    let (hub, _t, core, _) = setup(9000, 60, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+    hub.set_faults(Some(FaultConfig { max_len: 1514, ..Default::default() }), 1);
+    err_lines(&core);
+    let data = pattern(1 << 20, 19);
+    let t0 = Instant::now();
+    assert_eq!(write(&core, 0, &data), Ok(1 << 20));
+    println!("1 MiB through a jumbo black hole in {:?}", t0.elapsed());
+    assert_eq!(read(&core, 0, 1 << 20).unwrap(), data);
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "1024\n");
+    assert!(stat(&core, "lost_jumbo") > 0);
+    let lines: Vec<String> = err_lines(&core).into_iter().filter(|l| l.contains("falling back")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("e3.7: 8704-byte frames lost on mem0 (target MAC 020000000202, "), "{lines:?}");
+    assert!(lines[0].ends_with("), falling back to 1024\n"), "{lines:?}");
+    // The switch is fixed; revalidate tries large frames again.
+    hub.set_faults(None, 0);
+    core.write_ctl(Ctl::Revalidate, b"e3.7\n").unwrap();
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+    assert_eq!(write(&core, 0, &data), Ok(1 << 20));
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+}
+
+#[test]
+fn a_lowered_local_mtu_is_followed_and_writes_complete() {
+    // The initiator's interface goes from MTU 9000 to 1500 under the mount
+    // (`ip link set mem0 mtu 1500`); the next write's large frames are
+    // refused by the link, the payload follows the MTU at once, and the
+    // write completes, exact. Back to 9000: full size within a second.
+    let (hub, _t, core, _) = setup(9000, 60, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "8704\n");
+    err_lines(&core);
+    hub.set_mtu("mem0", 1500);
+    let data = pattern(1 << 20, 23);
+    let t0 = Instant::now();
+    assert_eq!(write(&core, 0, &data), Ok(1 << 20));
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(1), "the write took {took:?}");
+    assert_eq!(core.status_attr(&dev, "payload").unwrap(), "1024\n");
+    assert_eq!(read(&core, 0, 1 << 20).unwrap(), data);
+    let lines: Vec<String> = err_lines(&core).into_iter().filter(|l| l.contains("MTU")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("e3.7: MTU of mem0 is now 1500: 8704-byte frames no longer fit"), "{lines:?}");
+    hub.set_mtu("mem0", 9000);
+    let up = wait_until(Duration::from_millis(1500), || core.status_attr(&dev, "payload").unwrap() == "8704\n");
+    assert!(up, "payload did not follow the MTU back up");
+    assert_eq!(write(&core, 0, &data), Ok(1 << 20));
+}

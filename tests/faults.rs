@@ -131,6 +131,125 @@ fn fio_verify_through_held_frames() {
 }
 
 // ---------------------------------------------------------------------------
+// the network answers, the I/O does not: a hung disk, a jumbo black hole, an
+// MTU lowered under the mount
+// ---------------------------------------------------------------------------
+
+/// Every `err` line queued now (non-blocking: the file answers EINTR
+/// within half a second when it has none).
+fn err_lines(m: &Mount) -> Vec<String> {
+    m.err_messages(1000)
+}
+
+/// Writes `data` at offset 0 of `dev` with `dd oflag=direct` in 1 MiB
+/// blocks; returns how long it took.
+fn dd_direct(tb: &Testbed, dev: &Path, data: &[u8], limit: Duration) -> Duration {
+    let src = tb.dir.join("dd-src.bin");
+    fs::write(&src, data).unwrap();
+    let t0 = Instant::now();
+    let out = run_unchecked_timeout(
+        Command::new("dd")
+            .arg(format!("if={}", src.display()))
+            .arg(format!("of={}", dev.display()))
+            .args(["bs=1M", "oflag=direct", "conv=notrunc,fsync"]),
+        limit,
+    )
+    .unwrap_or_else(|e| panic!("dd: {e}"));
+    assert!(out.status.success(), "dd failed: {}", String::from_utf8_lossy(&out.stderr));
+    t0.elapsed()
+}
+
+/// The target answers query config and IDENTIFY, but every read and write
+/// is lost on the way (`aoe-faultfwd` with `drop_rw=1`): a shelf whose disk
+/// hangs. A read fails with EIO at deadsecs, the target goes down, `err`
+/// says so, and few frames were sent for it.
+#[test]
+fn a_disk_that_hangs_while_its_network_answers_gives_eio_at_deadsecs() {
+    let tb = Testbed::new(1500);
+    let k = tb.add_forwarded_pair(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(41));
+    let fwd = tb.start_forwarder(k, "drop_rw=1", 1);
+    let _vb = tb.start_vblade_on(k, 0, 1, &img, None);
+    let m = tb.mount_aoefs_iflist(&tb.init_if(k), &["--deadsecs", "10", "--cache-mb", "0", "--readahead-kb", "0"]);
+    let dev = m.expect_target(T, APPEAR);
+    err_lines(&m);
+    let sent = m.stats(T)["frames_sent"];
+    let f = Arc::new(File::open(&dev).unwrap());
+    let t0 = Instant::now();
+    let f2 = f.clone();
+    let r = bounded("a read from a hung disk", Duration::from_secs(40), move || pread(&f2, 0, 4096));
+    let el = t0.elapsed();
+    eprintln!("hung disk: EIO after {el:?}");
+    assert_eq!(errno_of(&r), Some(libc::EIO), "expected EIO, got {:?}", r.map(|v| v.len()));
+    assert!(el >= Duration::from_millis(9500) && el <= Duration::from_secs(13), "EIO after {el:?}, deadsecs 10");
+    assert_eq!(m.wait_status(T, "state", "down,closewait\n", Duration::from_secs(3)), "down,closewait\n");
+    let lines = err_lines(&m);
+    assert!(lines.iter().any(|l| l == "e0.1: no response for 10 s, device marked down"), "{lines:?}");
+    let st = m.stats(T);
+    let fc = tb.stop_forwarder(&fwd);
+    let ata = st["frames_sent"] - sent;
+    let from_initiator = fc[&format!("aoefa{k}->aoefb{k} received")];
+    eprintln!("hung disk: {ata} ATA frames; {from_initiator} frames from the initiator in all (mount included)");
+    assert!(ata <= 60, "{ata} ATA frames for one 4 KiB read");
+    assert!(from_initiator <= 80, "{from_initiator} frames from the initiator");
+    assert!(st["timeouts"] > 0, "{st:?}");
+}
+
+/// Initiator and target have MTU 9000; the switch between them forwards
+/// no frame over 1514 bytes. An 8 MiB O_DIRECT write falls back to
+/// 1024-byte frames and completes; the bytes read back and on the target's
+/// file are exact; `err`, `lost_jumbo` and `payload` say what happened.
+#[test]
+fn a_switch_that_drops_jumbo_frames_makes_aoefs_fall_back_and_writes_land_exact() {
+    let tb = Testbed::jumbo_black_hole();
+    let img = tb.make_image("disk.img", 64 * MIB, Fill::Zero);
+    let _vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&["--deadsecs", "60", "--cache-mb", "0"]);
+    let dev = m.expect_target(T, APPEAR);
+    assert_eq!(m.read_status(T, "payload"), "8704\n");
+    err_lines(&m);
+    let data = Rng::new(seeded("black hole data", 61)).bytes(8 * MIB as usize);
+    let took = dd_direct(&tb, &dev, &data, Duration::from_secs(120));
+    eprintln!("jumbo black hole: 8 MiB O_DIRECT write took {took:?}");
+    assert_same("e0.1 read back", &read_all(&dev)[..data.len()], &data);
+    assert_same("the target's file", &read_all(&img)[..data.len()], &data);
+    assert_eq!(m.read_status(T, "payload"), "1024\n");
+    let st = m.stats(T);
+    assert!(st["lost_jumbo"] > 0, "{st:?}");
+    assert_eq!(st["errors"], 0, "{st:?}");
+    let lines: Vec<String> = err_lines(&m).into_iter().filter(|l| l.contains("falling back")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("e0.1: 8704-byte frames lost on aoei0 "), "{lines:?}");
+    assert!(lines[0].ends_with("falling back to 1024"), "{lines:?}");
+    assert_eq!(m.read_status(T, "state"), "up\n");
+}
+
+/// The initiator's interface goes from MTU 9000 to 1500 while the target
+/// is mounted and idle; the next 8 MiB O_DIRECT write completes, exact,
+/// in small frames.
+#[test]
+fn an_mtu_lowered_under_the_mount_is_followed_and_writes_land_exact() {
+    let tb = Testbed::new(9000);
+    let img = tb.make_image("disk.img", 64 * MIB, Fill::Zero);
+    let _vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&["--deadsecs", "60", "--cache-mb", "0"]);
+    let dev = m.expect_target(T, APPEAR);
+    assert_eq!(m.read_status(T, "payload"), "8704\n");
+    err_lines(&m);
+    sh(&["ip", "-n", &tb.ins, "link", "set", &tb.init_if(0), "mtu", "1500"]);
+    let data = Rng::new(seeded("lowered mtu data", 62)).bytes(8 * MIB as usize);
+    let took = dd_direct(&tb, &dev, &data, Duration::from_secs(120));
+    eprintln!("MTU lowered: 8 MiB O_DIRECT write took {took:?}");
+    assert_same("e0.1 read back", &read_all(&dev)[..data.len()], &data);
+    assert_same("the target's file", &read_all(&img)[..data.len()], &data);
+    assert_eq!(m.read_status(T, "payload"), "1024\n");
+    let lines: Vec<String> = err_lines(&m).into_iter().filter(|l| l.contains("MTU")).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("e0.1: MTU of aoei0 is now 1500"), "{lines:?}");
+    assert_eq!(m.stats(T)["errors"], 0);
+}
+
+// ---------------------------------------------------------------------------
 // multipath: two vblades (same file, same shelf.slot) on two veth pairs
 // ---------------------------------------------------------------------------
 

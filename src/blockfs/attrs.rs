@@ -217,8 +217,8 @@ impl BlockFs {
         let line = |s: &mut String, prefix: &str, c: &Counters| {
             let _ = writeln!(
                 s,
-                "{prefix}frames_sent {}\n{prefix}frames_received {}\n{prefix}retransmits {}\n{prefix}timeouts {}\n{prefix}errors {}\n{prefix}bytes_read {}\n{prefix}bytes_written {}",
-                c.frames_sent, c.frames_received, c.retransmits, c.timeouts, c.errors, c.bytes_read, c.bytes_written
+                "{prefix}frames_sent {}\n{prefix}frames_received {}\n{prefix}retransmits {}\n{prefix}timeouts {}\n{prefix}errors {}\n{prefix}bytes_read {}\n{prefix}bytes_written {}\n{prefix}lost_jumbo {}",
+                c.frames_sent, c.frames_received, c.retransmits, c.timeouts, c.errors, c.bytes_read, c.bytes_written, c.lost_jumbo
             );
         };
         line(&mut s, "", &snap.counters);

@@ -348,6 +348,8 @@ impl Initiator {
     /// Re-queries config and re-identifies a device (`revalidate`).
     pub fn revalidate(&self, dev: &Arc<Device>) {
         dev.readonly.store(false, Ordering::Release);
+        // The user may have fixed the network: large frames are tried again.
+        dev.inner.lock().io.lift_caps();
         let mut macs = self.target_macs(dev);
         if macs.is_empty() {
             macs = self.discovery_dests();

@@ -9,9 +9,10 @@
 //! busy handling a frame.
 
 use super::rx::FrameSink;
-use super::Initiator;
+use super::{run_completions, with_outbox, Initiator};
 use crate::engine::{IoError, Outbox};
 use crate::link::{Link, RxHandler};
+use crate::wire::Frame;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -55,11 +56,10 @@ impl LinkTable {
     }
 
     /// Sends `head` followed by `data` on link `id` (if it is still open).
-    pub(super) fn send(&self, id: usize, head: &[u8], data: &[u8]) {
-        if let Some(l) = self.get(id) {
-            if let Err(e) = l.send_parts(head, data) {
-                log::debug!("send on {}: {e}", l.name());
-            }
+    pub(super) fn send(&self, id: usize, head: &[u8], data: &[u8]) -> io::Result<()> {
+        match self.get(id) {
+            Some(l) => l.send_parts(head, data).inspect_err(|e| log::debug!("send on {}: {e}", l.name())),
+            None => Ok(()),
         }
     }
 }
@@ -77,14 +77,70 @@ impl Initiator {
         self.links.read().clone()
     }
 
-    /// Sends what the engine queued, in order, and empties `out`.
+    /// Sends what the engine queued, in order, and empties `out`. A frame
+    /// the link refuses is not held by its target (`TargetIo::not_sent`);
+    /// one refused as too long (EMSGSIZE: the interface's MTU went down)
+    /// makes the initiator look at the MTUs at once (`follow_mtus`), which
+    /// cuts what no longer fits and sends it again.
     pub(super) fn send(&self, out: &mut Outbox) {
         if out.is_empty() {
             return;
         }
         let links = self.links();
+        let mut refused: Vec<(u16, u8, u32)> = Vec::new();
+        let mut too_long = false;
         for t in out.drain(..) {
-            links.send(t.link, &t.head, t.data());
+            if let Err(e) = links.send(t.link, &t.head, t.data()) {
+                too_long |= e.raw_os_error() == Some(libc::EMSGSIZE);
+                let f = Frame::new_unchecked(&t.head[..]);
+                refused.push((f.shelf(), f.slot(), f.tag()));
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        for (shelf, slot, tag) in refused {
+            if let Some(d) = self.device(shelf, slot) {
+                d.inner.lock().io.not_sent(tag);
+            }
+        }
+        if too_long {
+            self.follow_mtus();
+        }
+    }
+
+    /// Looks at every link's MTU; where one changed, the paths through it
+    /// follow at once (a lower MTU cuts the frames in flight or queued that
+    /// no longer fit, and sends them again: `TargetIo::set_link_mtu`). Runs
+    /// once a second and whenever a frame was refused as too long.
+    pub(super) fn follow_mtus(&self) {
+        let changed: Vec<(usize, usize)> = self
+            .links()
+            .links
+            .iter()
+            .filter_map(|(id, l)| {
+                let old = l.mtu();
+                l.refresh_mtu().ok()?;
+                (l.mtu() != old).then(|| (*id, l.mtu()))
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        let now = self.now();
+        for dev in self.devices() {
+            with_outbox(|out| {
+                let c = {
+                    let mut g = dev.inner.lock();
+                    for &(link, mtu) in &changed {
+                        g.io.set_link_mtu(now, link, mtu, out);
+                    }
+                    self.report_events(&dev, &mut g);
+                    g.io.take_completed()
+                };
+                self.send(out);
+                run_completions(c);
+            });
         }
     }
 
@@ -155,7 +211,10 @@ impl Initiator {
     pub(super) fn revive_links(&self) {
         let _config = self.link_config.lock();
         let old = self.links();
-        let (alive, dead): (Vec<_>, Vec<_>) = old.links.iter().cloned().partition(|(_, l)| l.alive());
+        // A link whose interface's MTU grew past what its capture takes is
+        // reopened (its frames would be cut short), as a vanished one is.
+        let outgrown = |l: &Arc<dyn Link>| l.refresh_mtu().is_ok_and(|m| m > l.mtu());
+        let (alive, dead): (Vec<_>, Vec<_>) = old.links.iter().cloned().partition(|(_, l)| l.alive() && !outgrown(l));
         let missing: Vec<String> = old
             .names
             .iter()
@@ -177,11 +236,17 @@ impl Initiator {
             }
         }
         *self.links.write() = Arc::new(table);
+        let mut grown = Vec::new();
         for (_, l) in &dead {
-            self.errlog.push(format!("{}: interface gone; it is reopened when it is back", l.name()));
+            if l.alive() {
+                self.errlog.push(format!("{}: MTU grew past {}; reopened to use it", l.name(), l.mtu()));
+                grown.push(l.name().to_string());
+            } else {
+                self.errlog.push(format!("{}: interface gone; it is reopened when it is back", l.name()));
+            }
         }
         self.forget_links(dead);
-        for name in &back {
+        for name in back.iter().filter(|n| !grown.contains(n)) {
             self.errlog.push(format!("{name}: interface back"));
         }
         if !back.is_empty() {

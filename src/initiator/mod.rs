@@ -231,6 +231,9 @@ impl Initiator {
         let now = self.now();
         if now.saturating_sub(self.last_link_check.load(Ordering::Relaxed)) >= 1_000_000 {
             self.last_link_check.store(now, Ordering::Relaxed);
+            // MTUs first: `revive_links` then reopens a link whose MTU grew
+            // past what its capture takes.
+            self.follow_mtus();
             self.revive_links();
         }
         let last = self.last_discover.load(Ordering::Relaxed);
@@ -303,6 +306,7 @@ impl Initiator {
                 t = g.io.on_timer(now, deadsecs, out);
             }
             t.probe |= probe;
+            self.report_events(dev, &mut g);
             g.unreported_retransmits += t.retransmitted;
             if t.dead {
                 g.state = DevState::Down;
@@ -344,6 +348,14 @@ impl Initiator {
         }
         run_completions(c);
         listed
+    }
+
+    /// Writes what the device's engine reported (a path falling back to
+    /// smaller frames) to `err`; called under the device's lock.
+    pub(super) fn report_events(&self, dev: &Device, g: &mut crate::device::DevInner) {
+        for e in g.io.take_events() {
+            self.errlog.push(format!("{}: {e}", dev.name()));
+        }
     }
 
     /// Puts `dev` on the timer's list (it has work for its engine); called

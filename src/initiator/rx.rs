@@ -150,6 +150,7 @@ impl Initiator {
         let outcome = {
             let mut g = dev.inner.lock();
             let o = g.io.on_reply(now, h.src, h.tag, reply, &mut batch.out);
+            self.report_events(&dev, &mut g);
             batch.done.extend(g.io.take_completed());
             o
         };

@@ -22,12 +22,28 @@ impl Testbed {
     /// middle namespace. `start_vblade`, `mount_aoefs` and the rest work as
     /// on a direct pair.
     pub fn bridged(mtu: u32) -> Testbed {
+        Testbed::bridge(mtu, true)
+    }
+
+    /// Initiator (`aoei0`) and target (`aoet0`) with MTU 9000, joined by a
+    /// bridge whose port towards the target has MTU 1500: a switch that
+    /// forwards no frame longer than 1514 bytes between two jumbo hosts,
+    /// either way (the most common AoE misconfiguration).
+    pub fn jumbo_black_hole() -> Testbed {
+        let tb = Testbed::bridge(9000, false);
+        sh(&["ip", "-n", &tb.middle_ns(), "link", "set", "aoebt0", "mtu", "1500"]);
+        tb
+    }
+
+    /// Pair 0 through a bridge in the middle namespace, and the third
+    /// host's port if `third_host`.
+    fn bridge(mtu: u32, third_host: bool) -> Testbed {
         let tb = Testbed::empty();
         let mns = tb.middle_ns();
         sh(&["ip", "-n", &mns, "link", "add", "aoebr", "type", "bridge"]);
         sh(&["ip", "-n", &mns, "link", "set", "aoebr", "up"]);
         let ports = [(&tb.ins, "aoei0", "aoebi0"), (&tb.tns, "aoet0", "aoebt0"), (&tb.tns, HOSTILE_IF, "aoebh0")];
-        for (ns, outer, inner) in ports {
+        for (ns, outer, inner) in ports.into_iter().take(if third_host { 3 } else { 2 }) {
             assert!(veth((ns, outer), (&mns, inner), mtu), "bridged interface {outer} did not come up");
             sh(&["ip", "-n", &mns, "link", "set", inner, "master", "aoebr"]);
         }
