@@ -21,6 +21,6 @@ pub const INJECT_KINDS: [&str; 10] = [
     "truncated",
     "oversized",
     "bad-version",
-    "no-tag-bit",
+    "user-tool-tag",
     "garbage",
 ];

@@ -398,6 +398,43 @@ fn target_whose_announcement_was_missed_appears_after_discover() {
     assert_eq!(m.wait_status("e0.7", "state", "up\n", APPEAR), "up\n");
 }
 
+/// aoeping and aoecfg beside the mount send tags with bit 31 set, the space
+/// the kernel driver leaves to userland tools. aoefs leaves their replies to
+/// them, as the driver does: no `err` line, nothing counted as unexpected or
+/// ignored for the target, only `mount_ignored_foreign_tag`.
+#[test]
+fn aoeping_and_aoecfg_beside_the_mount_leave_no_trace() {
+    let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
+    let (m, tb) = (&s.m, &s.tb);
+    // The tools drop replies shorter than 60 bytes: a config string of 30
+    // bytes makes vblade's config replies long enough.
+    fs::write(m.attr_path("e0.1", "config"), "aoefs-config-string-of-30-byte").unwrap();
+    m.err_messages(100);
+    let st0 = m.stats("e0.1");
+    let tool = |argv: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &tb.ins]).args(argv);
+        run_unchecked_timeout(&mut c, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    };
+    let ifname = tb.init_if(0);
+    // Query config, then IDENTIFY.
+    let ping = tool(&["aoeping", "-i", "-s", "5", "0", "1", &ifname]);
+    assert!(ping.status.success(), "aoeping: {}", String::from_utf8_lossy(&ping.stderr));
+    // A set the target refuses (it holds another string: AoE error 4), and a read.
+    tool(&["aoecfg", "-c", "set", "-s", "another", "-t", "1", "0", "1", &ifname]);
+    let read = tool(&["aoecfg", "-t", "1", "0", "1", &ifname]);
+    assert!(String::from_utf8_lossy(&read.stdout).contains("aoefs-config-string-of-30-byte"), "{read:?}");
+    let st = m.stats("e0.1");
+    let moved = |k: &str| st[k] - st0[k];
+    assert!(moved("mount_ignored_foreign_tag") >= 4, "their replies were seen: {st:?}");
+    assert_eq!(moved("unexpected"), 0, "{st:?}");
+    assert_eq!(moved("ignored"), 0, "{st:?}");
+    assert_eq!(moved("mount_ignored_unexpected_tag"), 0, "{st:?}");
+    let errs = m.err_messages(100);
+    assert!(errs.is_empty(), "err: {errs:?}");
+    assert_eq!(m.read_status("e0.1", "state"), "up\n");
+}
+
 #[test]
 fn iflist_excludes_other_interfaces() {
     let tb = Testbed::new(1500);

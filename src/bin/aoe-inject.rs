@@ -35,11 +35,11 @@
 //! | `foreign-error` | AoE error 3 (device unavailable) to a live tag from a foreign MAC | ignores it |
 //! | `wrong-target` | reply to a live tag from the target's MAC but another shelf or slot, 0xEE data | ignores it (unknown target) |
 //! | `stale-tag` | replay of a reply the target sent at least 200 ms ago | counts it as unexpected |
-//! | `unknown-tag` | reply from the target's MAC with a tag never issued (0xFF......), 0xEE data | counts it as unexpected |
+//! | `unknown-tag` | reply from the target's MAC with a tag never issued (slot 4095, generation 0x3FFFF), 0xEE data | counts it as unexpected |
 //! | `truncated` | a live-tag reply from a foreign MAC cut short, or a stale replay cut short | ignores it |
 //! | `oversized` | a live-tag reply from a foreign MAC, or a stale replay, with bytes appended | ignores it |
 //! | `bad-version` | a live-tag reply from the target's MAC with AoE version 0, 2 or 15, 0xEE data | ignores it (bad version) |
-//! | `no-tag-bit` | a live-tag reply from the target's MAC with tag bit 31 cleared, 0xEE data | ignores it (not a userland tag) |
+//! | `user-tool-tag` | a live-tag reply from the target's MAC with tag bit 31 set (the userland tools' space, as aoeping's), 0xEE data | ignores it (not its tag) |
 //! | `garbage` | random bytes with ethertype 0x88A2 from a random MAC, sometimes with a plausible header | ignores it |
 //! | `target-error` | only when named in `--kinds`: AoE error `--error N` (default 3) from the target's MAC to a live tag | fails that request |
 //!
@@ -268,7 +268,7 @@ fn sniff(sock: &RawSocket, me: Mac, shelf: u16, slot: u8, seen: &Mutex<Seen>, de
             || f.command() != Command::Ata.to_u8()
             || f.shelf() != shelf
             || f.slot() != slot
-            || tag & 0x8000_0000 == 0
+            || aoefs::wire::is_user_tool_tag(tag)
         {
             continue;
         }
@@ -442,7 +442,9 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
         "unknown-tag" => {
             let lba = rng.next_u64() & 0xFF_FFFF;
             let r = Req {
-                tag: 0xFF00_0000 | (rng.next_u64() as u32 & 0x00FF_FFFF),
+                // The last slot and generation of the initiator's ATA tags:
+                // never issued by a test's short run with a small window.
+                tag: 0x3FFF_FFFF,
                 aflags: AFLAG_EXT,
                 count: 2,
                 cmd: ATA_READ_EXT,
@@ -493,10 +495,10 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
             Frame::new_unchecked(&mut f[..]).set_version(ver);
             pad60(f)
         }
-        "no-tag-bit" => {
+        "user-tool-tag" => {
             let r = live()?;
             let mut f = ata_reply(init, c.me, c.shelf, c.slot, &r, c.mtu);
-            Frame::new_unchecked(&mut f[..]).set_tag(r.tag & 0x7FFF_FFFF);
+            Frame::new_unchecked(&mut f[..]).set_tag(r.tag | aoefs::wire::TAG_USER_TOOLS);
             pad60(f)
         }
         "garbage" => {
@@ -523,7 +525,7 @@ fn build(kind: &str, init: Mac, c: &Ctx, seen: &mut Seen, rng: &mut Rng) -> Opti
                 f.set_shelf(c.shelf);
                 f.set_slot(c.slot);
                 f.set_command(rng.below(4) as u8);
-                f.set_tag(f.tag() | 0x8000_0000);
+                f.set_tag(f.tag() & !aoefs::wire::TAG_USER_TOOLS);
             }
             buf
         }

@@ -366,7 +366,8 @@ fn main() {
     let mut stopping = false;
     let mut last_scan = Instant::now();
 
-    let tag_of = |serial: u32, slot: usize| -> u32 { 0x8000_0000 | ((serial & 0x1FFFF) << 12) | slot as u32 };
+    // A userland tool's tags (bit 31), as aoeping's.
+    let tag_of = |serial: u32, slot: usize| -> u32 { TAG_USER_TOOLS | ((serial & 0x1FFFF) << 12) | slot as u32 };
 
     macro_rules! send_slot {
         ($s:expr, $now:expr) => {{
@@ -471,7 +472,7 @@ fn main() {
                 continue;
             }
             let tag = fr.tag();
-            if tag & 0x8000_0000 == 0 {
+            if !is_user_tool_tag(tag) {
                 continue;
             }
             let s = (tag & 0xFFF) as usize;

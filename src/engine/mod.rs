@@ -120,11 +120,13 @@ pub const JUMBO_LOSSES: u32 = 6;
 /// Error register bits that mean a write was refused: ABRT, IDNF and WP
 /// (0x40, UNC on reads).
 const WRITE_REFUSED: u8 = wire::ATA_ERR_ABRT | wire::ATA_ERR_IDNF | 0x40;
-/// Tag layout: bit 31 set (userland initiator), 19 bits generation (per
-/// slot, one per transmission), 12 bits slot.
-const TAG_USER: u32 = 0x8000_0000;
+/// Tag layout: bit 31 clear (the driver's space: `wire::TAG_USER_TOOLS`),
+/// bit 30 clear (the initiator's other commands: discovery, probes, control
+/// commands), 18 bits generation (one counter per target, one value per
+/// transmission), 12 bits slot.
+const TAG_BITS: u32 = 30;
 const SLOT_BITS: u32 = 12;
-const GEN_MASK: u32 = (1 << (31 - SLOT_BITS)) - 1;
+const GEN_MASK: u32 = (1 << (TAG_BITS - SLOT_BITS)) - 1;
 const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
 pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
 
@@ -626,7 +628,7 @@ pub struct TargetIo {
 }
 
 fn tag_of(slot: u16, gen: u32) -> u32 {
-    TAG_USER | (gen << SLOT_BITS) | slot as u32
+    (gen << SLOT_BITS) | slot as u32
 }
 
 impl TargetIo {
@@ -1151,7 +1153,7 @@ impl TargetIo {
         // from every other in its generation bits too, so a reply whose slot
         // bits were damaged on the way matches no other command.
         self.gen = match (self.gen + 1) & GEN_MASK {
-            // Slot 0 with generation 0 would be our discovery tag.
+            // Slot 0 with generation 0 would be tag 0, an announcement's.
             0 => 1,
             g => g,
         };
@@ -1512,7 +1514,7 @@ impl TargetIo {
         reply: Result<&AtaRepr<'_>, AoeError>,
         out: &mut Outbox,
     ) -> ReplyOutcome {
-        if tag & TAG_USER == 0 {
+        if tag >> TAG_BITS != 0 {
             self.counters.unexpected += 1;
             return ReplyOutcome::Unexpected;
         }

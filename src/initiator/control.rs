@@ -2,7 +2,7 @@
 //! reservation), sent from a worker thread with their own tag and matched by
 //! tag and source MAC: three tries of one second each.
 
-use super::Initiator;
+use super::{Initiator, CTL_TAG};
 use crate::device::Device;
 use crate::wire::{self, AoeError, Body, ConfigRepr, Directive, Header, Mac, MacMaskRepr, Repr, ReserveRepr};
 use std::sync::atomic::Ordering;
@@ -132,7 +132,11 @@ impl Initiator {
             let Some(l) = self.links().get(link).cloned() else {
                 return Err(CtlFailure::NoPath);
             };
-            let tag = 0x8000_0000 | (self.ctl_seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF);
+            // Bit 30 set, bit 31 clear; never DISCOVER_TAG itself.
+            let tag = match self.ctl_seq.fetch_add(1, Ordering::Relaxed) & (CTL_TAG - 1) {
+                0 => CTL_TAG | 1,
+                n => CTL_TAG | n,
+            };
             let repr = Repr {
                 header: Header {
                     dst,

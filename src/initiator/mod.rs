@@ -34,8 +34,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-/// Tag of our query-config broadcasts (bit 31 set, as userland initiators do).
-pub const DISCOVER_TAG: u32 = 0x8000_0000;
+/// Bit 30 marks the tags of the initiator's commands other than reads and
+/// writes (query config, MAC mask, reserve); the engine's ATA tags have it
+/// clear. Bit 31 is left to the userland tools (`wire::TAG_USER_TOOLS`), as
+/// the kernel driver leaves it.
+pub const CTL_TAG: u32 = 1 << 30;
+
+/// Tag of our query-config broadcasts and probes.
+pub const DISCOVER_TAG: u32 = CTL_TAG;
 
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
@@ -69,7 +75,11 @@ pub struct Ignored {
     pub not_response: AtomicU64,
     pub unknown_target: AtomicU64,
     pub unknown_source: AtomicU64,
+    /// Replies with a tag we did not send: config responses to another
+    /// initiator's queries, an error reply to one.
     pub unexpected_tag: AtomicU64,
+    /// Replies in the userland tools' tag space (bit 31: aoeping, aoecfg),
+    /// ignored as the kernel driver ignores them.
     pub foreign_tag: AtomicU64,
     pub stale_link: AtomicU64,
     /// Config responses from a MAC not in `--macs`.

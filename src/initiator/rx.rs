@@ -10,7 +10,7 @@
 //! wake-ups).
 
 use super::discovery::ConfigQuery;
-use super::{run_completions, Initiator, DISCOVER_TAG};
+use super::{run_completions, Initiator, CTL_TAG, DISCOVER_TAG};
 use crate::engine::{Completions, Outbox, ReplyOutcome};
 use crate::link::Receiver;
 use crate::wire::{self, Body, Frame, Header, Repr};
@@ -83,6 +83,12 @@ impl Initiator {
             self.ignored.not_response.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if wire::is_user_tool_tag(f.tag()) {
+            // An answer to aoeping, aoecfg or another userland tool beside
+            // us: theirs, as the kernel driver leaves it to them.
+            self.ignored.foreign_tag.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let repr = match Repr::parse(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -93,7 +99,7 @@ impl Initiator {
             }
         };
         let h = repr.header;
-        let ctl_reply = h.tag & 0x8000_0000 != 0
+        let ctl_reply = h.tag & CTL_TAG != 0
             && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata))
             && self.deliver_ctl(&h, &repr.body);
         match &repr.body {
@@ -101,24 +107,21 @@ impl Initiator {
             // or answering our discovery or a control command; others (a
             // damaged ATA reply, a stray) would rewrite the target's settings.
             Body::Config(c) if h.tag == 0 || h.tag == DISCOVER_TAG || ctl_reply => self.on_config(link, &h, c, batch),
+            // Another initiator's query answered (the kernel driver's, on
+            // this host or sharing its MAC): counted, nothing else.
             Body::Config(_) => {
                 self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
-                self.count_ignored(h.shelf, h.slot);
             }
             Body::Ata(a) => self.on_ata(link, &h, Ok(a), batch),
             Body::Error(wire::Command::Ata) => {
                 self.on_ata(link, &h, Err(h.error.expect("error body has an error")), batch)
             }
             Body::Error(wire::Command::QueryConfig) if h.tag == DISCOVER_TAG => self.config_failed(&h),
-            Body::Error(cmd) => {
-                if h.tag & 0x8000_0000 != 0 {
-                    self.errlog.push(format!(
-                        "e{}.{}: {:?} error: {}",
-                        h.shelf,
-                        h.slot,
-                        cmd,
-                        h.error.map(|e| e.describe()).unwrap_or("?")
-                    ));
+            // An error answering one of our control commands went to the
+            // command's caller, which reports it; others answer someone else.
+            Body::Error(_) => {
+                if !ctl_reply {
+                    self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Body::MacMask(_) | Body::Reserve(_) => {}
@@ -132,12 +135,6 @@ impl Initiator {
     }
 
     fn on_ata(&self, link: usize, h: &Header, reply: Result<&wire::AtaRepr<'_>, wire::AoeError>, batch: &mut RxBatch) {
-        if h.tag & 0x8000_0000 == 0 {
-            // Not one of ours (a kernel initiator's tag).
-            self.ignored.foreign_tag.fetch_add(1, Ordering::Relaxed);
-            self.count_ignored(h.shelf, h.slot);
-            return;
-        }
         let Some(dev) = self.device(h.shelf, h.slot) else {
             self.ignored.unknown_target.fetch_add(1, Ordering::Relaxed);
             return;

@@ -35,6 +35,15 @@ pub const SECTOR: usize = 512;
 /// Broadcast shelf and slot.
 pub const SHELF_ALL: u16 = 0xFFFF;
 pub const SLOT_ALL: u8 = 0xFF;
+/// Tags with bit 31 set belong to the userland tools (aoeping, aoecfg, a
+/// raw client): the kernel driver sends only tags with it clear and
+/// ignores every reply with it set, so the tools can run beside it. aoefs
+/// takes the driver's side of that split.
+pub const TAG_USER_TOOLS: u32 = 1 << 31;
+/// Whether a tag belongs to the userland tools' space.
+pub fn is_user_tool_tag(tag: u32) -> bool {
+    tag & TAG_USER_TOOLS != 0
+}
 
 /// An Ethernet MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
