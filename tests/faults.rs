@@ -148,10 +148,11 @@ fn dd_direct(tb: &Testbed, dev: &Path, data: &[u8], limit: Duration) -> Duration
     fs::write(&src, data).unwrap();
     let t0 = Instant::now();
     let out = run_unchecked_timeout(
-        Command::new("dd")
-            .arg(format!("if={}", src.display()))
-            .arg(format!("of={}", dev.display()))
-            .args(["bs=1M", "oflag=direct", "conv=notrunc,fsync"]),
+        Command::new("dd").arg(format!("if={}", src.display())).arg(format!("of={}", dev.display())).args([
+            "bs=1M",
+            "oflag=direct",
+            "conv=notrunc,fsync",
+        ]),
         limit,
     )
     .unwrap_or_else(|e| panic!("dd: {e}"));

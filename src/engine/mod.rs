@@ -407,11 +407,15 @@ pub struct Path {
     pub consecutive_timeouts: u32,
     pub next_probe: Micros,
     /// Transmissions on this path with a lower `Sent::seq` that are not
-    /// answered were lost: this target MAC answered one sent well after
-    /// them, or a probe sent after them. (Per path: two paths, or two
-    /// target processes behind one shelf address, answer in their own
-    /// order, not in each other's.)
+    /// answered were lost: this target MAC answered a command sent well
+    /// after them. (Per path: two paths, or two target processes behind one
+    /// shelf address, answer in their own order, not in each other's.)
     overtaken_below: u64,
+    /// ... or it answered a probe (a query config) sent after them: its
+    /// network works, which says nothing of its disk, so this resends early
+    /// only a command's first transmission, or one the target has answered
+    /// other commands since (see `on_timer`).
+    probed_below: u64,
     /// Held to smaller frames than its MTU allows (lost jumbo frames).
     pub cap: Option<FrameCap>,
     /// Lost-jumbo detection: large transmissions lost in a row, each with
@@ -773,6 +777,7 @@ impl TargetIo {
             consecutive_timeouts: 0,
             next_probe: 0,
             overtaken_below: 0,
+            probed_below: 0,
             cap: None,
             big_losses: 0,
             big_loss_from: 0,
@@ -1485,8 +1490,8 @@ impl TargetIo {
     /// A config response from the target (announcement, or an answer to a
     /// query): its network is alive, so frames that timed out before now
     /// were lost (they stop counting as held). It is no progress of the
-    /// I/O: deadsecs goes on counting, and nothing is resent sooner than
-    /// its timer allows (but a command's first transmission, once).
+    /// I/O: deadsecs goes on counting, and the answer to a probe resends
+    /// early only a command's first transmission.
     pub fn on_sign_of_life(&mut self, now: Micros, mac: Mac) {
         self.answered_sent_at = self.answered_sent_at.max(now);
         // A small frame answered on each path to that MAC.
@@ -1497,9 +1502,9 @@ impl TargetIo {
             // Everything sent to this MAC before our probe and not answered
             // was lost.
             for p in self.paths.iter_mut().filter(|p| p.mac == mac) {
-                p.overtaken_below = p.overtaken_below.max(seq);
+                p.probed_below = p.probed_below.max(seq);
             }
-            if self.paths.iter().filter(|p| p.state == PathState::InUse).all(|p| p.overtaken_below >= seq) {
+            if self.paths.iter().filter(|p| p.state == PathState::InUse).all(|p| p.probed_below >= seq) {
                 self.probe = None;
             }
         }
@@ -1699,15 +1704,21 @@ impl TargetIo {
                 self.pinned_timer(now, i as u16, job, &latest, out);
                 continue;
             }
-            // Only a command's first transmission may go again before its
-            // timer (the target answered later frames, or a probe, first):
-            // every later one waits for its backed-off timer, so nothing the
-            // target answers makes a command it does not answer go out
-            // faster than its backoff.
+            // Lost before its timer: the target answered commands sent well
+            // after it (its I/O works: fast retransmit), or it answered a
+            // probe sent after it and either this is the command's first
+            // transmission or the target has answered other commands since
+            // this one was first sent (its I/O works, the frames were lost on
+            // the way, as on a lossy link). A config answer alone says the
+            // target's network works, not its disk: it never makes a command
+            // sent after the target's last answer go out faster than its
+            // backoff.
             let first = job.tries == 0 && self.slots[i].sent.len() == 1;
-            let overtaken = first
-                && latest.held
-                && self.path(latest.path).is_some_and(|p| latest.seq < p.overtaken_below)
+            let by_probe = first || job.first_sent.is_some_and(|at| self.last_answer > at);
+            let overtaken = latest.held
+                && self
+                    .path(latest.path)
+                    .is_some_and(|p| latest.seq < p.overtaken_below || (by_probe && latest.seq < p.probed_below))
                 && now.saturating_sub(latest.at) >= self.rtt.srtt() + self.reorder_window;
             if now < latest.deadline && !overtaken {
                 continue;
@@ -1779,7 +1790,7 @@ impl TargetIo {
         // overflowing its buffer; one probe at a time, a lost one is
         // replaced after an RTO, and each probe sent while the target
         // answers no command waits twice as long as the one before.
-        let pto = (2 * self.rtt.srtt()).max(MIN_PROBE_TIMEOUT).min(rto);
+        let pto = self.probe_timeout();
         let quiet = now.saturating_sub(self.last_answer) >= pto;
         let waiting = self
             .slots
@@ -1805,6 +1816,13 @@ impl TargetIo {
         }
         self.pump(now, out);
         res
+    }
+
+    /// How long the target may be quiet while frames wait before it is
+    /// probed: twice the round trip, at least `MIN_PROBE_TIMEOUT`, at most
+    /// the RTO.
+    fn probe_timeout(&self) -> Micros {
+        (2 * self.rtt.srtt()).max(MIN_PROBE_TIMEOUT).min(self.rto())
     }
 
     /// No progress for `limit` microseconds: the target answered no
@@ -1862,6 +1880,7 @@ impl TargetIo {
         self.probes_unanswered = 0;
         for p in self.paths.iter_mut() {
             p.overtaken_below = self.next_seq;
+            p.probed_below = self.next_seq;
             // A cap not confirmed by a small answer may have come from a
             // target that answered nothing at all.
             if p.cap.is_some_and(|c| !c.confirmed) {

@@ -1361,3 +1361,167 @@ fn a_frame_the_link_refused_is_not_held_by_the_target() {
     h.run(6, 5_000_000);
     assert_eq!(h.result(0).unwrap(), h.net.target.disk()[..16 * SECTOR]);
 }
+
+/// The reply `model` gives to transmission `t`, with `edit` applied to its
+/// ATA header, offered to the engine.
+fn answer(
+    t: &mut TargetIo,
+    now: Micros,
+    model: &mut SimModel,
+    tx: &Transmit,
+    edit: impl FnOnce(&mut AtaRepr<'_>),
+    out: &mut Outbox,
+) -> ReplyOutcome {
+    let frame = [&tx.head[..], tx.data()].concat();
+    let bytes = model.handle(&frame).expect("the target answers");
+    let r = Repr::parse(&bytes).unwrap();
+    let Body::Ata(mut a) = r.body else { unreachable!() };
+    edit(&mut a);
+    t.on_reply(now, r.header.src, r.header.tag, Ok(&a), out)
+}
+
+fn disk_model(sectors: usize) -> SimModel {
+    SimModel::new(SimConfig::new(0, 1, T_MAC), Backing::Mem(vec![0; sectors * SECTOR]))
+}
+
+#[test]
+fn a_write_whose_error_register_says_refused_is_refused_whatever_its_status() {
+    // The status byte lost its ERR bit on the way (DRDY only, as on
+    // success), but the error register says ABRT, IDNF or WP: the write
+    // was refused, and is not acknowledged.
+    for (name, error) in [("ABRT", wire::ATA_ERR_ABRT), ("IDNF", wire::ATA_ERR_IDNF), ("WP", 0x40)] {
+        let mut t = TargetIo::new(0, 1, 128);
+        in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+        let results: Results = Default::default();
+        let mut out = Outbox::new();
+        t.submit_write(0, 4, vec![7; 2 * SECTOR], done_into(&results, 0), &mut out);
+        let tx = out.remove(0);
+        let mut model = disk_model(64);
+        let o = answer(
+            &mut t,
+            100,
+            &mut model,
+            &tx,
+            |a| {
+                a.cmd_status = wire::ATA_STATUS_DRDY;
+                a.err_feature = error;
+            },
+            &mut out,
+        );
+        assert_eq!(o, ReplyOutcome::Accepted);
+        for (done, res) in t.take_completed() {
+            done(res);
+        }
+        let r = results.lock().unwrap()[0].1.clone();
+        assert_eq!(r, Err(IoError::Ata { status: wire::ATA_STATUS_DRDY, error }), "{name}");
+        assert_eq!((t.counters.bytes_written, t.counters.errors), (0, 1), "{name}");
+    }
+    // Other error bits (0x01, left by some drives after a reset) do not
+    // refuse a write whose status is clean.
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    let results: Results = Default::default();
+    let mut out = Outbox::new();
+    t.submit_write(0, 4, vec![7; 2 * SECTOR], done_into(&results, 0), &mut out);
+    let tx = out.remove(0);
+    answer(&mut t, 100, &mut disk_model(64), &tx, |a| a.err_feature = 0x01, &mut out);
+    for (done, res) in t.take_completed() {
+        done(res);
+    }
+    assert_eq!(results.lock().unwrap()[0].1, Ok(Vec::new()));
+}
+
+/// A target with one completed write of `count` sectors at `lba` whose
+/// first transmission was never answered (its retransmission was): a
+/// write ghost covering exactly those sectors.
+fn write_ghost(lba: u64, count: usize) -> (TargetIo, SimModel, Micros) {
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    let mut model = disk_model(64);
+    let mut out = Outbox::new();
+    t.submit_write(0, lba, vec![1; count * SECTOR], Box::new(|_| {}), &mut out);
+    assert_eq!(out.len(), 1);
+    out.clear();
+    // Presumed lost after PAUSE_MAX, and resent.
+    let now = PAUSE_MAX + INITIAL_RTO;
+    t.on_timer(now, 0, &mut out);
+    assert_eq!(out.len(), 1, "resent");
+    let tx = out.remove(0);
+    assert_eq!(answer(&mut t, now + 100, &mut model, &tx, |_| {}, &mut out), ReplyOutcome::Accepted);
+    assert_eq!(t.ghosts(), 1);
+    (t, model, now + 200)
+}
+
+#[test]
+fn a_write_beside_a_write_ghost_goes_at_once_and_one_sharing_a_sector_waits() {
+    // The ghost covers sectors 10 and 11.
+    let write_at = |lba: u64, count: usize| {
+        let (mut t, _, now) = write_ghost(10, 2);
+        let mut out = Outbox::new();
+        t.submit_write(now, lba, vec![2; count * SECTOR], Box::new(|_| {}), &mut out);
+        out.len()
+    };
+    assert_eq!(write_at(8, 2), 1, "sectors 8-9, just below the ghost: sent at once");
+    assert_eq!(write_at(12, 2), 1, "sectors 12-13, just above it: sent at once");
+    assert_eq!(write_at(9, 2), 0, "sectors 9-10 share sector 10: waits");
+    assert_eq!(write_at(11, 2), 0, "sectors 11-12 share sector 11: waits");
+    assert_eq!(write_at(10, 2), 0, "the same sectors: waits");
+    // Reads never wait for a ghost.
+    let (mut t, _, now) = write_ghost(10, 2);
+    let mut out = Outbox::new();
+    t.submit_read(now, 10, 2, Box::new(|_| {}), &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn a_slow_flush_cache_does_not_raise_the_rto() {
+    // FLUSH CACHE takes the disk's time, not the round trip's: a 1.5 s
+    // flush leaves the RTO at its floor, where a 1.5 s read would not.
+    for (cmd, slow) in [("flush", true), ("read", false)] {
+        let mut h = Harness::new(100, 16, 128, 1500, seeded("slow flush rto", 61));
+        warm_up(&mut h);
+        if slow {
+            h.net.flush_service = 1_500_000;
+            h.flush(0);
+        } else {
+            h.net.service = 1_500_000;
+            h.read(0, 0, 2);
+        }
+        h.run(6, 5_000_000);
+        assert!(h.result(0).is_ok());
+        if slow {
+            assert_eq!(h.t.rto(), MIN_RTO, "{cmd}");
+        } else {
+            assert!(h.t.rto() > MIN_RTO, "{cmd}: the control case moves the RTO");
+        }
+    }
+}
+
+#[test]
+fn a_disk_that_hangs_with_commands_in_flight_gets_few_frames_per_command() {
+    // The disk hangs while the target has a window of commands in flight,
+    // some of them sent before its last answer: their probe-driven resends
+    // are bounded by the probes' backoff too, and deadsecs ends them.
+    let mut h = Harness::new(20_000, 16, 128, 1500, seeded("hang mid-stream", 63));
+    warm_up(&mut h);
+    h.deadsecs = 10;
+    for i in 0..64 {
+        h.read(i, i as u64 * 16, 16);
+    }
+    h.run(usize::MAX, 2_000);
+    h.net.hang_io = true;
+    let t0 = h.net.now;
+    let sent0 = h.net.sent_at.len();
+    let waiting = h.t.nout as usize + h.t.pending_frames();
+    let nout = h.t.nout as usize;
+    assert!(nout >= 8, "a window in flight: {nout}");
+    h.run(usize::MAX, 30_000_000);
+    assert!(h.dead);
+    let took = h.net.now - t0;
+    assert!(took <= 10_100_000, "dead after {took} us");
+    let frames = h.net.sent_at.len() - sent0;
+    let later = busiest_second(&h, t0 + 2_000_000);
+    println!("hang mid-stream: {frames} frames for {waiting} frames waiting, busiest second after 2 s: {later}");
+    assert!(later <= 2 * nout, "{later} frames in a second after the first 2 s, {nout} in flight");
+    assert!(frames <= 12 * nout, "{frames} frames in all");
+}
