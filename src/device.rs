@@ -57,7 +57,7 @@ pub struct Device {
     /// The target refused a write with ABRT (vblade -r): shown 0444, writes EROFS.
     pub readonly: AtomicBool,
     /// Frames for this shelf.slot that were not applied: malformed, from a
-    /// MAC that is not one of the target's, or without our tag bit.
+    /// MAC that is not one of the target's.
     pub ignored: AtomicU64,
     /// Bumped whenever the size may have changed (revalidate).
     pub generation: AtomicU64,
