@@ -3,7 +3,10 @@
 //! AoE. The core's errors become FUSE replies in one place (`Fail`); the
 //! errnos of inode handling itself (ENOENT, EISDIR, ...) are decided here.
 
-use crate::blockfs::{attr_is_command, parse_dev_name, parse_file_name, BlockFs, Ctl, Error, ATTRS};
+use crate::blockfs::{
+    attr_is_command, parse_dev_name, parse_file_name, parse_sys_link_name, sys_link_name, sys_link_target, BlockFs,
+    Ctl, Error, ATTRS,
+};
 use crate::device::Device;
 use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig, OpenFlags,
@@ -18,11 +21,15 @@ use std::time::{Duration, SystemTime};
 const TTL: Duration = Duration::from_secs(1);
 const ROOT: u64 = 1;
 const BLOCK_DIR: u64 = 7;
+const SYS_DIR: u64 = 8;
+const SYS_BLOCK_DIR: u64 = 9;
 const DEV_BASE: u64 = 1 << 20;
 const DEV_STRIDE: u64 = 512;
 const DEV_PART0: u64 = 256;
 const DEV_DIR: u64 = 1;
 const DEV_ATTR0: u64 = 2;
+/// `sys/block/etherd!eX.Y`, the link to `block/eX.Y`.
+const DEV_SYS_LINK: u64 = DEV_PART0 - 1;
 
 /// What an inode number names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +37,15 @@ pub enum Node {
     Root,
     Ctl(Ctl),
     BlockDir,
+    /// `sys/` and `sys/block/`: the driver's names, for aoe-stat.
+    SysDir,
+    SysBlockDir,
     /// The disk (part 0) or one of its partitions.
     Image(u32, u32),
     DevDir(u32),
     Attr(u32, usize),
+    /// `sys/block/etherd!eX.Y`, a symlink to `../../block/eX.Y`.
+    SysLink(u32),
 }
 
 impl Node {
@@ -42,10 +54,13 @@ impl Node {
             Node::Root => ROOT,
             Node::Ctl(c) => 2 + Ctl::ALL.iter().position(|x| *x == c).expect("ctl") as u64,
             Node::BlockDir => BLOCK_DIR,
+            Node::SysDir => SYS_DIR,
+            Node::SysBlockDir => SYS_BLOCK_DIR,
             Node::Image(id, 0) => DEV_BASE + id as u64 * DEV_STRIDE,
             Node::Image(id, p) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_PART0 + p as u64,
             Node::DevDir(id) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_DIR,
             Node::Attr(id, i) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_ATTR0 + i as u64,
+            Node::SysLink(id) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_SYS_LINK,
         }
     }
     pub fn from_ino(ino: u64) -> Option<Node> {
@@ -53,11 +68,14 @@ impl Node {
             ROOT => Some(Node::Root),
             2..=6 => Some(Node::Ctl(Ctl::ALL[(ino - 2) as usize])),
             BLOCK_DIR => Some(Node::BlockDir),
+            SYS_DIR => Some(Node::SysDir),
+            SYS_BLOCK_DIR => Some(Node::SysBlockDir),
             i if i >= DEV_BASE => {
                 let id = ((i - DEV_BASE) / DEV_STRIDE) as u32;
                 match (i - DEV_BASE) % DEV_STRIDE {
                     0 => Some(Node::Image(id, 0)),
                     DEV_DIR => Some(Node::DevDir(id)),
+                    DEV_SYS_LINK => Some(Node::SysLink(id)),
                     p if p > DEV_PART0 => Some(Node::Image(id, (p - DEV_PART0) as u32)),
                     a if a >= DEV_ATTR0 && ((a - DEV_ATTR0) as usize) < ATTRS.len() => {
                         Some(Node::Attr(id, (a - DEV_ATTR0) as usize))
@@ -89,8 +107,9 @@ impl AoeFs {
 
     fn attr(&self, node: Node) -> Option<FileAttr> {
         let (kind, perm, size, nlink) = match node {
-            Node::Root => (FileType::Directory, 0o755, 0, 3),
-            Node::BlockDir => (FileType::Directory, 0o755, 0, 2),
+            Node::Root => (FileType::Directory, 0o755, 0, 4),
+            Node::BlockDir | Node::SysBlockDir => (FileType::Directory, 0o755, 0, 2),
+            Node::SysDir => (FileType::Directory, 0o755, 0, 3),
             Node::Ctl(c) => (FileType::RegularFile, c.mode(), 0, 1),
             Node::Image(id, part) => {
                 let d = self.dev(id)?;
@@ -107,6 +126,7 @@ impl AoeFs {
                 let perm = if attr_is_command(ATTRS[i]) && !self.core.readonly { 0o644 } else { 0o444 };
                 (FileType::RegularFile, perm, 4096, 1)
             }
+            Node::SysLink(id) => (FileType::Symlink, 0o777, sys_link_target(&*self.dev(id)?).len() as u64, 1),
         };
         Some(FileAttr {
             ino: INodeNo(node.ino()),
@@ -130,8 +150,10 @@ impl AoeFs {
     fn lookup_node(&self, parent: u64, name: &str) -> Option<Node> {
         match Node::from_ino(parent)? {
             Node::Root => {
-                if name == "block" {
-                    return Some(Node::BlockDir);
+                match name {
+                    "block" => return Some(Node::BlockDir),
+                    "sys" => return Some(Node::SysDir),
+                    _ => {}
                 }
                 if let Some(c) = Ctl::ALL.iter().find(|c| c.name() == name) {
                     return Some(Node::Ctl(*c));
@@ -150,6 +172,12 @@ impl AoeFs {
                 self.dev(id)?;
                 ATTRS.iter().position(|a| *a == name).map(|i| Node::Attr(id, i))
             }
+            Node::SysDir => (name == "block").then_some(Node::SysBlockDir),
+            Node::SysBlockDir => {
+                let (s, t) = parse_sys_link_name(name)?;
+                let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
+                (sys_link_name(&d) == name).then_some(Node::SysLink(d.id))
+            }
             _ => None,
         }
     }
@@ -163,6 +191,7 @@ impl AoeFs {
                     v.push((Node::Ctl(c).ino(), FileType::RegularFile, c.name().into()));
                 }
                 v.push((BLOCK_DIR, FileType::Directory, "block".into()));
+                v.push((SYS_DIR, FileType::Directory, "sys".into()));
                 for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
                     v.push((Node::Image(d.id, 0).ino(), FileType::RegularFile, d.name()));
                     for p in self.core.partitions(&d).iter() {
@@ -178,6 +207,16 @@ impl AoeFs {
                 v.push((ROOT, FileType::Directory, "..".into()));
                 for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
                     v.push((Node::DevDir(d.id).ino(), FileType::Directory, d.name()));
+                }
+            }
+            Node::SysDir => {
+                v.push((ROOT, FileType::Directory, "..".into()));
+                v.push((SYS_BLOCK_DIR, FileType::Directory, "block".into()));
+            }
+            Node::SysBlockDir => {
+                v.push((SYS_DIR, FileType::Directory, "..".into()));
+                for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
+                    v.push((Node::SysLink(d.id).ino(), FileType::Symlink, sys_link_name(&d)));
                 }
             }
             Node::DevDir(id) => {
@@ -245,6 +284,17 @@ impl Filesystem for AoeFs {
         let node = name.to_str().and_then(|n| self.lookup_node(parent.0, n));
         match node.and_then(|n| self.attr(n)) {
             Some(a) => reply.entry(&TTL, &a, Generation(0)),
+            None => reply.error(errno(libc::ENOENT)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match Node::from_ino(ino.0) {
+            Some(Node::SysLink(id)) => match self.dev(id) {
+                Some(d) => reply.data(sys_link_target(&d).as_bytes()),
+                None => reply.error(errno(libc::ENOENT)),
+            },
+            Some(_) => reply.error(errno(libc::EINVAL)),
             None => reply.error(errno(libc::ENOENT)),
         }
     }

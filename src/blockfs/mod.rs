@@ -17,7 +17,9 @@ pub use attrs::{attr_is_command, parse_mask_edit, parse_reserve, ATTRS};
 pub use control_files::{Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
 pub use error::{CtlError, Errno, Error};
 pub use image::{CACHE_MAX_READ, WRITE_CHUNK};
-pub use names::{parse_dev_name, parse_file_name};
+pub use names::{
+    parse_dev_name, parse_file_name, parse_sys_link_name, sys_link_name, sys_link_target, SYS_BLOCK_PREFIX,
+};
 pub use range_lock::{RangeGuard, RangeLocks};
 pub use reply::{EmptyReply, ReadReply, WriteReply};
 
