@@ -442,7 +442,7 @@ impl Filesystem for AoeFs {
                 ),
                 None => reply.error(errno(libc::ENOENT)),
             },
-            Some(Node::Ctl(c)) => match self.core.write_ctl(c, data) {
+            Some(Node::Ctl(c)) => match self.core.write_ctl_at(c, data, offset) {
                 Ok(()) => reply.written(data.len() as u32),
                 Err(e) => {
                     log::info!("write to {}: {e}", c.name());
@@ -453,7 +453,8 @@ impl Filesystem for AoeFs {
                 Some(d) => self.core.write_attr(
                     &d,
                     ATTRS[i],
-                    data.to_vec(),
+                    data,
+                    offset,
                     Box::new(move |r| match r {
                         Ok(n) => reply.written(n),
                         Err(e) => reply.fail("write", e),

@@ -13,7 +13,8 @@
 mod common;
 
 use common::*;
-use std::fs;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -28,6 +29,23 @@ fn text(b: &[u8]) -> String {
 /// `aoefs ARGS` (a subcommand working through the mount's files).
 fn aoefs(args: &[&str]) -> Output {
     run_unchecked(Command::new(AOEFS).args(args))
+}
+
+/// Opens `p` for writing and writes each of `writes` with one write(2),
+/// as a program that writes a line in pieces does; the first error.
+fn write_pieces(p: &Path, writes: &[&[u8]]) -> io::Result<()> {
+    let p = p.to_path_buf();
+    let writes: Vec<Vec<u8>> = writes.iter().map(|w| w.to_vec()).collect();
+    bounded(&format!("write {}", p.display()), Duration::from_secs(30), move || {
+        let mut f = OpenOptions::new().write(true).open(&p)?;
+        for w in &writes {
+            let n = f.write(w)?;
+            if n != w.len() {
+                return Err(io::Error::other(format!("short write {n} of {}", w.len())));
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Names in MNT/block.
@@ -95,4 +113,74 @@ fn aoe_stat_on_mnt_sys_prints_the_drivers_table() {
         format!("{}\n", 8 * MIB / 512),
         "the driver's name in MNT/sys/block leads to the target's attributes"
     );
+}
+
+/// Rule: a command may end in a NUL or a newline (aoe-interfaces writes
+/// `printf '%s\0'`, which the driver accepts), and a write of only a
+/// newline after a command on the same open file (Python's print() without
+/// buffering writes the line and then "\n") is not a second command.
+#[test]
+fn nul_terminated_and_split_lines_are_one_command() {
+    let tb = Testbed::new(1500);
+    tb.add_veth(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Zero);
+    tb.start_vblade(0, 1, &img, None);
+    let (if0, if1) = (tb.init_if(0), tb.init_if(1));
+    let m = tb.mount_aoefs_iflist(&if0, &[]);
+    m.expect_target("e0.1", APPEAR);
+    // The real aoe-interfaces, in a mount namespace of its own where the
+    // driver's parameter file is MNT/interfaces and /sys shows the
+    // initiator namespace's interfaces (which it checks).
+    let iflist = m.path.join("interfaces");
+    let script = r#"set -e
+        mount -t sysfs sysfs /sys
+        mount -t tmpfs tmpfs /sys/module
+        mkdir -p /sys/module/aoe/parameters
+        : > /sys/module/aoe/parameters/aoe_iflist
+        mount --bind "$1" /sys/module/aoe/parameters/aoe_iflist
+        shift
+        aoe-interfaces "$@"
+        aoe-interfaces"#;
+    let out = run(Command::new("nsenter").arg(format!("--net={}", tb.ins_path())).args([
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        &iflist.to_string_lossy(),
+        &if0,
+        &if1,
+    ]));
+    assert_eq!(text(&out.stdout), format!("{if0} {if1}\n"), "aoe-interfaces lists what it set");
+    assert_eq!(m.read_ctl("interfaces"), format!("{if0} {if1}\n"));
+    // The same write without aoe-interfaces, and with a newline before the NUL.
+    m.write_ctl("interfaces", format!("{if0}\0").as_bytes()).expect("interfaces <- \"IF\\0\"");
+    assert_eq!(m.read_ctl("interfaces"), format!("{if0}\n"));
+    m.write_ctl("interfaces", format!("{if0} {if1}\n\0").as_bytes()).expect("interfaces <- \"IF IF\\n\\0\"");
+    assert_eq!(m.read_ctl("interfaces"), format!("{if0} {if1}\n"));
+    // A NUL inside a command is still refused.
+    let r = m.write_ctl("interfaces", format!("{if0}\0{if1}").as_bytes());
+    assert_eq!(r.map_err(|e| e.raw_os_error()), Err(Some(libc::EINVAL)), "a NUL inside the list");
+
+    // print() of Python, unbuffered (PYTHONUNBUFFERED=1 or -u): the line,
+    // then "\n", in two writes.
+    let config = m.attr_path("e0.1", "config");
+    m.write_ctl("block/e0.1/config", b"rack 3\n").expect("set the first config string");
+    let py = "python3 -u -c 'print(\"!rack 7 disk 2\")' > \"$1\"";
+    let out = run_unchecked(Command::new("sh").args(["-c", py, "sh", &config.to_string_lossy()]));
+    assert!(out.status.success(), "{py}: {}", text(&out.stderr));
+    assert_eq!(m.bounded_read(&config).unwrap(), "rack 7 disk 2\n");
+    // The same two writes, to a control file: one revalidate, no EINVAL.
+    write_pieces(&m.path.join("revalidate"), &[b"e0.1", b"\n"]).expect("revalidate in two writes");
+    // A string and its newline to reserve: the newline releases nothing.
+    write_pieces(&m.attr_path("e0.1", "reserve"), &[b"self", b"\n"]).expect("reserve in two writes");
+    assert_eq!(m.bounded_read(&m.attr_path("e0.1", "reserve")).unwrap(), format!("{}\n", tb.init_mac(0)));
+    write_pieces(&m.attr_path("e0.1", "reserve"), &[b"release"]).expect("release");
+    // A newline alone as the first write is still a command: `echo >
+    // flush` forgets targets that are down and unused (none here).
+    m.write_ctl("flush", b"\n").expect("echo > flush");
+    assert_eq!(m.targets(), ["e0.1"]);
 }

@@ -374,6 +374,10 @@ fn control_files_reject_bad_input_and_change_nothing() {
     // Good input works.
     core.write_ctl(Ctl::Revalidate, b"e3.7\n").unwrap();
     core.write_ctl(Ctl::Interfaces, b"mem0\n").unwrap();
+    // NUL-terminated, as aoe-interfaces writes it.
+    core.write_ctl(Ctl::Interfaces, b"mem0\0").unwrap();
+    // A newline alone after a command on the same open file: no command.
+    core.write_ctl_at(Ctl::Revalidate, b"\n", 5).unwrap();
     // flush: busy while open, removed when closed.
     let dev = core.ini.device(3, 7).unwrap();
     dev.opened();

@@ -2,7 +2,7 @@
 //! the device's snapshot (`state`, `mac`, `stats`, ...) and the ones that
 //! send a command to the target (`config`, `masks`, `reserve`).
 
-use super::{slice_at, BlockFs, CtlError, ReadReply, WriteReply};
+use super::{command_bytes, slice_at, BlockFs, CtlError, ReadReply, WriteReply};
 use crate::device::{Device, Snapshot};
 use crate::engine::{Counters, PathState};
 use crate::fs_err;
@@ -116,8 +116,17 @@ impl BlockFs {
     }
 
     /// Writes `config` (set; `!` first forces), `masks` (+MAC/-MAC edits) or
-    /// `reserve` (MACs, `self`, `!` to force, empty or `release` to release).
-    pub fn write_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, data: Vec<u8>, reply: WriteReply) {
+    /// `reserve` (MACs, `self`, `!` to force, empty or `release` to release),
+    /// at `offset` of the open file: a write that only ends the line of an
+    /// earlier one is no command (`command_bytes`).
+    pub fn write_attr(
+        self: &Arc<Self>,
+        dev: &Arc<Device>,
+        attr: &'static str,
+        data: &[u8],
+        offset: u64,
+        reply: WriteReply,
+    ) {
         if !attr_is_command(attr) {
             return reply(Err(fs_err!(libc::EACCES, "{attr} is read-only")));
         }
@@ -125,6 +134,9 @@ impl BlockFs {
             return reply(Err(fs_err!(libc::EFBIG, "{attr}: write too long")));
         }
         let n = data.len() as u32;
+        let Some(data) = command_bytes(data, offset).map(<[u8]>::to_vec) else {
+            return reply(Ok(n));
+        };
         let me = self.clone();
         let dev = dev.clone();
         self.pool.spawn(move || {

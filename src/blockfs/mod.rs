@@ -14,7 +14,7 @@ pub mod readahead;
 mod reply;
 
 pub use attrs::{attr_is_command, parse_mask_edit, parse_reserve, ATTRS};
-pub use control_files::{Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
+pub use control_files::{command_bytes, Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
 pub use error::{CtlError, Errno, Error};
 pub use image::{CACHE_MAX_READ, WRITE_CHUNK};
 pub use names::{
