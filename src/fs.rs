@@ -19,6 +19,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 const TTL: Duration = Duration::from_secs(1);
+
+/// How long the kernel may keep a name's inode. A target's names (its
+/// image, partitions, status directory and sys/block link) are looked up
+/// every time: the same name can lead to another inode at once (a target
+/// flushed and found again is a new device, as ids are never reused; a
+/// partition table read again), and a name the kernel kept would lead to
+/// the old one (ENOENT) while `ls` already lists the new one.
+fn entry_ttl(node: Node) -> Duration {
+    match node {
+        Node::Image(..) | Node::DevDir(_) | Node::SysLink(_) => Duration::ZERO,
+        _ => TTL,
+    }
+}
 const ROOT: u64 = 1;
 const BLOCK_DIR: u64 = 7;
 const SYS_DIR: u64 = 8;
@@ -282,8 +295,8 @@ impl Filesystem for AoeFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let node = name.to_str().and_then(|n| self.lookup_node(parent.0, n));
-        match node.and_then(|n| self.attr(n)) {
-            Some(a) => reply.entry(&TTL, &a, Generation(0)),
+        match node.and_then(|n| Some((entry_ttl(n), self.attr(n)?))) {
+            Some((ttl, a)) => reply.entry(&ttl, &a, Generation(0)),
             None => reply.error(errno(libc::ENOENT)),
         }
     }

@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -183,4 +183,31 @@ fn nul_terminated_and_split_lines_are_one_command() {
     // flush` forgets targets that are down and unused (none here).
     m.write_ctl("flush", b"\n").expect("echo > flush");
     assert_eq!(m.targets(), ["e0.1"]);
+}
+
+/// Rule: a name is listed only once its files exist: right after a target
+/// is flushed and found again, its status directory and its image open.
+#[test]
+fn a_target_flushed_and_found_again_is_whole_when_listed() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Zero);
+    tb.start_vblade(1, 2, &img, None);
+    let m = tb.mount_aoefs(&[]);
+    m.expect_target("e1.2", APPEAR);
+    let mnt = m.path.to_string_lossy().into_owned();
+    for round in 0..3 {
+        // Looked up just before: the kernel may keep the names for a while.
+        assert_eq!(m.read_status("e1.2", "state"), "up\n", "round {round}");
+        File::open(m.target("e1.2")).unwrap();
+        let out = aoefs(&["flush", &mnt, "e1.2"]);
+        assert!(out.status.success(), "aoefs flush: {}", text(&out.stderr));
+        assert_eq!(block_names(&m), Vec::<String>::new(), "round {round}: flushed");
+        m.discover();
+        assert!(poll_until(APPEAR, || block_names(&m) == ["e1.2"]), "round {round}: not found again");
+        let state = m.bounded_read(&m.attr_path("e1.2", "state"));
+        assert_eq!(state.map_err(|e| e.to_string()), Ok("up\n".to_string()), "round {round}: state once listed");
+        File::open(m.target("e1.2")).unwrap_or_else(|e| panic!("round {round}: open e1.2 once listed: {e}"));
+        let stat = text(&aoefs(&["stat", &mnt]).stdout);
+        assert!(stat.contains(" up") && !stat.contains("(NA)"), "round {round}: aoefs stat: {stat:?}");
+    }
 }
