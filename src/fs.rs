@@ -367,8 +367,11 @@ impl Filesystem for AoeFs {
                 if write && (self.core.readonly || d.is_readonly()) {
                     return reply.error(errno(libc::EROFS));
                 }
-                d.opened();
-                reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
+                match self.core.open_image(&d, part) {
+                    Some(fh) => reply
+                        .opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES),
+                    None => reply.error(errno(libc::ENOENT)),
+                }
             }
             Node::Attr(_, i) if write && !attr_is_command(ATTRS[i]) => reply.error(errno(libc::EACCES)),
             Node::Attr(..) if write && self.core.readonly => reply.error(errno(libc::EROFS)),
@@ -384,18 +387,14 @@ impl Filesystem for AoeFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(Node::Image(id, _)) = Node::from_ino(ino.0) {
-            // The device may have been flushed meanwhile: look it up even if
-            // no longer visible.
-            if let Some(d) = self.core.ini.device_by_id(id) {
-                self.core.ini.closed(&d);
-            }
+        if let Some(Node::Image(..)) = Node::from_ino(ino.0) {
+            self.core.release_image(fh.0);
         }
         reply.ok();
     }
@@ -433,7 +432,7 @@ impl Filesystem for AoeFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -443,16 +442,19 @@ impl Filesystem for AoeFs {
     ) {
         match Node::from_ino(ino.0) {
             Some(Node::Image(id, part)) => match self.dev(id).and_then(|d| Some((self.core.region(&d, part)?, d))) {
-                Some((r, d)) => self.core.write_image(
-                    &d,
-                    r,
-                    offset,
-                    data,
-                    Box::new(move |r| match r {
-                        Ok(n) => reply.written(n),
-                        Err(e) => reply.fail("write", e),
-                    }),
-                ),
+                Some((r, d)) => {
+                    self.core.wrote_image(fh.0, &d, r, offset, data.len());
+                    self.core.write_image(
+                        &d,
+                        r,
+                        offset,
+                        data,
+                        Box::new(move |r| match r {
+                            Ok(n) => reply.written(n),
+                            Err(e) => reply.fail("write", e),
+                        }),
+                    )
+                }
                 None => reply.error(errno(libc::ENOENT)),
             },
             Some(Node::Ctl(c)) => match self.core.write_ctl_at(c, data, offset) {
@@ -479,7 +481,12 @@ impl Filesystem for AoeFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+    /// Each close(2) of a descriptor, before it returns: a writer of the
+    /// partition table closing the disk makes the table be read again.
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        if let Some(Node::Image(..)) = Node::from_ino(ino.0) {
+            self.core.closing_image(fh.0);
+        }
         reply.ok();
     }
 

@@ -15,6 +15,7 @@ mod common;
 use common::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -59,11 +60,36 @@ fn block_names(m: &Mount) -> Vec<String> {
     v
 }
 
+/// The partition files of e0.1 in the mount root, sorted by number.
+fn partition_files(m: &Mount) -> Vec<String> {
+    let mut v: Vec<String> = m.list().into_iter().filter(|n| n.starts_with("e0.1p")).collect();
+    v.sort_by_key(|n| n[5..].parse::<u32>().unwrap_or(0));
+    v
+}
+
 /// `sfdisk -q FILE` with `script` on its stdin.
 fn sfdisk(file: &Path, script: &str) {
     let mut cmd = Command::new("sfdisk");
     cmd.arg("-q").arg(file);
     run_with_stdin(&mut cmd, script);
+}
+
+/// The partitions sfdisk reads from `file` (number, start sector, sectors),
+/// from `sfdisk -d`: what the tests compare the mount with.
+fn sfdisk_dump(file: &Path) -> Vec<(u32, u64, u64)> {
+    let out = run(Command::new("sfdisk").arg("-d").arg(file));
+    let name = file.to_string_lossy().into_owned();
+    let mut v = Vec::new();
+    for l in text(&out.stdout).lines() {
+        let Some((dev, rest)) = l.split_once(" : ") else { continue };
+        let Some(n) = dev.trim().strip_prefix(name.as_str()).and_then(|n| n.parse().ok()) else { continue };
+        let field = |k: &str| -> u64 {
+            let i = rest.find(&format!("{k}=")).unwrap_or_else(|| panic!("no {k} in {l}"));
+            rest[i + k.len() + 1..].split(',').next().unwrap().trim().parse().unwrap()
+        };
+        v.push((n, field("start"), field("size")));
+    }
+    v
 }
 
 /// Rule: `sysfs_dir=MNT/sys aoe-stat` prints exactly the driver's table:
@@ -183,6 +209,72 @@ fn nul_terminated_and_split_lines_are_one_command() {
     // flush` forgets targets that are down and unused (none here).
     m.write_ctl("flush", b"\n").expect("echo > flush");
     assert_eq!(m.targets(), ["e0.1"]);
+}
+
+/// Rule: when a writer closes the disk after writing the sectors that hold
+/// its partition table, the table is read again (as udev makes the kernel
+/// do); while a partition file is open the table it belongs to stays (the
+/// open file is never remapped) until the last partition file is closed.
+/// The extended partition itself is listed as the kernel lists it: its
+/// first 2 sectors.
+#[test]
+fn a_rewritten_partition_table_is_read_again_when_the_writer_closes() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 96 * MIB, Fill::Zero);
+    sfdisk(&img, "label: dos\n,16M,83\n,16M,83\n,,5\n,8M,83\n,8M,83\n");
+    let dos = sfdisk_dump(&img);
+    assert_eq!(dos.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 5, 6], "sfdisk made {dos:?}");
+    tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&[]);
+    let disk = m.expect_target("e0.1", APPEAR);
+    let file = |n: u32| m.path.join(format!("e0.1p{n}"));
+    assert_eq!(partition_files(&m), ["e0.1p1", "e0.1p2", "e0.1p3", "e0.1p5", "e0.1p6"]);
+    for &(n, _, sectors) in &dos {
+        // The extended partition: 2 sectors (1 KiB), as /sys/block shows it.
+        let want = if n == 3 { 1024 } else { sectors * 512 };
+        assert_eq!(fs::metadata(file(n)).unwrap().len(), want, "size of e0.1p{n}");
+    }
+    let (_, ext_start, _) = dos[2];
+    let ebr = &read_all(&img)[(ext_start * 512) as usize..(ext_start * 512 + 1024) as usize];
+    assert_same("e0.1p3 is the extended partition's first 2 sectors", &read_all(&file(3)), ebr);
+    assert_eq!(&ebr[510..512], [0x55, 0xaa], "the first EBR");
+
+    // Relabel as GPT through the mount while e0.1p5 is open.
+    let (_, p5_start, _) = dos[3];
+    let p5 = open_rw(&file(5));
+    sfdisk(&disk, "label: gpt\nsize=8M, name=a\nsize=8M, name=b\nsize=8M, name=c\n");
+    let gpt = sfdisk_dump(&img);
+    assert_eq!(gpt.len(), 3, "sfdisk wrote {gpt:?}");
+    // The old table stays while e0.1p5 is open; writes through it land
+    // where they did.
+    assert_eq!(partition_files(&m), ["e0.1p1", "e0.1p2", "e0.1p3", "e0.1p5", "e0.1p6"], "while e0.1p5 is open");
+    p5.write_all_at(b"still p5", 4096).unwrap();
+    p5.sync_all().unwrap();
+    let at = (p5_start * 512 + 4096) as usize;
+    assert_eq!(&read_all(&img)[at..at + 8], b"still p5");
+    let errs = m.err_messages(100);
+    assert!(errs.iter().any(|l| l.starts_with("e0.1: ") && l.contains("e0.1p5")), "err says why: {errs:?}");
+    // Closed: the new table, without revalidate (FUSE's release comes
+    // after close returns: poll).
+    drop(p5);
+    let names: Vec<String> = gpt.iter().map(|p| format!("e0.1p{}", p.0)).collect();
+    assert!(poll_until(Duration::from_secs(3), || partition_files(&m) == names), "{:?}", partition_files(&m));
+    for &(n, start, sectors) in &gpt {
+        assert_eq!(fs::metadata(file(n)).unwrap().len(), sectors * 512, "size of GPT e0.1p{n}");
+        let tag = format!("GPT partition {n}");
+        open_rw(&file(n)).write_all_at(tag.as_bytes(), 512).unwrap();
+        let at = (start * 512 + 512) as usize;
+        assert_eq!(&read_all(&img)[at..at + tag.len()], tag.as_bytes(), "write through e0.1p{n}");
+    }
+
+    // With nothing open, the listing changes as soon as sfdisk has closed
+    // the disk (close waits for FUSE's flush).
+    sfdisk(&disk, "label: dos\n,32M,83\n");
+    assert_eq!(partition_files(&m), ["e0.1p1"]);
+    assert_eq!(fs::metadata(file(1)).unwrap().len(), 32 * MIB);
+    // A write elsewhere on the disk (not the table) changes nothing.
+    open_rw(&disk).write_all_at(&[0x55; 4096], 40 * MIB).unwrap();
+    assert_eq!(partition_files(&m), ["e0.1p1"]);
 }
 
 /// Rule: a name is listed only once its files exist: right after a target

@@ -117,7 +117,7 @@ impl BlockFs {
                     .ini
                     .device(shelf, slot)
                     .ok_or_else(|| CtlError::Invalid(format!("no device {}", text.trim())))?;
-                self.forget_partitions(&dev);
+                self.partitions_stale(dev.id, "revalidated", 0);
                 self.ini.revalidate(&dev);
                 Ok(())
             }
@@ -135,6 +135,7 @@ impl BlockFs {
                 let after: Vec<u32> = self.ini.devices().iter().map(|d| d.id).collect();
                 for id in before.into_iter().filter(|i| !after.contains(i)) {
                     self.cache.drop_device(id);
+                    self.forget_partitions(id);
                 }
                 Ok(())
             }
