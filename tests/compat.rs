@@ -303,3 +303,51 @@ fn a_target_flushed_and_found_again_is_whole_when_listed() {
         assert!(stat.contains(" up") && !stat.contains("(NA)"), "round {round}: aoefs stat: {stat:?}");
     }
 }
+
+/// Rule: what fails says what to do: the subcommands name the target that
+/// does not exist, a refused config string says --force overrides it, and
+/// a target that comes back up after being down says so on `err`, as its
+/// going down does.
+#[test]
+fn messages_name_the_target_and_what_to_do() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Zero);
+    let vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&["--deadsecs", "2", "--cache-mb", "0", "--readahead-kb", "0"]);
+    let disk = m.expect_target("e0.1", APPEAR);
+    let mnt = m.path.to_string_lossy().into_owned();
+    for args in [["flush", &mnt, "e9.9"], ["revalidate", &mnt, "e9.9"]] {
+        let out = aoefs(&args);
+        assert_eq!(out.status.code(), Some(1), "aoefs {args:?}");
+        assert_eq!(text(&out.stderr), "aoefs: e9.9: no such target\n", "aoefs {args:?}");
+    }
+    let out = aoefs(&["revalidate", &mnt, "garbage"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("garbage") && text(&out.stderr).contains("eX.Y"), "{}", text(&out.stderr));
+    // A config string that differs from the target's.
+    let out = aoefs(&["config", &mnt, "e0.1", "rack 1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    m.err_messages(1000);
+    let out = aoefs(&["config", &mnt, "e0.1", "rack 2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(e.starts_with("aoefs: e0.1: ") && e.contains("another config string") && e.contains("--force"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    let errs = m.err_messages(10);
+    assert!(
+        errs.iter().any(|l| l.starts_with("e0.1: config: ") && l.contains("another config string") && l.contains('!')),
+        "err: {errs:?}"
+    );
+    // Down, and up again.
+    tb.kill_vblade(vb);
+    let f = File::open(&disk).unwrap();
+    let r = bounded("read from a dead target", Duration::from_secs(30), move || pread(&f, 4 * MIB, 4096).map(|_| ()));
+    assert_eq!(r.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
+    assert_eq!(m.wait_status("e0.1", "state", "down\n", APPEAR), "down\n");
+    tb.restart_vblade(vb);
+    assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n");
+    let errs = m.err_messages(100);
+    let down = errs.iter().position(|l| l == "e0.1: no response for 2 s, device marked down");
+    let up = errs.iter().position(|l| l.starts_with("e0.1: ") && l.ends_with("device marked up"));
+    assert!(down.is_some() && up > down, "err: {errs:?}");
+}

@@ -168,8 +168,10 @@ impl BlockFs {
                 CtlRequest::ReserveSet { macs, force }
             }
         };
+        let set_config = matches!(req, CtlRequest::ConfigSet { .. });
         for r in self.ini.control(dev, &req)? {
             match r {
+                CtlReply::Error(AoeError::ConfigStringPresent) if set_config => return Err(CtlError::ConfigPresent),
                 CtlReply::Error(e) => return Err(CtlError::Refused(e)),
                 CtlReply::Masks { merror: 3, .. } => return Err(CtlError::ListFull),
                 CtlReply::Masks { merror: 2, .. } => return Err(CtlError::Invalid("bad directive".into())),

@@ -215,6 +215,8 @@ impl Initiator {
             match res.map_err(|e| e.to_string()).and_then(|b| Identify::parse(&b).map_err(|e| e.to_string())) {
                 Ok(id) => {
                     let changed = g.identify.as_ref().map(|o| o.sectors) != Some(id.sectors);
+                    // Identified before and not up: it was down (`revive`).
+                    let back = g.state == DevState::Discovered && g.identify.is_some();
                     g.io.lba48 = id.lba48;
                     if !id.lba48 && id.sectors > 0x0FFF_FFFF {
                         ini.errlog.push(format!("{}: LBA28 target larger than 128 GiB", d.name()));
@@ -232,6 +234,9 @@ impl Initiator {
                         d.generation.fetch_add(1, Ordering::AcqRel);
                     }
                     d.set_visible();
+                    if back {
+                        ini.errlog.push(format!("{}: answering again, device marked up", d.name()));
+                    }
                 }
                 Err(e) => {
                     g.identify_failures += 1;
