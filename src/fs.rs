@@ -4,8 +4,8 @@
 //! errnos of inode handling itself (ENOENT, EISDIR, ...) are decided here.
 
 use crate::blockfs::{
-    attr_is_command, parse_dev_name, parse_file_name, parse_sys_link_name, sys_link_name, sys_link_target, BlockFs,
-    Ctl, Error, ATTRS,
+    attr_is_command, attr_size, parse_dev_name, parse_file_name, parse_sys_link_name, sys_link_name, sys_link_target,
+    BlockFs, Ctl, Error, ATTRS,
 };
 use crate::device::Device;
 use fuser::{
@@ -137,7 +137,7 @@ impl AoeFs {
             Node::Attr(id, i) => {
                 self.dev(id)?;
                 let perm = if attr_is_command(ATTRS[i]) && !self.core.readonly { 0o644 } else { 0o444 };
-                (FileType::RegularFile, perm, 4096, 1)
+                (FileType::RegularFile, perm, attr_size(ATTRS[i]), 1)
             }
             Node::SysLink(id) => (FileType::Symlink, 0o777, sys_link_target(&*self.dev(id)?).len() as u64, 1),
         };

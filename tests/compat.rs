@@ -351,3 +351,46 @@ fn messages_name_the_target_and_what_to_do() {
     let up = errs.iter().position(|l| l.starts_with("e0.1: ") && l.ends_with("device marked up"));
     assert!(down.is_some() && up > down, "err: {errs:?}");
 }
+
+/// Rule: block/eX.Y/identify is the target's 512-byte IDENTIFY block, as
+/// the target sent it: hdparm decodes it (through the hex words its
+/// --Istdin reads, as the documentation shows).
+#[test]
+fn identify_is_the_raw_block_and_hdparm_decodes_it() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 64 * MIB, Fill::Zero);
+    tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&[]);
+    m.expect_target("e0.1", APPEAR);
+    let p = m.attr_path("e0.1", "identify");
+    assert_eq!(fs::metadata(&p).unwrap().len(), 512);
+    let id = read_all(&p);
+    assert_eq!(id.len(), 512);
+    let word = |w: usize| u16::from_le_bytes([id[2 * w], id[2 * w + 1]]) as u64;
+    // vblade 25: LBA48 size in words 100-103; word 83 0x5400.
+    assert_eq!(word(83), 0x5400);
+    assert_eq!((0..4).map(|i| word(100 + i) << (16 * i)).sum::<u64>(), 64 * MIB / 512);
+    let ata_string = |first: usize, words: usize| -> String {
+        (first..first + words).flat_map(|w| [(word(w) >> 8) as u8 as char, word(w) as u8 as char]).collect()
+    };
+    assert_eq!(ata_string(27, 20).trim_end(), m.read_status("e0.1", "model").trim_end());
+    assert_eq!(ata_string(10, 10).trim_end(), m.read_status("e0.1", "serial").trim_end());
+    assert!(
+        Command::new("hdparm").arg("-V").output().is_ok(),
+        "hdparm is missing: apt-get install hdparm (.ci/run does)"
+    );
+    let out = run(Command::new("sh").args([
+        "-c",
+        "od -An -tx2 -v \"$1\" | sed 's/^ *//' | hdparm --Istdin",
+        "sh",
+        &p.to_string_lossy(),
+    ]));
+    let o = text(&out.stdout);
+    for want in [
+        "Model Number:       Coraid EtherDrive vblade".to_string(),
+        format!("Serial Number:      {}", m.read_status("e0.1", "serial").trim_end()),
+        format!("LBA48  user addressable sectors:      {}", 64 * MIB / 512),
+    ] {
+        assert!(o.contains(&want), "hdparm --Istdin lacks {want:?}:\n{o}");
+    }
+}

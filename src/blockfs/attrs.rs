@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Status attributes in `block/eX.Y/`.
-pub const ATTRS: [&str; 13] = [
+pub const ATTRS: [&str; 14] = [
     "state",
     "mac",
     "paths",
@@ -23,6 +23,7 @@ pub const ATTRS: [&str; 13] = [
     "size",
     "model",
     "serial",
+    "identify",
     "stats",
     "config",
     "masks",
@@ -32,6 +33,16 @@ pub const ATTRS: [&str; 13] = [
 /// Attributes that send a command to the target when read or written.
 pub fn attr_is_command(name: &str) -> bool {
     matches!(name, "config" | "masks" | "reserve")
+}
+
+/// The size an attribute file shows: `identify` is the 512-byte IDENTIFY
+/// block; the text attributes show a page, as sysfs does.
+pub fn attr_size(name: &str) -> u64 {
+    if name == "identify" {
+        crate::wire::SECTOR as u64
+    } else {
+        4096
+    }
 }
 
 /// Parses a `masks` write: whitespace/comma-separated `+MAC` (add), `-MAC`
@@ -87,6 +98,11 @@ impl BlockFs {
     /// Reads an attribute; `config`, `masks` and `reserve` ask the target
     /// (on a worker thread), the others answer at once.
     pub fn read_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, off: u64, size: u32, reply: ReadReply) {
+        if attr == "identify" {
+            // The raw block, as the target sent it (9front's `ident`).
+            let raw = dev.snapshot().identify_raw.unwrap_or_else(|| Arc::from(&[][..]));
+            return reply(Ok(slice_at(&raw, off, size)));
+        }
         if !attr_is_command(attr) {
             return match self.status_attr(dev, attr) {
                 Some(s) => reply(Ok(slice_at(s.as_bytes(), off, size))),

@@ -15,7 +15,7 @@ mod range_lock;
 pub mod readahead;
 mod reply;
 
-pub use attrs::{attr_is_command, parse_mask_edit, parse_reserve, ATTRS};
+pub use attrs::{attr_is_command, attr_size, parse_mask_edit, parse_reserve, ATTRS};
 pub use control_files::{command_bytes, Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
 pub use error::{CtlError, Errno, Error};
 pub use image::{CACHE_MAX_READ, WRITE_CHUNK};
