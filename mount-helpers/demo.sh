@@ -75,7 +75,7 @@ run() { echo "\$ $*"; "$@"; }
 run ls -l "$mnt"
 run cat "$mnt/block/e0.1/state" "$mnt/block/e0.1/mac" "$mnt/block/e0.1/netif" "$mnt/block/e0.1/payload"
 run "$aoefs" stat "$mnt"
-echo "\$ sysfs_dir=$mnt aoe-stat"; sysfs_dir="$mnt" aoe-stat
+echo "\$ sysfs_dir=$mnt/sys aoe-stat"; sysfs_dir="$mnt/sys" aoe-stat
 run dd if=/dev/urandom of="$work/data" bs=1M count=16 status=none
 run dd if="$work/data" of="$mnt/e0.1" bs=1M oflag=direct conv=notrunc,fsync status=none
 echo "\$ cmp <(dd if=$work/disk.img bs=1M count=16) $work/data"

@@ -8,6 +8,7 @@ use crate::engine::{Counters, PathState, TargetIo};
 use crate::wire::{Identify, Mac};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Device state as the `state` attribute shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum DevState {
 pub(crate) struct DevInner {
     pub(crate) state: DevState,
     pub(crate) identify: Option<Identify>,
+    /// The IDENTIFY block as the target sent it (512 bytes).
+    pub(crate) identify_raw: Option<Arc<[u8]>>,
     pub(crate) firmware: u16,
     pub(crate) io: TargetIo,
     pub(crate) identifying: bool,
@@ -82,6 +85,8 @@ pub struct Snapshot {
     pub state: DevState,
     pub open_count: u32,
     pub identify: Option<Identify>,
+    /// The IDENTIFY block as the target sent it (512 bytes).
+    pub identify_raw: Option<Arc<[u8]>>,
     pub firmware: u16,
     /// Bytes of data per frame.
     pub payload: usize,
@@ -127,6 +132,7 @@ impl Device {
             inner: Mutex::new(DevInner {
                 state: DevState::Discovered,
                 identify: None,
+                identify_raw: None,
                 firmware: 0,
                 io: TargetIo::new(shelf, slot, maxout),
                 identifying: false,
@@ -207,6 +213,7 @@ impl Device {
             state: g.state,
             open_count,
             identify: g.identify.clone(),
+            identify_raw: g.identify_raw.clone(),
             firmware: g.firmware,
             payload: g.io.payload(),
             paths: g

@@ -3,7 +3,10 @@
 //! AoE. The core's errors become FUSE replies in one place (`Fail`); the
 //! errnos of inode handling itself (ENOENT, EISDIR, ...) are decided here.
 
-use crate::blockfs::{attr_is_command, parse_dev_name, parse_file_name, BlockFs, Ctl, Error, ATTRS};
+use crate::blockfs::{
+    attr_is_command, attr_size, parse_dev_name, parse_file_name, parse_sys_link_name, sys_link_name, sys_link_target,
+    BlockFs, Ctl, Error, ATTRS,
+};
 use crate::device::Device;
 use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig, OpenFlags,
@@ -16,13 +19,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 const TTL: Duration = Duration::from_secs(1);
+
+/// How long the kernel may keep a name's inode. A target's names (its
+/// image, partitions, status directory and sys/block link) are looked up
+/// every time: the same name can lead to another inode at once (a target
+/// flushed and found again is a new device, as ids are never reused; a
+/// partition table read again), and a name the kernel kept would lead to
+/// the old one (ENOENT) while `ls` already lists the new one.
+fn entry_ttl(node: Node) -> Duration {
+    match node {
+        Node::Image(..) | Node::DevDir(_) | Node::SysLink(_) => Duration::ZERO,
+        _ => TTL,
+    }
+}
 const ROOT: u64 = 1;
 const BLOCK_DIR: u64 = 7;
+const SYS_DIR: u64 = 8;
+const SYS_BLOCK_DIR: u64 = 9;
 const DEV_BASE: u64 = 1 << 20;
 const DEV_STRIDE: u64 = 512;
 const DEV_PART0: u64 = 256;
 const DEV_DIR: u64 = 1;
 const DEV_ATTR0: u64 = 2;
+/// `sys/block/etherd!eX.Y`, the link to `block/eX.Y`.
+const DEV_SYS_LINK: u64 = DEV_PART0 - 1;
 
 /// What an inode number names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +50,15 @@ pub enum Node {
     Root,
     Ctl(Ctl),
     BlockDir,
+    /// `sys/` and `sys/block/`: the driver's names, for aoe-stat.
+    SysDir,
+    SysBlockDir,
     /// The disk (part 0) or one of its partitions.
     Image(u32, u32),
     DevDir(u32),
     Attr(u32, usize),
+    /// `sys/block/etherd!eX.Y`, a symlink to `../../block/eX.Y`.
+    SysLink(u32),
 }
 
 impl Node {
@@ -42,10 +67,13 @@ impl Node {
             Node::Root => ROOT,
             Node::Ctl(c) => 2 + Ctl::ALL.iter().position(|x| *x == c).expect("ctl") as u64,
             Node::BlockDir => BLOCK_DIR,
+            Node::SysDir => SYS_DIR,
+            Node::SysBlockDir => SYS_BLOCK_DIR,
             Node::Image(id, 0) => DEV_BASE + id as u64 * DEV_STRIDE,
             Node::Image(id, p) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_PART0 + p as u64,
             Node::DevDir(id) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_DIR,
             Node::Attr(id, i) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_ATTR0 + i as u64,
+            Node::SysLink(id) => DEV_BASE + id as u64 * DEV_STRIDE + DEV_SYS_LINK,
         }
     }
     pub fn from_ino(ino: u64) -> Option<Node> {
@@ -53,11 +81,14 @@ impl Node {
             ROOT => Some(Node::Root),
             2..=6 => Some(Node::Ctl(Ctl::ALL[(ino - 2) as usize])),
             BLOCK_DIR => Some(Node::BlockDir),
+            SYS_DIR => Some(Node::SysDir),
+            SYS_BLOCK_DIR => Some(Node::SysBlockDir),
             i if i >= DEV_BASE => {
                 let id = ((i - DEV_BASE) / DEV_STRIDE) as u32;
                 match (i - DEV_BASE) % DEV_STRIDE {
                     0 => Some(Node::Image(id, 0)),
                     DEV_DIR => Some(Node::DevDir(id)),
+                    DEV_SYS_LINK => Some(Node::SysLink(id)),
                     p if p > DEV_PART0 => Some(Node::Image(id, (p - DEV_PART0) as u32)),
                     a if a >= DEV_ATTR0 && ((a - DEV_ATTR0) as usize) < ATTRS.len() => {
                         Some(Node::Attr(id, (a - DEV_ATTR0) as usize))
@@ -89,8 +120,9 @@ impl AoeFs {
 
     fn attr(&self, node: Node) -> Option<FileAttr> {
         let (kind, perm, size, nlink) = match node {
-            Node::Root => (FileType::Directory, 0o755, 0, 3),
-            Node::BlockDir => (FileType::Directory, 0o755, 0, 2),
+            Node::Root => (FileType::Directory, 0o755, 0, 4),
+            Node::BlockDir | Node::SysBlockDir => (FileType::Directory, 0o755, 0, 2),
+            Node::SysDir => (FileType::Directory, 0o755, 0, 3),
             Node::Ctl(c) => (FileType::RegularFile, c.mode(), 0, 1),
             Node::Image(id, part) => {
                 let d = self.dev(id)?;
@@ -105,8 +137,9 @@ impl AoeFs {
             Node::Attr(id, i) => {
                 self.dev(id)?;
                 let perm = if attr_is_command(ATTRS[i]) && !self.core.readonly { 0o644 } else { 0o444 };
-                (FileType::RegularFile, perm, 4096, 1)
+                (FileType::RegularFile, perm, attr_size(ATTRS[i]), 1)
             }
+            Node::SysLink(id) => (FileType::Symlink, 0o777, sys_link_target(&*self.dev(id)?).len() as u64, 1),
         };
         Some(FileAttr {
             ino: INodeNo(node.ino()),
@@ -130,8 +163,10 @@ impl AoeFs {
     fn lookup_node(&self, parent: u64, name: &str) -> Option<Node> {
         match Node::from_ino(parent)? {
             Node::Root => {
-                if name == "block" {
-                    return Some(Node::BlockDir);
+                match name {
+                    "block" => return Some(Node::BlockDir),
+                    "sys" => return Some(Node::SysDir),
+                    _ => {}
                 }
                 if let Some(c) = Ctl::ALL.iter().find(|c| c.name() == name) {
                     return Some(Node::Ctl(*c));
@@ -150,6 +185,12 @@ impl AoeFs {
                 self.dev(id)?;
                 ATTRS.iter().position(|a| *a == name).map(|i| Node::Attr(id, i))
             }
+            Node::SysDir => (name == "block").then_some(Node::SysBlockDir),
+            Node::SysBlockDir => {
+                let (s, t) = parse_sys_link_name(name)?;
+                let d = self.core.ini.device(s, t).filter(|d| d.visible())?;
+                (sys_link_name(&d) == name).then_some(Node::SysLink(d.id))
+            }
             _ => None,
         }
     }
@@ -163,6 +204,7 @@ impl AoeFs {
                     v.push((Node::Ctl(c).ino(), FileType::RegularFile, c.name().into()));
                 }
                 v.push((BLOCK_DIR, FileType::Directory, "block".into()));
+                v.push((SYS_DIR, FileType::Directory, "sys".into()));
                 for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
                     v.push((Node::Image(d.id, 0).ino(), FileType::RegularFile, d.name()));
                     for p in self.core.partitions(&d).iter() {
@@ -178,6 +220,16 @@ impl AoeFs {
                 v.push((ROOT, FileType::Directory, "..".into()));
                 for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
                     v.push((Node::DevDir(d.id).ino(), FileType::Directory, d.name()));
+                }
+            }
+            Node::SysDir => {
+                v.push((ROOT, FileType::Directory, "..".into()));
+                v.push((SYS_BLOCK_DIR, FileType::Directory, "block".into()));
+            }
+            Node::SysBlockDir => {
+                v.push((SYS_DIR, FileType::Directory, "..".into()));
+                for d in self.core.ini.devices().into_iter().filter(|d| d.visible()) {
+                    v.push((Node::SysLink(d.id).ino(), FileType::Symlink, sys_link_name(&d)));
                 }
             }
             Node::DevDir(id) => {
@@ -243,8 +295,19 @@ impl Filesystem for AoeFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let node = name.to_str().and_then(|n| self.lookup_node(parent.0, n));
-        match node.and_then(|n| self.attr(n)) {
-            Some(a) => reply.entry(&TTL, &a, Generation(0)),
+        match node.and_then(|n| Some((entry_ttl(n), self.attr(n)?))) {
+            Some((ttl, a)) => reply.entry(&ttl, &a, Generation(0)),
+            None => reply.error(errno(libc::ENOENT)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match Node::from_ino(ino.0) {
+            Some(Node::SysLink(id)) => match self.dev(id) {
+                Some(d) => reply.data(sys_link_target(&d).as_bytes()),
+                None => reply.error(errno(libc::ENOENT)),
+            },
+            Some(_) => reply.error(errno(libc::EINVAL)),
             None => reply.error(errno(libc::ENOENT)),
         }
     }
@@ -304,8 +367,11 @@ impl Filesystem for AoeFs {
                 if write && (self.core.readonly || d.is_readonly()) {
                     return reply.error(errno(libc::EROFS));
                 }
-                d.opened();
-                reply.opened(FileHandle(ino.0), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES)
+                match self.core.open_image(&d, part) {
+                    Some(fh) => reply
+                        .opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES),
+                    None => reply.error(errno(libc::ENOENT)),
+                }
             }
             Node::Attr(_, i) if write && !attr_is_command(ATTRS[i]) => reply.error(errno(libc::EACCES)),
             Node::Attr(..) if write && self.core.readonly => reply.error(errno(libc::EROFS)),
@@ -321,18 +387,14 @@ impl Filesystem for AoeFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(Node::Image(id, _)) = Node::from_ino(ino.0) {
-            // The device may have been flushed meanwhile: look it up even if
-            // no longer visible.
-            if let Some(d) = self.core.ini.device_by_id(id) {
-                self.core.ini.closed(&d);
-            }
+        if let Some(Node::Image(..)) = Node::from_ino(ino.0) {
+            self.core.release_image(fh.0);
         }
         reply.ok();
     }
@@ -370,7 +432,7 @@ impl Filesystem for AoeFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
@@ -380,19 +442,22 @@ impl Filesystem for AoeFs {
     ) {
         match Node::from_ino(ino.0) {
             Some(Node::Image(id, part)) => match self.dev(id).and_then(|d| Some((self.core.region(&d, part)?, d))) {
-                Some((r, d)) => self.core.write_image(
-                    &d,
-                    r,
-                    offset,
-                    data,
-                    Box::new(move |r| match r {
-                        Ok(n) => reply.written(n),
-                        Err(e) => reply.fail("write", e),
-                    }),
-                ),
+                Some((r, d)) => {
+                    self.core.wrote_image(fh.0, &d, r, offset, data.len());
+                    self.core.write_image(
+                        &d,
+                        r,
+                        offset,
+                        data,
+                        Box::new(move |r| match r {
+                            Ok(n) => reply.written(n),
+                            Err(e) => reply.fail("write", e),
+                        }),
+                    )
+                }
                 None => reply.error(errno(libc::ENOENT)),
             },
-            Some(Node::Ctl(c)) => match self.core.write_ctl(c, data) {
+            Some(Node::Ctl(c)) => match self.core.write_ctl_at(c, data, offset) {
                 Ok(()) => reply.written(data.len() as u32),
                 Err(e) => {
                     log::info!("write to {}: {e}", c.name());
@@ -403,7 +468,8 @@ impl Filesystem for AoeFs {
                 Some(d) => self.core.write_attr(
                     &d,
                     ATTRS[i],
-                    data.to_vec(),
+                    data,
+                    offset,
                     Box::new(move |r| match r {
                         Ok(n) => reply.written(n),
                         Err(e) => reply.fail("write", e),
@@ -415,7 +481,12 @@ impl Filesystem for AoeFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+    /// Each close(2) of a descriptor, before it returns: a writer of the
+    /// partition table closing the disk makes the table be read again.
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: fuser::LockOwner, reply: ReplyEmpty) {
+        if let Some(Node::Image(..)) = Node::from_ino(ino.0) {
+            self.core.closing_image(fh.0);
+        }
         reply.ok();
     }
 

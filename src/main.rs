@@ -136,7 +136,7 @@ enum Cmd {
 }
 
 fn run_subcommand(cmd: Cmd) -> ! {
-    use aoefs::tools;
+    use aoefs::tools::{self, Control};
     let res: Result<(), String> = (|| match cmd {
         Cmd::Stat { mountpoint, json } => {
             let m = tools::check_mount(&mountpoint)?;
@@ -156,24 +156,35 @@ fn run_subcommand(cmd: Cmd) -> ! {
             count,
             &mut std::io::stdout().lock(),
         ),
-        Cmd::Discover { mountpoint } => tools::write_control(&tools::check_mount(&mountpoint)?.join("discover"), "\n"),
+        Cmd::Discover { mountpoint } => {
+            tools::write_control(Control::Discover, None, &tools::check_mount(&mountpoint)?.join("discover"), "\n")
+        }
         Cmd::Flush { mountpoint, which } => {
-            tools::write_control(&tools::check_mount(&mountpoint)?.join("flush"), &which.unwrap_or_default())
+            let f = tools::check_mount(&mountpoint)?.join("flush");
+            let target = which.as_deref().filter(|w| !w.is_empty() && *w != "all");
+            tools::write_control(Control::Flush, target, &f, &which.clone().unwrap_or_default())
         }
         Cmd::Revalidate { mountpoint, device } => {
-            tools::write_control(&tools::check_mount(&mountpoint)?.join("revalidate"), &device)
+            let f = tools::check_mount(&mountpoint)?.join("revalidate");
+            tools::write_control(Control::Revalidate, Some(&device), &f, &device)
         }
         Cmd::Config { mountpoint, device, value, force } => {
             let m = tools::check_mount(&mountpoint)?;
-            aoefs::blockfs::parse_dev_name(&device).ok_or_else(|| format!("bad device name: {device}"))?;
+            tools::check_target(&device)?;
             let f = m.join("block").join(&device).join("config");
             match value {
                 None => {
-                    let s = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    let s = std::fs::read_to_string(&f)
+                        .map_err(|e| tools::explain_failure(Control::Config, Some(&device), &f, &e))?;
                     print!("{s}");
                     Ok(())
                 }
-                Some(v) => tools::write_control(&f, &format!("{}{v}", if force { "!" } else { "" })),
+                Some(v) => tools::write_control(
+                    Control::Config,
+                    Some(&device),
+                    &f,
+                    &format!("{}{v}", if force { "!" } else { "" }),
+                ),
             }
         }
     })();

@@ -27,9 +27,11 @@
 //!   [`MAX_EBRS`] EBRs, after 100 links without a data partition (Linux's
 //!   `loopct`), or when partition number 255 is used (Linux's `DISK_MAX_PARTS`
 //!   limit of 256 slots incl. the whole disk).
-//! * **The extended container itself is omitted.** Linux registers it as a
-//!   1-KiB (2-sector) stub so LILO can live there; exposing that stub as a file
-//!   is useless, so it is not listed (its number stays unused).
+//! * **The extended container itself** is listed as Linux registers it: its
+//!   first 2 sectors (1 KiB; 1 if it is 1 sector long), under its primary slot's
+//!   number, so `e0.1p3` is what `/sys/block/etherd!e0.1/etherd!e0.1p3` would
+//!   be (the first EBR and the sector after it; room for LILO, too small for a
+//!   filesystem by mistake).
 //! * **GPT**: chosen when the MBR has the signature and any entry of type
 //!   `0xEE` starting at LBA 1 (Linux's `is_pmbr_valid()`; hybrid MBRs with more
 //!   non-`0xEE` entries are accepted as GPT too, like Linux). The header must
@@ -67,6 +69,9 @@ pub const SECTOR_SIZE: u64 = 512;
 pub const MAX_EBRS: usize = 128;
 /// Largest GPT partition-entry array accepted (bytes).
 pub const MAX_GPT_ARRAY_BYTES: u64 = 1 << 20;
+/// Sectors of an extended partition that are listed as its partition
+/// (Linux's msdos.c: `min(size, 2)` for 512-byte sectors).
+pub const EXTENDED_STUB_SECTORS: u64 = 2;
 /// Highest partition number produced (Linux: `DISK_MAX_PARTS` = 256 minors
 /// including the whole disk).
 pub const MAX_PARTITION_NUMBER: u32 = 255;
@@ -105,6 +110,29 @@ pub enum Scheme {
     None,
     Mbr,
     Gpt,
+}
+
+/// Sectors at the start of every disk that a partition table may occupy
+/// wherever its other parts are: the MBR (or GPT's protective MBR), the
+/// primary GPT header and the usual entry array (128 entries of 128 bytes).
+pub const TABLE_HEAD_SECTORS: u64 = 34;
+/// The same at the end of the disk: the backup GPT entry array and header.
+pub const TABLE_TAIL_SECTORS: u64 = 33;
+
+/// Whether a write of `count` sectors at `lba`, on a disk of `disk_sectors`,
+/// touches the sectors that hold its partition table: the first
+/// [`TABLE_HEAD_SECTORS`] and last [`TABLE_TAIL_SECTORS`] (a new MBR or GPT,
+/// or a wipe, writes there), and `table`, the ranges (start, count) the
+/// parser read for the table in use (EBRs, GPT headers and entry arrays
+/// wherever they are). Any change of a table writes one of these: a new
+/// EBR is linked from LBA 0 or from an EBR already in the chain.
+pub fn writes_table(lba: u64, count: u64, disk_sectors: u64, table: &[(u64, u64)]) -> bool {
+    let end = lba.saturating_add(count);
+    let overlaps = |start: u64, n: u64| n > 0 && lba < start.saturating_add(n) && start < end;
+    count > 0
+        && (overlaps(0, TABLE_HEAD_SECTORS)
+            || overlaps(disk_sectors.saturating_sub(TABLE_TAIL_SECTORS), TABLE_TAIL_SECTORS)
+            || table.iter().any(|&(start, n)| overlaps(start, n)))
 }
 
 /// Reads `count` sectors at `lba`; returns fewer bytes or Err on failure/out of range.
@@ -153,6 +181,12 @@ pub fn read_table(
             continue;
         }
         if e.is_extended() {
+            parts.push(Partition {
+                number: i as u32 + 1,
+                start: u64::from(e.start),
+                sectors: u64::from(e.sectors).min(EXTENDED_STUB_SECTORS),
+                kind: Kind::Mbr { type_byte: e.type_byte, bootable: e.status == 0x80 },
+            });
             parse_extended(&mut rd, u64::from(e.start), u64::from(e.sectors), &mut next_logical, &mut parts);
             continue;
         }
@@ -570,6 +604,32 @@ mod tests {
     }
 
     #[test]
+    fn writes_to_the_table_sectors_are_recognised() {
+        let disk = 196_608; // 96 MiB
+                            // The head: MBR, primary GPT header and entries.
+        assert!(writes_table(0, 1, disk, &[]));
+        assert!(writes_table(33, 8, disk, &[]));
+        assert!(!writes_table(34, 8, disk, &[]));
+        // A write spanning the head from before its end.
+        assert!(writes_table(0, 2048, disk, &[]));
+        // The tail: backup GPT entries and header.
+        assert!(writes_table(disk - 1, 1, disk, &[]));
+        assert!(writes_table(disk - 40, 8, disk, &[]));
+        assert!(!writes_table(disk - 41, 8, disk, &[]));
+        // EBRs (and anything else the parser read) where the table says.
+        let ebrs = [(0, 1), (67584, 1), (86016, 1)];
+        assert!(writes_table(67584, 1, disk, &ebrs));
+        assert!(writes_table(67580, 8, disk, &ebrs));
+        assert!(!writes_table(67585, 8, disk, &ebrs));
+        assert!(!writes_table(40 * 2048, 8, disk, &ebrs));
+        // Nothing written, nothing touched; a tiny disk is all table.
+        assert!(!writes_table(0, 0, disk, &ebrs));
+        assert!(writes_table(10, 1, 20, &[]));
+        // No overflow at the end of the number range.
+        assert!(!writes_table(u64::MAX - 1, 5, disk, &ebrs));
+    }
+
+    #[test]
     fn crc32_reference_vectors() {
         assert_eq!(crc32(b""), 0);
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
@@ -592,11 +652,13 @@ mod tests {
         let d = Disk::from_fixture(MBREXT);
         let (scheme, parts) = d.parse().unwrap();
         assert_eq!(scheme, Scheme::Mbr);
-        // sfdisk --json lists p2 (type 5, the container) too; we omit it.
+        // sfdisk --json lists p2 (type 5, the container) with its whole
+        // size; the kernel, and we, list its first 2 sectors.
         assert_eq!(
             parts,
             vec![
                 mbr(1, 2048, 10240, 0x83, false),
+                mbr(2, 12288, 2, 0x05, false),
                 mbr(5, 14336, 8192, 0x83, false),
                 mbr(6, 24576, 16384, 0x82, false),
                 mbr(7, 43008, 88064, 0x0B, false),
@@ -713,7 +775,7 @@ mod tests {
         sign(e);
         let (scheme, parts) = d.parse().unwrap();
         assert_eq!(scheme, Scheme::Mbr);
-        assert_eq!(parts, vec![mbr(5, 110, 50, 0x83, false)]);
+        assert_eq!(parts, vec![mbr(1, 100, 2, 0x05, false), mbr(5, 110, 50, 0x83, false)]);
     }
 
     #[test]
@@ -731,7 +793,7 @@ mod tests {
             sign(e);
         }
         let (_, parts) = d.parse().unwrap();
-        assert_eq!(parts, vec![mbr(5, 101, 10, 0x83, false), mbr(6, 301, 10, 0x83, false)]);
+        assert_eq!(parts, vec![mbr(1, 100, 2, 0x0F, true), mbr(5, 101, 10, 0x83, false), mbr(6, 301, 10, 0x83, false)]);
 
         // A 300-long chain of EBRs with data: capped at MAX_EBRS.
         let mut d = Disk::new(1_000_000);
@@ -745,7 +807,7 @@ mod tests {
             sign(e);
         }
         let (_, parts) = d.parse().unwrap();
-        assert_eq!(parts.len(), MAX_EBRS);
+        assert_eq!(parts.len(), 1 + MAX_EBRS, "the container and MAX_EBRS logicals");
         assert_eq!(parts.last().unwrap().number, 4 + MAX_EBRS as u32);
 
         // A chain of empty EBRs (links only): stopped by the 100-link guard.
@@ -760,7 +822,7 @@ mod tests {
         }
         let e = d.sector_mut(1000 + 150 * 100);
         set_entry(e, 0, 0, 0x83, 1, 10);
-        assert_eq!(d.parse().unwrap(), (Scheme::Mbr, vec![]));
+        assert_eq!(d.parse().unwrap(), (Scheme::Mbr, vec![mbr(1, 1000, 2, 0x05, false)]));
     }
 
     #[test]
@@ -776,7 +838,10 @@ mod tests {
         set_entry(e, 0, 0, 0x83, 63, 100);
         sign(e);
         let (_, parts) = d.parse().unwrap();
-        assert_eq!(parts, vec![mbr(4, 6000, 100, 0x0C, true), mbr(5, 1063, 100, 0x83, false)]);
+        assert_eq!(
+            parts,
+            vec![mbr(2, 1000, 2, 0x05, false), mbr(4, 6000, 100, 0x0C, true), mbr(5, 1063, 100, 0x83, false)]
+        );
     }
 
     #[test]

@@ -189,10 +189,57 @@ pub fn format_stat(rows: &[StatRow]) -> String {
     s
 }
 
-/// Writes one command to a control file of the mount.
-pub fn write_control(path: &Path, data: &str) -> Result<(), String> {
-    let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(data.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+/// The control file a subcommand writes its command to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Discover,
+    Flush,
+    Revalidate,
+    /// `block/eX.Y/config`
+    Config,
+}
+
+/// Checks a target's name as a user gave it: `eX.Y`.
+pub fn check_target(name: &str) -> Result<(), String> {
+    match crate::blockfs::parse_dev_name(name) {
+        Some(_) if name.trim() == name => Ok(()),
+        _ => Err(format!("{name}: not a target name (eX.Y, such as e0.1)")),
+    }
+}
+
+/// What a failed write of a subcommand to `path` (its control file `ctl`,
+/// about `target` when it names one) means: the target named when there is
+/// no such target, and what to do when the target or the mount refuses.
+pub fn explain_failure(ctl: Control, target: Option<&str>, path: &Path, e: &std::io::Error) -> String {
+    match (ctl, target, e.raw_os_error()) {
+        // flush answers ENXIO for a target it does not know; a target's
+        // status directory that does not exist is ENOENT.
+        (_, Some(t), Some(libc::ENXIO | libc::ENOENT)) => format!("{t}: no such target"),
+        // revalidate answers EINVAL for a target it does not know, as the
+        // driver does (the name itself was checked before).
+        (Control::Revalidate, Some(t), Some(libc::EINVAL)) => format!("{t}: no such target"),
+        (Control::Flush, Some(t), Some(libc::EBUSY)) => {
+            format!("{t}: in use: close it first (unmount its filesystems, losetup -d its loop devices)")
+        }
+        (Control::Config, Some(t), Some(libc::EBUSY)) => {
+            format!("{t}: the target holds another config string; --force overrides it")
+        }
+        (_, Some(t), Some(libc::ETIMEDOUT)) => format!("{t}: no answer from the target"),
+        _ => format!("{}: {e}", path.display()),
+    }
+}
+
+/// Writes one command to a control file of the mount (`ctl` at `path`),
+/// about `target` when it names one; a failure as `explain_failure` words it.
+pub fn write_control(ctl: Control, target: Option<&str>, path: &Path, data: &str) -> Result<(), String> {
+    if let Some(t) = target {
+        check_target(t)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(data.as_bytes()))
+        .map_err(|e| explain_failure(ctl, target, path, &e))
 }
 
 /// Checks that `mnt` is an aoefs mount (it has the control files).
@@ -207,6 +254,30 @@ pub fn check_mount(mnt: &Path) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_name_the_target_and_what_to_do() {
+        let p = Path::new("/mnt/etherd/flush");
+        let err = |n| std::io::Error::from_raw_os_error(n);
+        let t = Some("e9.9");
+        assert_eq!(explain_failure(Control::Flush, t, p, &err(libc::ENXIO)), "e9.9: no such target");
+        assert_eq!(explain_failure(Control::Revalidate, t, p, &err(libc::EINVAL)), "e9.9: no such target");
+        assert_eq!(explain_failure(Control::Config, t, p, &err(libc::ENOENT)), "e9.9: no such target");
+        assert!(explain_failure(Control::Flush, t, p, &err(libc::EBUSY)).starts_with("e9.9: in use: close it first"));
+        let e = explain_failure(Control::Config, t, p, &err(libc::EBUSY));
+        assert!(e.contains("another config string") && e.contains("--force"), "{e}");
+        assert_eq!(explain_failure(Control::Config, t, p, &err(libc::ETIMEDOUT)), "e9.9: no answer from the target");
+        // Without a target, or an errno that says nothing more: the file and the error.
+        assert_eq!(
+            explain_failure(Control::Flush, None, p, &err(libc::EINVAL)),
+            "/mnt/etherd/flush: Invalid argument (os error 22)"
+        );
+        assert!(explain_failure(Control::Flush, t, p, &err(libc::EIO)).starts_with("/mnt/etherd/flush: "));
+        assert_eq!(check_target("e0.1"), Ok(()));
+        for bad in ["garbage", " e0.1", "e0.1\n", "e0.1p1", ""] {
+            assert_eq!(check_target(bad), Err(format!("{bad}: not a target name (eX.Y, such as e0.1)")));
+        }
+    }
 
     #[test]
     fn sizes_like_aoe_stat() {

@@ -162,6 +162,14 @@ fn discovery_identify_and_status() {
     assert_eq!(core.status_attr(&dev, "firmware-version").unwrap(), "0x4019\n");
     assert_eq!(core.status_attr(&dev, "model").unwrap(), "aoefs SimTarget\n");
     assert!(core.status_attr(&dev, "nonsense").is_none());
+    // identify: the 512-byte block as the target sent it.
+    let (tx, rx) = mpsc::channel();
+    core.read_attr(&dev, "identify", 0, 4096, Box::new(move |r| tx.send(r.map(<[u8]>::to_vec).ok()).unwrap()));
+    let raw = rx.recv_timeout(Duration::from_secs(5)).unwrap().expect("identify read");
+    assert_eq!(raw.len(), 512);
+    let id = aoefs::wire::Identify::parse(&raw).unwrap();
+    assert_eq!((id.sectors, id.model.as_str()), (SECTORS, "aoefs SimTarget"));
+    assert_eq!(raw, id.emit(), "the sim target sends what Identify::emit makes");
 }
 
 #[test]
@@ -374,6 +382,10 @@ fn control_files_reject_bad_input_and_change_nothing() {
     // Good input works.
     core.write_ctl(Ctl::Revalidate, b"e3.7\n").unwrap();
     core.write_ctl(Ctl::Interfaces, b"mem0\n").unwrap();
+    // NUL-terminated, as aoe-interfaces writes it.
+    core.write_ctl(Ctl::Interfaces, b"mem0\0").unwrap();
+    // A newline alone after a command on the same open file: no command.
+    core.write_ctl_at(Ctl::Revalidate, b"\n", 5).unwrap();
     // flush: busy while open, removed when closed.
     let dev = core.ini.device(3, 7).unwrap();
     dev.opened();

@@ -69,14 +69,6 @@ fn partitions_appear_as_files_and_follow_revalidate() {
     assert_eq!(fs::metadata(m.path.join("e0.1p3")).unwrap().len(), 8 * MIB);
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &str) {
-    use std::process::Stdio;
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr));
-}
-
 #[test]
 fn config_string_masks_and_reservation_against_vblade() {
     let tb = Testbed::new(1500);

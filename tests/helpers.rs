@@ -487,9 +487,11 @@ fn status_sh_prints_the_kernel_table() {
     // byte order, as the kernel's example: e10.0 before e4.3
     let order: Vec<&str> = got.lines().map(|l| l.trim_start().split('\t').next().unwrap()).collect();
     assert_eq!(order, ["e0.1", "e0.2", "e10.0", "e4.3"]);
-    // sysfs_dir, as aoe-stat
+    // sysfs_dir, as aoe-stat: the mount point or its sys/ (the kernel's names)
     let out = run_status(None, Some(&m.path));
     assert_eq!(text(&out.stdout), status_table(&want), "sysfs_dir=MNT status.sh");
+    let out = run_status(None, Some(&m.path.join("sys")));
+    assert_eq!(text(&out.stdout), status_table(&want), "sysfs_dir=MNT/sys status.sh");
 
     // a target that stops answering goes down, and the table says so
     tb.kill_vblade(vbs[1]);

@@ -1,13 +1,13 @@
 //! aoefs as a system tool, end to end against the real vblade: starting
 //! again after `kill -9` on the same mount point, a user without root
 //! mounting, the Debian package (install, mount through the installed
-//! helper, man pages, purge), `aoefs iostat` against known dd runs,
+//! helper, man pages, purge; lintian), `aoefs iostat` against known dd runs,
 //! `aoefs stat --json`, and the quiet answers of the mount (names that
 //! cannot be made, isatty, a killed `err` reader).
 //!
 //! Run: `cargo test --release --features e2e --test system -- --test-threads=2`
-//! (as root; the package test needs cargo-deb and man-db, which .ci/run
-//! installs).
+//! (as root; the package tests need cargo-deb, man-db and lintian, which
+//! .ci/run installs).
 #![cfg(feature = "e2e")]
 mod common;
 
@@ -324,6 +324,28 @@ fn package_files() -> Vec<PathBuf> {
     text(&out.stdout).lines().map(PathBuf::from).filter(|p| fs::metadata(p).is_ok_and(|m| !m.is_dir())).collect()
 }
 
+/// Builds the package with cargo-deb from the binary under test into
+/// `dir` (called under `SYSTEM_LOCK`); the .deb. Its debug symbols go to
+/// a -dbgsym .ddeb beside it.
+fn build_package(dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let v = Command::new(&cargo).args(["deb", "--version"]).output();
+    assert!(
+        v.as_ref().is_ok_and(|o| o.status.success()),
+        "cargo-deb is missing: install it with `cargo install cargo-deb` (.ci/run does)"
+    );
+    // cargo-deb packages target/release/aoefs: it must be the binary under test.
+    let bin = fs::canonicalize(AOEFS).unwrap();
+    assert!(bin.ends_with("release/aoefs"), "run the tests with --release (the package takes {})", bin.display());
+    let mut c = Command::new(&cargo);
+    c.args(["deb", "--no-build", "--fast", "--output"]).arg(dir).current_dir(top);
+    run_timeout(&mut c, Duration::from_secs(300));
+    let deb =
+        fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb"));
+    deb.expect("cargo deb made no .deb")
+}
+
 /// Builds the package with cargo-deb from the binary under test, installs
 /// it, mounts through the installed mount.aoefs (mount -t aoefs and an
 /// fstab line), checks the man pages, completions and unit, and purges it:
@@ -332,29 +354,14 @@ fn package_files() -> Vec<PathBuf> {
 fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
     let _lock = SYSTEM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     check_prereqs();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let top = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let v = Command::new(&cargo).args(["deb", "--version"]).output();
-    assert!(
-        v.as_ref().is_ok_and(|o| o.status.success()),
-        "cargo-deb is missing: install it with `cargo install cargo-deb` (.ci/run does)"
-    );
     assert!(!package_installed(), "the aoefs package is installed on this machine; this test would replace it");
     for p in ["/sbin/mount.aoefs", "/usr/bin/aoefs"] {
         assert!(fs::symlink_metadata(p).is_err(), "{p} exists (install.sh?); this test would replace it");
     }
-    // cargo-deb packages target/release/aoefs: it must be the binary under test.
-    let bin = fs::canonicalize(AOEFS).unwrap();
-    assert!(bin.ends_with("release/aoefs"), "run the tests with --release (the package takes {})", bin.display());
 
     let (tb, img) = one_target(9000, 16 * MIB);
-    let debdir = tb.dir.join("deb");
-    let mut c = Command::new(&cargo);
-    c.args(["deb", "--no-build", "--fast", "--output"]).arg(&debdir).current_dir(top);
-    run_timeout(&mut c, Duration::from_secs(300));
-    let deb =
-        fs::read_dir(&debdir).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb"));
-    let deb = deb.expect("cargo deb made no .deb");
+    let deb = build_package(&tb.dir.join("deb"));
 
     let _installed = Installed;
     run(Command::new("dpkg").arg("-i").arg(&deb));
@@ -368,6 +375,9 @@ fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
         ("/etc/aoefs/aoefs.conf.example", 0o644),
         ("/usr/share/man/man8/aoefs.8.gz", 0o644),
         ("/usr/share/man/man8/mount.aoefs.8.gz", 0o644),
+        ("/usr/share/man/man8/aoefs-status.8.gz", 0o644),
+        ("/usr/share/doc/aoefs/changelog.Debian.gz", 0o644),
+        ("/usr/share/lintian/overrides/aoefs", 0o644),
         ("/usr/share/bash-completion/completions/aoefs", 0o644),
         ("/usr/share/zsh/vendor-completions/_aoefs", 0o644),
         ("/usr/share/doc/aoefs/aoefs.txt", 0o644),
@@ -385,11 +395,18 @@ fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
     for (page, want) in [
         ("aoefs", "/usr/share/man/man8/aoefs.8.gz"),
         ("mount.aoefs", "/usr/share/man/man8/mount.aoefs.8.gz"),
+        // man follows the symlink mount.fuse.aoefs.8.gz -> mount.aoefs.8.gz
         ("mount.fuse.aoefs", "/usr/share/man/man8/mount.aoefs.8.gz"),
+        ("aoefs-status", "/usr/share/man/man8/aoefs-status.8.gz"),
     ] {
         let out = run(Command::new("man").args(["-w", page]));
         assert_eq!(text(&out.stdout).trim(), want, "man -w {page}");
     }
+    assert_eq!(
+        fs::read_link("/usr/share/man/man8/mount.fuse.aoefs.8.gz").unwrap(),
+        PathBuf::from("mount.aoefs.8.gz"),
+        "mount.fuse.aoefs(8) is mount.aoefs(8)"
+    );
     let out = run(Command::new("man").args(["-P", "cat", "aoefs"]).env("MANWIDTH", "100"));
     for s in ["SYNOPSIS", "MOUNT OPTIONS", "FILES IN THE MOUNT", "EXIT STATUS", "aoefs iostat", "vblade(8)"] {
         assert!(text(&out.stdout).contains(s), "man aoefs lacks {s}");
@@ -479,6 +496,39 @@ fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
     assert!(fs::symlink_metadata(&link).is_err(), "the enablement link is left");
     assert_eq!(wants.exists(), wants_existed, "{} was made or removed", wants.display());
     assert!(!run_unchecked(Command::new("man").args(["-w", "aoefs"])).status.success(), "man -w aoefs after purge");
+}
+
+/// The package passes lintian, Debian's own checker: no error and no
+/// warning. Where a tag is right as it is, debian/aoefs.lintian-overrides
+/// says why (lintian then reports it as overridden, not as a warning).
+#[test]
+fn the_package_passes_lintian() {
+    let _lock = SYSTEM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    check_prereqs();
+    assert!(
+        Command::new("lintian").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "lintian is missing: apt-get install lintian (.ci/run does)"
+    );
+    let dir = PathBuf::from(format!("/tmp/aoefs-lintian-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    let deb = build_package(&dir);
+    let out = run_unchecked_timeout(
+        Command::new("lintian").args(["--fail-on", "error,warning", "--display-info"]).arg(&deb),
+        Duration::from_secs(300),
+    )
+    .unwrap();
+    let report = text(&out.stdout);
+    let tags: Vec<&str> = report.lines().filter(|l| l.starts_with("E: ") || l.starts_with("W: ")).collect();
+    assert!(out.status.success() && tags.is_empty(), "lintian {}:\n{report}{}", deb.display(), text(&out.stderr));
+    // Every override matches a tag lintian finds (info tags otherwise).
+    assert!(!report.contains("unused-override") && !report.contains("mismatched-override"), "{report}");
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! the device's snapshot (`state`, `mac`, `stats`, ...) and the ones that
 //! send a command to the target (`config`, `masks`, `reserve`).
 
-use super::{slice_at, BlockFs, CtlError, ReadReply, WriteReply};
+use super::{command_bytes, slice_at, BlockFs, CtlError, ReadReply, WriteReply};
 use crate::device::{Device, Snapshot};
 use crate::engine::{Counters, PathState};
 use crate::fs_err;
@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Status attributes in `block/eX.Y/`.
-pub const ATTRS: [&str; 13] = [
+pub const ATTRS: [&str; 14] = [
     "state",
     "mac",
     "paths",
@@ -23,6 +23,7 @@ pub const ATTRS: [&str; 13] = [
     "size",
     "model",
     "serial",
+    "identify",
     "stats",
     "config",
     "masks",
@@ -32,6 +33,16 @@ pub const ATTRS: [&str; 13] = [
 /// Attributes that send a command to the target when read or written.
 pub fn attr_is_command(name: &str) -> bool {
     matches!(name, "config" | "masks" | "reserve")
+}
+
+/// The size an attribute file shows: `identify` is the 512-byte IDENTIFY
+/// block; the text attributes show a page, as sysfs does.
+pub fn attr_size(name: &str) -> u64 {
+    if name == "identify" {
+        crate::wire::SECTOR as u64
+    } else {
+        4096
+    }
 }
 
 /// Parses a `masks` write: whitespace/comma-separated `+MAC` (add), `-MAC`
@@ -87,6 +98,11 @@ impl BlockFs {
     /// Reads an attribute; `config`, `masks` and `reserve` ask the target
     /// (on a worker thread), the others answer at once.
     pub fn read_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, off: u64, size: u32, reply: ReadReply) {
+        if attr == "identify" {
+            // The raw block, as the target sent it (9front's `ident`).
+            let raw = dev.snapshot().identify_raw.unwrap_or_else(|| Arc::from(&[][..]));
+            return reply(Ok(slice_at(&raw, off, size)));
+        }
         if !attr_is_command(attr) {
             return match self.status_attr(dev, attr) {
                 Some(s) => reply(Ok(slice_at(s.as_bytes(), off, size))),
@@ -116,8 +132,17 @@ impl BlockFs {
     }
 
     /// Writes `config` (set; `!` first forces), `masks` (+MAC/-MAC edits) or
-    /// `reserve` (MACs, `self`, `!` to force, empty or `release` to release).
-    pub fn write_attr(self: &Arc<Self>, dev: &Arc<Device>, attr: &'static str, data: Vec<u8>, reply: WriteReply) {
+    /// `reserve` (MACs, `self`, `!` to force, empty or `release` to release),
+    /// at `offset` of the open file: a write that only ends the line of an
+    /// earlier one is no command (`command_bytes`).
+    pub fn write_attr(
+        self: &Arc<Self>,
+        dev: &Arc<Device>,
+        attr: &'static str,
+        data: &[u8],
+        offset: u64,
+        reply: WriteReply,
+    ) {
         if !attr_is_command(attr) {
             return reply(Err(fs_err!(libc::EACCES, "{attr} is read-only")));
         }
@@ -125,6 +150,9 @@ impl BlockFs {
             return reply(Err(fs_err!(libc::EFBIG, "{attr}: write too long")));
         }
         let n = data.len() as u32;
+        let Some(data) = command_bytes(data, offset).map(<[u8]>::to_vec) else {
+            return reply(Ok(n));
+        };
         let me = self.clone();
         let dev = dev.clone();
         self.pool.spawn(move || {
@@ -156,8 +184,10 @@ impl BlockFs {
                 CtlRequest::ReserveSet { macs, force }
             }
         };
+        let set_config = matches!(req, CtlRequest::ConfigSet { .. });
         for r in self.ini.control(dev, &req)? {
             match r {
+                CtlReply::Error(AoeError::ConfigStringPresent) if set_config => return Err(CtlError::ConfigPresent),
                 CtlReply::Error(e) => return Err(CtlError::Refused(e)),
                 CtlReply::Masks { merror: 3, .. } => return Err(CtlError::ListFull),
                 CtlReply::Masks { merror: 2, .. } => return Err(CtlError::Invalid("bad directive".into())),

@@ -63,6 +63,9 @@ pub enum CtlError {
     /// The target answered a control command with an AoE error.
     #[error("target refused: AoE error {}: {}", .0.to_u8(), .0.describe())]
     Refused(AoeError),
+    /// A config string was not set: the target holds another one (AoE error 4).
+    #[error("the target holds another config string; a leading ! (aoefs config --force) overrides it")]
+    ConfigPresent,
     /// MAC mask list full.
     #[error("MAC mask list full")]
     ListFull,
@@ -76,7 +79,7 @@ impl CtlError {
         match self {
             CtlError::Invalid(_) => libc::EINVAL,
             CtlError::NoSuchDevice => libc::ENXIO,
-            CtlError::Busy => libc::EBUSY,
+            CtlError::Busy | CtlError::ConfigPresent => libc::EBUSY,
             CtlError::TooLong => libc::EFBIG,
             CtlError::NotWritable => libc::EBADF,
             CtlError::Refused(AoeError::ConfigStringPresent) | CtlError::Refused(AoeError::TargetReserved) => {
@@ -133,6 +136,9 @@ mod tests {
             (e.errno(), e.to_string().as_str()),
             (libc::EBUSY, "target refused: AoE error 4: config string present")
         );
+        let e = Error::from(CtlError::ConfigPresent);
+        assert_eq!(e.errno(), libc::EBUSY);
+        assert!(e.to_string().contains("another config string") && e.to_string().contains("--force"));
         let e = Error::from(IoError::Dead);
         assert_eq!(e.errno(), libc::EIO);
         assert!(std::error::Error::source(&e).is_some());

@@ -1,7 +1,8 @@
 //! The filesystem without the kernel: image files mapped to AoE ATA commands
 //! (`image`), the control files (`control_files`), the status attributes
-//! (`attrs`), names (`names`), sector range locks (`range_lock`) and
-//! read-ahead (`readahead`). `fs` only adapts fuser to this, and errors
+//! (`attrs`), names (`names`), partition tables and open image files
+//! (`partitions`), sector range locks (`range_lock`) and read-ahead
+//! (`readahead`). `fs` only adapts fuser to this, and errors
 //! become errno values in `error`.
 
 mod attrs;
@@ -9,15 +10,18 @@ mod control_files;
 mod error;
 mod image;
 mod names;
+mod partitions;
 mod range_lock;
 pub mod readahead;
 mod reply;
 
-pub use attrs::{attr_is_command, parse_mask_edit, parse_reserve, ATTRS};
-pub use control_files::{Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
+pub use attrs::{attr_is_command, attr_size, parse_mask_edit, parse_reserve, ATTRS};
+pub use control_files::{command_bytes, Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
 pub use error::{CtlError, Errno, Error};
 pub use image::{CACHE_MAX_READ, WRITE_CHUNK};
-pub use names::{parse_dev_name, parse_file_name};
+pub use names::{
+    parse_dev_name, parse_file_name, parse_sys_link_name, sys_link_name, sys_link_target, SYS_BLOCK_PREFIX,
+};
 pub use range_lock::{RangeGuard, RangeLocks};
 pub use reply::{EmptyReply, ReadReply, WriteReply};
 
@@ -26,10 +30,7 @@ use crate::device::Device;
 use crate::engine::{IoError, Op};
 use crate::initiator::Initiator;
 use crate::pool::Pool;
-use crate::wire::SECTOR;
 use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,9 +55,8 @@ pub struct BlockFs {
     pub ranges: RangeLocks,
     pub readahead: readahead::Readahead,
     pub readonly: bool,
-    /// Partition tables by device id, with the device generation they were
-    /// read at.
-    parts: Mutex<HashMap<u32, (u64, Partitions)>>,
+    /// Partition tables by device, and the open image files.
+    tables: partitions::Tables,
 }
 
 /// Waits for one engine completion (worker threads only), or until `limit`
@@ -115,60 +115,8 @@ impl BlockFs {
             ranges: RangeLocks::default(),
             readahead: readahead::Readahead::new(readahead_bytes),
             readonly,
-            parts: Mutex::new(HashMap::new()),
+            tables: partitions::Tables::default(),
         })
-    }
-
-    /// The device's partitions, read from its MBR/GPT the first time and
-    /// again after revalidate or a size change. The first call blocks the
-    /// calling thread (a FUSE thread, for lookups and listings) for up to
-    /// `PARTITION_READ_WAIT` per sector read; a table that could not be read
-    /// is not kept, so the next call tries again.
-    pub fn partitions(&self, dev: &Arc<Device>) -> Partitions {
-        let gen = dev.generation.load(Ordering::Acquire);
-        if let Some((g, p)) = self.parts.lock().get(&dev.id) {
-            if *g == gen {
-                return p.clone();
-            }
-        }
-        if !dev.is_up() {
-            return Arc::new(Vec::new());
-        }
-        let mut failed = false;
-        let mut read = |lba: u64, n: u32| {
-            wait_io(&self.ini, dev, Op::Read, lba, n, Vec::new(), Some(PARTITION_READ_WAIT)).map_err(|e| {
-                failed = true;
-                e.to_string()
-            })
-        };
-        let parts = match crate::partition::read_table(dev.sectors(), &mut read) {
-            Ok((_, p)) => p,
-            Err(e) => {
-                log::info!("{}: partition table: {e}", dev.name());
-                Vec::new()
-            }
-        };
-        let parts = Arc::new(parts);
-        if !failed {
-            self.parts.lock().insert(dev.id, (gen, parts.clone()));
-        }
-        parts
-    }
-
-    /// Forgets a device's partition table (it is read again on next use).
-    fn forget_partitions(&self, dev: &Device) {
-        self.parts.lock().remove(&dev.id);
-    }
-
-    /// The byte range of `e{shelf}.{slot}` (part 0) or of partition `part`.
-    pub fn region(&self, dev: &Arc<Device>, part: u32) -> Option<Region> {
-        if part == 0 {
-            return Some(Region { base: 0, len: dev.sectors() * SECTOR as u64 });
-        }
-        self.partitions(dev)
-            .iter()
-            .find(|p| p.number == part)
-            .map(|p| Region { base: p.start * SECTOR as u64, len: p.sectors * SECTOR as u64 })
     }
 
     /// Reports a failed request on `err` (target errors only: a dead target

@@ -1,5 +1,28 @@
 //! Names in the mount: `e{shelf}.{slot}` for a target and `e{shelf}.{slot}p{N}`
-//! for its partitions.
+//! for its partitions, and `sys/block/etherd!e{shelf}.{slot}`, the name the
+//! driver's status directory has in /sys/block.
+
+use crate::device::Device;
+
+/// What the kernel puts before a target's name in /sys/block
+/// (`/sys/block/etherd!e0.1`). aoe-stat prints a directory's name without
+/// everything up to the `!`.
+pub const SYS_BLOCK_PREFIX: &str = "etherd!";
+
+/// `etherd!eX.Y`: the target's name in `sys/block/`.
+pub fn sys_link_name(dev: &Device) -> String {
+    format!("{SYS_BLOCK_PREFIX}{}", dev.name())
+}
+
+/// Where `sys/block/etherd!eX.Y` points: the status directory `block/eX.Y`.
+pub fn sys_link_target(dev: &Device) -> String {
+    format!("../../block/{}", dev.name())
+}
+
+/// Parses `etherd!e{shelf}.{slot}`.
+pub fn parse_sys_link_name(s: &str) -> Option<(u16, u8)> {
+    parse_dev_name(s.strip_prefix(SYS_BLOCK_PREFIX)?)
+}
 
 /// Parses `e{shelf}.{slot}` (surrounding whitespace allowed).
 pub fn parse_dev_name(s: &str) -> Option<(u16, u8)> {
@@ -42,6 +65,17 @@ mod tests {
             ["", "e", "e1", "e1.", "e.1", "x1.2", "e1.2.3", "e-1.2", "e65535.1", "e1.255", "e1.2x", "e99999999999.1"]
         {
             assert_eq!(parse_dev_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sys_block_names() {
+        let d = Device::new(3, 10, 4, 16, 0);
+        assert_eq!(sys_link_name(&d), "etherd!e10.4");
+        assert_eq!(sys_link_target(&d), "../../block/e10.4");
+        assert_eq!(parse_sys_link_name("etherd!e10.4"), Some((10, 4)));
+        for bad in ["e10.4", "etherd!", "etherd!e10", "etherd e10.4", "Etherd!e10.4"] {
+            assert_eq!(parse_sys_link_name(bad), None, "{bad:?}");
         }
     }
 

@@ -212,9 +212,14 @@ impl Initiator {
             let Some(ini) = me.upgrade() else { return };
             let mut g = d.inner.lock();
             g.identifying = false;
-            match res.map_err(|e| e.to_string()).and_then(|b| Identify::parse(&b).map_err(|e| e.to_string())) {
-                Ok(id) => {
+            match res
+                .map_err(|e| e.to_string())
+                .and_then(|b| Identify::parse(&b).map(|id| (id, b)).map_err(|e| e.to_string()))
+            {
+                Ok((id, raw)) => {
                     let changed = g.identify.as_ref().map(|o| o.sectors) != Some(id.sectors);
+                    // Identified before and not up: it was down (`revive`).
+                    let back = g.state == DevState::Discovered && g.identify.is_some();
                     g.io.lba48 = id.lba48;
                     if !id.lba48 && id.sectors > 0x0FFF_FFFF {
                         ini.errlog.push(format!("{}: LBA28 target larger than 128 GiB", d.name()));
@@ -223,6 +228,7 @@ impl Initiator {
                         g.state = DevState::Up;
                     }
                     g.identify = Some(id);
+                    g.identify_raw = Some(raw[..wire::SECTOR].into());
                     let failures = std::mem::take(&mut g.identify_failures);
                     drop(g);
                     if failures > 0 {
@@ -232,6 +238,9 @@ impl Initiator {
                         d.generation.fetch_add(1, Ordering::AcqRel);
                     }
                     d.set_visible();
+                    if back {
+                        ini.errlog.push(format!("{}: answering again, device marked up", d.name()));
+                    }
                 }
                 Err(e) => {
                     g.identify_failures += 1;

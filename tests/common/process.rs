@@ -98,6 +98,35 @@ pub fn run(cmd: &mut Command) -> Output {
     run_timeout(cmd, CMD_TIMEOUT)
 }
 
+/// Run a command with `input` on its stdin, bounded by [`CMD_TIMEOUT`];
+/// panic with its stderr unless it exits 0. Returns its output.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let desc = fmt_cmd(cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn `{}`: {}", desc, e));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.as_bytes().to_vec();
+    // A writer thread, so that a child that does not read cannot block us.
+    thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+    });
+    let out = bounded(&format!("`{}`", desc), CMD_TIMEOUT, move || child.wait_with_output());
+    let out = out.unwrap_or_else(|e| panic!("wait on `{}`: {}", desc, e));
+    assert!(
+        out.status.success(),
+        "command failed: `{}`\n  status: {}\n  stderr: {}",
+        desc,
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+    out
+}
+
 /// `run` for a simple argv.
 pub fn sh<S: AsRef<OsStr>>(argv: &[S]) -> String {
     let mut c = Command::new(&argv[0]);
