@@ -250,6 +250,32 @@ fn an_mtu_lowered_under_the_mount_is_followed_and_writes_land_exact() {
     assert_eq!(m.stats(T)["errors"], 0);
 }
 
+/// Both hosts go from MTU 1500 to 9000 under the mount, and vblade is
+/// restarted (it sizes its buffers from the MTU at start): aoefs reopens the
+/// interface (its capture must take the longer frames), finds the target
+/// again, and reads in 8704-byte frames, exact.
+#[test]
+fn an_mtu_raised_under_the_mount_is_followed_and_reads_land_exact() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 16 * MIB, Fill::Random(63));
+    let vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&["--cache-mb", "0"]);
+    let dev = m.expect_target(T, APPEAR);
+    assert_eq!(m.read_status(T, "payload"), "1024\n");
+    err_lines(&m);
+    sh(&["ip", "-n", &tb.ins, "link", "set", &tb.init_if(0), "mtu", "9000"]);
+    sh(&["ip", "-n", &tb.tns, "link", "set", &tb.target_if(0), "mtu", "9000"]);
+    tb.kill_vblade(vb);
+    tb.restart_vblade(vb);
+    let t0 = Instant::now();
+    assert_eq!(m.wait_status(T, "payload", "8704\n", Duration::from_secs(10)), "8704\n");
+    eprintln!("MTU raised: payload 8704 after {:?}", t0.elapsed());
+    assert_same("e0.1 in jumbo frames", &read_all(&dev), &read_all(&img));
+    let lines = err_lines(&m);
+    assert!(lines.iter().any(|l| l == "aoei0: MTU grew past 1500; reopened to use it"), "{lines:?}");
+    assert_eq!(m.stats(T)["errors"], 0);
+}
+
 // ---------------------------------------------------------------------------
 // multipath: two vblades (same file, same shelf.slot) on two veth pairs
 // ---------------------------------------------------------------------------

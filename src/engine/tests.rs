@@ -1525,3 +1525,34 @@ fn a_disk_that_hangs_with_commands_in_flight_gets_few_frames_per_command() {
     assert!(later <= 2 * nout, "{later} frames in a second after the first 2 s, {nout} in flight");
     assert!(frames <= 12 * nout, "{frames} frames in all");
 }
+
+#[test]
+fn errors_and_events_read_as_err_shows_them() {
+    // What `err` and the logs print (err lines are the Display of these).
+    let cases = [
+        (IoError::Ata { status: 0x51, error: 0x04 }.to_string(), "ATA error status=0x51 error=0x04"),
+        (IoError::Aoe(AoeError::DeviceUnavailable).to_string(), "AoE error 3: device unavailable"),
+        (IoError::Dead.to_string(), "target timed out (deadsecs)"),
+        (IoError::Down.to_string(), "target is down"),
+        (IoError::Timeout.to_string(), "no answer in time"),
+        (
+            Event::MtuLowered { ifname: "eth1".into(), mtu: 1500, from: 8704, to: 1024, lost: 3 }.to_string(),
+            "MTU of eth1 is now 1500: 8704-byte frames no longer fit (3 lost), falling back to 1024",
+        ),
+        (
+            Event::JumboFallback { ifname: "eth1".into(), mac: T_MAC, from: 8704, to: 1024, lost: 6 }.to_string(),
+            "8704-byte frames lost on eth1 (target MAC 0200000000aa, 6 lost), falling back to 1024",
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got, want);
+    }
+    for (s, name) in [
+        (PathState::InUse, "in-use"),
+        (PathState::Unverified, "unverified"),
+        (PathState::Failed, "failed"),
+        (PathState::Refused, "refused"),
+    ] {
+        assert_eq!((s.name(), s.to_string()), (name, name.to_string()));
+    }
+}
