@@ -460,8 +460,7 @@ fn main() {
     done.store(true, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let _ = timer.join();
-    ini.shutdown();
-    core.pool.shutdown();
+    core.shutdown();
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);
     }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error};
+use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error, Kind, Node, Opened, ATTRS};
 use aoefs::clock::{Clock, ManualClock, RealClock};
 use aoefs::engine::{IoError, IoResult, Op};
 use aoefs::initiator::{Initiator, Options};
@@ -18,6 +18,7 @@ use aoefs::link::mem::{Hub, SimTarget};
 use aoefs::sim::{Backing, SimConfig, SimModel};
 use aoefs::wire::Mac;
 use common::seeded;
+use std::ffi::OsStr;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -395,6 +396,39 @@ fn control_files_reject_bad_input_and_change_nothing() {
     assert!(core.ini.device(3, 7).is_some(), "an up device is not flushed by an empty write");
     core.write_ctl(Ctl::Flush, b"all").unwrap();
     assert!(core.ini.device(3, 7).is_none());
+}
+
+#[test]
+fn the_tree_names_a_target_only_as_it_spells_itself_and_counts_its_openers() {
+    let (_hub, _t, core, _) = setup(1500, 180, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    let root = Node::Root.ino();
+    let lookup = |dir: u64, name: &str| core.lookup(dir, OsStr::new(name));
+    let image = lookup(root, "e3.7").expect("e3.7");
+    assert_eq!(image.attr.ino, Node::Image(dev.id, 0).ino());
+    assert_eq!((image.attr.kind, image.attr.size, image.attr.perm), (Kind::File, SECTORS * 512, 0o660));
+    assert_eq!(image.ttl, Duration::ZERO, "a target's name is looked up every time");
+    for other in ["e03.7", "e3.07", "e3.7p1", "e3.8", "e3.7 "] {
+        assert_eq!(lookup(root, other).unwrap_err().errno(), libc::ENOENT, "{other:?}");
+    }
+    let names = |ino: u64| core.readdir(ino).unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(root),
+        [".", "..", "discover", "interfaces", "err", "revalidate", "flush", "block", "sys", "e3.7"]
+    );
+    let dir = lookup(Node::BlockDir.ino(), "e3.7").unwrap();
+    assert_eq!(names(dir.attr.ino)[2..], ATTRS);
+    let link = lookup(Node::SysBlockDir.ino(), "etherd!e3.7").unwrap();
+    assert_eq!(core.readlink(link.attr.ino).unwrap(), "../../block/e3.7");
+    // An open image counts as an opener until it is released.
+    let Ok(Opened::Image(fh)) = core.open(image.attr.ino, true) else { panic!("e3.7 not opened") };
+    assert_eq!(dev.open_count(), 1);
+    core.release(image.attr.ino, fh);
+    assert_eq!(dev.open_count(), 0);
+    // A flushed target's inode names nothing any more.
+    core.write_ctl(Ctl::Flush, b"all").unwrap();
+    assert_eq!(core.getattr(image.attr.ino).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(core.open(image.attr.ino, false).unwrap_err().errno(), libc::ENOENT);
 }
 
 #[test]
