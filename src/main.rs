@@ -384,22 +384,7 @@ fn main() {
             std::process::exit(EXIT_RUNTIME);
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let timer = {
-        let ini = ini.clone();
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("timer".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    ini.tick();
-                }
-            })
-            .expect("spawn timer")
-    };
-    ini.discover();
-    ini.wait_discovery(Duration::from_millis(cli.discover_wait_ms));
+    let timer = aoefs::timer::start(&ini, Duration::from_millis(cli.discover_wait_ms));
 
     let core =
         BlockFs::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
@@ -458,8 +443,7 @@ fn main() {
     }
     let r = session.run();
     done.store(true, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let _ = timer.join();
+    timer.stop();
     core.shutdown();
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);

@@ -16,6 +16,7 @@ use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
 use aoefs::sim::{Backing, SimConfig, SimModel};
+use aoefs::timer::Timer;
 use aoefs::wire::Mac;
 use common::seeded;
 use std::ffi::OsStr;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 const SECTORS: u64 = 8192; // 4 MiB
 /// How often the initiator is ticked (aoefs' timer thread: every 5 ms).
-const TICK: Duration = Duration::from_millis(5);
+const TICK: Duration = aoefs::timer::TICK;
 
 /// The target's MAC.
 const T_MAC: Mac = Mac([2, 0, 0, 0, 2, 2]);
@@ -51,7 +52,7 @@ fn opts(deadsecs: u32) -> Options {
 
 /// Real clock; a thread ticks the initiator every [`TICK`] until the test
 /// drops it. The target is e3.7.
-fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Timer) {
     setup_with(e3_7(), mtu, opts(deadsecs), cache)
 }
 
@@ -62,18 +63,10 @@ fn setup_with(
     mtu: usize,
     opts: Options,
     cache: usize,
-) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Timer) {
     let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, opts, target);
-    let weak = Arc::downgrade(&ini);
-    let timer = std::thread::spawn(move || loop {
-        std::thread::sleep(TICK);
-        match weak.upgrade() {
-            Some(ini) => ini.tick(),
-            None => return,
-        }
-    });
-    ini.discover();
-    ini.wait_discovery(Duration::from_secs(3));
+    // As aoefs starts: the timer, and the first discovery.
+    let timer = aoefs::timer::start(&ini, Duration::from_secs(3));
     let core = BlockFs::new(ini, cache, 4 << 20, 8, false);
     (hub, t, core, timer)
 }
@@ -541,14 +534,8 @@ fn start_with(model: SimModel, announce: bool) -> (Hub, Arc<SimTarget>, Arc<Bloc
     let t = if announce { SimTarget::start_model(&hub, model) } else { SimTarget::plug(&hub, model) };
     let ini = Initiator::new(hub.provider(), Arc::new(RealClock::default()), Options::default(), &["mem0".to_string()])
         .expect("initiator");
-    let weak = Arc::downgrade(&ini);
-    std::thread::spawn(move || loop {
-        std::thread::sleep(TICK);
-        match weak.upgrade() {
-            Some(ini) => ini.tick(),
-            None => return,
-        }
-    });
+    // The timer only: the tests discover (or the target announces itself).
+    Timer::spawn(&ini);
     (hub, t, BlockFs::new(ini, 0, 0, 4, false))
 }
 
