@@ -24,5 +24,6 @@ pub mod sim;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod testtools;
+pub mod timer;
 pub mod tools;
 pub mod wire;

@@ -1,11 +1,15 @@
-//! The `aoefs` command: parse options, discover targets, mount.
+//! The `aoefs` command: parse options, discover targets, mount. The
+//! command line is `cli`, the settings in `-o` are `mount_options`.
 
 #![deny(unsafe_code)]
+
+mod cli;
+mod mount_options;
 
 use aoefs::blockfs::BlockFs;
 use aoefs::clock::RealClock;
 use aoefs::fs::AoeFs;
-use aoefs::initiator::{Initiator, Options};
+use aoefs::initiator::{Initiator, LinkError, Options};
 use aoefs::link::{self, pcap::PcapProvider, LinkProvider};
 use aoefs::mountpoint::MountPointError;
 use aoefs::sys::{
@@ -13,8 +17,10 @@ use aoefs::sys::{
     daemon::{Forked, ReadyPipe},
     signal::BlockedStopSignals,
 };
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use clap::Parser;
+use cli::{Cli, Cmd};
+use mount_options::FuseOptions;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,121 +29,273 @@ use std::time::Duration;
 const EXIT_RUNTIME: i32 = 1;
 const EXIT_USAGE: i32 = 2;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "aoefs",
-    version,
-    about = "Mount ATA-over-Ethernet targets as files (a userspace AoE initiator)",
-    long_about = "Discovers AoE targets (vblade, Coraid shelves) on the allowed interfaces and mounts them \
-with FUSE: each target is an image file e{shelf}.{slot}; the control files discover, interfaces, err, \
-revalidate and flush and the status directories block/e{shelf}.{slot}/ behave like the Linux aoe driver's.",
-    after_help = "Example:\n  aoefs /mnt/etherd --iflist eth1\n  losetup /dev/loop0 /mnt/etherd/e0.2\n  cat /mnt/etherd/block/e0.2/state\n  aoefs stat /mnt/etherd\n  umount /mnt/etherd\n\nExit codes: 0 mounted (or subcommand done), 1 runtime failure (mount point busy, no FUSE,\nno permission for raw capture), 2 usage error (bad option, unknown interface, missing mount point).",
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
-    /// Directory to mount on
-    #[arg(required = true)]
-    mountpoint: Option<PathBuf>,
-    /// Interfaces to use for AoE, whitespace- or comma-separated (default: every up non-loopback interface)
-    #[arg(long, value_name = "LIST")]
-    iflist: Option<String>,
-    /// Seconds a read or write may wait for the target's answer before the target is marked down and its I/O fails with EIO; answers to config queries do not count (0: retry forever)
-    #[arg(long, default_value_t = 180, value_name = "SECS")]
-    deadsecs: u32,
-    /// Only these target MACs may become paths (comma-separated; aa:bb:cc:dd:ee:ff, aa-bb-.. or 12 hex digits), and discovery asks them instead of broadcasting. Recommended on a shared LAN, with vblade -m on the targets
-    #[arg(long, value_name = "MAC[,MAC...]")]
-    macs: Option<String>,
-    /// Most frames outstanding to one target (also capped by the target's buffer count)
-    #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=4096))]
-    maxout: u16,
-    /// Stay in the foreground (SIGINT/SIGTERM unmount and exit)
-    #[arg(short = 'f', long)]
-    foreground: bool,
-    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, any other FUSE option, and aoefs's own
-    /// settings as mount(8) passes them: iflist=eth1:eth3, deadsecs=N, maxout=N, cache_mb=N, readahead_kb=N,
-    /// busy_poll_us=N
-    #[arg(short = 'o', value_name = "OPTS", value_delimiter = ',')]
-    options: Vec<String>,
-    /// Read cache size in MiB (0 disables it)
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    cache_mb: usize,
-    /// Most data fetched ahead of a sequential reader, per target, in KiB (0 disables read-ahead)
-    #[arg(long, default_value_t = 4096, value_name = "KIB", value_parser = clap::value_parser!(u32).range(0..=262144))]
-    readahead_kb: u32,
-    /// Longest wait for targets to answer the first discovery before the mount appears
-    #[arg(long, default_value_t = 1500, value_name = "MS")]
-    discover_wait_ms: u64,
-    /// Debug logging to stderr (RUST_LOG also works; a daemon logs to syslog)
-    #[arg(short = 'd', long)]
-    debug: bool,
-    /// Write the daemon's process id to this file (removed at exit)
-    #[arg(long, value_name = "PATH")]
-    pidfile: Option<PathBuf>,
-    /// Busy-poll: after the last received frame, the capture thread keeps checking for the next one this many microseconds before it sleeps (0: off). Spends CPU to cut small-request latency, like net.core.busy_poll
-    #[arg(long, default_value_t = 0, value_name = "US", value_parser = clap::value_parser!(u32).range(0..=100000))]
-    busy_poll_us: u32,
-    /// FUSE request threads
-    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
-    fuse_threads: u16,
-    /// Worker threads for writes, fsync and err reads
-    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
-    workers: u16,
+/// Why aoefs ends with an exit code other than 0.
+enum Failure {
+    /// A usage error, worded by clap (exit code 2).
+    Clap(clap::Error),
+    /// One line on stderr, and the exit code.
+    Message(i32, String),
+    /// Said already: in the log, or by the daemon before it told its parent.
+    Said(i32),
 }
 
-/// Commands that work on an existing mount.
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// List the targets of a mount as aoe-stat does (device, size, netif, payload, state)
-    Stat {
-        mountpoint: PathBuf,
-        /// The same fields and each target's paths (interface, MAC, counters) as JSON, for scripts
-        #[arg(long)]
-        json: bool,
-    },
-    /// Per-target I/O rates like iostat -x: reads/s, writes/s, MB/s, latency, retransmits/s, window, state.
-    /// The first report covers the time since the mount, each further one the last INTERVAL
-    Iostat {
-        mountpoint: PathBuf,
-        /// Seconds between reports (without it: one report)
-        #[arg(value_parser = parse_interval)]
-        interval: Option<f64>,
-        /// Number of reports (without it: until interrupted)
-        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
-        count: Option<u64>,
-    },
-    /// Broadcast a query config on the allowed interfaces (echo > MNT/discover)
-    Discover { mountpoint: PathBuf },
-    /// Forget targets: down and unused ones, `all` unused ones, or one (eX.Y)
-    Flush {
-        mountpoint: PathBuf,
-        /// `all`, or a target (eX.Y); without it the targets that are down and unused
-        which: Option<String>,
-    },
-    /// Query config and IDENTIFY a target again (eX.Y)
-    Revalidate {
-        mountpoint: PathBuf,
-        /// The target (eX.Y)
-        device: String,
-    },
-    /// Print a target's config string, or set it (--force overrides a different one)
-    Config {
-        mountpoint: PathBuf,
-        /// The target (eX.Y)
-        device: String,
-        /// New config string
-        value: Option<String>,
-        /// Set it even when the target holds a different config string
-        #[arg(long)]
-        force: bool,
-    },
+impl Failure {
+    fn usage(msg: impl Into<String>) -> Failure {
+        Failure::Message(EXIT_USAGE, msg.into())
+    }
+
+    fn runtime(msg: impl Into<String>) -> Failure {
+        Failure::Message(EXIT_RUNTIME, msg.into())
+    }
+
+    /// Says why (unless it was said) and gives the exit code.
+    fn report(self) -> i32 {
+        match self {
+            Failure::Clap(e) => {
+                let _ = e.print();
+                e.exit_code()
+            }
+            Failure::Message(code, msg) => {
+                eprintln!("aoefs: {msg}");
+                code
+            }
+            Failure::Said(code) => code,
+        }
+    }
 }
 
-fn run_subcommand(cmd: Cmd) -> ! {
+fn main() {
+    let code = match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(f) => f.report(),
+    };
+    std::process::exit(code)
+}
+
+/// A subcommand, or the mount until it is unmounted. Returns the exit code
+/// (in a daemon's parent, the one its child reports).
+fn run(mut cli: Cli) -> Result<i32, Failure> {
+    if let Some(cmd) = cli.cmd.take() {
+        return run_subcommand(cmd).map(|()| 0).map_err(Failure::runtime);
+    }
+    // fuser warns when the mount it would unmount at exit is already gone
+    // (umount by the user): expected, so not shown by default.
+    let default_level = if cli.debug { "debug" } else { "warn,fuser::session=error" };
+    let daemon_syslog = !cli.foreground && !cli.debug;
+    if !daemon_syslog {
+        aoefs::logging::init_stderr(default_level);
+    }
+    let mountpoint = cli.mountpoint.clone().expect("clap requires the mount point");
+    mount_options::apply(&mut cli).map_err(Failure::Clap)?;
+    let mount = Mount::check(&cli, &mountpoint)?;
+    // Forks into the background (`sys::daemon::daemonize`): the parent
+    // waits for the child's "mounted" byte and exits with the status it
+    // reports. It must run before any thread starts (fork copies only the
+    // calling thread); it fails if one has.
+    let mut ready = None;
+    if !cli.foreground {
+        match sys::daemon::daemonize().map_err(Failure::runtime)? {
+            // The child prints its own error before exiting.
+            Forked::Parent(startup) => return Ok(startup.wait().map_or(EXIT_RUNTIME, i32::from)),
+            Forked::Child(pipe) => ready = Some(pipe),
+        }
+    }
+    if daemon_syslog {
+        let level = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Info);
+        sys::syslog::SyslogLogger::install(level);
+    }
+    // Before any thread starts, so that only the signal thread takes them.
+    let stop_signals = BlockedStopSignals::block();
+    match serve(&cli, mount, stop_signals, &mut ready) {
+        Ok(()) => Ok(0),
+        Err(f) => {
+            // Said before the parent, which exits at once, is told.
+            let code = f.report();
+            notify_parent(ready, code as u8);
+            Err(Failure::Said(code))
+        }
+    }
+}
+
+/// What the checks before the fork found: where and how to mount.
+struct Mount {
+    mnt: PathBuf,
+    provider: Arc<PcapProvider>,
+    interfaces: Vec<String>,
+    opts: Options,
+    fuse: FuseOptions,
+}
+
+impl Mount {
+    /// The mount point (a dead aoefs mount there is detached), /dev/fuse,
+    /// the interfaces and the MACs, as `cli` gives them.
+    fn check(cli: &Cli, mountpoint: &Path) -> Result<Mount, Failure> {
+        let mnt = prepare_mount_point(mountpoint)?;
+        check_dev_fuse()?;
+        let provider = Arc::new(PcapProvider { busy_poll: Duration::from_micros(cli.busy_poll_us as u64) });
+        let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
+        if let Some(n) = names.iter().find(|n| !provider.exists(n)) {
+            return Err(Failure::usage(format!("unknown interface: {n}")));
+        }
+        if cli.iflist.is_some() && names.is_empty() {
+            return Err(Failure::usage("--iflist names no interface"));
+        }
+        if names.is_empty() && provider.default_names().is_empty() {
+            return Err(Failure::usage("no usable network interface (none is up besides loopback)"));
+        }
+        let macs = match cli.macs.as_deref().map(aoefs::initiator::parse_macs) {
+            None => Vec::new(),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                return Err(Failure::usage(format!(
+                    "--macs: {e} (MACs as aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or 12 hex digits, separated by \
+                     commas; in -o macs=, 12 hex digits separated by colons)"
+                )))
+            }
+        };
+        let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs };
+        Ok(Mount { mnt, provider, interfaces: names, opts, fuse: mount_options::fuse_options(&cli.options) })
+    }
+}
+
+/// A dead aoefs mount (its aoefs was killed) is detached; anything else
+/// mounted there makes the mount point busy.
+fn prepare_mount_point(mountpoint: &Path) -> Result<PathBuf, Failure> {
+    match aoefs::mountpoint::prepare(mountpoint) {
+        Ok(p) => {
+            if p.detached > 0 {
+                eprintln!(
+                    "aoefs: {}: detached the dead aoefs mount left by an aoefs that ended without unmounting",
+                    p.path.display()
+                );
+            }
+            Ok(p.path)
+        }
+        Err(MountPointError::Usage(m)) => Err(Failure::usage(m)),
+        Err(MountPointError::Busy(m)) => Err(Failure::runtime(m)),
+    }
+}
+
+/// fuser opens /dev/fuse, and mounts with mount(2) or, when that is not
+/// permitted (a user), through the setuid fusermount3, which opens
+/// /dev/fuse with the user's rights as well: without access to it nobody
+/// can mount.
+fn check_dev_fuse() -> Result<(), Failure> {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure::runtime(match e.kind() {
+            std::io::ErrorKind::NotFound => "/dev/fuse is missing: load the fuse module (modprobe fuse)".into(),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "/dev/fuse: {e}: a user can mount only where /dev/fuse is readable and writable by all \
+                 (crw-rw-rw-, as udev makes it; fusermount3 opens it with the user's rights too)"
+            ),
+            _ => format!("/dev/fuse: {e}"),
+        })),
+    }
+}
+
+/// Starts the initiator, mounts, tells the parent, and serves the mount
+/// until it is unmounted; then ends the I/O once.
+fn serve(cli: &Cli, m: Mount, stop_signals: BlockedStopSignals, ready: &mut Option<ReadyPipe>) -> Result<(), Failure> {
+    let ini =
+        Initiator::new(m.provider, Arc::new(RealClock::default()), m.opts, &m.interfaces).map_err(initiator_failure)?;
+    let timer = aoefs::timer::start(&ini, Duration::from_millis(cli.discover_wait_ms));
+    let core = BlockFs::new(
+        ini.clone(),
+        cli.cache_mb << 20,
+        (cli.readahead_kb as u64) << 10,
+        cli.workers as usize,
+        m.fuse.readonly,
+    );
+    let session = mount(AoeFs::new(core.clone()), &m.mnt, m.fuse, cli.fuse_threads)?;
+    log::info!("mounted {} with {} target(s)", m.mnt.display(), ini.devices().len());
+    let done = unmount_on_signals(stop_signals, m.mnt.clone());
+    if let Some(p) = &cli.pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            log::warn!("pidfile {}: {e}", p.display());
+        }
+    }
+    notify_parent(ready.take(), 0);
+    if !cli.foreground {
+        sys::daemon::detach_stdio(cli.debug);
+    }
+    let r = session.run();
+    done.store(true, Ordering::Relaxed);
+    timer.stop();
+    core.shutdown();
+    if let Some(p) = &cli.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    r.map_err(|e| {
+        log::error!("session ended: {e}");
+        Failure::Said(EXIT_RUNTIME)
+    })
+}
+
+/// An interface could not be opened; a permission error gets its hint.
+fn initiator_failure(e: LinkError) -> Failure {
+    let hint = if e.is_permission() {
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "aoefs".into());
+        format!(" (packet capture needs CAP_NET_RAW: run aoefs as root, or give it the capability: setcap cap_net_raw+ep {exe})")
+    } else {
+        String::new()
+    };
+    Failure::runtime(format!("{e}{hint}"))
+}
+
+/// Mounts `fs` on `mnt` (fuser's: mount(2), or fusermount3 when mount(2)
+/// is refused).
+fn mount(fs: AoeFs, mnt: &Path, fuse: FuseOptions, threads: u16) -> Result<fuser::Session<AoeFs>, Failure> {
+    let mut config = fuser::Config::default();
+    config.mount_options = fuse.mount;
+    config.acl = fuse.acl;
+    config.n_threads = Some(threads as usize);
+    config.clone_fd = threads > 1;
+    fuser::Session::new(fs, mnt, &config).map_err(|e| {
+        Failure::runtime(match e.raw_os_error() {
+            Some(libc::EBUSY) => format!("mount point {} is busy (already mounted?)", mnt.display()),
+            Some(libc::EPERM) | Some(libc::EACCES) => format!("mount {}: permission denied: {e}", mnt.display()),
+            _ => format!("mount {}: {e}", mnt.display()),
+        })
+    })
+}
+
+/// SIGINT/SIGTERM/SIGHUP: unmount; the session loop then ends. The thread
+/// waits for the flag it returns (set when the session has ended) for 2 s
+/// at most, then exits the process.
+fn unmount_on_signals(stop_signals: BlockedStopSignals, mnt: PathBuf) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let done2 = done.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = stop_signals.wait();
+            log::info!("signal {sig}: unmounting {}", mnt.display());
+            let _ = aoefs::mountpoint::detach(&mnt);
+            // Files still open keep a lazily unmounted FUSE connection
+            // alive; do not wait for them for long.
+            for _ in 0..40 {
+                if done2.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::process::exit(0);
+        })
+        .expect("spawn signal thread");
+    done
+}
+
+fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
+    if let Some(ready) = ready {
+        ready.notify(code);
+    }
+}
+
+/// A command that works on a mount (`aoefs stat MNT`, ...).
+fn run_subcommand(cmd: Cmd) -> Result<(), String> {
     use aoefs::tools::{self, Control};
-    let res: Result<(), String> = (|| match cmd {
+    match cmd {
         Cmd::Stat { mountpoint, json } => {
             let m = tools::check_mount(&mountpoint)?;
             let rows = tools::stat_rows(&m).map_err(|e| format!("{}: {e}", m.display()))?;
@@ -187,287 +345,6 @@ fn run_subcommand(cmd: Cmd) -> ! {
                 ),
             }
         }
-    })();
-    match res {
-        Ok(()) => std::process::exit(0),
-        Err(e) => fail(EXIT_RUNTIME, &e),
-    }
-}
-
-/// An iostat interval: seconds, more than 0 (fractions allowed).
-fn parse_interval(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 1e6 => Ok(v),
-        _ => Err(format!("not a number of seconds greater than 0: {s}")),
-    }
-}
-
-fn fail(code: i32, msg: &str) -> ! {
-    eprintln!("aoefs: {msg}");
-    std::process::exit(code)
-}
-
-/// Forks into the background (`sys::daemon::daemonize`): the parent waits
-/// for the child's "mounted" byte and exits with the status it reports.
-/// Returns the pipe to report through in the child. It must run before any
-/// thread starts (fork copies only the calling thread); it fails if one has.
-fn daemonize() -> ReadyPipe {
-    match sys::daemon::daemonize() {
-        Err(e) => fail(EXIT_RUNTIME, &e),
-        Ok(Forked::Child(ready)) => ready,
-        // The child prints its own error before exiting.
-        Ok(Forked::Parent(startup)) => std::process::exit(startup.wait().map_or(EXIT_RUNTIME, i32::from)),
-    }
-}
-
-fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
-    if let Some(ready) = ready {
-        ready.notify(code);
-    }
-}
-
-/// Takes aoefs's own settings out of `-o` (as mount(8) and fstab pass them):
-/// `iflist=eth1:eth3`, `macs=020000000001:020000000002` (12 hex digits
-/// each), `deadsecs=N`, `maxout=N`, `cache_mb=N`, `readahead_kb=N`,
-/// `busy_poll_us=N`.
-fn apply_aoefs_options(cli: &mut Cli) {
-    let mut rest = Vec::new();
-    for o in std::mem::take(&mut cli.options) {
-        let (k, v) = match o.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => {
-                rest.push(o);
-                continue;
-            }
-        };
-        let num =
-            |v: &str| -> u64 { v.parse().unwrap_or_else(|_| fail(EXIT_USAGE, &format!("-o {k}: not a number: {v}"))) };
-        match k {
-            "iflist" => cli.iflist = Some(v.replace(':', " ")),
-            // Colons separate the MACs here (commas separate options).
-            "macs" => cli.macs = Some(v.replace(':', ",")),
-            "deadsecs" => cli.deadsecs = num(v).min(u32::MAX as u64) as u32,
-            "maxout" => {
-                let n = num(v);
-                if !(1..=4096).contains(&n) {
-                    fail(EXIT_USAGE, "-o maxout: must be 1..4096");
-                }
-                cli.maxout = n as u16
-            }
-            "cache_mb" => cli.cache_mb = num(v) as usize,
-            "readahead_kb" => cli.readahead_kb = num(v).min(262144) as u32,
-            "busy_poll_us" => cli.busy_poll_us = num(v).min(100000) as u32,
-            _ => rest.push(o),
-        }
-    }
-    cli.options = rest;
-}
-
-fn main() {
-    let mut cli = Cli::parse();
-    if let Some(cmd) = cli.cmd.take() {
-        run_subcommand(cmd);
-    }
-    // fuser warns when the mount it would unmount at exit is already gone
-    // (umount by the user): expected, so not shown by default.
-    let default_level = if cli.debug { "debug" } else { "warn,fuser::session=error" };
-    let daemon_syslog = !cli.foreground && !cli.debug;
-    if !daemon_syslog {
-        aoefs::logging::init_stderr(default_level);
-    }
-
-    let mountpoint = cli.mountpoint.clone().expect("clap requires the mount point");
-    apply_aoefs_options(&mut cli);
-    // A dead aoefs mount (its aoefs was killed) is detached; anything else
-    // mounted there makes the mount point busy.
-    let mnt = match aoefs::mountpoint::prepare(&mountpoint) {
-        Ok(p) => {
-            if p.detached > 0 {
-                eprintln!(
-                    "aoefs: {}: detached the dead aoefs mount left by an aoefs that ended without unmounting",
-                    p.path.display()
-                );
-            }
-            p.path
-        }
-        Err(MountPointError::Usage(m)) => fail(EXIT_USAGE, &m),
-        Err(MountPointError::Busy(m)) => fail(EXIT_RUNTIME, &m),
-    };
-    // fuser opens /dev/fuse, and mounts with mount(2) or, when that is not
-    // permitted (a user), through the setuid fusermount3, which opens
-    // /dev/fuse with the user's rights as well: without access to it nobody
-    // can mount.
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
-        fail(
-            EXIT_RUNTIME,
-            &match e.kind() {
-                std::io::ErrorKind::NotFound => "/dev/fuse is missing: load the fuse module (modprobe fuse)".into(),
-                std::io::ErrorKind::PermissionDenied => format!(
-                    "/dev/fuse: {e}: a user can mount only where /dev/fuse is readable and writable by all \
-                     (crw-rw-rw-, as udev makes it; fusermount3 opens it with the user's rights too)"
-                ),
-                _ => format!("/dev/fuse: {e}"),
-            },
-        );
-    }
-    let provider = Arc::new(PcapProvider { busy_poll: std::time::Duration::from_micros(cli.busy_poll_us as u64) });
-    let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
-    for n in &names {
-        if !provider.exists(n) {
-            fail(EXIT_USAGE, &format!("unknown interface: {n}"));
-        }
-    }
-    if cli.iflist.is_some() && names.is_empty() {
-        fail(EXIT_USAGE, "--iflist names no interface");
-    }
-    if names.is_empty() && provider.default_names().is_empty() {
-        fail(EXIT_USAGE, "no usable network interface (none is up besides loopback)");
-    }
-    let macs = match cli.macs.as_deref().map(aoefs::initiator::parse_macs) {
-        None => Vec::new(),
-        Some(Ok(m)) => m,
-        Some(Err(e)) => fail(
-            EXIT_USAGE,
-            &format!(
-                "--macs: {e} (MACs as aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or 12 hex digits, separated by \
-                 commas; in -o macs=, 12 hex digits separated by colons)"
-            ),
-        ),
-    };
-    let mut readonly = false;
-    let mut acl = fuser::SessionACL::Owner;
-    let mut mount_opts = vec![
-        fuser::MountOption::FSName("aoefs".into()),
-        fuser::MountOption::Subtype("aoefs".into()),
-        // The direct mount(2) path ignores Subtype: pass it to the kernel too, so
-        // /proc/mounts says fuse.aoefs (as mount(8) and fstab expect).
-        fuser::MountOption::CUSTOM("subtype=aoefs".into()),
-        fuser::MountOption::DefaultPermissions,
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoDev,
-    ];
-    for o in cli.options.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        match o {
-            // The last of ro/rw wins, as with mount(8).
-            "ro" => readonly = true,
-            "rw" => readonly = false,
-            "allow_other" => acl = fuser::SessionACL::All,
-            "allow_root" => acl = fuser::SessionACL::RootAndOwner,
-            "default_permissions" | "nosuid" | "nodev" | "suid" | "dev" => {}
-            other => mount_opts.push(fuser::MountOption::CUSTOM(other.to_string())),
-        }
-    }
-    if readonly {
-        mount_opts.push(fuser::MountOption::RO);
-    }
-
-    let ready_fd = if cli.foreground { None } else { Some(daemonize()) };
-    if daemon_syslog {
-        let level = std::env::var("RUST_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Info);
-        sys::syslog::SyslogLogger::install(level);
-    }
-    // Before any thread starts, so that only the signal thread takes them.
-    let stop_signals = BlockedStopSignals::block();
-
-    let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs };
-    let ini = match Initiator::new(provider, Arc::new(RealClock::default()), opts, &names) {
-        Ok(i) => i,
-        Err(e) => {
-            let hint = if e.is_permission() {
-                let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "aoefs".into());
-                format!(" (packet capture needs CAP_NET_RAW: run aoefs as root, or give it the capability: setcap cap_net_raw+ep {exe})")
-            } else {
-                String::new()
-            };
-            eprintln!("aoefs: {e}{hint}");
-            notify_parent(ready_fd, EXIT_RUNTIME as u8);
-            std::process::exit(EXIT_RUNTIME);
-        }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let timer = {
-        let ini = ini.clone();
-        let stop = stop.clone();
-        std::thread::Builder::new()
-            .name("timer".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    ini.tick();
-                }
-            })
-            .expect("spawn timer")
-    };
-    ini.discover();
-    ini.wait_discovery(Duration::from_millis(cli.discover_wait_ms));
-
-    let core =
-        BlockFs::new(ini.clone(), cli.cache_mb << 20, (cli.readahead_kb as u64) << 10, cli.workers as usize, readonly);
-    let fs = AoeFs::new(core.clone());
-    let mut config = fuser::Config::default();
-    config.mount_options = mount_opts;
-    config.acl = acl;
-    config.n_threads = Some(cli.fuse_threads as usize);
-    config.clone_fd = cli.fuse_threads > 1;
-    let session = match fuser::Session::new(fs, &mnt, &config) {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = match e.raw_os_error() {
-                Some(libc::EBUSY) => format!("mount point {} is busy (already mounted?)", mnt.display()),
-                Some(libc::EPERM) | Some(libc::EACCES) => format!("mount {}: permission denied: {e}", mnt.display()),
-                _ => format!("mount {}: {e}", mnt.display()),
-            };
-            eprintln!("aoefs: {msg}");
-            notify_parent(ready_fd, EXIT_RUNTIME as u8);
-            std::process::exit(EXIT_RUNTIME);
-        }
-    };
-    log::info!("mounted {} with {} target(s)", mnt.display(), ini.devices().len());
-
-    // SIGINT/SIGTERM/SIGHUP: unmount; the session loop then ends.
-    let done = Arc::new(AtomicBool::new(false));
-    {
-        let mnt = mnt.clone();
-        let done = done.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                let sig = stop_signals.wait();
-                log::info!("signal {sig}: unmounting {}", mnt.display());
-                let _ = aoefs::mountpoint::detach(&mnt);
-                // Files still open keep a lazily unmounted FUSE connection
-                // alive; do not wait for them for long.
-                for _ in 0..40 {
-                    if done.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                std::process::exit(0);
-            })
-            .expect("spawn signal thread");
-    }
-    if let Some(p) = &cli.pidfile {
-        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
-            log::warn!("pidfile {}: {e}", p.display());
-        }
-    }
-    notify_parent(ready_fd, 0);
-    if !cli.foreground {
-        sys::daemon::detach_stdio(cli.debug);
-    }
-    let r = session.run();
-    done.store(true, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let _ = timer.join();
-    ini.shutdown();
-    core.pool.shutdown();
-    if let Some(p) = &cli.pidfile {
-        let _ = std::fs::remove_file(p);
-    }
-    if let Err(e) = r {
-        log::error!("session ended: {e}");
-        std::process::exit(EXIT_RUNTIME);
     }
 }
 

@@ -9,22 +9,24 @@
 
 mod common;
 
-use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error};
+use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error, Kind, Node, Opened, ATTRS};
 use aoefs::clock::{Clock, ManualClock, RealClock};
 use aoefs::engine::{IoError, IoResult, Op};
 use aoefs::initiator::{Initiator, Options};
 use aoefs::link::fault::FaultConfig;
 use aoefs::link::mem::{Hub, SimTarget};
 use aoefs::sim::{Backing, SimConfig, SimModel};
+use aoefs::timer::Timer;
 use aoefs::wire::Mac;
 use common::seeded;
+use std::ffi::OsStr;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SECTORS: u64 = 8192; // 4 MiB
 /// How often the initiator is ticked (aoefs' timer thread: every 5 ms).
-const TICK: Duration = Duration::from_millis(5);
+const TICK: Duration = aoefs::timer::TICK;
 
 /// The target's MAC.
 const T_MAC: Mac = Mac([2, 0, 0, 0, 2, 2]);
@@ -50,7 +52,7 @@ fn opts(deadsecs: u32) -> Options {
 
 /// Real clock; a thread ticks the initiator every [`TICK`] until the test
 /// drops it. The target is e3.7.
-fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+fn setup(mtu: usize, deadsecs: u32, cache: usize) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Timer) {
     setup_with(e3_7(), mtu, opts(deadsecs), cache)
 }
 
@@ -61,18 +63,10 @@ fn setup_with(
     mtu: usize,
     opts: Options,
     cache: usize,
-) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, std::thread::JoinHandle<()>) {
+) -> (Hub, Arc<SimTarget>, Arc<BlockFs>, Timer) {
     let (hub, t, ini) = start(Arc::new(RealClock::default()), mtu, opts, target);
-    let weak = Arc::downgrade(&ini);
-    let timer = std::thread::spawn(move || loop {
-        std::thread::sleep(TICK);
-        match weak.upgrade() {
-            Some(ini) => ini.tick(),
-            None => return,
-        }
-    });
-    ini.discover();
-    ini.wait_discovery(Duration::from_secs(3));
+    // As aoefs starts: the timer, and the first discovery.
+    let timer = aoefs::timer::start(&ini, Duration::from_secs(3));
     let core = BlockFs::new(ini, cache, 4 << 20, 8, false);
     (hub, t, core, timer)
 }
@@ -398,6 +392,39 @@ fn control_files_reject_bad_input_and_change_nothing() {
 }
 
 #[test]
+fn the_tree_names_a_target_only_as_it_spells_itself_and_counts_its_openers() {
+    let (_hub, _t, core, _) = setup(1500, 180, 0);
+    let dev = core.ini.device(3, 7).unwrap();
+    let root = Node::Root.ino();
+    let lookup = |dir: u64, name: &str| core.lookup(dir, OsStr::new(name));
+    let image = lookup(root, "e3.7").expect("e3.7");
+    assert_eq!(image.attr.ino, Node::Image(dev.id, 0).ino());
+    assert_eq!((image.attr.kind, image.attr.size, image.attr.perm), (Kind::File, SECTORS * 512, 0o660));
+    assert_eq!(image.ttl, Duration::ZERO, "a target's name is looked up every time");
+    for other in ["e03.7", "e3.07", "e3.7p1", "e3.8", "e3.7 "] {
+        assert_eq!(lookup(root, other).unwrap_err().errno(), libc::ENOENT, "{other:?}");
+    }
+    let names = |ino: u64| core.readdir(ino).unwrap().into_iter().map(|e| e.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(root),
+        [".", "..", "discover", "interfaces", "err", "revalidate", "flush", "block", "sys", "e3.7"]
+    );
+    let dir = lookup(Node::BlockDir.ino(), "e3.7").unwrap();
+    assert_eq!(names(dir.attr.ino)[2..], ATTRS);
+    let link = lookup(Node::SysBlockDir.ino(), "etherd!e3.7").unwrap();
+    assert_eq!(core.readlink(link.attr.ino).unwrap(), "../../block/e3.7");
+    // An open image counts as an opener until it is released.
+    let Ok(Opened::Image(fh)) = core.open(image.attr.ino, true) else { panic!("e3.7 not opened") };
+    assert_eq!(dev.open_count(), 1);
+    core.release(image.attr.ino, fh);
+    assert_eq!(dev.open_count(), 0);
+    // A flushed target's inode names nothing any more.
+    core.write_ctl(Ctl::Flush, b"all").unwrap();
+    assert_eq!(core.getattr(image.attr.ino).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(core.open(image.attr.ino, false).unwrap_err().errno(), libc::ENOENT);
+}
+
+#[test]
 fn read_ahead_serves_sequential_readers_and_never_stale_data() {
     let (_hub, t, core, _) = setup(1500, 180, 0);
     let model = pattern((SECTORS * 512) as usize, 77);
@@ -507,14 +534,8 @@ fn start_with(model: SimModel, announce: bool) -> (Hub, Arc<SimTarget>, Arc<Bloc
     let t = if announce { SimTarget::start_model(&hub, model) } else { SimTarget::plug(&hub, model) };
     let ini = Initiator::new(hub.provider(), Arc::new(RealClock::default()), Options::default(), &["mem0".to_string()])
         .expect("initiator");
-    let weak = Arc::downgrade(&ini);
-    std::thread::spawn(move || loop {
-        std::thread::sleep(TICK);
-        match weak.upgrade() {
-            Some(ini) => ini.tick(),
-            None => return,
-        }
-    });
+    // The timer only: the tests discover (or the target announces itself).
+    Timer::spawn(&ini);
     (hub, t, BlockFs::new(ini, 0, 0, 4, false))
 }
 

@@ -1,9 +1,10 @@
-//! The filesystem without the kernel: image files mapped to AoE ATA commands
-//! (`image`), the control files (`control_files`), the status attributes
-//! (`attrs`), names (`names`), partition tables and open image files
-//! (`partitions`), sector range locks (`range_lock`) and read-ahead
-//! (`readahead`). `fs` only adapts fuser to this, and errors
-//! become errno values in `error`.
+//! The filesystem without the kernel: the tree of inodes, its lookups,
+//! listings, opens and errnos (`tree`), image files mapped to AoE ATA
+//! commands (`image`), the control files (`control_files`), the status
+//! attributes (`attrs`), names (`names`), partition tables and open image
+//! files (`partitions`), sector range locks (`range_lock`) and read-ahead
+//! (`readahead`). `fs` only adapts fuser to this (one method of `tree`
+//! per FUSE operation), and errors become errno values in `error`.
 
 mod attrs;
 mod control_files;
@@ -14,6 +15,7 @@ mod partitions;
 mod range_lock;
 pub mod readahead;
 mod reply;
+mod tree;
 
 pub use attrs::{attr_is_command, attr_size, parse_mask_edit, parse_reserve, ATTRS};
 pub use control_files::{command_bytes, Ctl, CTL_MAX_WRITE, ERR_READ_WAIT};
@@ -24,6 +26,7 @@ pub use names::{
 };
 pub use range_lock::{RangeGuard, RangeLocks};
 pub use reply::{EmptyReply, ReadReply, WriteReply};
+pub use tree::{Attr, DirEntry, Entry, Kind, Node, Opened, Refused, BLOCK_SIZE, TTL};
 
 use crate::cache::Cache;
 use crate::device::Device;
@@ -117,6 +120,13 @@ impl BlockFs {
             readonly,
             tables: partitions::Tables::default(),
         })
+    }
+
+    /// Ends the mount's I/O, once the adapter has stopped: the initiator
+    /// closes its links and fails what is pending, the workers finish.
+    pub fn shutdown(&self) {
+        self.ini.shutdown();
+        self.pool.shutdown();
     }
 
     /// Reports a failed request on `err` (target errors only: a dead target
