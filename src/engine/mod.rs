@@ -117,9 +117,11 @@ pub const FALLBACK_SECTORS: u8 = 2;
 /// Random loss rarely loses six in a row with nothing large answered in
 /// between: at 10% loss per transmission, one in a million runs of losses.
 pub const JUMBO_LOSSES: u32 = 6;
-/// Error register bits that mean a write was refused: ABRT, IDNF and WP
+/// Whether an error register says a write was refused: ABRT, IDNF or WP
 /// (0x40, UNC on reads).
-const WRITE_REFUSED: u8 = wire::ATA_ERR_ABRT | wire::ATA_ERR_IDNF | 0x40;
+fn write_refused(error: u8) -> bool {
+    error & (wire::ATA_ERR_ABRT | wire::ATA_ERR_IDNF | 0x40) != 0
+}
 /// Tag layout: bit 31 clear (the driver's space: `wire::TAG_USER_TOOLS`),
 /// bit 30 clear (the initiator's other commands: discovery, probes, control
 /// commands), 18 bits generation (one counter per target, one value per
@@ -454,10 +456,6 @@ impl Path {
         let natural = frame_sectors(self.mtu, self.max_sectors);
         self.cap.map_or(natural, |c| c.sectors.min(natural))
     }
-    /// Bytes of data per frame on this path.
-    pub fn payload(&self) -> usize {
-        self.frame_sectors() as usize * SECTOR
-    }
 }
 
 /// Sectors per frame for an MTU and a target's maximum: min((MTU − 36) /
@@ -734,10 +732,9 @@ impl TargetIo {
     ) -> PathChange {
         if let Some(idx) = self.paths.iter().position(|p| p.link == link && p.mac == mac) {
             let p = &mut self.paths[idx];
+            // (A link keeps its interface's name: a renamed interface is a
+            // new link.)
             p.mtu = mtu;
-            if p.ifname != ifname {
-                p.ifname = ifname.to_string();
-            }
             p.buffer_count = buffer_count;
             p.max_sectors = max_sectors;
             // One that allows larger frames than when the path fell back
@@ -1583,7 +1580,7 @@ impl TargetIo {
             // command goes out with a zero feature register, which a target
             // that echoes it returns; other bits, such as the 0x01 some
             // drives leave after a reset, are not looked at.)
-            Ok(a) if job.write && a.err_feature & WRITE_REFUSED != 0 => {
+            Ok(a) if job.write && write_refused(a.err_feature) => {
                 Some(IoError::Ata { status: a.cmd_status, error: a.err_feature })
             }
             Ok(a) => {

@@ -366,6 +366,19 @@ impl Harness {
 }
 
 #[test]
+fn a_frame_carries_as_many_sectors_as_fit_after_its_36_byte_header() {
+    // The MTU counts what follows the 14-byte Ethernet header: 10 bytes of
+    // AoE header, 12 of ATA header, then the sectors.
+    for (mtu, sectors) in [(1045, 1), (1046, 2), (1557, 2), (1558, 3), (8725, 16), (8726, 17), (9000, 17)] {
+        assert_eq!(frame_sectors(mtu, 255), sectors, "MTU {mtu}");
+    }
+    assert_eq!(frame_sectors(9000, 8), 8, "the target's maximum");
+    assert_eq!(frame_sectors(9000, 0), 1, "at least one");
+    assert_eq!(frame_sectors(100, 255), 1, "at least one");
+    assert_eq!(frame_sectors(200_000, 255), 255, "at most 255");
+}
+
+#[test]
 fn frame_size_follows_mtu_and_target_maximum() {
     let mut t = TargetIo::new(0, 1, 128);
     in_use(&mut t, 0, T_MAC, 1500, 16, 255);
