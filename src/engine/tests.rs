@@ -1569,3 +1569,36 @@ fn errors_and_events_read_as_err_shows_them() {
         assert_eq!((s.name(), s.to_string()), (name, name.to_string()));
     }
 }
+
+#[test]
+fn a_refused_mac_that_made_room_is_remembered_by_link_and_mac_up_to_a_bound() {
+    // Eight candidates fill their part of the table; each new MAC then
+    // takes the place of the one refused longest ago, which is remembered
+    // (its next claims start nothing) by link and MAC, for the last
+    // MAX_REFUSED_MACS of them.
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    let mac = |i: usize| Mac([2, 9, 0, 0, (i >> 8) as u8, i as u8]);
+    let claim = |t: &mut TargetIo, now, link: usize, m: Mac| {
+        t.add_path(now, link, "sim0", I_MAC, m, 1500, 16, 255, PathState::Unverified)
+    };
+    let n = MAX_CANDIDATES + MAX_REFUSED_MACS + 1;
+    for i in 0..n {
+        let now = i as u64 + 1;
+        match claim(&mut t, now, 0, mac(i)) {
+            PathChange::Added { id, .. } => t.refuse(id, now),
+            other => panic!("candidate {i}: {other:?}"),
+        }
+    }
+    // The first n - MAX_CANDIDATES made room, in order; the oldest of them
+    // was forgotten when the list was full, the others are remembered.
+    let now = n as u64 + 10;
+    assert!(matches!(claim(&mut t, now, 0, mac(0)), PathChange::Added { .. }), "the oldest was forgotten");
+    for i in 2..(n - MAX_CANDIDATES) {
+        assert_eq!(claim(&mut t, now, 0, mac(i)), PathChange::Refused, "refused MAC {i} remembered");
+    }
+    // Only that MAC on that link: the same MAC through another interface,
+    // and another MAC, are new candidates.
+    assert!(matches!(claim(&mut t, now, 1, mac(3)), PathChange::Added { .. }));
+    assert!(matches!(claim(&mut t, now, 0, mac(5000)), PathChange::Added { .. }));
+}
