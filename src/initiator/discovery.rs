@@ -2,9 +2,9 @@
 //! config responses (announcements included) that create devices and paths,
 //! IDENTIFY, `revalidate` and `flush`.
 
-use super::rx::RxBatch;
+use super::effects::{run_completions, with_outbox, ConfigQuery, Effects};
 use super::trust::new_path_state;
-use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
+use super::{retry_delay, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
 use crate::device::{DevInner, DevState, Device};
 use crate::engine::{IoDone, Op, Outbox, PathChange, PathState};
@@ -13,22 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// IDENTIFY and config queries that failed are retried after this, doubled
-/// per failure in a row...
-pub const RETRY_FIRST: Micros = 250_000;
-/// ... up to this, so a target that was busy when it started appears within
-/// about this long of being ready.
-pub const RETRY_MAX: Micros = 2_000_000;
 /// A target that is down is asked this often whether it is back.
 pub const DOWN_PROBE_INTERVAL: Micros = 2_000_000;
 /// Most targets with a config query retry pending (answers with an AoE
 /// error to our discovery), so a flood of them costs bounded memory.
 const MAX_CONFIG_RETRIES: usize = 256;
-
-/// The wait before the next try after `failures` failures in a row.
-pub fn retry_delay(failures: u32) -> Micros {
-    RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
-}
 
 /// A config query to retry: a target answered our discovery with an AoE
 /// error (3, device unavailable, while it starts).
@@ -46,16 +35,6 @@ pub enum FlushError {
     NoSuchDevice,
     #[error("device is open")]
     Busy,
-}
-
-/// A unicast query config to send on one link once the device's lock is
-/// dropped (a new path's verification).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ConfigQuery {
-    pub(super) link: usize,
-    pub(super) shelf: u16,
-    pub(super) slot: u8,
-    pub(super) dst: Mac,
 }
 
 impl Initiator {
@@ -123,7 +102,7 @@ impl Initiator {
     /// updates its path, and starts IDENTIFY when the device is not up yet.
     /// From a new MAC of a known target: an unverified path, checked before
     /// it carries anything (`trust`).
-    pub(super) fn on_config(&self, link: usize, h: &Header, c: &ConfigRepr<'_>, batch: &mut RxBatch) {
+    pub(super) fn on_config(&self, link: usize, h: &Header, c: &ConfigRepr<'_>, batch: &mut Effects) {
         if h.shelf == wire::SHELF_ALL || h.slot == wire::SLOT_ALL || h.src.is_multicast() {
             self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
             return;

@@ -8,8 +8,9 @@
 //! the new table is in place: closing joins the capture thread, which may be
 //! busy handling a frame.
 
+use super::effects::{run_completions, with_outbox};
 use super::rx::FrameSink;
-use super::{run_completions, with_outbox, Initiator};
+use super::Initiator;
 use crate::engine::{IoError, Outbox};
 use crate::link::{Link, RxHandler};
 use crate::wire::Frame;
@@ -265,7 +266,7 @@ impl Initiator {
                 g.io.fail_all(IoError::Down);
                 g.io.take_completed()
             };
-            super::run_completions(c);
+            run_completions(c);
         }
     }
 }

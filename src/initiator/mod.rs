@@ -13,6 +13,7 @@
 
 mod control;
 mod discovery;
+mod effects;
 mod links;
 mod rx;
 mod trust;
@@ -24,10 +25,11 @@ pub use trust::{parse_macs, MAX_DEVICES, MAX_UNIDENTIFIED};
 
 use crate::clock::{Clock, Micros};
 use crate::device::{DevState, Device};
-use crate::engine::{Completions, IoDone, IoError, Op, Outbox, TimerOutcome};
+use crate::engine::{IoDone, IoError, Op, Outbox, TimerOutcome};
 use crate::errlog::ErrLog;
 use crate::link::LinkProvider;
 use crate::wire::Mac;
+use effects::{run_completions, with_outbox, ConfigQuery};
 use links::LinkTable;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -50,6 +52,18 @@ pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
 /// probes of down targets, new paths' verifications) this often, and in
 /// between only at those with work for their engine.
 pub const SWEEP_INTERVAL: Micros = 100_000;
+
+/// IDENTIFY, config queries and new paths' verifications that failed are
+/// retried after this, doubled per failure in a row...
+const RETRY_FIRST: Micros = 250_000;
+/// ... up to this, so a target that was busy when it started appears within
+/// about this long of being ready.
+const RETRY_MAX: Micros = 2_000_000;
+
+/// The wait before the next try after `failures` failures in a row.
+fn retry_delay(failures: u32) -> Micros {
+    RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
+}
 
 /// Initiator parameters (the driver's module parameters, and `--macs`).
 #[derive(Debug, Clone)]
@@ -122,27 +136,6 @@ pub struct Initiator {
     config_retries: Mutex<HashMap<(u16, u8, crate::wire::Mac), discovery::ConfigRetry>>,
     ctl_seq: AtomicU32,
     me: Weak<Initiator>,
-}
-
-thread_local! {
-    /// One reusable outbox per thread, so the submit path does not allocate.
-    static OUTBOX: std::cell::RefCell<Outbox> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's (empty) outbox and puts it back after.
-fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
-    let mut out = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
-    let r = f(&mut out);
-    out.clear();
-    OUTBOX.with(|o| *o.borrow_mut() = out);
-    r
-}
-
-/// Runs finished requests' callbacks (outside every lock).
-fn run_completions(c: Completions) {
-    for (done, res) in c {
-        done(res);
-    }
 }
 
 impl Initiator {
@@ -296,7 +289,7 @@ impl Initiator {
         sweep: bool,
         report: bool,
         out: &mut Outbox,
-        queries: &mut Vec<discovery::ConfigQuery>,
+        queries: &mut Vec<ConfigQuery>,
     ) -> bool {
         let (t, unreported, c, listed) = {
             let mut g = dev.inner.lock();

@@ -3,41 +3,34 @@
 //! engine (ATA replies), to discovery (config responses) or to a waiting
 //! control command. While a burst of frames lasts, the commands the replies
 //! free up and the requests they complete are collected in the sink's
-//! `RxBatch`; `idle` sends the commands in one go and then answers the
+//! batch (`Effects`); `idle` sends the commands in one go and then answers the
 //! requests. The target then gets several commands per wake-up and the FUSE
 //! caller several replies per wake-up, where before each frame cost a
 //! wake-up of both (at QD32 about a third of the machine's time went to
 //! wake-ups).
 
-use super::discovery::ConfigQuery;
-use super::{run_completions, Initiator, CTL_TAG, DISCOVER_TAG};
-use crate::engine::{Completions, Outbox, ReplyOutcome};
+use super::effects::{run_completions, Effects};
+use super::{Initiator, CTL_TAG, DISCOVER_TAG};
+use crate::engine::ReplyOutcome;
 use crate::link::Receiver;
 use crate::wire::{self, Body, Frame, Header, Repr};
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-/// What a burst of received frames left to do: commands to send (and
-/// config queries: new paths' verifications), then requests to answer.
-#[derive(Default)]
-pub(super) struct RxBatch {
-    pub(super) out: Outbox,
-    pub(super) queries: Vec<ConfigQuery>,
-    pub(super) done: Completions,
-}
-
 /// The initiator's receiver on one link.
 pub(super) struct FrameSink {
     ini: Weak<Initiator>,
     link: usize,
+    /// What the burst of frames so far left to do: commands to send (and
+    /// config queries: new paths' verifications), then requests to answer.
     /// Only this link's capture thread uses it; the lock is never contended.
-    batch: Mutex<RxBatch>,
+    batch: Mutex<Effects>,
 }
 
 impl FrameSink {
     pub(super) fn new(ini: Weak<Initiator>, link: usize) -> FrameSink {
-        FrameSink { ini, link, batch: Mutex::new(RxBatch::default()) }
+        FrameSink { ini, link, batch: Mutex::new(Effects::default()) }
     }
 }
 
@@ -70,7 +63,7 @@ impl Receiver for FrameSink {
 impl Initiator {
     /// One received frame. What it leads to (commands to send, requests to
     /// answer) goes into `batch`, for the sink's `idle`.
-    fn handle_frame(&self, link: usize, bytes: &[u8], batch: &mut RxBatch) {
+    fn handle_frame(&self, link: usize, bytes: &[u8], batch: &mut Effects) {
         let f = match Frame::new_checked(bytes) {
             Ok(f) => f,
             Err(_) => {
@@ -134,7 +127,7 @@ impl Initiator {
         }
     }
 
-    fn on_ata(&self, link: usize, h: &Header, reply: Result<&wire::AtaRepr<'_>, wire::AoeError>, batch: &mut RxBatch) {
+    fn on_ata(&self, link: usize, h: &Header, reply: Result<&wire::AtaRepr<'_>, wire::AoeError>, batch: &mut Effects) {
         let Some(dev) = self.device(h.shelf, h.slot) else {
             self.ignored.unknown_target.fetch_add(1, Ordering::Relaxed);
             return;

@@ -14,8 +14,8 @@
 //!   identified (and so never opened) are evicted first when the table is
 //!   full; `err` messages about them are bounded and summed up.
 
-use super::discovery::{retry_delay, ConfigQuery};
-use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG};
+use super::effects::{run_completions, with_outbox, ConfigQuery};
+use super::{retry_delay, Initiator, DISCOVER_TAG};
 use crate::clock::Micros;
 use crate::device::{DevInner, DevState, Device};
 use crate::engine::{IoError, IoResult, Outbox, PathState};
