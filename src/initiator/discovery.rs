@@ -2,7 +2,7 @@
 //! config responses (announcements included) that create devices and paths,
 //! IDENTIFY, `revalidate` and `flush`.
 
-use super::effects::{run_completions, with_outbox, ConfigQuery, Effects};
+use super::effects::{ConfigQuery, Effects};
 use super::trust::new_path_state;
 use super::{retry_delay, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
@@ -119,50 +119,48 @@ impl Initiator {
         };
         let Some(dev) = self.admit_device(h.shelf, h.slot) else { return };
         let now = self.now();
-        let mut g = dev.inner.lock();
-        let state = new_path_state(&g, h.src);
-        let (id, state) = match g.io.add_path(
-            now,
-            link,
-            l.name(),
-            l.mac(),
-            h.src,
-            l.mtu(),
-            c.buffer_count,
-            c.effective_max_sectors(),
-            state,
-        ) {
-            PathChange::Added { id, state } => {
-                log::info!("{}: path {} via {} ({state})", dev.name(), h.src, l.name());
-                (id, state)
-            }
-            PathChange::Updated { id, state } => (id, state),
-            PathChange::Full | PathChange::Refused => {
-                drop(g);
-                self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
-                dev.ignored.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        match state {
-            PathState::Unverified => {
-                self.candidate_config(&dev, &mut g, id, h, c, now, &mut batch.out, &mut batch.queries)
-            }
-            PathState::Refused => {
-                dev.ignored.fetch_add(1, Ordering::Relaxed);
-            }
-            PathState::InUse | PathState::Failed => {
-                g.firmware = c.firmware;
-                if g.config != c.config {
-                    g.config = c.config.to_vec();
+        let added = self.collect(&dev, batch, |g, fx| {
+            let state = new_path_state(g, h.src);
+            let (id, state) = match g.io.add_path(
+                now,
+                link,
+                l.name(),
+                l.mac(),
+                h.src,
+                l.mtu(),
+                c.buffer_count,
+                c.effective_max_sectors(),
+                state,
+            ) {
+                PathChange::Added { id, state } => {
+                    log::info!("{}: path {} via {} ({state})", dev.name(), h.src, l.name());
+                    (id, state)
                 }
-                if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
-                    log::info!("{}: query config answered after retries", dev.name());
+                PathChange::Updated { id, state } => (id, state),
+                PathChange::Full | PathChange::Refused => return false,
+            };
+            match state {
+                PathState::Unverified => self.candidate_config(&dev, g, id, h, c, now, fx),
+                PathState::Refused => {
+                    dev.ignored.fetch_add(1, Ordering::Relaxed);
                 }
-                self.revive(&dev, &mut g, h.src, now, &mut batch.out);
+                PathState::InUse | PathState::Failed => {
+                    g.firmware = c.firmware;
+                    if g.config != c.config {
+                        g.config = c.config.to_vec();
+                    }
+                    if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
+                        log::info!("{}: query config answered after retries", dev.name());
+                    }
+                    self.revive(&dev, g, h.src, now, &mut fx.out);
+                }
             }
+            true
+        });
+        if !added {
+            self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
+            dev.ignored.fetch_add(1, Ordering::Relaxed);
         }
-        batch.done.extend(g.io.take_completed());
     }
 
     /// The target answered from `mac` on a verified path: frames it has not
@@ -346,16 +344,10 @@ impl Initiator {
             self.query_config(dev.shelf, dev.slot, m);
         }
         let now = self.now();
-        with_outbox(|out| {
-            let c = {
-                let mut g = dev.inner.lock();
-                if g.state == DevState::Up && !g.identifying {
-                    self.start_identify(dev, &mut g, now, out);
-                }
-                g.io.take_completed()
-            };
-            self.send(out);
-            run_completions(c);
+        self.step(dev, |g, fx| {
+            if g.state == DevState::Up && !g.identifying {
+                self.start_identify(dev, g, now, &mut fx.out);
+            }
         });
     }
 

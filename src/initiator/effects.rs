@@ -27,17 +27,27 @@ pub(super) struct Effects {
     pub(super) done: Completions,
 }
 
-thread_local! {
-    /// One reusable outbox per thread, so the submit path does not allocate.
-    static OUTBOX: std::cell::RefCell<Outbox> = const { std::cell::RefCell::new(Vec::new()) };
+impl Effects {
+    const fn new() -> Effects {
+        Effects { out: Vec::new(), queries: Vec::new(), done: Vec::new() }
+    }
 }
 
-/// Runs `f` with this thread's (empty) outbox and puts it back after.
-pub(super) fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
-    let mut out = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
-    let r = f(&mut out);
-    out.clear();
-    OUTBOX.with(|o| *o.borrow_mut() = out);
+thread_local! {
+    /// One reusable `Effects` per thread, so the submit path does not allocate.
+    static EFFECTS: std::cell::RefCell<Effects> = const { std::cell::RefCell::new(Effects::new()) };
+}
+
+/// Runs `f` with this thread's (empty) `Effects` and puts it back after,
+/// emptied. A call nested in `f` (a completion that submits again) gets an
+/// `Effects` of its own.
+pub(super) fn with_effects<R>(f: impl FnOnce(&mut Effects) -> R) -> R {
+    let mut fx = EFFECTS.with(|e| std::mem::take(&mut *e.borrow_mut()));
+    let r = f(&mut fx);
+    debug_assert!(fx.done.is_empty(), "completions left to run");
+    fx.out.clear();
+    fx.queries.clear();
+    EFFECTS.with(|e| *e.borrow_mut() = fx);
     r
 }
 

@@ -24,12 +24,12 @@ pub use links::LinkError;
 pub use trust::{parse_macs, MAX_DEVICES, MAX_UNIDENTIFIED};
 
 use crate::clock::{Clock, Micros};
-use crate::device::{DevState, Device};
-use crate::engine::{IoDone, IoError, Op, Outbox, TimerOutcome};
+use crate::device::{DevInner, DevState, Device};
+use crate::engine::{IoDone, IoError, Op, TimerOutcome};
 use crate::errlog::ErrLog;
 use crate::link::LinkProvider;
 use crate::wire::Mac;
-use effects::{run_completions, with_outbox, ConfigQuery};
+use effects::{run_completions, with_effects, Effects};
 use links::LinkTable;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -195,30 +195,76 @@ impl Initiator {
         self.devices.read().values().find(|d| d.id == id).cloned()
     }
 
+    /// One step on a device, the sequence every change of a device's engine
+    /// follows: under the device's lock `step` calls the engine (queueing
+    /// frames and queries in the `Effects` it is given), then the engine's
+    /// events go to `err` and its finished requests are taken; with the lock
+    /// dropped the frames are sent, then the queries, then `then` runs with
+    /// what `step` returned, and the completions run last. No frame is sent
+    /// and no completion runs under the lock.
+    fn step_then<R, T>(
+        &self,
+        dev: &Device,
+        step: impl FnOnce(&mut DevInner, &mut Effects) -> R,
+        then: impl FnOnce(R) -> T,
+    ) -> T {
+        with_effects(|fx| {
+            let r = self.collect(dev, fx, step);
+            self.apply_then(fx, || then(r))
+        })
+    }
+
+    /// `step_then` with nothing to do between the sends and the completions.
+    fn step<R>(&self, dev: &Device, step: impl FnOnce(&mut DevInner, &mut Effects) -> R) -> R {
+        self.step_then(dev, step, |r| r)
+    }
+
+    /// The locked half of a step: runs `step` under the device's lock and
+    /// adds what it left to do to `fx` (the engine's events reported, its
+    /// finished requests taken). A capture thread collects a burst of
+    /// frames this way and carries out the batch at its end (`apply`).
+    fn collect<R>(&self, dev: &Device, fx: &mut Effects, step: impl FnOnce(&mut DevInner, &mut Effects) -> R) -> R {
+        let mut g = dev.inner.lock();
+        let r = step(&mut g, fx);
+        self.report_events(dev, &mut g);
+        fx.done.extend(g.io.take_completed());
+        r
+    }
+
+    /// Carries out collected effects with no lock held: the frames, the
+    /// queries, then the completions.
+    fn apply(&self, fx: &mut Effects) {
+        self.apply_then(fx, || ())
+    }
+
+    /// `apply`, with `then` run between the queries and the completions.
+    fn apply_then<T>(&self, fx: &mut Effects, then: impl FnOnce() -> T) -> T {
+        self.send(&mut fx.out);
+        self.send_queries(&mut fx.queries);
+        let t = then();
+        run_completions(fx.done.drain(..));
+        t
+    }
+
     /// Submits I/O to a device; `done` runs exactly once (never under a lock).
     pub fn submit(&self, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>, done: IoDone) {
         let now = self.now();
-        with_outbox(|out| {
-            let c = {
-                let mut g = dev.inner.lock();
-                if g.state != DevState::Up {
-                    vec![(done, Err(IoError::Down))]
-                } else {
-                    self.wake_timer(dev);
-                    match op {
-                        Op::Read => g.io.submit_read(now, lba, nsect, done, out),
-                        Op::Write => g.io.submit_write(now, lba, data, done, out),
-                        Op::Flush => {
-                            let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
-                            g.io.submit_cmd(now, Op::Flush, done, out, ext)
-                        }
-                        Op::Identify => g.io.submit_cmd(now, Op::Identify, done, out, false),
-                    }
-                    g.io.take_completed()
+        self.step(dev, |g, fx| {
+            if g.state != DevState::Up {
+                fx.done.push((done, Err(IoError::Down)));
+                return;
+            }
+            self.wake_timer(dev);
+            let out = &mut fx.out;
+            match op {
+                Op::Read => g.io.submit_read(now, lba, nsect, done, out),
+                Op::Write => g.io.submit_write(now, lba, data, done, out),
+                Op::Flush => {
+                    let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
+                    g.io.submit_cmd(now, Op::Flush, done, out, ext)
                 }
-            };
-            self.send(out);
-            run_completions(c);
+                Op::Identify => g.io.submit_cmd(now, Op::Identify, done, out, false),
+            }
         });
     }
 
@@ -265,14 +311,11 @@ impl Initiator {
             Vec::new()
         };
         let listed = std::mem::take(&mut *self.timer_list.lock());
-        let mut queries = Vec::new();
-        with_outbox(|out| {
-            for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
-                if self.tick_device(&dev, on_list, now, sweep, report, out, &mut queries) {
-                    self.timer_list.lock().push(dev);
-                }
+        for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
+            if self.tick_device(&dev, on_list, now, sweep, report) {
+                self.timer_list.lock().push(dev);
             }
-        });
+        }
     }
 
     /// The timer's work on one device (see `tick`). `on_list`: it was taken
@@ -280,23 +323,12 @@ impl Initiator {
     /// (back) on the list: it is up and its engine has work. The flag
     /// changes under the device's lock, as `wake_timer` sets it, so a device
     /// with work is never off the list.
-    #[allow(clippy::too_many_arguments)]
-    fn tick_device(
-        &self,
-        dev: &Arc<Device>,
-        on_list: bool,
-        now: Micros,
-        sweep: bool,
-        report: bool,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
-    ) -> bool {
-        let (t, unreported, c, listed) = {
-            let mut g = dev.inner.lock();
+    fn tick_device(&self, dev: &Arc<Device>, on_list: bool, now: Micros, sweep: bool, report: bool) -> bool {
+        let step = |g: &mut DevInner, fx: &mut Effects| {
             let mut probe = false;
             if sweep {
-                probe = self.tend(dev, &mut g, now, out);
-                self.verify_paths(dev, &mut g, now, out, queries);
+                probe = self.tend(dev, g, now, &mut fx.out);
+                self.verify_paths(dev, g, now, fx);
                 if report {
                     g.io.expire_paths(now);
                 }
@@ -306,10 +338,9 @@ impl Initiator {
                 // A down target's only commands are new paths'
                 // verifications: it is not declared dead again.
                 let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
-                t = g.io.on_timer(now, deadsecs, out);
+                t = g.io.on_timer(now, deadsecs, &mut fx.out);
             }
             t.probe |= probe;
-            self.report_events(dev, &mut g);
             g.unreported_retransmits += t.retransmitted;
             if t.dead {
                 g.state = DevState::Down;
@@ -327,30 +358,35 @@ impl Initiator {
             } else {
                 wanted && dev.claim_timer()
             };
-            (t, n, g.io.take_completed(), listed)
+            (t, n, listed)
         };
-        self.send(out);
-        self.send_queries(queries);
-        if t.probe {
-            self.probe(dev);
-        }
-        let known = dev.visible();
-        if unreported > 0 {
-            self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
-        }
-        if t.dead && !known {
-            // Never identified: nothing to keep it for (a config response
-            // brings it back).
-            self.forget(dev);
-            self.err_about(
-                false,
-                format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
-            );
-        } else if t.dead {
-            self.errlog.push(format!("{}: no response for {} s, device marked down", dev.name(), self.opts.deadsecs));
-        }
-        run_completions(c);
-        listed
+        // After the frames and queries went out, before the completions.
+        let then = |(t, unreported, listed): (TimerOutcome, u32, bool)| {
+            if t.probe {
+                self.probe(dev);
+            }
+            let known = dev.visible();
+            if unreported > 0 {
+                self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
+            }
+            if t.dead && !known {
+                // Never identified: nothing to keep it for (a config response
+                // brings it back).
+                self.forget(dev);
+                self.err_about(
+                    false,
+                    format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
+                );
+            } else if t.dead {
+                self.errlog.push(format!(
+                    "{}: no response for {} s, device marked down",
+                    dev.name(),
+                    self.opts.deadsecs
+                ));
+            }
+            listed
+        };
+        self.step_then(dev, step, then)
     }
 
     /// Writes what the device's engine reported (a path falling back to

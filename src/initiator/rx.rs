@@ -42,21 +42,19 @@ impl Receiver for FrameSink {
     }
 
     fn idle(&self) {
-        let (mut out, mut queries, done) = {
-            let mut b = self.batch.lock();
-            (std::mem::take(&mut b.out), std::mem::take(&mut b.queries), std::mem::take(&mut b.done))
-        };
+        let mut fx = std::mem::take(&mut *self.batch.lock());
         // Commands first (the target works while we answer), then replies.
         match self.ini.upgrade() {
-            Some(ini) => {
-                ini.send(&mut out);
-                ini.send_queries(&mut queries);
+            Some(ini) => ini.apply(&mut fx),
+            None => {
+                fx.out.clear();
+                fx.queries.clear();
+                run_completions(fx.done.drain(..));
             }
-            None => out.clear(),
         }
-        run_completions(done);
-        // The outbox keeps its allocation for the next burst.
-        self.batch.lock().out = out;
+        // The batch keeps its allocations for the next burst (only this
+        // capture thread fills it, so it is still empty).
+        *self.batch.lock() = fx;
     }
 }
 
@@ -137,13 +135,7 @@ impl Initiator {
             return;
         }
         let now = self.now();
-        let outcome = {
-            let mut g = dev.inner.lock();
-            let o = g.io.on_reply(now, h.src, h.tag, reply, &mut batch.out);
-            self.report_events(&dev, &mut g);
-            batch.done.extend(g.io.take_completed());
-            o
-        };
+        let outcome = self.collect(&dev, batch, |g, fx| g.io.on_reply(now, h.src, h.tag, reply, &mut fx.out));
         match outcome {
             ReplyOutcome::Accepted => {
                 if let Err(e) = reply {

@@ -14,7 +14,7 @@
 //!   identified (and so never opened) are evicted first when the table is
 //!   full; `err` messages about them are bounded and summed up.
 
-use super::effects::{run_completions, with_outbox, ConfigQuery};
+use super::effects::{ConfigQuery, Effects};
 use super::{retry_delay, Initiator, DISCOVER_TAG};
 use crate::clock::Micros;
 use crate::device::{DevInner, DevState, Device};
@@ -240,13 +240,10 @@ impl Initiator {
 
     /// A device left the table: it is down and its I/O fails.
     pub(super) fn end_device(&self, dev: &Device) {
-        let c = {
-            let mut g = dev.inner.lock();
+        self.step(dev, |g, _| {
             g.state = DevState::Down;
             g.io.fail_all(IoError::Down);
-            g.io.take_completed()
-        };
-        run_completions(c);
+        });
     }
 
     /// A config response from an unverified path's MAC: a different config
@@ -261,8 +258,7 @@ impl Initiator {
         h: &Header,
         c: &ConfigRepr<'_>,
         now: Micros,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
+        fx: &mut Effects,
     ) {
         if c.config != g.config.as_slice() {
             self.refuse_path(dev, g, id, now, "config string differs");
@@ -273,21 +269,14 @@ impl Initiator {
                 p.verification.config_answered = true;
             }
         }
-        self.verify_paths(dev, g, now, out, queries);
+        self.verify_paths(dev, g, now, fx);
     }
 
     /// Moves the verifications of the device's unverified paths on: starts
     /// the due ones (once the device's own IDENTIFY is known), asks again
     /// for a config not answered, refuses a path that never answers it, and
     /// puts a path that passed in use (when the table has room).
-    pub(super) fn verify_paths(
-        &self,
-        dev: &Arc<Device>,
-        g: &mut DevInner,
-        now: Micros,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
-    ) {
+    pub(super) fn verify_paths(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, fx: &mut Effects) {
         if g.identify.is_none() || !g.io.paths.iter().any(|p| p.state == PathState::Unverified) {
             return;
         }
@@ -299,18 +288,18 @@ impl Initiator {
             match v.started {
                 None if now >= v.not_before && now >= g.next_verify => {
                     g.next_verify = now + VERIFY_SPACING;
-                    self.start_verification(dev, g, id, now, out);
-                    queries.push(query);
+                    self.start_verification(dev, g, id, now, &mut fx.out);
+                    fx.queries.push(query);
                 }
                 None => {}
-                Some(_) if v.config_answered && v.identify_matched => self.try_promote(dev, g, id, now, out),
+                Some(_) if v.config_answered && v.identify_matched => self.try_promote(dev, g, id, now, &mut fx.out),
                 Some(_) if !v.config_answered && now >= v.next_query => {
                     if v.queries >= QUERY_TRIES {
                         self.refuse_path(dev, g, id, now, "no answer to query config");
                     } else if let Some(p) = g.io.path_mut(id) {
                         p.verification.queries += 1;
                         p.verification.next_query = now + QUERY_INTERVAL;
-                        queries.push(query);
+                        fx.queries.push(query);
                     }
                 }
                 Some(_) => {}
@@ -343,22 +332,13 @@ impl Initiator {
     /// The answer (or failure) of a new path's pinned IDENTIFY.
     fn verification_identified(&self, dev: &Arc<Device>, id: u32, res: IoResult) {
         let now = self.now();
-        let mut queries = Vec::new();
-        with_outbox(|out| {
-            let c = {
-                let mut g = dev.inner.lock();
-                if g.io.path(id).is_some_and(|p| p.state == PathState::Unverified) {
-                    self.identified_path(dev, &mut g, id, res, now, out, &mut queries);
-                }
-                g.io.take_completed()
-            };
-            self.send(out);
-            self.send_queries(&mut queries);
-            run_completions(c);
+        self.step(dev, |g, fx| {
+            if g.io.path(id).is_some_and(|p| p.state == PathState::Unverified) {
+                self.identified_path(dev, g, id, res, now, fx);
+            }
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn identified_path(
         &self,
         dev: &Arc<Device>,
@@ -366,8 +346,7 @@ impl Initiator {
         id: u32,
         res: IoResult,
         now: Micros,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
+        fx: &mut Effects,
     ) {
         let parsed = res.map(|b| Identify::parse(&b));
         let reason = match (&parsed, g.identify.as_ref()) {
@@ -377,7 +356,7 @@ impl Initiator {
                     if let Some(p) = g.io.path_mut(id) {
                         p.verification.identify_matched = true;
                     }
-                    self.verify_paths(dev, g, now, out, queries);
+                    self.verify_paths(dev, g, now, fx);
                     return;
                 }
                 format!("IDENTIFY differs ({})", diff.join(", "))
