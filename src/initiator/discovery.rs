@@ -229,7 +229,11 @@ impl Initiator {
                     // Once per run of failures: a target that starts busy
                     // would otherwise fill `err`.
                     if failures == 1 {
-                        ini.err_about(d.visible(), format!("{}: IDENTIFY failed: {e}; retrying", d.name()));
+                        ini.errlog.push_about(
+                            d.visible(),
+                            ini.now(),
+                            format!("{}: IDENTIFY failed: {e}; retrying", d.name()),
+                        );
                     }
                 }
             }
@@ -258,7 +262,11 @@ impl Initiator {
         if first {
             let e = h.error.map_or("?", |e| e.describe());
             let known = self.device(h.shelf, h.slot).is_some_and(|d| d.visible());
-            self.err_about(known, format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot));
+            self.errlog.push_about(
+                known,
+                self.now(),
+                format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot),
+            );
         }
     }
 

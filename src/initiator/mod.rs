@@ -23,7 +23,7 @@ pub use discovery::FlushError;
 pub use links::LinkError;
 pub use trust::{parse_macs, MAX_DEVICES, MAX_UNIDENTIFIED};
 
-use crate::clock::{Clock, Micros};
+use crate::clock::{Clock, Micros, RateLimit};
 use crate::device::{DevInner, DevState, Device};
 use crate::engine::{IoDone, IoError, Op, TimerOutcome};
 use crate::errlog::ErrLog;
@@ -127,9 +127,7 @@ pub struct Initiator {
     /// A discovery is due then (0: none): new targets were turned away.
     discover_at: AtomicU64,
     /// Admits new targets at a bounded rate.
-    new_targets: Mutex<trust::RateLimit>,
-    /// Bounds the `err` messages about targets never identified.
-    quiet: Mutex<trust::Quiet>,
+    new_targets: Mutex<RateLimit>,
     /// The devices the timer looks at every tick (`wake_timer`).
     timer_list: Mutex<Vec<Arc<Device>>>,
     pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
@@ -164,8 +162,7 @@ impl Initiator {
             last_report: AtomicU64::new(0),
             last_sweep: AtomicU64::new(0),
             discover_at: AtomicU64::new(0),
-            new_targets: Mutex::new(trust::RateLimit::new(trust::NEW_TARGET_BURST, trust::NEW_TARGET_RATE)),
-            quiet: Mutex::new(trust::Quiet::default()),
+            new_targets: Mutex::new(RateLimit::new(trust::NEW_TARGET_BURST, trust::NEW_TARGET_RATE)),
             timer_list: Mutex::new(Vec::new()),
             pending_ctl: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
@@ -296,7 +293,7 @@ impl Initiator {
         let report = now.saturating_sub(self.last_report.load(Ordering::Relaxed)) >= 1_000_000;
         if report {
             self.last_report.store(now, Ordering::Relaxed);
-            self.report_quiet();
+            self.errlog.report_quiet();
         }
         let sweep = report || now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_INTERVAL;
         if sweep {
@@ -367,14 +364,19 @@ impl Initiator {
             }
             let known = dev.visible();
             if unreported > 0 {
-                self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
+                self.errlog.push_about(
+                    known,
+                    self.now(),
+                    format!("{}: {unreported} retransmits in the last second", dev.name()),
+                );
             }
             if t.dead && !known {
                 // Never identified: nothing to keep it for (a config response
                 // brings it back).
                 self.forget(dev);
-                self.err_about(
+                self.errlog.push_about(
                     false,
+                    self.now(),
                     format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
                 );
             } else if t.dead {

@@ -36,9 +36,6 @@ pub const NEW_TARGET_BURST: u32 = 1024;
 /// When new targets were turned away, discovery runs again this much later
 /// (at most this often), so a SAN larger than a burst appears in waves.
 const REDISCOVER_SOON: Micros = 1_000_000;
-/// At most this many `err` messages a second about targets never
-/// identified; the rest are counted in one line a second.
-const QUIET_RATE: u32 = 8;
 /// A new path's unicast query config is sent this often, this many times.
 const QUERY_INTERVAL: Micros = 500_000;
 const QUERY_TRIES: u32 = 3;
@@ -65,47 +62,6 @@ pub fn parse_macs(list: &str) -> Result<Vec<Mac>, String> {
         return Err("no MAC given".into());
     }
     Ok(v)
-}
-
-/// A token bucket: `burst` at most, refilled at `per_sec`.
-#[derive(Debug)]
-pub(super) struct RateLimit {
-    burst: u64,
-    per_sec: u64,
-    /// Tokens, in millionths.
-    level: u64,
-    last: Micros,
-}
-
-impl RateLimit {
-    pub(super) fn new(burst: u32, per_sec: u32) -> RateLimit {
-        RateLimit { burst: burst as u64, per_sec: per_sec as u64, level: burst as u64 * 1_000_000, last: 0 }
-    }
-
-    /// Takes a token if there is one.
-    pub(super) fn take(&mut self, now: Micros) -> bool {
-        let refill = now.saturating_sub(self.last).saturating_mul(self.per_sec);
-        self.level = self.level.saturating_add(refill).min(self.burst * 1_000_000);
-        self.last = now;
-        if self.level < 1_000_000 {
-            return false;
-        }
-        self.level -= 1_000_000;
-        true
-    }
-}
-
-/// The bound on `err` messages about targets never identified.
-#[derive(Debug)]
-pub(super) struct Quiet {
-    limit: RateLimit,
-    suppressed: u64,
-}
-
-impl Default for Quiet {
-    fn default() -> Self {
-        Quiet { limit: RateLimit::new(QUIET_RATE, QUIET_RATE), suppressed: 0 }
-    }
 }
 
 /// The state of a new path from `mac`: in use when it is the target's first
@@ -150,28 +106,6 @@ impl Initiator {
         }
     }
 
-    /// An `err` message about a target: about one never identified
-    /// (`known` false) at most `QUIET_RATE` a second, the rest counted and
-    /// reported once a second (`report_quiet`).
-    pub(super) fn err_about(&self, known: bool, msg: String) {
-        if !known {
-            let mut q = self.quiet.lock();
-            if !q.limit.take(self.now()) {
-                q.suppressed += 1;
-                return;
-            }
-        }
-        self.errlog.push(msg);
-    }
-
-    /// The count of `err` messages `err_about` held back in the last second.
-    pub(super) fn report_quiet(&self) {
-        let n = std::mem::take(&mut self.quiet.lock().suppressed);
-        if n > 0 {
-            self.errlog.push(format!("aoefs: {n} more messages about targets not identified in the last second"));
-        }
-    }
-
     /// The device for `shelf.slot`, created if need be within the table's
     /// bounds: new targets at `NEW_TARGET_RATE`; at `MAX_UNIDENTIFIED`
     /// targets never identified (or `MAX_DEVICES` in all) the oldest never
@@ -213,7 +147,7 @@ impl Initiator {
             if self.discover_at.load(Ordering::Relaxed) == 0 {
                 self.discover_at.store(now + REDISCOVER_SOON, Ordering::Relaxed);
             }
-            self.err_about(false, format!("e{shelf}.{slot}: not added: {why}"));
+            self.errlog.push_about(false, self.now(), format!("e{shelf}.{slot}: not added: {why}"));
             return None;
         }
         self.last_new_device.store(now.max(1), Ordering::Relaxed);
@@ -222,7 +156,11 @@ impl Initiator {
         drop(w);
         if let Some(old) = evicted {
             self.end_device(&old);
-            self.err_about(false, format!("{}: never identified, evicted for e{shelf}.{slot}", old.name()));
+            self.errlog.push_about(
+                false,
+                self.now(),
+                format!("{}: never identified, evicted for e{shelf}.{slot}", old.name()),
+            );
         }
         Some(d)
     }
@@ -423,15 +361,5 @@ mod tests {
         for bad in ["", " , ", "aa:bb", "0200000000012", "zz0000000001", "ffffffffffff", "010000000001"] {
             assert!(parse_macs(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_its_rate() {
-        let mut r = RateLimit::new(4, 2);
-        assert_eq!((0..10).filter(|_| r.take(0)).count(), 4);
-        assert!(!r.take(400_000));
-        assert!(r.take(500_000), "one token after half a second at 2/s");
-        assert!(!r.take(500_000));
-        assert_eq!((0..10).filter(|_| r.take(100_000_000)).count(), 4, "never more than the burst");
     }
 }
