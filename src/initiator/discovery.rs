@@ -1,20 +1,17 @@
-//! Finding targets and keeping the device table: query-config broadcasts,
+//! Finding targets: query-config broadcasts (or unicasts to the `--macs`),
 //! config responses (announcements included) that create devices and paths,
-//! IDENTIFY, `revalidate` and `flush`.
+//! and config queries answered with an AoE error, asked again with backoff.
 
 use super::effects::{ConfigQuery, Effects};
 use super::trust::new_path_state;
 use super::{retry_delay, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
-use crate::device::{DevInner, DevState, Device};
-use crate::engine::{IoDone, Op, Outbox, PathChange, PathState};
-use crate::wire::{self, Body, ConfigRepr, Header, Identify, Mac, Repr};
+use crate::device::DevState;
+use crate::engine::{PathChange, PathState};
+use crate::wire::{self, Body, ConfigRepr, Header, Mac, Repr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// A target that is down is asked this often whether it is back.
-pub const DOWN_PROBE_INTERVAL: Micros = 2_000_000;
 /// Most targets with a config query retry pending (answers with an AoE
 /// error to our discovery), so a flood of them costs bounded memory.
 const MAX_CONFIG_RETRIES: usize = 256;
@@ -28,15 +25,6 @@ pub(super) struct ConfigRetry {
     since: Micros,
 }
 
-/// Why `flush` refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FlushError {
-    #[error("no such device")]
-    NoSuchDevice,
-    #[error("device is open")]
-    Busy,
-}
-
 impl Initiator {
     /// Asks every target on every allowed interface for its config: a
     /// broadcast query config, or with `--macs` a unicast one to each MAC
@@ -48,15 +36,8 @@ impl Initiator {
         self.last_discover.store(self.now().max(1), Ordering::Relaxed);
     }
 
-    /// Asks a target that stopped answering whether it is alive: a unicast
-    /// query config to each of its MACs (the answer is a sign of life).
-    pub(super) fn probe(&self, dev: &Device) {
-        for m in self.target_macs(dev) {
-            self.query_config(dev.shelf, dev.slot, m);
-        }
-    }
-
-    fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
+    /// Sends a query config for `shelf.slot` to `dst` on every link.
+    pub(super) fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
         for l in self.links().iter() {
             self.query_config_on(l.as_ref(), shelf, slot, dst);
         }
@@ -163,84 +144,6 @@ impl Initiator {
         }
     }
 
-    /// The target answered from `mac` on a verified path: frames it has not
-    /// answered were lost, a down target nobody has open comes back, and a
-    /// device not up yet is identified.
-    pub(super) fn revive(&self, dev: &Arc<Device>, g: &mut DevInner, mac: Mac, now: Micros, out: &mut Outbox) {
-        g.io.on_sign_of_life(now, mac);
-        if g.state == DevState::Down && dev.open_count() == 0 {
-            g.state = DevState::Discovered;
-        }
-        if g.state == DevState::Discovered && !g.identifying {
-            self.start_identify(dev, g, now, out);
-        }
-    }
-
-    /// Queues IDENTIFY; its answer makes the device `up` (and visible). A
-    /// failure (an AoE error, or no answer) is retried with backoff
-    /// (`retry_delay`) by the timer.
-    pub(super) fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
-        self.wake_timer(dev);
-        g.identifying = true;
-        g.identify_retry_at = None;
-        let d = dev.clone();
-        let me = self.me.clone();
-        let done: IoDone = Box::new(move |res| {
-            let Some(ini) = me.upgrade() else { return };
-            let mut g = d.inner.lock();
-            g.identifying = false;
-            match res
-                .map_err(|e| e.to_string())
-                .and_then(|b| Identify::parse(&b).map(|id| (id, b)).map_err(|e| e.to_string()))
-            {
-                Ok((id, raw)) => {
-                    let changed = g.identify.as_ref().map(|o| o.sectors) != Some(id.sectors);
-                    // Identified before and not up: it was down (`revive`).
-                    let back = g.state == DevState::Discovered && g.identify.is_some();
-                    g.io.lba48 = id.lba48;
-                    if !id.lba48 && id.sectors > 0x0FFF_FFFF {
-                        ini.errlog.push(format!("{}: LBA28 target larger than 128 GiB", d.name()));
-                    }
-                    if g.state != DevState::Down {
-                        g.state = DevState::Up;
-                    }
-                    g.identify = Some(id);
-                    g.identify_raw = Some(raw[..wire::SECTOR].into());
-                    let failures = std::mem::take(&mut g.identify_failures);
-                    drop(g);
-                    if failures > 0 {
-                        log::info!("{}: IDENTIFY answered after {failures} failures", d.name());
-                    }
-                    if changed {
-                        d.generation.fetch_add(1, Ordering::AcqRel);
-                    }
-                    d.set_visible();
-                    if back {
-                        ini.errlog.push(format!("{}: answering again, device marked up", d.name()));
-                    }
-                }
-                Err(e) => {
-                    g.identify_failures += 1;
-                    let failures = g.identify_failures;
-                    if g.state == DevState::Discovered {
-                        g.identify_retry_at = Some(ini.now() + retry_delay(failures));
-                    }
-                    drop(g);
-                    // Once per run of failures: a target that starts busy
-                    // would otherwise fill `err`.
-                    if failures == 1 {
-                        ini.errlog.push_about(
-                            d.visible(),
-                            ini.now(),
-                            format!("{}: IDENTIFY failed: {e}; retrying", d.name()),
-                        );
-                    }
-                }
-            }
-        });
-        g.io.submit_cmd(now, Op::Identify, done, out, false);
-    }
-
     /// A target answered our discovery with an AoE error: ask it again later
     /// (unicast), with backoff, until it answers with its config.
     pub(super) fn config_failed(&self, h: &Header) {
@@ -290,32 +193,6 @@ impl Initiator {
         }
     }
 
-    /// The timer's work on a device that is not up: IDENTIFY retries, and
-    /// probes of a down target. Returns true when the target should be
-    /// probed.
-    pub(super) fn tend(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) -> bool {
-        match g.state {
-            DevState::Discovered if !g.identifying && g.identify_retry_at.is_some_and(|t| now >= t) => {
-                self.start_identify(dev, g, now, out);
-                false
-            }
-            DevState::Down if now >= g.next_probe => {
-                g.next_probe = now + DOWN_PROBE_INTERVAL;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The last opener of a device closed it: a down target comes back as
-    /// soon as it answers, so ask it now.
-    pub fn closed(&self, dev: &Device) {
-        dev.closed();
-        if dev.open_count() == 0 && dev.state() == DevState::Down {
-            self.probe(dev);
-        }
-    }
-
     /// Waits for the first discovery: returns once no target is being
     /// identified and none appeared for a while, or after `max`.
     pub fn wait_discovery(&self, max: Duration) {
@@ -337,52 +214,5 @@ impl Initiator {
                 return;
             }
         }
-    }
-
-    /// Re-queries config and re-identifies a device (`revalidate`).
-    pub fn revalidate(&self, dev: &Arc<Device>) {
-        dev.readonly.store(false, Ordering::Release);
-        // The user may have fixed the network: large frames are tried again.
-        dev.inner.lock().io.lift_caps();
-        let mut macs = self.target_macs(dev);
-        if macs.is_empty() {
-            macs = self.discovery_dests();
-        }
-        for m in macs {
-            self.query_config(dev.shelf, dev.slot, m);
-        }
-        let now = self.now();
-        self.step(dev, |g, fx| {
-            if g.state == DevState::Up && !g.identifying {
-                self.start_identify(dev, g, now, &mut fx.out);
-            }
-        });
-    }
-
-    /// `flush`: forget devices. `None`: those down and unused; `Some(None)`:
-    /// all unused; `Some(Some(dev))`: that one (EBUSY while open).
-    pub fn flush(&self, which: Option<Option<(u16, u8)>>) -> Result<usize, FlushError> {
-        let mut w = self.devices.write();
-        let keys: Vec<(u16, u8)> = match which {
-            Some(Some(k)) => {
-                let d = w.get(&k).ok_or(FlushError::NoSuchDevice)?;
-                if d.open_count() > 0 {
-                    return Err(FlushError::Busy);
-                }
-                vec![k]
-            }
-            Some(None) => w.iter().filter(|(_, d)| d.open_count() == 0).map(|(k, _)| *k).collect(),
-            None => w
-                .iter()
-                .filter(|(_, d)| d.open_count() == 0 && d.inner.lock().state == DevState::Down)
-                .map(|(k, _)| *k)
-                .collect(),
-        };
-        let removed: Vec<Arc<Device>> = keys.iter().filter_map(|k| w.remove(k)).collect();
-        drop(w);
-        for d in &removed {
-            self.end_device(d);
-        }
-        Ok(removed.len())
     }
 }

@@ -1,27 +1,43 @@
-//! The initiator: the allowed interfaces (`links`), the device table,
-//! discovery (`discovery`), frame dispatch from capture threads into the
-//! per-target engines (`rx`), the non-ATA control commands (`control`), who
-//! may become a path and the device table's bounds (`trust`), and the timer
-//! that drives retransmission, dead detection and rediscovery.
+//! The initiator: the allowed interfaces and sending (`links`), the device
+//! table's bounds (`table`), discovery (`discovery`), IDENTIFY, signs of
+//! life, probes of down targets and `revalidate` (`liveness`), who may
+//! become a path and new paths' verification (`trust`), frame dispatch from
+//! the capture threads into the per-target engines (`rx`), the non-ATA
+//! control commands (`control`), and here the device table, I/O submission
+//! and the timer that drives retransmission, dead detection and
+//! rediscovery. `effects` is the leaf they share: what a step leaves to do.
+//! None of these files imports another in a circle: `discovery` uses
+//! `trust`, `links` uses `rx`, all of them `effects` and this module.
+//!
+//! Every change of a device's engine is one step (`step`, or on a capture
+//! thread its halves `collect` and `apply`): lock the device, call the
+//! engine, report its events and take its completions; then, with the lock
+//! dropped, send the frames and queries and run the completions.
 //!
 //! Locks, in the order they may be taken (never the other way):
 //! `link_config` (reconfiguring interfaces; no I/O thread takes it) →
 //! `devices` → `Device::inner` → leaf locks (`pending_ctl`,
-//! `config_retries`, `new_targets`, `quiet`, `timer_list`, the `err` queue). The link
-//! table is an immutable snapshot behind a lock held only to clone it; no
-//! frame is sent and no interface opened while any of these locks is held.
+//! `config_retries`, `new_targets`, `timer_list`, the `err` queue and its
+//! bound on messages, never held together). The link table is an immutable
+//! snapshot behind a lock held only to clone or replace it. No frame is sent,
+//! no interface opened and no completion runs while `devices`,
+//! `Device::inner` or a leaf lock is held; only `link_config` may be
+//! (interfaces are opened under it, a reopened interface rediscovers, and
+//! `shutdown` fails the I/O).
 
 mod control;
 mod discovery;
 mod effects;
 mod links;
+mod liveness;
 mod rx;
+mod table;
 mod trust;
 
 pub use control::{CtlFailure, CtlReply, CtlRequest};
-pub use discovery::FlushError;
 pub use links::LinkError;
-pub use trust::{parse_macs, MAX_DEVICES, MAX_UNIDENTIFIED};
+pub use table::{FlushError, MAX_DEVICES, MAX_UNIDENTIFIED};
+pub use trust::parse_macs;
 
 use crate::clock::{Clock, Micros, RateLimit};
 use crate::device::{DevInner, DevState, Device};
@@ -99,7 +115,7 @@ pub struct Ignored {
     /// Config responses from a MAC not in `--macs`.
     pub untrusted_mac: AtomicU64,
     /// Config responses of new targets not added (device table full, or new
-    /// targets coming faster than `trust::NEW_TARGET_RATE`).
+    /// targets coming faster than `table::NEW_TARGET_RATE`).
     pub dropped_target: AtomicU64,
 }
 
@@ -131,7 +147,7 @@ pub struct Initiator {
     /// The devices the timer looks at every tick (`wake_timer`).
     timer_list: Mutex<Vec<Arc<Device>>>,
     pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
-    config_retries: Mutex<HashMap<(u16, u8, crate::wire::Mac), discovery::ConfigRetry>>,
+    config_retries: Mutex<HashMap<(u16, u8, Mac), discovery::ConfigRetry>>,
     ctl_seq: AtomicU32,
     me: Weak<Initiator>,
 }
@@ -162,7 +178,7 @@ impl Initiator {
             last_report: AtomicU64::new(0),
             last_sweep: AtomicU64::new(0),
             discover_at: AtomicU64::new(0),
-            new_targets: Mutex::new(RateLimit::new(trust::NEW_TARGET_BURST, trust::NEW_TARGET_RATE)),
+            new_targets: Mutex::new(RateLimit::new(table::NEW_TARGET_BURST, table::NEW_TARGET_RATE)),
             timer_list: Mutex::new(Vec::new()),
             pending_ctl: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
