@@ -162,14 +162,7 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
             slot: cli.slot.unwrap_or(SLOT_ALL),
             tag: 0x8000_0001,
         },
-        body: Body::Config(ConfigRepr {
-            buffer_count: 0,
-            firmware: 0,
-            max_sectors: 0,
-            aoe_version: 0,
-            ccmd: CCMD_READ,
-            config: &[],
-        }),
+        body: Body::Config(ConfigRepr::query(CCMD_READ, &[])),
     };
     let n = q.emit(&mut buf).expect("emit query");
     let deadline = Instant::now() + Duration::from_secs(5);

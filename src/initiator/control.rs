@@ -53,9 +53,7 @@ pub enum CtlFailure {
 
 impl CtlRequest {
     fn body(&self) -> Body<'_> {
-        let config = |ccmd, config| {
-            Body::Config(ConfigRepr { buffer_count: 0, firmware: 0, max_sectors: 0, aoe_version: 0, ccmd, config })
-        };
+        let config = |ccmd, config| Body::Config(ConfigRepr::query(ccmd, config));
         match self {
             CtlRequest::ConfigRead => config(wire::CCMD_READ, &[]),
             CtlRequest::ConfigSet { value, force } => {

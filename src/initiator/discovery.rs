@@ -47,14 +47,7 @@ impl Initiator {
         let mut buf = [0u8; 64];
         let repr = Repr {
             header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: DISCOVER_TAG },
-            body: Body::Config(ConfigRepr {
-                buffer_count: 0,
-                firmware: 0,
-                max_sectors: 0,
-                aoe_version: 0,
-                ccmd: wire::CCMD_READ,
-                config: &[],
-            }),
+            body: Body::Config(ConfigRepr::query(wire::CCMD_READ, &[])),
         };
         // Pad to the Ethernet minimum (60 bytes without FCS).
         let n = repr.emit(&mut buf).expect("config query fits").max(60);

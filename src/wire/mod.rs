@@ -5,6 +5,7 @@
 //! pad frames).
 
 mod aoe;
+pub mod field;
 mod identify;
 
 pub use aoe::*;
