@@ -3,7 +3,7 @@
 //! for users (what logs and `err` show), and the error it came from.
 
 use crate::engine::IoError;
-use crate::initiator::{CtlFailure, FlushError, LinkError};
+use crate::initiator::{CommandFailure, FlushError, LinkError};
 use crate::wire::AoeError;
 
 /// An errno value (`libc::EIO`, ...).
@@ -60,7 +60,8 @@ pub enum CtlError {
     TooLong,
     #[error("not writable")]
     NotWritable,
-    /// The target answered a control command with an AoE error.
+    /// The target answered a `TargetCommand` (config, masks, reserve) with
+    /// an AoE error.
     #[error("target refused: AoE error {}: {}", .0.to_u8(), .0.describe())]
     Refused(AoeError),
     /// A config string was not set: the target holds another one (AoE error 4).
@@ -99,11 +100,11 @@ impl From<CtlError> for Error {
     }
 }
 
-impl From<CtlFailure> for CtlError {
-    fn from(f: CtlFailure) -> CtlError {
+impl From<CommandFailure> for CtlError {
+    fn from(f: CommandFailure) -> CtlError {
         match f {
-            CtlFailure::NoPath => CtlError::NoSuchDevice,
-            CtlFailure::Timeout => CtlError::Timeout,
+            CommandFailure::NoPath => CtlError::NoSuchDevice,
+            CommandFailure::Timeout => CtlError::Timeout,
         }
     }
 }
@@ -143,7 +144,7 @@ mod tests {
         assert_eq!(e.errno(), libc::EIO);
         assert!(std::error::Error::source(&e).is_some());
         assert_eq!(fs_err!(libc::ENOSPC, "past the end at {}", 7).to_string(), "past the end at 7");
-        assert_eq!(CtlError::from(CtlFailure::Timeout).errno(), libc::ETIMEDOUT);
+        assert_eq!(CtlError::from(CommandFailure::Timeout).errno(), libc::ETIMEDOUT);
         assert_eq!(CtlError::from(FlushError::Busy).errno(), libc::EBUSY);
     }
 }

@@ -71,7 +71,7 @@ impl Initiator {
     }
 
     /// A config response (announcement, or an answer to discovery or to a
-    /// control command). From a MAC not in `--macs`: ignored. From a
+    /// `TargetCommand`). From a MAC not in `--macs`: ignored. From a
     /// verified path: creates the device (within the table's bounds) or
     /// updates its path, and starts IDENTIFY when the device is not up yet.
     /// From a new MAC of a known target: an unverified path, checked before

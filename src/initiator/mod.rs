@@ -2,8 +2,8 @@
 //! table's bounds (`table`), discovery (`discovery`), IDENTIFY, signs of
 //! life, probes of down targets and `revalidate` (`liveness`), who may
 //! become a path and new paths' verification (`trust`), frame dispatch from
-//! the capture threads into the per-target engines (`rx`), the non-ATA
-//! control commands (`control`), and here the device table, I/O submission
+//! the capture threads into the per-target engines (`rx`), the commands to
+//! targets other than ATA and discovery (`commands`), and here the device table, I/O submission
 //! and the timer that drives retransmission, dead detection and
 //! rediscovery. `effects` is the leaf they share: what a step leaves to do.
 //! None of these files imports another in a circle: `discovery` uses
@@ -16,7 +16,7 @@
 //!
 //! Locks, in the order they may be taken (never the other way):
 //! `link_config` (reconfiguring interfaces; no I/O thread takes it) →
-//! `devices` → `Device::inner` → leaf locks (`pending_ctl`,
+//! `devices` → `Device::inner` → leaf locks (`pending_commands`,
 //! `config_retries`, `new_targets`, `timer_list`, the `err` queue and its
 //! bound on messages, never held together). The link table is an immutable
 //! snapshot behind a lock held only to clone or replace it. No frame is sent,
@@ -25,7 +25,7 @@
 //! (interfaces are opened under it, a reopened interface rediscovers, and
 //! `shutdown` fails the I/O).
 
-mod control;
+mod commands;
 mod discovery;
 mod effects;
 mod links;
@@ -34,7 +34,7 @@ mod rx;
 mod table;
 mod trust;
 
-pub use control::{CtlFailure, CtlReply, CtlRequest};
+pub use commands::{CommandFailure, CommandReply, TargetCommand};
 pub use links::LinkError;
 pub use table::{FlushError, MAX_DEVICES, MAX_UNIDENTIFIED};
 pub use trust::parse_macs;
@@ -52,14 +52,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-/// Bit 30 marks the tags of the initiator's commands other than reads and
-/// writes (query config, MAC mask, reserve); the engine's ATA tags have it
-/// clear. Bit 31 is left to the userland tools (`wire::TAG_USER_TOOLS`), as
-/// the kernel driver leaves it.
-pub const CTL_TAG: u32 = 1 << 30;
+/// Bit 30 marks the tags of the initiator's commands other than ATA (query
+/// config, MAC mask list, reserve); the engine's ATA tags have it clear.
+/// Bit 31 is left to the userland tools (`wire::TAG_USER_TOOLS`), as the
+/// kernel driver leaves it.
+pub const NON_ATA_TAG: u32 = 1 << 30;
 
 /// Tag of our query-config broadcasts and probes.
-pub const DISCOVER_TAG: u32 = CTL_TAG;
+pub const DISCOVER_TAG: u32 = NON_ATA_TAG;
 
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
@@ -146,9 +146,9 @@ pub struct Initiator {
     new_targets: Mutex<RateLimit>,
     /// The devices the timer looks at every tick (`wake_timer`).
     timer_list: Mutex<Vec<Arc<Device>>>,
-    pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
+    pending_commands: Mutex<HashMap<u32, std::sync::mpsc::Sender<CommandReply>>>,
     config_retries: Mutex<HashMap<(u16, u8, Mac), discovery::ConfigRetry>>,
-    ctl_seq: AtomicU32,
+    command_seq: AtomicU32,
     me: Weak<Initiator>,
 }
 
@@ -180,9 +180,9 @@ impl Initiator {
             discover_at: AtomicU64::new(0),
             new_targets: Mutex::new(RateLimit::new(table::NEW_TARGET_BURST, table::NEW_TARGET_RATE)),
             timer_list: Mutex::new(Vec::new()),
-            pending_ctl: Mutex::new(HashMap::new()),
+            pending_commands: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
-            ctl_seq: AtomicU32::new(1),
+            command_seq: AtomicU32::new(1),
             me: me.clone(),
         });
         ini.set_interfaces(names)?;

@@ -1,7 +1,7 @@
 //! Frames from the capture threads: `FrameSink` is the initiator's side of a
 //! link. Each frame is parsed and checked, then handed to the target's
 //! engine (ATA replies), to discovery (config responses) or to a waiting
-//! control command. While a burst of frames lasts, the commands the replies
+//! `TargetCommand`. While a burst of frames lasts, the commands the replies
 //! free up and the requests they complete are collected in the sink's
 //! batch (`Effects`); `idle` sends the commands in one go and then answers the
 //! requests. The target then gets several commands per wake-up and the FUSE
@@ -10,7 +10,7 @@
 //! wake-ups).
 
 use super::effects::{run_completions, Effects};
-use super::{Initiator, CTL_TAG, DISCOVER_TAG};
+use super::{Initiator, DISCOVER_TAG, NON_ATA_TAG};
 use crate::engine::ReplyOutcome;
 use crate::link::Receiver;
 use crate::wire::{self, Body, Frame, Header, Repr};
@@ -90,14 +90,16 @@ impl Initiator {
             }
         };
         let h = repr.header;
-        let ctl_reply = h.tag & CTL_TAG != 0
+        let command_reply = h.tag & NON_ATA_TAG != 0
             && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata))
-            && self.deliver_ctl(&h, &repr.body);
+            && self.deliver_reply(&h, &repr.body);
         match &repr.body {
             // Config responses count when unsolicited (announcements, tag 0)
-            // or answering our discovery or a control command; others (a
+            // or answering our discovery or a `TargetCommand`; others (a
             // damaged ATA reply, a stray) would rewrite the target's settings.
-            Body::Config(c) if h.tag == 0 || h.tag == DISCOVER_TAG || ctl_reply => self.on_config(link, &h, c, batch),
+            Body::Config(c) if h.tag == 0 || h.tag == DISCOVER_TAG || command_reply => {
+                self.on_config(link, &h, c, batch)
+            }
             // Another initiator's query answered (the kernel driver's, on
             // this host or sharing its MAC): counted, nothing else.
             Body::Config(_) => {
@@ -108,10 +110,10 @@ impl Initiator {
                 self.on_ata(link, &h, Err(h.error.expect("error body has an error")), batch)
             }
             Body::Error(wire::Command::QueryConfig) if h.tag == DISCOVER_TAG => self.config_failed(&h),
-            // An error answering one of our control commands went to the
+            // An error answering one of our `TargetCommand`s went to the
             // command's caller, which reports it; others answer someone else.
             Body::Error(_) => {
-                if !ctl_reply {
+                if !command_reply {
                     self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
                 }
             }
