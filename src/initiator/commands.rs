@@ -3,7 +3,7 @@
 //! thread with their own tag and matched by tag and source MAC: three tries
 //! of one second each.
 
-use super::{Initiator, NON_ATA_TAG};
+use super::{DeviceError, Initiator, NON_ATA_TAG};
 use crate::device::Device;
 use crate::wire::{self, AoeError, Body, ConfigRepr, Directive, Header, Mac, MacMaskRepr, Repr, ReserveRepr};
 use std::sync::atomic::Ordering;
@@ -40,17 +40,6 @@ pub enum CommandReply {
     },
     Reserve(Vec<Mac>),
     Error(AoeError),
-}
-
-/// Why a `TargetCommand` got no usable answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommandFailure {
-    /// The device has no path (down, or its interfaces were removed).
-    #[error("no path to the target")]
-    NoPath,
-    /// No answer after the retries.
-    #[error("no answer from the target")]
-    Timeout,
 }
 
 impl TargetCommand {
@@ -110,8 +99,10 @@ impl Initiator {
 
     /// Sends a command to every target MAC of the device (its verified
     /// paths'; reads: to the first) and waits for the answers (blocking:
-    /// worker threads only).
-    pub fn command(&self, dev: &Device, cmd: &TargetCommand) -> Result<Vec<CommandReply>, CommandFailure> {
+    /// worker threads only). `NoSuchDevice` when it has no verified path
+    /// (down, or its interfaces were removed), `Timeout` when a MAC did not
+    /// answer three tries.
+    pub fn command(&self, dev: &Device, cmd: &TargetCommand) -> Result<Vec<CommandReply>, DeviceError> {
         let mut dests: Vec<(usize, Mac)> = Vec::new();
         for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
             if !dests.iter().any(|(_, m)| *m == p.mac) {
@@ -122,7 +113,7 @@ impl Initiator {
             dests.truncate(1);
         }
         if dests.is_empty() {
-            return Err(CommandFailure::NoPath);
+            return Err(DeviceError::NoSuchDevice);
         }
         dests.into_iter().map(|(link, mac)| self.command_one(dev, link, mac, cmd)).collect()
     }
@@ -133,10 +124,10 @@ impl Initiator {
         link: usize,
         dst: Mac,
         cmd: &TargetCommand,
-    ) -> Result<CommandReply, CommandFailure> {
+    ) -> Result<CommandReply, DeviceError> {
         for _try in 0..3 {
             let Some(l) = self.links().get(link).cloned() else {
-                return Err(CommandFailure::NoPath);
+                return Err(DeviceError::NoSuchDevice);
             };
             // Bit 30 set, bit 31 clear; never DISCOVER_TAG itself.
             let tag = match self.command_seq.fetch_add(1, Ordering::Relaxed) & (NON_ATA_TAG - 1) {
@@ -157,7 +148,7 @@ impl Initiator {
             };
             let mut buf = vec![0u8; repr.buffer_len().max(60)];
             if repr.emit(&mut buf).is_err() {
-                return Err(CommandFailure::NoPath);
+                return Err(DeviceError::NoSuchDevice);
             }
             let (tx, rx) = std::sync::mpsc::channel();
             self.pending_commands.lock().insert(tag, tx);
@@ -171,7 +162,7 @@ impl Initiator {
                 }
             }
         }
-        Err(CommandFailure::Timeout)
+        Err(DeviceError::Timeout)
     }
 
     /// Our MAC on each interface the device is reached through.

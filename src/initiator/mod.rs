@@ -34,9 +34,9 @@ mod rx;
 mod table;
 mod trust;
 
-pub use commands::{CommandFailure, CommandReply, TargetCommand};
+pub use commands::{CommandReply, TargetCommand};
 pub use links::LinkError;
-pub use table::{FlushError, MAX_DEVICES, MAX_UNIDENTIFIED};
+pub use table::{Forget, MAX_DEVICES, MAX_UNIDENTIFIED};
 pub use trust::parse_macs;
 
 use crate::clock::{Clock, Micros, RateLimit};
@@ -79,6 +79,22 @@ const RETRY_MAX: Micros = 2_000_000;
 /// The wait before the next try after `failures` failures in a row.
 fn retry_delay(failures: u32) -> Micros {
     RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
+}
+
+/// Why the initiator did not do what a control file or an attribute asked
+/// of a device: forget it (`forget_devices`) or send it a `TargetCommand`
+/// (`command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// No such device, or (a command) no verified path to it.
+    #[error("no such device")]
+    NoSuchDevice,
+    /// The device is open (it is not forgotten).
+    #[error("device is open")]
+    Busy,
+    /// No answer from the target after the retries.
+    #[error("no answer from the target")]
+    Timeout,
 }
 
 /// Initiator parameters (the driver's module parameters, and `--macs`).

@@ -3,9 +3,9 @@
 //! when the table is full (see `Documentation/design.md`, "Paths and
 //! trust"); a device leaves the table when it is evicted, when it was never
 //! identified and reached deadsecs, or when the `flush` control file
-//! forgets it.
+//! forgets it (`forget_devices`).
 
-use super::Initiator;
+use super::{DeviceError, Initiator};
 use crate::clock::Micros;
 use crate::device::{DevState, Device};
 use crate::engine::IoError;
@@ -26,13 +26,17 @@ pub const NEW_TARGET_BURST: u32 = 1024;
 /// (at most this often), so a SAN larger than a burst appears in waves.
 const REDISCOVER_SOON: Micros = 1_000_000;
 
-/// Why `flush` refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FlushError {
-    #[error("no such device")]
-    NoSuchDevice,
-    #[error("device is open")]
-    Busy,
+/// Which devices `forget_devices` takes out of the table: what the driver's
+/// `flush` control file is written (nothing, `all`, or a target's name).
+/// Forgetting a device sends nothing to it (it is not FLUSH CACHE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forget {
+    /// Every device that is down and not open.
+    DownUnused,
+    /// Every device not open.
+    AllUnused,
+    /// This one; refused while it is open.
+    Target { shelf: u16, slot: u8 },
 }
 
 impl Initiator {
@@ -114,20 +118,22 @@ impl Initiator {
         });
     }
 
-    /// `flush`: forget devices. `None`: those down and unused; `Some(None)`:
-    /// all unused; `Some(Some(dev))`: that one (EBUSY while open).
-    pub fn flush(&self, which: Option<Option<(u16, u8)>>) -> Result<usize, FlushError> {
+    /// Takes devices out of the table (the `flush` control file): their I/O
+    /// fails and they are no longer listed; a target forgotten comes back
+    /// with its next config response. Returns how many were forgotten.
+    pub fn forget_devices(&self, which: Forget) -> Result<usize, DeviceError> {
         let mut w = self.devices.write();
         let keys: Vec<(u16, u8)> = match which {
-            Some(Some(k)) => {
-                let d = w.get(&k).ok_or(FlushError::NoSuchDevice)?;
+            Forget::Target { shelf, slot } => {
+                let k = (shelf, slot);
+                let d = w.get(&k).ok_or(DeviceError::NoSuchDevice)?;
                 if d.open_count() > 0 {
-                    return Err(FlushError::Busy);
+                    return Err(DeviceError::Busy);
                 }
                 vec![k]
             }
-            Some(None) => w.iter().filter(|(_, d)| d.open_count() == 0).map(|(k, _)| *k).collect(),
-            None => w
+            Forget::AllUnused => w.iter().filter(|(_, d)| d.open_count() == 0).map(|(k, _)| *k).collect(),
+            Forget::DownUnused => w
                 .iter()
                 .filter(|(_, d)| d.open_count() == 0 && d.inner.lock().state == DevState::Down)
                 .map(|(k, _)| *k)
