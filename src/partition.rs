@@ -135,21 +135,46 @@ pub fn writes_table(lba: u64, count: u64, disk_sectors: u64, table: &[(u64, u64)
             || table.iter().any(|&(start, n)| overlaps(start, n)))
 }
 
-/// Reads `count` sectors at `lba`; returns fewer bytes or Err on failure/out of range.
-///
-/// Parses the partition table of a disk of `disk_sectors` 512-byte sectors.
-/// See the module documentation for the exact rules.
+/// A sector read of the parser that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("short read at LBA {lba}: {got} of {want} bytes")]
+    Short { lba: u64, got: usize, want: usize },
+    #[error("read at LBA {lba} ({count} sectors): {error}")]
+    Failed { lba: u64, count: u32, error: std::io::Error },
+}
+
+/// Why a partition table could not be read: the reads that failed (a disk
+/// without a valid table is no error, [`Scheme::None`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The MBR sector could not be read.
+    #[error("reading LBA 0: {}", joined(.0))]
+    Mbr(Vec<ReadError>),
+    /// Neither GPT header was valid, and a read failed on the way.
+    #[error("no valid GPT: {}", joined(.0))]
+    Gpt(Vec<ReadError>),
+}
+
+/// The failed reads, `; ` between them.
+fn joined(errors: &[ReadError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Parses the partition table of a disk of `disk_sectors` 512-byte sectors,
+/// reading `count` sectors at `lba` with `read` (fewer bytes, or an error,
+/// when it fails). See the module documentation for the exact rules.
 pub fn read_table(
     disk_sectors: u64,
-    read: &mut dyn FnMut(u64, u32) -> Result<Vec<u8>, String>,
-) -> Result<(Scheme, Vec<Partition>), String> {
+    read: &mut dyn FnMut(u64, u32) -> std::io::Result<Vec<u8>>,
+) -> Result<(Scheme, Vec<Partition>), TableError> {
     if disk_sectors == 0 {
         return Ok((Scheme::None, Vec::new()));
     }
     let mut rd = Reader { disk_sectors, read, io_errors: Vec::new() };
     let mbr = match rd.sectors(0, 1) {
         Some(s) => s,
-        None => return Err(format!("reading LBA 0: {}", rd.io_errors.join("; "))),
+        None => return Err(TableError::Mbr(rd.io_errors)),
     };
     if !has_mbr_signature(&mbr) {
         return Ok((Scheme::None, Vec::new()));
@@ -160,7 +185,7 @@ pub fn read_table(
     if entries.iter().any(|e| e.type_byte == 0xEE && e.start == 1) {
         return match find_valid_gpt(&mut rd) {
             Some(parts) => Ok((Scheme::Gpt, finish(parts, disk_sectors))),
-            None if !rd.io_errors.is_empty() => Err(format!("no valid GPT: {}", rd.io_errors.join("; "))),
+            None if !rd.io_errors.is_empty() => Err(TableError::Gpt(rd.io_errors)),
             None => Ok((Scheme::None, Vec::new())),
         };
     }
@@ -219,9 +244,9 @@ fn finish(parts: Vec<Partition>, disk_sectors: u64) -> Vec<Partition> {
 
 struct Reader<'a> {
     disk_sectors: u64,
-    read: &'a mut dyn FnMut(u64, u32) -> Result<Vec<u8>, String>,
+    read: &'a mut dyn FnMut(u64, u32) -> std::io::Result<Vec<u8>>,
     /// Failures reported by the callback (not refusals of out-of-range reads).
-    io_errors: Vec<String>,
+    io_errors: Vec<ReadError>,
 }
 
 impl Reader<'_> {
@@ -241,11 +266,11 @@ impl Reader<'_> {
                 Some(v)
             }
             Ok(v) => {
-                self.io_errors.push(format!("short read at LBA {lba}: {} of {want} bytes", v.len()));
+                self.io_errors.push(ReadError::Short { lba, got: v.len(), want });
                 None
             }
             Err(e) => {
-                self.io_errors.push(format!("read at LBA {lba} ({count} sectors): {e}"));
+                self.io_errors.push(ReadError::Failed { lba, count, error: e });
                 None
             }
         }
@@ -528,9 +553,9 @@ mod tests {
         fn sector_mut(&mut self, lba: u64) -> &mut Vec<u8> {
             self.data.entry(lba).or_insert_with(|| vec![0; 512])
         }
-        fn read(&self, lba: u64, count: u32) -> Result<Vec<u8>, String> {
+        fn read(&self, lba: u64, count: u32) -> std::io::Result<Vec<u8>> {
             if lba.checked_add(u64::from(count)).is_none_or(|e| e > self.sectors) {
-                return Err(format!("out of range: {lba}+{count}"));
+                return Err(std::io::Error::other(format!("out of range: {lba}+{count}")));
             }
             let mut out = Vec::with_capacity(count as usize * 512);
             for l in lba..lba + u64::from(count) {
@@ -541,7 +566,7 @@ mod tests {
             }
             Ok(out)
         }
-        fn parse(&self) -> Result<(Scheme, Vec<Partition>), String> {
+        fn parse(&self) -> Result<(Scheme, Vec<Partition>), TableError> {
             read_table(self.sectors, &mut |l, c| self.read(l, c))
         }
     }
@@ -720,7 +745,7 @@ mod tests {
         let n = d.sectors;
         let r = read_table(n, &mut |l, c| {
             if l == n - 1 {
-                Err("EIO".into())
+                Err(std::io::Error::other("EIO"))
             } else {
                 d.read(l, c)
             }
@@ -731,7 +756,7 @@ mod tests {
         let d = Disk::from_fixture(GPT3);
         let r = read_table(n, &mut |l, c| {
             if l == n - 1 {
-                Err("EIO".into())
+                Err(std::io::Error::other("EIO"))
             } else {
                 d.read(l, c)
             }
@@ -741,7 +766,7 @@ mod tests {
 
     #[test]
     fn read_errors_and_short_reads() {
-        assert!(read_table(100, &mut |_, _| Err("EIO".into())).is_err());
+        assert!(read_table(100, &mut |_, _| Err(std::io::Error::other("EIO"))).is_err());
         assert!(read_table(100, &mut |_, _| Ok(vec![0; 100])).is_err());
         // A longer-than-asked answer is fine (truncated).
         let mut big = vec![0u8; 4096];

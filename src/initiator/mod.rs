@@ -37,7 +37,7 @@ mod trust;
 pub use commands::{CommandReply, TargetCommand};
 pub use links::LinkError;
 pub use table::{Forget, MAX_DEVICES, MAX_UNIDENTIFIED};
-pub use trust::parse_macs;
+pub use trust::{parse_macs, MacListError};
 
 use crate::clock::{Clock, Micros, RateLimit};
 use crate::device::{DevInner, DevState, Device};

@@ -29,21 +29,34 @@ const VERIFY_SPACING: Micros = 100_000;
 /// with backoff; after this many the path is refused.
 const VERIFY_FAILURES: u32 = 3;
 
+/// Why a list of MACs (`--macs`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MacListError {
+    /// Not a MAC in any of the spellings.
+    #[error("bad MAC {0:?}")]
+    Bad(String),
+    /// A multicast (or broadcast) MAC: no target has it.
+    #[error("{0}: not a unicast MAC")]
+    NotUnicast(String),
+    #[error("no MAC given")]
+    Empty,
+}
+
 /// Parses a list of MACs (`--macs`): separated by commas or whitespace,
 /// each as `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff` or twelve hex digits.
-pub fn parse_macs(list: &str) -> Result<Vec<Mac>, String> {
+pub fn parse_macs(list: &str) -> Result<Vec<Mac>, MacListError> {
     let mut v = Vec::new();
     for tok in list.split(|c: char| c == ',' || c.is_whitespace()).filter(|t| !t.is_empty()) {
-        let m = Mac::parse(tok).ok_or_else(|| format!("bad MAC {tok:?}"))?;
+        let m = Mac::parse(tok).ok_or_else(|| MacListError::Bad(tok.to_string()))?;
         if m.is_multicast() {
-            return Err(format!("{tok}: not a unicast MAC"));
+            return Err(MacListError::NotUnicast(tok.to_string()));
         }
         if !v.contains(&m) {
             v.push(m);
         }
     }
     if v.is_empty() {
-        return Err("no MAC given".into());
+        return Err(MacListError::Empty);
     }
     Ok(v)
 }
