@@ -1,4 +1,4 @@
-//! The filesystem core without the kernel: Initiator + Core over the
+//! The filesystem core without the kernel: Initiator + BlockFs over the
 //! in-memory hub with simulated targets (and the seeded fault injector).
 //!
 //! Most tests run on the real clock with a timer thread ticking the

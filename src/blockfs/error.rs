@@ -30,7 +30,7 @@ impl Error {
     }
 }
 
-/// `err!(libc::EINVAL, "bad name {name}")`: an [`Error`] with a formatted message.
+/// `fs_err!(libc::EINVAL, "bad name {name}")`: an [`Error`] with a formatted message.
 #[macro_export]
 macro_rules! fs_err {
     ($errno:expr, $($arg:tt)*) => {
