@@ -3,11 +3,12 @@
 //! life, probes of down targets and `revalidate` (`liveness`), who may
 //! become a path and new paths' verification (`trust`), frame dispatch from
 //! the capture threads into the per-target engines (`rx`), the commands to
-//! targets other than ATA and discovery (`commands`), and here the device table, I/O submission
-//! and the timer that drives retransmission, dead detection and
-//! rediscovery. `effects` is the leaf they share: what a step leaves to do.
-//! None of these files imports another in a circle: `discovery` uses
-//! `trust`, `links` uses `rx`, all of them `effects` and this module.
+//! targets other than ATA and discovery (`commands`), and here the device
+//! table, I/O submission and the timer's work (`tick`: retransmission, dead
+//! detection, rediscovery). `effects` is a leaf: what a step leaves to do.
+//! No file imports another in a circle: each uses this module's
+//! `Initiator`; besides, `discovery` uses `trust`, `links` uses `rx`, and
+//! `discovery`, `rx` and `trust` use `effects`.
 //!
 //! Every change of a device's engine is one step (`step`, or on a capture
 //! thread its halves `collect` and `apply`): lock the device, call the
