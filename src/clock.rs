@@ -1,5 +1,6 @@
 //! Time as the engine and the initiator see it: microseconds on a monotonic
-//! clock, read through the `Clock` trait so that tests can drive it by hand.
+//! clock, read through the `Clock` trait so that tests can drive it by hand;
+//! and `RateLimit`, a token bucket on that clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -50,9 +51,47 @@ impl Clock for ManualClock {
     }
 }
 
+/// A token bucket: `burst` at most, refilled at `per_sec`.
+#[derive(Debug)]
+pub struct RateLimit {
+    burst: u64,
+    per_sec: u64,
+    /// Tokens, in millionths.
+    level: u64,
+    last: Micros,
+}
+
+impl RateLimit {
+    pub fn new(burst: u32, per_sec: u32) -> RateLimit {
+        RateLimit { burst: burst as u64, per_sec: per_sec as u64, level: burst as u64 * 1_000_000, last: 0 }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Micros) -> bool {
+        let refill = now.saturating_sub(self.last).saturating_mul(self.per_sec);
+        self.level = self.level.saturating_add(refill).min(self.burst * 1_000_000);
+        self.last = now;
+        if self.level < 1_000_000 {
+            return false;
+        }
+        self.level -= 1_000_000;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_its_rate() {
+        let mut r = RateLimit::new(4, 2);
+        assert_eq!((0..10).filter(|_| r.take(0)).count(), 4);
+        assert!(!r.take(400_000));
+        assert!(r.take(500_000), "one token after half a second at 2/s");
+        assert!(!r.take(500_000));
+        assert_eq!((0..10).filter(|_| r.take(100_000_000)).count(), 4, "never more than the burst");
+    }
 
     #[test]
     fn manual_clock_moves_only_when_advanced() {

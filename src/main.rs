@@ -76,7 +76,7 @@ fn main() {
 /// (in a daemon's parent, the one its child reports).
 fn run(mut cli: Cli) -> Result<i32, Failure> {
     if let Some(cmd) = cli.cmd.take() {
-        return run_subcommand(cmd).map(|()| 0).map_err(Failure::runtime);
+        return run_subcommand(cmd).map(|()| 0).map_err(|e| Failure::runtime(e.to_string()));
     }
     // fuser warns when the mount it would unmount at exit is already gone
     // (umount by the user): expected, so not shown by default.
@@ -293,12 +293,12 @@ fn notify_parent(ready: Option<ReadyPipe>, code: u8) {
 }
 
 /// A command that works on a mount (`aoefs stat MNT`, ...).
-fn run_subcommand(cmd: Cmd) -> Result<(), String> {
+fn run_subcommand(cmd: Cmd) -> Result<(), aoefs::tools::ToolError> {
     use aoefs::tools::{self, Control};
     match cmd {
         Cmd::Stat { mountpoint, json } => {
             let m = tools::check_mount(&mountpoint)?;
-            let rows = tools::stat_rows(&m).map_err(|e| format!("{}: {e}", m.display()))?;
+            let rows = tools::stat_rows(&m).map_err(|error| tools::ToolError::File { path: m.clone(), error })?;
             if json {
                 let stats: Vec<tools::Stats> =
                     rows.iter().map(|r| tools::read_stats(&m, &r.device).unwrap_or_default()).collect();
@@ -333,7 +333,7 @@ fn run_subcommand(cmd: Cmd) -> Result<(), String> {
             match value {
                 None => {
                     let s = std::fs::read_to_string(&f)
-                        .map_err(|e| tools::explain_failure(Control::Config, Some(&device), &f, &e))?;
+                        .map_err(|e| tools::explain_failure(Control::Config, Some(&device), &f, e))?;
                     print!("{s}");
                     Ok(())
                 }

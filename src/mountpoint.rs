@@ -29,13 +29,27 @@ impl Mounted {
     }
 }
 
-/// Why a mount point cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a mount point cannot be used; each says what, for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MountPointError {
     /// A usage error: no such directory, not a directory.
+    #[error("{0}")]
     Usage(String),
     /// Something is mounted there, or it could not be checked or cleared.
+    #[error("{0}")]
     Busy(String),
+}
+
+/// Why a mount could not be detached: umount2(MNT_DETACH) failed, and so
+/// did `fusermount3 -u -z`.
+#[derive(Debug, thiserror::Error)]
+pub enum DetachError {
+    /// fusermount3 could not be run.
+    #[error("umount: {umount}; fusermount3: {fusermount}")]
+    NoFusermount { umount: io::Error, fusermount: io::Error },
+    /// fusermount3 failed; what it said.
+    #[error("umount: {umount}; fusermount3: {stderr}")]
+    Fusermount { umount: io::Error, stderr: String },
 }
 
 /// A usable mount point.
@@ -91,21 +105,19 @@ fn mountinfo() -> String {
 
 /// Detaches the mount on `path` lazily: umount2(MNT_DETACH) as root, else
 /// (a user's own FUSE mount) through the setuid `fusermount3 -u -z`.
-pub fn detach(path: &Path) -> Result<(), String> {
-    let e = match sys::daemon::unmount_lazily(path) {
+pub fn detach(path: &Path) -> Result<(), DetachError> {
+    let umount = match sys::daemon::unmount_lazily(path) {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };
-    let out = Command::new("fusermount3")
-        .args(["-u", "-z", "--"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|f| format!("umount: {e}; fusermount3: {f}"))?;
+    let out = match Command::new("fusermount3").args(["-u", "-z", "--"]).arg(path).stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(fusermount) => return Err(DetachError::NoFusermount { umount, fusermount }),
+    };
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("umount: {e}; fusermount3: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(DetachError::Fusermount { umount, stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
 }
 

@@ -312,7 +312,15 @@ mod tests {
 
     fn request(aflags: u8, count: u8, cmd: u8, lba: u64, data: &[u8]) -> Vec<u8> {
         emit(&Repr {
-            header: Header { dst: T, src: I, response: false, error: None, shelf: 1, slot: 2, tag: 0x8000_0001 },
+            header: Header {
+                dst: T,
+                src: I,
+                response: false,
+                error: None,
+                shelf: 1,
+                slot: 2,
+                tag: wire::TAG_USER_TOOLS | 1,
+            },
             body: Body::Ata(AtaRepr { aflags, err_feature: 0, sector_count: count, cmd_status: cmd, lba, data }),
         })
     }

@@ -189,6 +189,29 @@ pub fn format_stat(rows: &[StatRow]) -> String {
     s
 }
 
+/// Why a subcommand failed, worded for its user: what it is about first.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{0}: not a target name (eX.Y, such as e0.1)")]
+    NotATarget(String),
+    #[error("{}: not an aoefs mount", .0.display())]
+    NotAMount(PathBuf),
+    #[error("{0}: no such target")]
+    NoSuchTarget(String),
+    #[error("{0}: in use: close it first (unmount its filesystems, losetup -d its loop devices)")]
+    InUse(String),
+    #[error("{0}: the target holds another config string; --force overrides it")]
+    ConfigPresent(String),
+    #[error("{0}: no answer from the target")]
+    NoAnswer(String),
+    /// A file of the mount could not be read or written.
+    #[error("{}: {error}", path.display())]
+    File { path: PathBuf, error: std::io::Error },
+    /// The report could not be written (a closed pipe).
+    #[error("output: {0}")]
+    Output(std::io::Error),
+}
+
 /// The control file a subcommand writes its command to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -200,38 +223,35 @@ pub enum Control {
 }
 
 /// Checks a target's name as a user gave it: `eX.Y`.
-pub fn check_target(name: &str) -> Result<(), String> {
+pub fn check_target(name: &str) -> Result<(), ToolError> {
     match crate::blockfs::parse_dev_name(name) {
         Some(_) if name.trim() == name => Ok(()),
-        _ => Err(format!("{name}: not a target name (eX.Y, such as e0.1)")),
+        _ => Err(ToolError::NotATarget(name.to_string())),
     }
 }
 
 /// What a failed write of a subcommand to `path` (its control file `ctl`,
 /// about `target` when it names one) means: the target named when there is
 /// no such target, and what to do when the target or the mount refuses.
-pub fn explain_failure(ctl: Control, target: Option<&str>, path: &Path, e: &std::io::Error) -> String {
+pub fn explain_failure(ctl: Control, target: Option<&str>, path: &Path, e: std::io::Error) -> ToolError {
+    let t = || target.unwrap_or_default().to_string();
     match (ctl, target, e.raw_os_error()) {
         // flush answers ENXIO for a target it does not know; a target's
         // status directory that does not exist is ENOENT.
-        (_, Some(t), Some(libc::ENXIO | libc::ENOENT)) => format!("{t}: no such target"),
+        (_, Some(_), Some(libc::ENXIO | libc::ENOENT)) => ToolError::NoSuchTarget(t()),
         // revalidate answers EINVAL for a target it does not know, as the
         // driver does (the name itself was checked before).
-        (Control::Revalidate, Some(t), Some(libc::EINVAL)) => format!("{t}: no such target"),
-        (Control::Flush, Some(t), Some(libc::EBUSY)) => {
-            format!("{t}: in use: close it first (unmount its filesystems, losetup -d its loop devices)")
-        }
-        (Control::Config, Some(t), Some(libc::EBUSY)) => {
-            format!("{t}: the target holds another config string; --force overrides it")
-        }
-        (_, Some(t), Some(libc::ETIMEDOUT)) => format!("{t}: no answer from the target"),
-        _ => format!("{}: {e}", path.display()),
+        (Control::Revalidate, Some(_), Some(libc::EINVAL)) => ToolError::NoSuchTarget(t()),
+        (Control::Flush, Some(_), Some(libc::EBUSY)) => ToolError::InUse(t()),
+        (Control::Config, Some(_), Some(libc::EBUSY)) => ToolError::ConfigPresent(t()),
+        (_, Some(_), Some(libc::ETIMEDOUT)) => ToolError::NoAnswer(t()),
+        _ => ToolError::File { path: path.to_path_buf(), error: e },
     }
 }
 
 /// Writes one command to a control file of the mount (`ctl` at `path`),
 /// about `target` when it names one; a failure as `explain_failure` words it.
-pub fn write_control(ctl: Control, target: Option<&str>, path: &Path, data: &str) -> Result<(), String> {
+pub fn write_control(ctl: Control, target: Option<&str>, path: &Path, data: &str) -> Result<(), ToolError> {
     if let Some(t) = target {
         check_target(t)?;
     }
@@ -239,15 +259,15 @@ pub fn write_control(ctl: Control, target: Option<&str>, path: &Path, data: &str
         .write(true)
         .open(path)
         .and_then(|mut f| f.write_all(data.as_bytes()))
-        .map_err(|e| explain_failure(ctl, target, path, &e))
+        .map_err(|e| explain_failure(ctl, target, path, e))
 }
 
 /// Checks that `mnt` is an aoefs mount (it has the control files).
-pub fn check_mount(mnt: &Path) -> Result<PathBuf, String> {
+pub fn check_mount(mnt: &Path) -> Result<PathBuf, ToolError> {
     if mnt.join("discover").exists() && mnt.join("block").is_dir() {
         Ok(mnt.to_path_buf())
     } else {
-        Err(format!("{}: not an aoefs mount", mnt.display()))
+        Err(ToolError::NotAMount(mnt.to_path_buf()))
     }
 }
 
@@ -260,22 +280,26 @@ mod tests {
         let p = Path::new("/mnt/etherd/flush");
         let err = |n| std::io::Error::from_raw_os_error(n);
         let t = Some("e9.9");
-        assert_eq!(explain_failure(Control::Flush, t, p, &err(libc::ENXIO)), "e9.9: no such target");
-        assert_eq!(explain_failure(Control::Revalidate, t, p, &err(libc::EINVAL)), "e9.9: no such target");
-        assert_eq!(explain_failure(Control::Config, t, p, &err(libc::ENOENT)), "e9.9: no such target");
-        assert!(explain_failure(Control::Flush, t, p, &err(libc::EBUSY)).starts_with("e9.9: in use: close it first"));
-        let e = explain_failure(Control::Config, t, p, &err(libc::EBUSY));
+        let explain = |ctl, t, e| explain_failure(ctl, t, p, e).to_string();
+        assert_eq!(explain(Control::Flush, t, err(libc::ENXIO)), "e9.9: no such target");
+        assert_eq!(explain(Control::Revalidate, t, err(libc::EINVAL)), "e9.9: no such target");
+        assert_eq!(explain(Control::Config, t, err(libc::ENOENT)), "e9.9: no such target");
+        assert!(explain(Control::Flush, t, err(libc::EBUSY)).starts_with("e9.9: in use: close it first"));
+        let e = explain(Control::Config, t, err(libc::EBUSY));
         assert!(e.contains("another config string") && e.contains("--force"), "{e}");
-        assert_eq!(explain_failure(Control::Config, t, p, &err(libc::ETIMEDOUT)), "e9.9: no answer from the target");
+        assert_eq!(explain(Control::Config, t, err(libc::ETIMEDOUT)), "e9.9: no answer from the target");
         // Without a target, or an errno that says nothing more: the file and the error.
         assert_eq!(
-            explain_failure(Control::Flush, None, p, &err(libc::EINVAL)),
+            explain(Control::Flush, None, err(libc::EINVAL)),
             "/mnt/etherd/flush: Invalid argument (os error 22)"
         );
-        assert!(explain_failure(Control::Flush, t, p, &err(libc::EIO)).starts_with("/mnt/etherd/flush: "));
-        assert_eq!(check_target("e0.1"), Ok(()));
+        assert!(explain(Control::Flush, t, err(libc::EIO)).starts_with("/mnt/etherd/flush: "));
+        assert_eq!(check_target("e0.1").map_err(|e| e.to_string()), Ok(()));
         for bad in ["garbage", " e0.1", "e0.1\n", "e0.1p1", ""] {
-            assert_eq!(check_target(bad), Err(format!("{bad}: not a target name (eX.Y, such as e0.1)")));
+            assert_eq!(
+                check_target(bad).map_err(|e| e.to_string()),
+                Err(format!("{bad}: not a target name (eX.Y, such as e0.1)"))
+            );
         }
     }
 

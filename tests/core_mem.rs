@@ -1,4 +1,4 @@
-//! The filesystem core without the kernel: Initiator + Core over the
+//! The filesystem core without the kernel: Initiator + BlockFs over the
 //! in-memory hub with simulated targets (and the seeded fault injector).
 //!
 //! Most tests run on the real clock with a timer thread ticking the
@@ -458,7 +458,7 @@ fn read_ahead_serves_sequential_readers_and_never_stale_data() {
 
 #[test]
 fn hostile_frames_during_io_are_ignored_and_counted() {
-    use aoefs::wire::{AtaRepr, Body, Header, Repr};
+    use aoefs::wire::{AtaRepr, Body, Header, Repr, TAG_USER_TOOLS};
     let (hub, t, core, _) = setup(1500, 180, 0);
     let rogue = hub.add_port("rogue", Mac([2, 0, 0, 0, 6, 6]), 1500);
     let victim = Mac([2, 0, 0, 0, 1, 1]);
@@ -470,10 +470,10 @@ fn hostile_frames_during_io_are_ignored_and_counted() {
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let data = vec![0xEEu8; 1024];
             let (shelf, slot, src, tag) = match n % 4 {
-                0 => (3, 7, Mac([2, 0, 0, 0, 6, 6]), rng.next_u64() as u32 & 0x7FFF_FFFF), // unknown MAC
-                1 => (3, 7, Mac([2, 0, 0, 0, 2, 2]), rng.next_u64() as u32 & 0x7FFF_FFFF), // spoofed MAC, stale tag
-                2 => (4, 7, Mac([2, 0, 0, 0, 6, 6]), rng.next_u64() as u32 & 0x7FFF_FFFF), // wrong shelf
-                _ => (3, 7, Mac([2, 0, 0, 0, 2, 2]), 0x8000_0000 | rng.next_u64() as u32), // a user tool's tag (bit 31)
+                0 => (3, 7, Mac([2, 0, 0, 0, 6, 6]), rng.next_u64() as u32 & !TAG_USER_TOOLS), // unknown MAC
+                1 => (3, 7, Mac([2, 0, 0, 0, 2, 2]), rng.next_u64() as u32 & !TAG_USER_TOOLS), // spoofed MAC, stale tag
+                2 => (4, 7, Mac([2, 0, 0, 0, 6, 6]), rng.next_u64() as u32 & !TAG_USER_TOOLS), // wrong shelf
+                _ => (3, 7, Mac([2, 0, 0, 0, 2, 2]), TAG_USER_TOOLS | rng.next_u64() as u32), // a user tool's tag (bit 31)
             };
             let r = Repr {
                 header: Header { dst: victim, src, response: true, error: None, shelf, slot, tag },

@@ -162,7 +162,7 @@ fn forward(from: &Sock, to: &Sock, dir: &Dir, deadline: Option<Instant>) -> io::
                 let mut out = inj.release(now_us());
                 if inj.held() > 0 && out.is_empty() {
                     dir.stats.idle_flushes.fetch_add(1, Ordering::Relaxed);
-                    out = inj.flush();
+                    out = inj.release_held();
                 }
                 out
             }
@@ -301,7 +301,7 @@ fn main() {
     let ok = t1.join().unwrap_or(false) & t2.join().unwrap_or(false);
     // Frames still held back are delivered, not silently lost at exit.
     for (d, to) in [(&dirs[0], &b), (&dirs[1], &a)] {
-        for f in d.inj.lock().unwrap().flush_all() {
+        for f in d.inj.lock().unwrap().release_all() {
             let _ = to.send(&f);
         }
     }

@@ -160,16 +160,9 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
             error: None,
             shelf: cli.shelf.unwrap_or(SHELF_ALL),
             slot: cli.slot.unwrap_or(SLOT_ALL),
-            tag: 0x8000_0001,
+            tag: TAG_USER_TOOLS | 1,
         },
-        body: Body::Config(ConfigRepr {
-            buffer_count: 0,
-            firmware: 0,
-            max_sectors: 0,
-            aoe_version: 0,
-            ccmd: CCMD_READ,
-            config: &[],
-        }),
+        body: Body::Config(ConfigRepr::query(CCMD_READ, &[])),
     };
     let n = q.emit(&mut buf).expect("emit query");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -203,7 +196,7 @@ fn discover(sock: &RawSocket, me: Mac, cli: &Cli, rx: &mut RxBatch) -> Target {
     let (mac, shelf, slot, bufcnt, maxsec) = found.unwrap();
     // IDENTIFY for the size.
     let mut f = [0u8; 64];
-    let tag = 0x8000_0002;
+    let tag = TAG_USER_TOOLS | 2;
     let identify = AtaHeader {
         dst: mac,
         src: me,

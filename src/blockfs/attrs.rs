@@ -6,7 +6,7 @@ use super::{command_bytes, slice_at, BlockFs, CtlError, ReadReply, WriteReply};
 use crate::device::{Device, Snapshot};
 use crate::engine::{Counters, PathState};
 use crate::fs_err;
-use crate::initiator::{CtlReply, CtlRequest};
+use crate::initiator::{CommandReply, TargetCommand};
 use crate::wire::{AoeError, Directive, Mac};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -112,17 +112,17 @@ impl BlockFs {
         let me = self.clone();
         let dev = dev.clone();
         self.pool.spawn(move || {
-            let req = match attr {
-                "config" => CtlRequest::ConfigRead,
-                "masks" => CtlRequest::MaskRead,
-                _ => CtlRequest::ReserveRead,
+            let cmd = match attr {
+                "config" => TargetCommand::ConfigRead,
+                "masks" => TargetCommand::MaskRead,
+                _ => TargetCommand::ReserveRead,
             };
-            let text = me.ini.control(&dev, &req).map_err(CtlError::from).and_then(|mut r| match r.remove(0) {
-                CtlReply::Config(c) => Ok(format!("{}\n", String::from_utf8_lossy(&c))),
-                CtlReply::Masks { macs, .. } | CtlReply::Reserve(macs) => {
+            let text = me.ini.command(&dev, &cmd).map_err(CtlError::from).and_then(|mut r| match r.remove(0) {
+                CommandReply::Config(c) => Ok(format!("{}\n", String::from_utf8_lossy(&c))),
+                CommandReply::Masks { macs, .. } | CommandReply::Reserve(macs) => {
                     Ok(macs.iter().map(|m| format!("{}\n", m.hex12())).collect::<String>())
                 }
-                CtlReply::Error(e) => Err(CtlError::Refused(e)),
+                CommandReply::Error(e) => Err(CtlError::Refused(e)),
             });
             match text {
                 Ok(t) => reply(Ok(slice_at(t.as_bytes(), off, size))),
@@ -166,7 +166,7 @@ impl BlockFs {
 
     fn command_attr(&self, dev: &Arc<Device>, attr: &str, data: &[u8]) -> Result<(), CtlError> {
         let text = std::str::from_utf8(data).map_err(|_| CtlError::Invalid("not text".into()))?;
-        let req = match attr {
+        let cmd = match attr {
             "config" => {
                 let v = text.strip_suffix('\n').unwrap_or(text);
                 let (force, v) = match v.strip_prefix('!') {
@@ -176,22 +176,24 @@ impl BlockFs {
                 if v.len() > crate::wire::MAX_CONFIG_LEN || v.bytes().any(|b| b == b'\n' || b == 0) {
                     return Err(CtlError::Invalid("config: one line of at most 1024 bytes".into()));
                 }
-                CtlRequest::ConfigSet { value: v.as_bytes().to_vec(), force }
+                TargetCommand::ConfigSet { value: v.as_bytes().to_vec(), force }
             }
-            "masks" => CtlRequest::MaskEdit(parse_mask_edit(text, &self.ini.local_macs(dev))?),
+            "masks" => TargetCommand::MaskEdit(parse_mask_edit(text, &self.ini.local_macs(dev))?),
             _ => {
                 let (macs, force) = parse_reserve(text, &self.ini.local_macs(dev))?;
-                CtlRequest::ReserveSet { macs, force }
+                TargetCommand::ReserveSet { macs, force }
             }
         };
-        let set_config = matches!(req, CtlRequest::ConfigSet { .. });
-        for r in self.ini.control(dev, &req)? {
+        let set_config = matches!(cmd, TargetCommand::ConfigSet { .. });
+        for r in self.ini.command(dev, &cmd)? {
             match r {
-                CtlReply::Error(AoeError::ConfigStringPresent) if set_config => return Err(CtlError::ConfigPresent),
-                CtlReply::Error(e) => return Err(CtlError::Refused(e)),
-                CtlReply::Masks { merror: 3, .. } => return Err(CtlError::ListFull),
-                CtlReply::Masks { merror: 2, .. } => return Err(CtlError::Invalid("bad directive".into())),
-                CtlReply::Masks { merror: m, .. } if m != 0 => return Err(CtlError::Refused(AoeError::Other(m))),
+                CommandReply::Error(AoeError::ConfigStringPresent) if set_config => {
+                    return Err(CtlError::ConfigPresent)
+                }
+                CommandReply::Error(e) => return Err(CtlError::Refused(e)),
+                CommandReply::Masks { merror: 3, .. } => return Err(CtlError::ListFull),
+                CommandReply::Masks { merror: 2, .. } => return Err(CtlError::Invalid("bad directive".into())),
+                CommandReply::Masks { merror: m, .. } if m != 0 => return Err(CtlError::Refused(AoeError::Other(m))),
                 _ => {}
             }
         }

@@ -3,6 +3,7 @@
 
 use super::{parse_dev_name, slice_at, BlockFs, CtlError, ReadReply};
 use crate::fs_err;
+use crate::initiator::Forget;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,16 +123,18 @@ impl BlockFs {
                 Ok(())
             }
             Ctl::Flush => {
+                // The driver's name: it forgets devices (not FLUSH CACHE).
                 let t = text.trim();
                 let which = if t.is_empty() {
-                    None
+                    Forget::DownUnused
                 } else if t == "all" {
-                    Some(None)
+                    Forget::AllUnused
                 } else {
-                    Some(Some(parse_dev_name(t).ok_or_else(|| CtlError::Invalid(t.into()))?))
+                    let (shelf, slot) = parse_dev_name(t).ok_or_else(|| CtlError::Invalid(t.into()))?;
+                    Forget::Target { shelf, slot }
                 };
                 let before: Vec<u32> = self.ini.devices().iter().map(|d| d.id).collect();
-                self.ini.flush(which)?;
+                self.ini.forget_devices(which)?;
                 let after: Vec<u32> = self.ini.devices().iter().map(|d| d.id).collect();
                 for id in before.into_iter().filter(|i| !after.contains(i)) {
                     self.cache.drop_device(id);

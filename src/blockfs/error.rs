@@ -3,7 +3,7 @@
 //! for users (what logs and `err` show), and the error it came from.
 
 use crate::engine::IoError;
-use crate::initiator::{CtlFailure, FlushError, LinkError};
+use crate::initiator::{DeviceError, LinkError};
 use crate::wire::AoeError;
 
 /// An errno value (`libc::EIO`, ...).
@@ -30,7 +30,7 @@ impl Error {
     }
 }
 
-/// `err!(libc::EINVAL, "bad name {name}")`: an [`Error`] with a formatted message.
+/// `fs_err!(libc::EINVAL, "bad name {name}")`: an [`Error`] with a formatted message.
 #[macro_export]
 macro_rules! fs_err {
     ($errno:expr, $($arg:tt)*) => {
@@ -52,15 +52,15 @@ pub enum CtlError {
     /// Malformed input, unknown interface, unknown command.
     #[error("{0}")]
     Invalid(String),
-    #[error("no such device")]
-    NoSuchDevice,
-    #[error("device is open")]
-    Busy,
+    /// The initiator did not forget the device, or a command to it failed.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("write too long")]
     TooLong,
     #[error("not writable")]
     NotWritable,
-    /// The target answered a control command with an AoE error.
+    /// The target answered a `TargetCommand` (config, masks, reserve) with
+    /// an AoE error.
     #[error("target refused: AoE error {}: {}", .0.to_u8(), .0.describe())]
     Refused(AoeError),
     /// A config string was not set: the target holds another one (AoE error 4).
@@ -69,17 +69,15 @@ pub enum CtlError {
     /// MAC mask list full.
     #[error("MAC mask list full")]
     ListFull,
-    /// No answer from the target.
-    #[error("no answer from the target")]
-    Timeout,
 }
 
 impl CtlError {
     pub fn errno(&self) -> Errno {
         match self {
             CtlError::Invalid(_) => libc::EINVAL,
-            CtlError::NoSuchDevice => libc::ENXIO,
-            CtlError::Busy | CtlError::ConfigPresent => libc::EBUSY,
+            CtlError::Device(DeviceError::NoSuchDevice) => libc::ENXIO,
+            CtlError::Device(DeviceError::Busy) | CtlError::ConfigPresent => libc::EBUSY,
+            CtlError::Device(DeviceError::Timeout) => libc::ETIMEDOUT,
             CtlError::TooLong => libc::EFBIG,
             CtlError::NotWritable => libc::EBADF,
             CtlError::Refused(AoeError::ConfigStringPresent) | CtlError::Refused(AoeError::TargetReserved) => {
@@ -88,7 +86,6 @@ impl CtlError {
             CtlError::Refused(AoeError::BadArgument) | CtlError::Refused(AoeError::BadCommand) => libc::EINVAL,
             CtlError::Refused(_) => libc::EIO,
             CtlError::ListFull => libc::ENOSPC,
-            CtlError::Timeout => libc::ETIMEDOUT,
         }
     }
 }
@@ -96,24 +93,6 @@ impl CtlError {
 impl From<CtlError> for Error {
     fn from(e: CtlError) -> Error {
         Error { errno: e.errno(), message: e.to_string(), source: Some(Box::new(e)) }
-    }
-}
-
-impl From<CtlFailure> for CtlError {
-    fn from(f: CtlFailure) -> CtlError {
-        match f {
-            CtlFailure::NoPath => CtlError::NoSuchDevice,
-            CtlFailure::Timeout => CtlError::Timeout,
-        }
-    }
-}
-
-impl From<FlushError> for CtlError {
-    fn from(e: FlushError) -> CtlError {
-        match e {
-            FlushError::NoSuchDevice => CtlError::NoSuchDevice,
-            FlushError::Busy => CtlError::Busy,
-        }
     }
 }
 
@@ -143,7 +122,7 @@ mod tests {
         assert_eq!(e.errno(), libc::EIO);
         assert!(std::error::Error::source(&e).is_some());
         assert_eq!(fs_err!(libc::ENOSPC, "past the end at {}", 7).to_string(), "past the end at 7");
-        assert_eq!(CtlError::from(CtlFailure::Timeout).errno(), libc::ETIMEDOUT);
-        assert_eq!(CtlError::from(FlushError::Busy).errno(), libc::EBUSY);
+        assert_eq!(CtlError::from(DeviceError::Timeout).errno(), libc::ETIMEDOUT);
+        assert_eq!(CtlError::from(DeviceError::Busy).errno(), libc::EBUSY);
     }
 }

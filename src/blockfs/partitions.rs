@@ -89,7 +89,7 @@ impl BlockFs {
             sectors.push((lba, u64::from(n)));
             wait_io(&self.ini, dev, Op::Read, lba, n, Vec::new(), Some(PARTITION_READ_WAIT)).map_err(|e| {
                 failed = true;
-                e.to_string()
+                std::io::Error::other(e)
             })
         };
         let parts = match read_table(disk_sectors, &mut read) {

@@ -1,34 +1,20 @@
-//! Finding targets and keeping the device table: query-config broadcasts,
+//! Finding targets: query-config broadcasts (or unicasts to the `--macs`),
 //! config responses (announcements included) that create devices and paths,
-//! IDENTIFY, `revalidate` and `flush`.
+//! and config queries answered with an AoE error, asked again with backoff.
 
-use super::rx::RxBatch;
+use super::effects::{ConfigQuery, Effects};
 use super::trust::new_path_state;
-use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
+use super::{retry_delay, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
-use crate::device::{DevInner, DevState, Device};
-use crate::engine::{IoDone, Op, Outbox, PathChange, PathState};
-use crate::wire::{self, Body, ConfigRepr, Header, Identify, Mac, Repr};
+use crate::device::DevState;
+use crate::engine::{PathChange, PathState};
+use crate::wire::{self, Body, ConfigRepr, Header, Mac, Repr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// IDENTIFY and config queries that failed are retried after this, doubled
-/// per failure in a row...
-pub const RETRY_FIRST: Micros = 250_000;
-/// ... up to this, so a target that was busy when it started appears within
-/// about this long of being ready.
-pub const RETRY_MAX: Micros = 2_000_000;
-/// A target that is down is asked this often whether it is back.
-pub const DOWN_PROBE_INTERVAL: Micros = 2_000_000;
 /// Most targets with a config query retry pending (answers with an AoE
 /// error to our discovery), so a flood of them costs bounded memory.
 const MAX_CONFIG_RETRIES: usize = 256;
-
-/// The wait before the next try after `failures` failures in a row.
-pub fn retry_delay(failures: u32) -> Micros {
-    RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
-}
 
 /// A config query to retry: a target answered our discovery with an AoE
 /// error (3, device unavailable, while it starts).
@@ -37,25 +23,6 @@ pub(super) struct ConfigRetry {
     at: Micros,
     failures: u32,
     since: Micros,
-}
-
-/// Why `flush` refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FlushError {
-    #[error("no such device")]
-    NoSuchDevice,
-    #[error("device is open")]
-    Busy,
-}
-
-/// A unicast query config to send on one link once the device's lock is
-/// dropped (a new path's verification).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ConfigQuery {
-    pub(super) link: usize,
-    pub(super) shelf: u16,
-    pub(super) slot: u8,
-    pub(super) dst: Mac,
 }
 
 impl Initiator {
@@ -69,15 +36,8 @@ impl Initiator {
         self.last_discover.store(self.now().max(1), Ordering::Relaxed);
     }
 
-    /// Asks a target that stopped answering whether it is alive: a unicast
-    /// query config to each of its MACs (the answer is a sign of life).
-    pub(super) fn probe(&self, dev: &Device) {
-        for m in self.target_macs(dev) {
-            self.query_config(dev.shelf, dev.slot, m);
-        }
-    }
-
-    fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
+    /// Sends a query config for `shelf.slot` to `dst` on every link.
+    pub(super) fn query_config(&self, shelf: u16, slot: u8, dst: Mac) {
         for l in self.links().iter() {
             self.query_config_on(l.as_ref(), shelf, slot, dst);
         }
@@ -87,14 +47,7 @@ impl Initiator {
         let mut buf = [0u8; 64];
         let repr = Repr {
             header: Header { dst, src: l.mac(), response: false, error: None, shelf, slot, tag: DISCOVER_TAG },
-            body: Body::Config(ConfigRepr {
-                buffer_count: 0,
-                firmware: 0,
-                max_sectors: 0,
-                aoe_version: 0,
-                ccmd: wire::CCMD_READ,
-                config: &[],
-            }),
+            body: Body::Config(ConfigRepr::query(wire::CCMD_READ, &[])),
         };
         // Pad to the Ethernet minimum (60 bytes without FCS).
         let n = repr.emit(&mut buf).expect("config query fits").max(60);
@@ -118,12 +71,12 @@ impl Initiator {
     }
 
     /// A config response (announcement, or an answer to discovery or to a
-    /// control command). From a MAC not in `--macs`: ignored. From a
+    /// `TargetCommand`). From a MAC not in `--macs`: ignored. From a
     /// verified path: creates the device (within the table's bounds) or
     /// updates its path, and starts IDENTIFY when the device is not up yet.
     /// From a new MAC of a known target: an unverified path, checked before
     /// it carries anything (`trust`).
-    pub(super) fn on_config(&self, link: usize, h: &Header, c: &ConfigRepr<'_>, batch: &mut RxBatch) {
+    pub(super) fn on_config(&self, link: usize, h: &Header, c: &ConfigRepr<'_>, batch: &mut Effects) {
         if h.shelf == wire::SHELF_ALL || h.slot == wire::SLOT_ALL || h.src.is_multicast() {
             self.ignored.malformed.fetch_add(1, Ordering::Relaxed);
             return;
@@ -140,124 +93,48 @@ impl Initiator {
         };
         let Some(dev) = self.admit_device(h.shelf, h.slot) else { return };
         let now = self.now();
-        let mut g = dev.inner.lock();
-        let state = new_path_state(&g, h.src);
-        let (id, state) = match g.io.add_path(
-            now,
-            link,
-            l.name(),
-            l.mac(),
-            h.src,
-            l.mtu(),
-            c.buffer_count,
-            c.effective_max_sectors(),
-            state,
-        ) {
-            PathChange::Added { id, state } => {
-                log::info!("{}: path {} via {} ({state})", dev.name(), h.src, l.name());
-                (id, state)
-            }
-            PathChange::Updated { id, state } => (id, state),
-            PathChange::Full | PathChange::Refused => {
-                drop(g);
-                self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
-                dev.ignored.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        match state {
-            PathState::Unverified => {
-                self.candidate_config(&dev, &mut g, id, h, c, now, &mut batch.out, &mut batch.queries)
-            }
-            PathState::Refused => {
-                dev.ignored.fetch_add(1, Ordering::Relaxed);
-            }
-            PathState::InUse | PathState::Failed => {
-                g.firmware = c.firmware;
-                if g.config != c.config {
-                    g.config = c.config.to_vec();
+        let added = self.collect(&dev, batch, |g, fx| {
+            let state = new_path_state(g, h.src);
+            let (id, state) = match g.io.add_path(
+                now,
+                link,
+                l.name(),
+                l.mac(),
+                h.src,
+                l.mtu(),
+                c.buffer_count,
+                c.effective_max_sectors(),
+                state,
+            ) {
+                PathChange::Added { id, state } => {
+                    log::info!("{}: path {} via {} ({state})", dev.name(), h.src, l.name());
+                    (id, state)
                 }
-                if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
-                    log::info!("{}: query config answered after retries", dev.name());
+                PathChange::Updated { id, state } => (id, state),
+                PathChange::Full | PathChange::Refused => return false,
+            };
+            match state {
+                PathState::Unverified => self.candidate_config(&dev, g, id, h, c, now, fx),
+                PathState::Refused => {
+                    dev.ignored.fetch_add(1, Ordering::Relaxed);
                 }
-                self.revive(&dev, &mut g, h.src, now, &mut batch.out);
-            }
-        }
-        batch.done.extend(g.io.take_completed());
-    }
-
-    /// The target answered from `mac` on a verified path: frames it has not
-    /// answered were lost, a down target nobody has open comes back, and a
-    /// device not up yet is identified.
-    pub(super) fn revive(&self, dev: &Arc<Device>, g: &mut DevInner, mac: Mac, now: Micros, out: &mut Outbox) {
-        g.io.on_sign_of_life(now, mac);
-        if g.state == DevState::Down && dev.open_count() == 0 {
-            g.state = DevState::Discovered;
-        }
-        if g.state == DevState::Discovered && !g.identifying {
-            self.start_identify(dev, g, now, out);
-        }
-    }
-
-    /// Queues IDENTIFY; its answer makes the device `up` (and visible). A
-    /// failure (an AoE error, or no answer) is retried with backoff
-    /// (`retry_delay`) by the timer.
-    pub(super) fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
-        self.wake_timer(dev);
-        g.identifying = true;
-        g.identify_retry_at = None;
-        let d = dev.clone();
-        let me = self.me.clone();
-        let done: IoDone = Box::new(move |res| {
-            let Some(ini) = me.upgrade() else { return };
-            let mut g = d.inner.lock();
-            g.identifying = false;
-            match res
-                .map_err(|e| e.to_string())
-                .and_then(|b| Identify::parse(&b).map(|id| (id, b)).map_err(|e| e.to_string()))
-            {
-                Ok((id, raw)) => {
-                    let changed = g.identify.as_ref().map(|o| o.sectors) != Some(id.sectors);
-                    // Identified before and not up: it was down (`revive`).
-                    let back = g.state == DevState::Discovered && g.identify.is_some();
-                    g.io.lba48 = id.lba48;
-                    if !id.lba48 && id.sectors > 0x0FFF_FFFF {
-                        ini.errlog.push(format!("{}: LBA28 target larger than 128 GiB", d.name()));
+                PathState::InUse | PathState::Failed => {
+                    g.firmware = c.firmware;
+                    if g.config != c.config {
+                        g.config = c.config.to_vec();
                     }
-                    if g.state != DevState::Down {
-                        g.state = DevState::Up;
+                    if self.config_retries.lock().remove(&(h.shelf, h.slot, h.src)).is_some() {
+                        log::info!("{}: query config answered after retries", dev.name());
                     }
-                    g.identify = Some(id);
-                    g.identify_raw = Some(raw[..wire::SECTOR].into());
-                    let failures = std::mem::take(&mut g.identify_failures);
-                    drop(g);
-                    if failures > 0 {
-                        log::info!("{}: IDENTIFY answered after {failures} failures", d.name());
-                    }
-                    if changed {
-                        d.generation.fetch_add(1, Ordering::AcqRel);
-                    }
-                    d.set_visible();
-                    if back {
-                        ini.errlog.push(format!("{}: answering again, device marked up", d.name()));
-                    }
-                }
-                Err(e) => {
-                    g.identify_failures += 1;
-                    let failures = g.identify_failures;
-                    if g.state == DevState::Discovered {
-                        g.identify_retry_at = Some(ini.now() + retry_delay(failures));
-                    }
-                    drop(g);
-                    // Once per run of failures: a target that starts busy
-                    // would otherwise fill `err`.
-                    if failures == 1 {
-                        ini.err_about(d.visible(), format!("{}: IDENTIFY failed: {e}; retrying", d.name()));
-                    }
+                    self.revive(&dev, g, h.src, now, &mut fx.out);
                 }
             }
+            true
         });
-        g.io.submit_cmd(now, Op::Identify, done, out, false);
+        if !added {
+            self.ignored.unknown_source.fetch_add(1, Ordering::Relaxed);
+            dev.ignored.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A target answered our discovery with an AoE error: ask it again later
@@ -281,7 +158,11 @@ impl Initiator {
         if first {
             let e = h.error.map_or("?", |e| e.describe());
             let known = self.device(h.shelf, h.slot).is_some_and(|d| d.visible());
-            self.err_about(known, format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot));
+            self.errlog.push_about(
+                known,
+                self.now(),
+                format!("e{}.{}: query config failed: {e}; retrying", h.shelf, h.slot),
+            );
         }
     }
 
@@ -302,32 +183,6 @@ impl Initiator {
         };
         for (shelf, slot, mac) in due {
             self.query_config(shelf, slot, mac);
-        }
-    }
-
-    /// The timer's work on a device that is not up: IDENTIFY retries, and
-    /// probes of a down target. Returns true when the target should be
-    /// probed.
-    pub(super) fn tend(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) -> bool {
-        match g.state {
-            DevState::Discovered if !g.identifying && g.identify_retry_at.is_some_and(|t| now >= t) => {
-                self.start_identify(dev, g, now, out);
-                false
-            }
-            DevState::Down if now >= g.next_probe => {
-                g.next_probe = now + DOWN_PROBE_INTERVAL;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The last opener of a device closed it: a down target comes back as
-    /// soon as it answers, so ask it now.
-    pub fn closed(&self, dev: &Device) {
-        dev.closed();
-        if dev.open_count() == 0 && dev.state() == DevState::Down {
-            self.probe(dev);
         }
     }
 
@@ -352,58 +207,5 @@ impl Initiator {
                 return;
             }
         }
-    }
-
-    /// Re-queries config and re-identifies a device (`revalidate`).
-    pub fn revalidate(&self, dev: &Arc<Device>) {
-        dev.readonly.store(false, Ordering::Release);
-        // The user may have fixed the network: large frames are tried again.
-        dev.inner.lock().io.lift_caps();
-        let mut macs = self.target_macs(dev);
-        if macs.is_empty() {
-            macs = self.discovery_dests();
-        }
-        for m in macs {
-            self.query_config(dev.shelf, dev.slot, m);
-        }
-        let now = self.now();
-        with_outbox(|out| {
-            let c = {
-                let mut g = dev.inner.lock();
-                if g.state == DevState::Up && !g.identifying {
-                    self.start_identify(dev, &mut g, now, out);
-                }
-                g.io.take_completed()
-            };
-            self.send(out);
-            run_completions(c);
-        });
-    }
-
-    /// `flush`: forget devices. `None`: those down and unused; `Some(None)`:
-    /// all unused; `Some(Some(dev))`: that one (EBUSY while open).
-    pub fn flush(&self, which: Option<Option<(u16, u8)>>) -> Result<usize, FlushError> {
-        let mut w = self.devices.write();
-        let keys: Vec<(u16, u8)> = match which {
-            Some(Some(k)) => {
-                let d = w.get(&k).ok_or(FlushError::NoSuchDevice)?;
-                if d.open_count() > 0 {
-                    return Err(FlushError::Busy);
-                }
-                vec![k]
-            }
-            Some(None) => w.iter().filter(|(_, d)| d.open_count() == 0).map(|(k, _)| *k).collect(),
-            None => w
-                .iter()
-                .filter(|(_, d)| d.open_count() == 0 && d.inner.lock().state == DevState::Down)
-                .map(|(k, _)| *k)
-                .collect(),
-        };
-        let removed: Vec<Arc<Device>> = keys.iter().filter_map(|k| w.remove(k)).collect();
-        drop(w);
-        for d in &removed {
-            self.end_device(d);
-        }
-        Ok(removed.len())
     }
 }

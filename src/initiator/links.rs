@@ -9,7 +9,7 @@
 //! busy handling a frame.
 
 use super::rx::FrameSink;
-use super::{run_completions, with_outbox, Initiator};
+use super::Initiator;
 use crate::engine::{IoError, Outbox};
 use crate::link::{Link, RxHandler};
 use crate::wire::Frame;
@@ -129,17 +129,10 @@ impl Initiator {
         }
         let now = self.now();
         for dev in self.devices() {
-            with_outbox(|out| {
-                let c = {
-                    let mut g = dev.inner.lock();
-                    for &(link, mtu) in &changed {
-                        g.io.set_link_mtu(now, link, mtu, out);
-                    }
-                    self.report_events(&dev, &mut g);
-                    g.io.take_completed()
-                };
-                self.send(out);
-                run_completions(c);
+            self.step(&dev, |g, fx| {
+                for &(link, mtu) in &changed {
+                    g.io.set_link_mtu(now, link, mtu, &mut fx.out);
+                }
             });
         }
     }
@@ -260,12 +253,7 @@ impl Initiator {
         let old = std::mem::take(&mut *self.links.write());
         close_links(old.links.iter().map(|(_, l)| l.clone()));
         for d in self.devices() {
-            let c = {
-                let mut g = d.inner.lock();
-                g.io.fail_all(IoError::Down);
-                g.io.take_completed()
-            };
-            super::run_completions(c);
+            self.step(&d, |g, _| g.io.fail_all(IoError::Down));
         }
     }
 }

@@ -1,47 +1,66 @@
-//! The initiator: the allowed interfaces (`links`), the device table,
-//! discovery (`discovery`), frame dispatch from capture threads into the
-//! per-target engines (`rx`), the non-ATA control commands (`control`), who
-//! may become a path and the device table's bounds (`trust`), and the timer
-//! that drives retransmission, dead detection and rediscovery.
+//! The initiator: the allowed interfaces and sending (`links`), the device
+//! table's bounds (`table`), discovery (`discovery`), IDENTIFY, signs of
+//! life, probes of down targets and `revalidate` (`liveness`), who may
+//! become a path and new paths' verification (`trust`), frame dispatch from
+//! the capture threads into the per-target engines (`rx`), the commands to
+//! targets other than ATA and discovery (`commands`), and here the device
+//! table, I/O submission and the timer's work (`tick`: retransmission, dead
+//! detection, rediscovery). `effects` is a leaf: what a step leaves to do.
+//! No file imports another in a circle: each uses this module's
+//! `Initiator`; besides, `discovery` uses `trust`, `links` uses `rx`, and
+//! `discovery`, `rx` and `trust` use `effects`.
+//!
+//! Every change of a device's engine is one step (`step`, or on a capture
+//! thread its halves `collect` and `apply`): lock the device, call the
+//! engine, report its events and take its completions; then, with the lock
+//! dropped, send the frames and queries and run the completions.
 //!
 //! Locks, in the order they may be taken (never the other way):
 //! `link_config` (reconfiguring interfaces; no I/O thread takes it) →
-//! `devices` → `Device::inner` → leaf locks (`pending_ctl`,
-//! `config_retries`, `new_targets`, `quiet`, `timer_list`, the `err` queue). The link
-//! table is an immutable snapshot behind a lock held only to clone it; no
-//! frame is sent and no interface opened while any of these locks is held.
+//! `devices` → `Device::inner` → leaf locks (`pending_commands`,
+//! `config_retries`, `new_targets`, `timer_list`, the `err` queue and its
+//! bound on messages, never held together). The link table is an immutable
+//! snapshot behind a lock held only to clone or replace it. No frame is sent,
+//! no interface opened and no completion runs while `devices`,
+//! `Device::inner` or a leaf lock is held; only `link_config` may be
+//! (interfaces are opened under it, a reopened interface rediscovers, and
+//! `shutdown` fails the I/O).
 
-mod control;
+mod commands;
 mod discovery;
+mod effects;
 mod links;
+mod liveness;
 mod rx;
+mod table;
 mod trust;
 
-pub use control::{CtlFailure, CtlReply, CtlRequest};
-pub use discovery::FlushError;
+pub use commands::{CommandReply, TargetCommand};
 pub use links::LinkError;
-pub use trust::{parse_macs, MAX_DEVICES, MAX_UNIDENTIFIED};
+pub use table::{Forget, MAX_DEVICES, MAX_UNIDENTIFIED};
+pub use trust::{parse_macs, MacListError};
 
-use crate::clock::{Clock, Micros};
-use crate::device::{DevState, Device};
-use crate::engine::{Completions, IoDone, IoError, Op, Outbox, TimerOutcome};
+use crate::clock::{Clock, Micros, RateLimit};
+use crate::device::{DevInner, DevState, Device};
+use crate::engine::{IoDone, IoError, Op, TimerOutcome};
 use crate::errlog::ErrLog;
 use crate::link::LinkProvider;
 use crate::wire::Mac;
+use effects::{run_completions, with_effects, Effects};
 use links::LinkTable;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-/// Bit 30 marks the tags of the initiator's commands other than reads and
-/// writes (query config, MAC mask, reserve); the engine's ATA tags have it
-/// clear. Bit 31 is left to the userland tools (`wire::TAG_USER_TOOLS`), as
-/// the kernel driver leaves it.
-pub const CTL_TAG: u32 = 1 << 30;
+/// Bit 30 marks the tags of the initiator's commands other than ATA (query
+/// config, MAC mask list, reserve); the engine's ATA tags have it clear.
+/// Bit 31 is left to the userland tools (`wire::TAG_USER_TOOLS`), as the
+/// kernel driver leaves it.
+pub const NON_ATA_TAG: u32 = 1 << 30;
 
 /// Tag of our query-config broadcasts and probes.
-pub const DISCOVER_TAG: u32 = CTL_TAG;
+pub const DISCOVER_TAG: u32 = NON_ATA_TAG;
 
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
@@ -50,6 +69,34 @@ pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
 /// probes of down targets, new paths' verifications) this often, and in
 /// between only at those with work for their engine.
 pub const SWEEP_INTERVAL: Micros = 100_000;
+
+/// IDENTIFY, config queries and new paths' verifications that failed are
+/// retried after this, doubled per failure in a row...
+const RETRY_FIRST: Micros = 250_000;
+/// ... up to this, so a target that was busy when it started appears within
+/// about this long of being ready.
+const RETRY_MAX: Micros = 2_000_000;
+
+/// The wait before the next try after `failures` failures in a row.
+fn retry_delay(failures: u32) -> Micros {
+    RETRY_FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(RETRY_MAX)
+}
+
+/// Why the initiator did not do what a control file or an attribute asked
+/// of a device: forget it (`forget_devices`) or send it a `TargetCommand`
+/// (`command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// No such device, or (a command) no verified path to it.
+    #[error("no such device")]
+    NoSuchDevice,
+    /// The device is open (it is not forgotten).
+    #[error("device is open")]
+    Busy,
+    /// No answer from the target after the retries.
+    #[error("no answer from the target")]
+    Timeout,
+}
 
 /// Initiator parameters (the driver's module parameters, and `--macs`).
 #[derive(Debug, Clone)]
@@ -85,7 +132,7 @@ pub struct Ignored {
     /// Config responses from a MAC not in `--macs`.
     pub untrusted_mac: AtomicU64,
     /// Config responses of new targets not added (device table full, or new
-    /// targets coming faster than `trust::NEW_TARGET_RATE`).
+    /// targets coming faster than `table::NEW_TARGET_RATE`).
     pub dropped_target: AtomicU64,
 }
 
@@ -113,36 +160,13 @@ pub struct Initiator {
     /// A discovery is due then (0: none): new targets were turned away.
     discover_at: AtomicU64,
     /// Admits new targets at a bounded rate.
-    new_targets: Mutex<trust::RateLimit>,
-    /// Bounds the `err` messages about targets never identified.
-    quiet: Mutex<trust::Quiet>,
+    new_targets: Mutex<RateLimit>,
     /// The devices the timer looks at every tick (`wake_timer`).
     timer_list: Mutex<Vec<Arc<Device>>>,
-    pending_ctl: Mutex<HashMap<u32, std::sync::mpsc::Sender<CtlReply>>>,
-    config_retries: Mutex<HashMap<(u16, u8, crate::wire::Mac), discovery::ConfigRetry>>,
-    ctl_seq: AtomicU32,
+    pending_commands: Mutex<HashMap<u32, std::sync::mpsc::Sender<CommandReply>>>,
+    config_retries: Mutex<HashMap<(u16, u8, Mac), discovery::ConfigRetry>>,
+    command_seq: AtomicU32,
     me: Weak<Initiator>,
-}
-
-thread_local! {
-    /// One reusable outbox per thread, so the submit path does not allocate.
-    static OUTBOX: std::cell::RefCell<Outbox> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's (empty) outbox and puts it back after.
-fn with_outbox<R>(f: impl FnOnce(&mut Outbox) -> R) -> R {
-    let mut out = OUTBOX.with(|o| std::mem::take(&mut *o.borrow_mut()));
-    let r = f(&mut out);
-    out.clear();
-    OUTBOX.with(|o| *o.borrow_mut() = out);
-    r
-}
-
-/// Runs finished requests' callbacks (outside every lock).
-fn run_completions(c: Completions) {
-    for (done, res) in c {
-        done(res);
-    }
 }
 
 impl Initiator {
@@ -171,12 +195,11 @@ impl Initiator {
             last_report: AtomicU64::new(0),
             last_sweep: AtomicU64::new(0),
             discover_at: AtomicU64::new(0),
-            new_targets: Mutex::new(trust::RateLimit::new(trust::NEW_TARGET_BURST, trust::NEW_TARGET_RATE)),
-            quiet: Mutex::new(trust::Quiet::default()),
+            new_targets: Mutex::new(RateLimit::new(table::NEW_TARGET_BURST, table::NEW_TARGET_RATE)),
             timer_list: Mutex::new(Vec::new()),
-            pending_ctl: Mutex::new(HashMap::new()),
+            pending_commands: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
-            ctl_seq: AtomicU32::new(1),
+            command_seq: AtomicU32::new(1),
             me: me.clone(),
         });
         ini.set_interfaces(names)?;
@@ -202,30 +225,76 @@ impl Initiator {
         self.devices.read().values().find(|d| d.id == id).cloned()
     }
 
+    /// One step on a device, the sequence every change of a device's engine
+    /// follows: under the device's lock `step` calls the engine (queueing
+    /// frames and queries in the `Effects` it is given), then the engine's
+    /// events go to `err` and its finished requests are taken; with the lock
+    /// dropped the frames are sent, then the queries, then `then` runs with
+    /// what `step` returned, and the completions run last. No frame is sent
+    /// and no completion runs under the lock.
+    fn step_then<R, T>(
+        &self,
+        dev: &Device,
+        step: impl FnOnce(&mut DevInner, &mut Effects) -> R,
+        then: impl FnOnce(R) -> T,
+    ) -> T {
+        with_effects(|fx| {
+            let r = self.collect(dev, fx, step);
+            self.apply_then(fx, || then(r))
+        })
+    }
+
+    /// `step_then` with nothing to do between the sends and the completions.
+    fn step<R>(&self, dev: &Device, step: impl FnOnce(&mut DevInner, &mut Effects) -> R) -> R {
+        self.step_then(dev, step, |r| r)
+    }
+
+    /// The locked half of a step: runs `step` under the device's lock and
+    /// adds what it left to do to `fx` (the engine's events reported, its
+    /// finished requests taken). A capture thread collects a burst of
+    /// frames this way and carries out the batch at its end (`apply`).
+    fn collect<R>(&self, dev: &Device, fx: &mut Effects, step: impl FnOnce(&mut DevInner, &mut Effects) -> R) -> R {
+        let mut g = dev.inner.lock();
+        let r = step(&mut g, fx);
+        self.report_events(dev, &mut g);
+        fx.done.extend(g.io.take_completed());
+        r
+    }
+
+    /// Carries out collected effects with no lock held: the frames, the
+    /// queries, then the completions.
+    fn apply(&self, fx: &mut Effects) {
+        self.apply_then(fx, || ())
+    }
+
+    /// `apply`, with `then` run between the queries and the completions.
+    fn apply_then<T>(&self, fx: &mut Effects, then: impl FnOnce() -> T) -> T {
+        self.send(&mut fx.out);
+        self.send_queries(&mut fx.queries);
+        let t = then();
+        run_completions(fx.done.drain(..));
+        t
+    }
+
     /// Submits I/O to a device; `done` runs exactly once (never under a lock).
     pub fn submit(&self, dev: &Arc<Device>, op: Op, lba: u64, nsect: u32, data: Vec<u8>, done: IoDone) {
         let now = self.now();
-        with_outbox(|out| {
-            let c = {
-                let mut g = dev.inner.lock();
-                if g.state != DevState::Up {
-                    vec![(done, Err(IoError::Down))]
-                } else {
-                    self.wake_timer(dev);
-                    match op {
-                        Op::Read => g.io.submit_read(now, lba, nsect, done, out),
-                        Op::Write => g.io.submit_write(now, lba, data, done, out),
-                        Op::Flush => {
-                            let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
-                            g.io.submit_cmd(now, Op::Flush, done, out, ext)
-                        }
-                        Op::Identify => g.io.submit_cmd(now, Op::Identify, done, out, false),
-                    }
-                    g.io.take_completed()
+        self.step(dev, |g, fx| {
+            if g.state != DevState::Up {
+                fx.done.push((done, Err(IoError::Down)));
+                return;
+            }
+            self.wake_timer(dev);
+            let out = &mut fx.out;
+            match op {
+                Op::Read => g.io.submit_read(now, lba, nsect, done, out),
+                Op::Write => g.io.submit_write(now, lba, data, done, out),
+                Op::Flush => {
+                    let ext = g.identify.as_ref().is_some_and(|i| i.flush_ext);
+                    g.io.submit_cmd(now, Op::Flush, done, out, ext)
                 }
-            };
-            self.send(out);
-            run_completions(c);
+                Op::Identify => g.io.submit_cmd(now, Op::Identify, done, out, false),
+            }
         });
     }
 
@@ -257,7 +326,7 @@ impl Initiator {
         let report = now.saturating_sub(self.last_report.load(Ordering::Relaxed)) >= 1_000_000;
         if report {
             self.last_report.store(now, Ordering::Relaxed);
-            self.report_quiet();
+            self.errlog.report_quiet();
         }
         let sweep = report || now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_INTERVAL;
         if sweep {
@@ -272,14 +341,11 @@ impl Initiator {
             Vec::new()
         };
         let listed = std::mem::take(&mut *self.timer_list.lock());
-        let mut queries = Vec::new();
-        with_outbox(|out| {
-            for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
-                if self.tick_device(&dev, on_list, now, sweep, report, out, &mut queries) {
-                    self.timer_list.lock().push(dev);
-                }
+        for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
+            if self.tick_device(&dev, on_list, now, sweep, report) {
+                self.timer_list.lock().push(dev);
             }
-        });
+        }
     }
 
     /// The timer's work on one device (see `tick`). `on_list`: it was taken
@@ -287,23 +353,12 @@ impl Initiator {
     /// (back) on the list: it is up and its engine has work. The flag
     /// changes under the device's lock, as `wake_timer` sets it, so a device
     /// with work is never off the list.
-    #[allow(clippy::too_many_arguments)]
-    fn tick_device(
-        &self,
-        dev: &Arc<Device>,
-        on_list: bool,
-        now: Micros,
-        sweep: bool,
-        report: bool,
-        out: &mut Outbox,
-        queries: &mut Vec<discovery::ConfigQuery>,
-    ) -> bool {
-        let (t, unreported, c, listed) = {
-            let mut g = dev.inner.lock();
+    fn tick_device(&self, dev: &Arc<Device>, on_list: bool, now: Micros, sweep: bool, report: bool) -> bool {
+        let step = |g: &mut DevInner, fx: &mut Effects| {
             let mut probe = false;
             if sweep {
-                probe = self.tend(dev, &mut g, now, out);
-                self.verify_paths(dev, &mut g, now, out, queries);
+                probe = self.tend(dev, g, now, &mut fx.out);
+                self.verify_paths(dev, g, now, fx);
                 if report {
                     g.io.expire_paths(now);
                 }
@@ -313,10 +368,9 @@ impl Initiator {
                 // A down target's only commands are new paths'
                 // verifications: it is not declared dead again.
                 let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
-                t = g.io.on_timer(now, deadsecs, out);
+                t = g.io.on_timer(now, deadsecs, &mut fx.out);
             }
             t.probe |= probe;
-            self.report_events(dev, &mut g);
             g.unreported_retransmits += t.retransmitted;
             if t.dead {
                 g.state = DevState::Down;
@@ -334,30 +388,40 @@ impl Initiator {
             } else {
                 wanted && dev.claim_timer()
             };
-            (t, n, g.io.take_completed(), listed)
+            (t, n, listed)
         };
-        self.send(out);
-        self.send_queries(queries);
-        if t.probe {
-            self.probe(dev);
-        }
-        let known = dev.visible();
-        if unreported > 0 {
-            self.err_about(known, format!("{}: {unreported} retransmits in the last second", dev.name()));
-        }
-        if t.dead && !known {
-            // Never identified: nothing to keep it for (a config response
-            // brings it back).
-            self.forget(dev);
-            self.err_about(
-                false,
-                format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
-            );
-        } else if t.dead {
-            self.errlog.push(format!("{}: no response for {} s, device marked down", dev.name(), self.opts.deadsecs));
-        }
-        run_completions(c);
-        listed
+        // After the frames and queries went out, before the completions.
+        let then = |(t, unreported, listed): (TimerOutcome, u32, bool)| {
+            if t.probe {
+                self.probe(dev);
+            }
+            let known = dev.visible();
+            if unreported > 0 {
+                self.errlog.push_about(
+                    known,
+                    self.now(),
+                    format!("{}: {unreported} retransmits in the last second", dev.name()),
+                );
+            }
+            if t.dead && !known {
+                // Never identified: nothing to keep it for (a config response
+                // brings it back).
+                self.forget(dev);
+                self.errlog.push_about(
+                    false,
+                    self.now(),
+                    format!("{}: no answer to IDENTIFY for {} s, forgotten", dev.name(), self.opts.deadsecs),
+                );
+            } else if t.dead {
+                self.errlog.push(format!(
+                    "{}: no response for {} s, device marked down",
+                    dev.name(),
+                    self.opts.deadsecs
+                ));
+            }
+            listed
+        };
+        self.step_then(dev, step, then)
     }
 
     /// Writes what the device's engine reported (a path falling back to

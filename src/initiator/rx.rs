@@ -1,43 +1,36 @@
 //! Frames from the capture threads: `FrameSink` is the initiator's side of a
 //! link. Each frame is parsed and checked, then handed to the target's
 //! engine (ATA replies), to discovery (config responses) or to a waiting
-//! control command. While a burst of frames lasts, the commands the replies
+//! `TargetCommand`. While a burst of frames lasts, the commands the replies
 //! free up and the requests they complete are collected in the sink's
-//! `RxBatch`; `idle` sends the commands in one go and then answers the
+//! batch (`Effects`); `idle` sends the commands in one go and then answers the
 //! requests. The target then gets several commands per wake-up and the FUSE
 //! caller several replies per wake-up, where before each frame cost a
 //! wake-up of both (at QD32 about a third of the machine's time went to
 //! wake-ups).
 
-use super::discovery::ConfigQuery;
-use super::{run_completions, Initiator, CTL_TAG, DISCOVER_TAG};
-use crate::engine::{Completions, Outbox, ReplyOutcome};
+use super::effects::{run_completions, Effects};
+use super::{Initiator, DISCOVER_TAG, NON_ATA_TAG};
+use crate::engine::ReplyOutcome;
 use crate::link::Receiver;
 use crate::wire::{self, Body, Frame, Header, Repr};
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-/// What a burst of received frames left to do: commands to send (and
-/// config queries: new paths' verifications), then requests to answer.
-#[derive(Default)]
-pub(super) struct RxBatch {
-    pub(super) out: Outbox,
-    pub(super) queries: Vec<ConfigQuery>,
-    pub(super) done: Completions,
-}
-
 /// The initiator's receiver on one link.
 pub(super) struct FrameSink {
     ini: Weak<Initiator>,
     link: usize,
+    /// What the burst of frames so far left to do: commands to send (and
+    /// config queries: new paths' verifications), then requests to answer.
     /// Only this link's capture thread uses it; the lock is never contended.
-    batch: Mutex<RxBatch>,
+    batch: Mutex<Effects>,
 }
 
 impl FrameSink {
     pub(super) fn new(ini: Weak<Initiator>, link: usize) -> FrameSink {
-        FrameSink { ini, link, batch: Mutex::new(RxBatch::default()) }
+        FrameSink { ini, link, batch: Mutex::new(Effects::default()) }
     }
 }
 
@@ -49,28 +42,26 @@ impl Receiver for FrameSink {
     }
 
     fn idle(&self) {
-        let (mut out, mut queries, done) = {
-            let mut b = self.batch.lock();
-            (std::mem::take(&mut b.out), std::mem::take(&mut b.queries), std::mem::take(&mut b.done))
-        };
+        let mut fx = std::mem::take(&mut *self.batch.lock());
         // Commands first (the target works while we answer), then replies.
         match self.ini.upgrade() {
-            Some(ini) => {
-                ini.send(&mut out);
-                ini.send_queries(&mut queries);
+            Some(ini) => ini.apply(&mut fx),
+            None => {
+                fx.out.clear();
+                fx.queries.clear();
+                run_completions(fx.done.drain(..));
             }
-            None => out.clear(),
         }
-        run_completions(done);
-        // The outbox keeps its allocation for the next burst.
-        self.batch.lock().out = out;
+        // The batch keeps its allocations for the next burst (only this
+        // capture thread fills it, so it is still empty).
+        *self.batch.lock() = fx;
     }
 }
 
 impl Initiator {
     /// One received frame. What it leads to (commands to send, requests to
     /// answer) goes into `batch`, for the sink's `idle`.
-    fn handle_frame(&self, link: usize, bytes: &[u8], batch: &mut RxBatch) {
+    fn handle_frame(&self, link: usize, bytes: &[u8], batch: &mut Effects) {
         let f = match Frame::new_checked(bytes) {
             Ok(f) => f,
             Err(_) => {
@@ -99,14 +90,16 @@ impl Initiator {
             }
         };
         let h = repr.header;
-        let ctl_reply = h.tag & CTL_TAG != 0
+        let command_reply = h.tag & NON_ATA_TAG != 0
             && !matches!(repr.body, Body::Ata(_) | Body::Error(wire::Command::Ata))
-            && self.deliver_ctl(&h, &repr.body);
+            && self.deliver_reply(&h, &repr.body);
         match &repr.body {
             // Config responses count when unsolicited (announcements, tag 0)
-            // or answering our discovery or a control command; others (a
+            // or answering our discovery or a `TargetCommand`; others (a
             // damaged ATA reply, a stray) would rewrite the target's settings.
-            Body::Config(c) if h.tag == 0 || h.tag == DISCOVER_TAG || ctl_reply => self.on_config(link, &h, c, batch),
+            Body::Config(c) if h.tag == 0 || h.tag == DISCOVER_TAG || command_reply => {
+                self.on_config(link, &h, c, batch)
+            }
             // Another initiator's query answered (the kernel driver's, on
             // this host or sharing its MAC): counted, nothing else.
             Body::Config(_) => {
@@ -117,10 +110,10 @@ impl Initiator {
                 self.on_ata(link, &h, Err(h.error.expect("error body has an error")), batch)
             }
             Body::Error(wire::Command::QueryConfig) if h.tag == DISCOVER_TAG => self.config_failed(&h),
-            // An error answering one of our control commands went to the
+            // An error answering one of our `TargetCommand`s went to the
             // command's caller, which reports it; others answer someone else.
             Body::Error(_) => {
-                if !ctl_reply {
+                if !command_reply {
                     self.ignored.unexpected_tag.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -134,7 +127,7 @@ impl Initiator {
         }
     }
 
-    fn on_ata(&self, link: usize, h: &Header, reply: Result<&wire::AtaRepr<'_>, wire::AoeError>, batch: &mut RxBatch) {
+    fn on_ata(&self, link: usize, h: &Header, reply: Result<&wire::AtaRepr<'_>, wire::AoeError>, batch: &mut Effects) {
         let Some(dev) = self.device(h.shelf, h.slot) else {
             self.ignored.unknown_target.fetch_add(1, Ordering::Relaxed);
             return;
@@ -144,13 +137,7 @@ impl Initiator {
             return;
         }
         let now = self.now();
-        let outcome = {
-            let mut g = dev.inner.lock();
-            let o = g.io.on_reply(now, h.src, h.tag, reply, &mut batch.out);
-            self.report_events(&dev, &mut g);
-            batch.done.extend(g.io.take_completed());
-            o
-        };
+        let outcome = self.collect(&dev, batch, |g, fx| g.io.on_reply(now, h.src, h.tag, reply, &mut fx.out));
         match outcome {
             ReplyOutcome::Accepted => {
                 if let Err(e) = reply {

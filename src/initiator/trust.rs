@@ -1,5 +1,4 @@
-//! Who may become a path, and how many targets the device table holds.
-//! AoE has no authentication, so on a shared LAN any host can claim any
+//! Who may become a path. AoE has no authentication, so on a shared LAN any host can claim any
 //! shelf.slot with one config response (see `Documentation/design.md`,
 //! "Paths and trust"):
 //!
@@ -10,35 +9,17 @@
 //!   carries nothing until it has answered a unicast query config (with the
 //!   same config string) and a pinned IDENTIFY whose serial, model and size
 //!   match. It is then in use; otherwise *refused*, once on `err`.
-//! - New targets are admitted at a bounded rate, and targets never
-//!   identified (and so never opened) are evicted first when the table is
-//!   full; `err` messages about them are bounded and summed up.
+//!
+//! How many targets the device table holds is `table`'s.
 
-use super::discovery::{retry_delay, ConfigQuery};
-use super::{run_completions, with_outbox, Initiator, DISCOVER_TAG};
+use super::effects::{ConfigQuery, Effects};
+use super::{retry_delay, Initiator, DISCOVER_TAG};
 use crate::clock::Micros;
-use crate::device::{DevInner, DevState, Device};
+use crate::device::{DevInner, Device};
 use crate::engine::{IoError, IoResult, Outbox, PathState};
 use crate::wire::{ConfigRepr, Header, Identify, Mac};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Most targets in the device table.
-pub const MAX_DEVICES: usize = 16384;
-/// Most targets never identified in the table: a new one evicts the oldest
-/// of them.
-pub const MAX_UNIDENTIFIED: usize = 1024;
-/// New targets are admitted at this rate, with bursts of up to
-/// `NEW_TARGET_BURST` (a SAN of a thousand targets answers a discovery at
-/// once).
-pub const NEW_TARGET_RATE: u32 = 256;
-pub const NEW_TARGET_BURST: u32 = 1024;
-/// When new targets were turned away, discovery runs again this much later
-/// (at most this often), so a SAN larger than a burst appears in waves.
-const REDISCOVER_SOON: Micros = 1_000_000;
-/// At most this many `err` messages a second about targets never
-/// identified; the rest are counted in one line a second.
-const QUIET_RATE: u32 = 8;
 /// A new path's unicast query config is sent this often, this many times.
 const QUERY_INTERVAL: Micros = 500_000;
 const QUERY_TRIES: u32 = 3;
@@ -48,64 +29,36 @@ const VERIFY_SPACING: Micros = 100_000;
 /// with backoff; after this many the path is refused.
 const VERIFY_FAILURES: u32 = 3;
 
+/// Why a list of MACs (`--macs`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MacListError {
+    /// Not a MAC in any of the spellings.
+    #[error("bad MAC {0:?}")]
+    Bad(String),
+    /// A multicast (or broadcast) MAC: no target has it.
+    #[error("{0}: not a unicast MAC")]
+    NotUnicast(String),
+    #[error("no MAC given")]
+    Empty,
+}
+
 /// Parses a list of MACs (`--macs`): separated by commas or whitespace,
 /// each as `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff` or twelve hex digits.
-pub fn parse_macs(list: &str) -> Result<Vec<Mac>, String> {
+pub fn parse_macs(list: &str) -> Result<Vec<Mac>, MacListError> {
     let mut v = Vec::new();
     for tok in list.split(|c: char| c == ',' || c.is_whitespace()).filter(|t| !t.is_empty()) {
-        let m = Mac::parse(tok).ok_or_else(|| format!("bad MAC {tok:?}"))?;
+        let m = Mac::parse(tok).ok_or_else(|| MacListError::Bad(tok.to_string()))?;
         if m.is_multicast() {
-            return Err(format!("{tok}: not a unicast MAC"));
+            return Err(MacListError::NotUnicast(tok.to_string()));
         }
         if !v.contains(&m) {
             v.push(m);
         }
     }
     if v.is_empty() {
-        return Err("no MAC given".into());
+        return Err(MacListError::Empty);
     }
     Ok(v)
-}
-
-/// A token bucket: `burst` at most, refilled at `per_sec`.
-#[derive(Debug)]
-pub(super) struct RateLimit {
-    burst: u64,
-    per_sec: u64,
-    /// Tokens, in millionths.
-    level: u64,
-    last: Micros,
-}
-
-impl RateLimit {
-    pub(super) fn new(burst: u32, per_sec: u32) -> RateLimit {
-        RateLimit { burst: burst as u64, per_sec: per_sec as u64, level: burst as u64 * 1_000_000, last: 0 }
-    }
-
-    /// Takes a token if there is one.
-    pub(super) fn take(&mut self, now: Micros) -> bool {
-        let refill = now.saturating_sub(self.last).saturating_mul(self.per_sec);
-        self.level = self.level.saturating_add(refill).min(self.burst * 1_000_000);
-        self.last = now;
-        if self.level < 1_000_000 {
-            return false;
-        }
-        self.level -= 1_000_000;
-        true
-    }
-}
-
-/// The bound on `err` messages about targets never identified.
-#[derive(Debug)]
-pub(super) struct Quiet {
-    limit: RateLimit,
-    suppressed: u64,
-}
-
-impl Default for Quiet {
-    fn default() -> Self {
-        Quiet { limit: RateLimit::new(QUIET_RATE, QUIET_RATE), suppressed: 0 }
-    }
 }
 
 /// The state of a new path from `mac`: in use when it is the target's first
@@ -150,105 +103,6 @@ impl Initiator {
         }
     }
 
-    /// An `err` message about a target: about one never identified
-    /// (`known` false) at most `QUIET_RATE` a second, the rest counted and
-    /// reported once a second (`report_quiet`).
-    pub(super) fn err_about(&self, known: bool, msg: String) {
-        if !known {
-            let mut q = self.quiet.lock();
-            if !q.limit.take(self.now()) {
-                q.suppressed += 1;
-                return;
-            }
-        }
-        self.errlog.push(msg);
-    }
-
-    /// The count of `err` messages `err_about` held back in the last second.
-    pub(super) fn report_quiet(&self) {
-        let n = std::mem::take(&mut self.quiet.lock().suppressed);
-        if n > 0 {
-            self.errlog.push(format!("aoefs: {n} more messages about targets not identified in the last second"));
-        }
-    }
-
-    /// The device for `shelf.slot`, created if need be within the table's
-    /// bounds: new targets at `NEW_TARGET_RATE`; at `MAX_UNIDENTIFIED`
-    /// targets never identified (or `MAX_DEVICES` in all) the oldest never
-    /// identified one leaves. None when the new target is turned away
-    /// (discovery then runs again soon).
-    pub(super) fn admit_device(&self, shelf: u16, slot: u8) -> Option<Arc<Device>> {
-        if let Some(d) = self.device(shelf, slot) {
-            return Some(d);
-        }
-        let now = self.now();
-        let mut w = self.devices.write();
-        if let Some(d) = w.get(&(shelf, slot)) {
-            return Some(d.clone());
-        }
-        let mut evicted = None;
-        let why = if !self.new_targets.lock().take(now) {
-            Some("new targets coming too fast")
-        } else if w.len() >= MAX_UNIDENTIFIED.min(MAX_DEVICES) {
-            // Never identified means never opened (only identified targets
-            // are listed); the oldest has the lowest id.
-            let unidentified = w.values().filter(|d| !d.visible());
-            if w.len() >= MAX_DEVICES || unidentified.clone().count() >= MAX_UNIDENTIFIED {
-                match unidentified.filter(|d| d.open_count() == 0).min_by_key(|d| d.id).map(|d| (d.shelf, d.slot)) {
-                    Some(k) => {
-                        evicted = w.remove(&k);
-                        None
-                    }
-                    None => Some("device table full"),
-                }
-            } else {
-                None
-            }
-        } else {
-            None
-        };
-        if let Some(why) = why {
-            drop(w);
-            self.ignored.dropped_target.fetch_add(1, Ordering::Relaxed);
-            if self.discover_at.load(Ordering::Relaxed) == 0 {
-                self.discover_at.store(now + REDISCOVER_SOON, Ordering::Relaxed);
-            }
-            self.err_about(false, format!("e{shelf}.{slot}: not added: {why}"));
-            return None;
-        }
-        self.last_new_device.store(now.max(1), Ordering::Relaxed);
-        let d = Arc::new(Device::new(self.next_id.fetch_add(1, Ordering::Relaxed), shelf, slot, self.opts.maxout, now));
-        w.insert((shelf, slot), d.clone());
-        drop(w);
-        if let Some(old) = evicted {
-            self.end_device(&old);
-            self.err_about(false, format!("{}: never identified, evicted for e{shelf}.{slot}", old.name()));
-        }
-        Some(d)
-    }
-
-    /// Takes `dev` out of the device table (if it is still the one there)
-    /// and fails its I/O.
-    pub(super) fn forget(&self, dev: &Arc<Device>) {
-        let mut w = self.devices.write();
-        if w.get(&(dev.shelf, dev.slot)).is_some_and(|d| Arc::ptr_eq(d, dev)) {
-            w.remove(&(dev.shelf, dev.slot));
-        }
-        drop(w);
-        self.end_device(dev);
-    }
-
-    /// A device left the table: it is down and its I/O fails.
-    pub(super) fn end_device(&self, dev: &Device) {
-        let c = {
-            let mut g = dev.inner.lock();
-            g.state = DevState::Down;
-            g.io.fail_all(IoError::Down);
-            g.io.take_completed()
-        };
-        run_completions(c);
-    }
-
     /// A config response from an unverified path's MAC: a different config
     /// string refuses it at once; an answer to our query counts for its
     /// verification, which starts (or ends) here if due.
@@ -261,8 +115,7 @@ impl Initiator {
         h: &Header,
         c: &ConfigRepr<'_>,
         now: Micros,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
+        fx: &mut Effects,
     ) {
         if c.config != g.config.as_slice() {
             self.refuse_path(dev, g, id, now, "config string differs");
@@ -273,21 +126,14 @@ impl Initiator {
                 p.verification.config_answered = true;
             }
         }
-        self.verify_paths(dev, g, now, out, queries);
+        self.verify_paths(dev, g, now, fx);
     }
 
     /// Moves the verifications of the device's unverified paths on: starts
     /// the due ones (once the device's own IDENTIFY is known), asks again
     /// for a config not answered, refuses a path that never answers it, and
     /// puts a path that passed in use (when the table has room).
-    pub(super) fn verify_paths(
-        &self,
-        dev: &Arc<Device>,
-        g: &mut DevInner,
-        now: Micros,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
-    ) {
+    pub(super) fn verify_paths(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, fx: &mut Effects) {
         if g.identify.is_none() || !g.io.paths.iter().any(|p| p.state == PathState::Unverified) {
             return;
         }
@@ -299,18 +145,18 @@ impl Initiator {
             match v.started {
                 None if now >= v.not_before && now >= g.next_verify => {
                     g.next_verify = now + VERIFY_SPACING;
-                    self.start_verification(dev, g, id, now, out);
-                    queries.push(query);
+                    self.start_verification(dev, g, id, now, &mut fx.out);
+                    fx.queries.push(query);
                 }
                 None => {}
-                Some(_) if v.config_answered && v.identify_matched => self.try_promote(dev, g, id, now, out),
+                Some(_) if v.config_answered && v.identify_matched => self.try_promote(dev, g, id, now, &mut fx.out),
                 Some(_) if !v.config_answered && now >= v.next_query => {
                     if v.queries >= QUERY_TRIES {
                         self.refuse_path(dev, g, id, now, "no answer to query config");
                     } else if let Some(p) = g.io.path_mut(id) {
                         p.verification.queries += 1;
                         p.verification.next_query = now + QUERY_INTERVAL;
-                        queries.push(query);
+                        fx.queries.push(query);
                     }
                 }
                 Some(_) => {}
@@ -343,22 +189,13 @@ impl Initiator {
     /// The answer (or failure) of a new path's pinned IDENTIFY.
     fn verification_identified(&self, dev: &Arc<Device>, id: u32, res: IoResult) {
         let now = self.now();
-        let mut queries = Vec::new();
-        with_outbox(|out| {
-            let c = {
-                let mut g = dev.inner.lock();
-                if g.io.path(id).is_some_and(|p| p.state == PathState::Unverified) {
-                    self.identified_path(dev, &mut g, id, res, now, out, &mut queries);
-                }
-                g.io.take_completed()
-            };
-            self.send(out);
-            self.send_queries(&mut queries);
-            run_completions(c);
+        self.step(dev, |g, fx| {
+            if g.io.path(id).is_some_and(|p| p.state == PathState::Unverified) {
+                self.identified_path(dev, g, id, res, now, fx);
+            }
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn identified_path(
         &self,
         dev: &Arc<Device>,
@@ -366,8 +203,7 @@ impl Initiator {
         id: u32,
         res: IoResult,
         now: Micros,
-        out: &mut Outbox,
-        queries: &mut Vec<ConfigQuery>,
+        fx: &mut Effects,
     ) {
         let parsed = res.map(|b| Identify::parse(&b));
         let reason = match (&parsed, g.identify.as_ref()) {
@@ -377,7 +213,7 @@ impl Initiator {
                     if let Some(p) = g.io.path_mut(id) {
                         p.verification.identify_matched = true;
                     }
-                    self.verify_paths(dev, g, now, out, queries);
+                    self.verify_paths(dev, g, now, fx);
                     return;
                 }
                 format!("IDENTIFY differs ({})", diff.join(", "))
@@ -444,15 +280,5 @@ mod tests {
         for bad in ["", " , ", "aa:bb", "0200000000012", "zz0000000001", "ffffffffffff", "010000000001"] {
             assert!(parse_macs(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn the_rate_limit_allows_a_burst_then_its_rate() {
-        let mut r = RateLimit::new(4, 2);
-        assert_eq!((0..10).filter(|_| r.take(0)).count(), 4);
-        assert!(!r.take(400_000));
-        assert!(r.take(500_000), "one token after half a second at 2/s");
-        assert!(!r.take(500_000));
-        assert_eq!((0..10).filter(|_| r.take(100_000_000)).count(), 4, "never more than the burst");
     }
 }

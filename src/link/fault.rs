@@ -283,13 +283,13 @@ impl FaultInjector {
 
     /// Releases every frame held for a number of frames (e.g. when
     /// traffic pauses).
-    pub fn flush(&mut self) -> Vec<Vec<u8>> {
+    pub fn release_held(&mut self) -> Vec<Vec<u8>> {
         self.held.drain(..).map(|(_, f)| f).collect()
     }
 
     /// Releases every held frame, the ones held for a time too (at exit).
-    pub fn flush_all(&mut self) -> Vec<Vec<u8>> {
-        let mut out = self.flush();
+    pub fn release_all(&mut self) -> Vec<Vec<u8>> {
+        let mut out = self.release_held();
         out.extend(self.timed.drain(..).map(|(_, f)| f));
         out
     }
@@ -378,7 +378,7 @@ mod tests {
                 *seen.entry(fr).or_insert(0u32) += 1;
             }
         }
-        for fr in f.flush() {
+        for fr in f.release_held() {
             *seen.entry(fr).or_insert(0u32) += 1;
         }
         let c = f.counters;
@@ -477,7 +477,7 @@ mod hold_tests {
             let sent = i as u64 * 1000;
             assert!(at == sent || (sent + 20_000..=sent + 201_000).contains(&at), "frame {i} sent {sent} out {at}");
         }
-        let rest = f.flush_all().len();
+        let rest = f.release_all().len();
         assert_eq!(out.len() + rest, 1000, "nothing lost");
         assert!(f.next_release().is_none());
         // Without a time, no frame is held for one.

@@ -159,7 +159,7 @@ fn hub_loop(h: Arc<HubInner>) {
                     continue;
                 }
                 // Release frames held by the fault injector when idle.
-                let held = h.faults.lock().as_mut().map(|f| f.flush()).unwrap_or_default();
+                let held = h.faults.lock().as_mut().map(|f| f.release_held()).unwrap_or_default();
                 if !held.is_empty() {
                     drop(q);
                     for f in held {

@@ -40,9 +40,9 @@ extern "C" fn set_stop_flag(_: libc::c_int) {
 pub fn set_flag_on_stop_signals() {
     let sa = SigAction::new(SigHandler::Handler(set_stop_flag), SaFlags::empty(), SigSet::empty());
     for sig in STOP_SIGNALS {
-        // SAFETY: the handler does nothing but lock-free atomic loads and
-        // stores, which are async-signal-safe, and it takes over signals
-        // that neither Rust's runtime nor our libraries handle themselves.
+        // SAFETY: the handler does nothing but one lock-free atomic store,
+        // which is async-signal-safe, and it takes over signals that
+        // neither Rust's runtime nor our libraries handle themselves.
         let _ = unsafe { sigaction(sig, &sa) };
     }
 }

@@ -13,7 +13,7 @@
 //! target's own clock (`age_us` in `stats`), so a slow read of the files
 //! does not distort them.
 
-use super::{attr_or_na, devices, read_stats};
+use super::{attr_or_na, devices, read_stats, ToolError};
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -145,16 +145,14 @@ pub fn format(rows: &[Row]) -> String {
 /// Prints a report to `out` now and then every `interval`, `count` reports
 /// in all: without an interval one report, without a count until the
 /// output fails (a closed pipe) or the process is stopped.
-pub fn run(mnt: &Path, interval: Option<Duration>, count: Option<u64>, out: &mut impl Write) -> Result<(), String> {
+pub fn run(mnt: &Path, interval: Option<Duration>, count: Option<u64>, out: &mut impl Write) -> Result<(), ToolError> {
     let count = if interval.is_none() { Some(1) } else { count };
     let start = Instant::now();
     let mut prev = Vec::new();
     let mut n = 0u64;
     loop {
-        let now = sample(mnt).map_err(|e| format!("{}: {e}", mnt.display()))?;
-        out.write_all(format(&report(&prev, &now)).as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| format!("output: {e}"))?;
+        let now = sample(mnt).map_err(|error| ToolError::File { path: mnt.to_path_buf(), error })?;
+        out.write_all(format(&report(&prev, &now)).as_bytes()).and_then(|()| out.flush()).map_err(ToolError::Output)?;
         prev = now;
         n += 1;
         if count.is_some_and(|c| n >= c) {

@@ -5,6 +5,7 @@
 //! pad frames).
 
 mod aoe;
+pub mod field;
 mod identify;
 
 pub use aoe::*;
@@ -95,34 +96,26 @@ impl fmt::Debug for Mac {
 }
 
 /// Why a frame was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// Shorter than its headers or than its length fields say.
+    #[error("truncated frame")]
     Truncated,
     /// Not ethertype 0x88A2.
+    #[error("not an AoE frame")]
     NotAoe,
     /// AoE version other than 1.
+    #[error("unsupported AoE version {0}")]
     BadVersion(u8),
     /// A field holds a value the protocol forbids (e.g. config length > 1024).
+    #[error("bad {0} field")]
     BadField(&'static str),
     /// Command we do not know.
+    #[error("unknown AoE command {0}")]
     UnknownCommand(u8),
     /// Output buffer too small for `emit`.
+    #[error("buffer too small")]
     BufferTooSmall,
 }
-
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WireError::Truncated => write!(f, "truncated frame"),
-            WireError::NotAoe => write!(f, "not an AoE frame"),
-            WireError::BadVersion(v) => write!(f, "unsupported AoE version {v}"),
-            WireError::BadField(n) => write!(f, "bad {n} field"),
-            WireError::UnknownCommand(c) => write!(f, "unknown AoE command {c}"),
-            WireError::BufferTooSmall => write!(f, "buffer too small"),
-        }
-    }
-}
-impl std::error::Error for WireError {}
 
 pub type Result<T> = std::result::Result<T, WireError>;

@@ -822,14 +822,7 @@ fn repr_emit_reproduces_captured_non_ata_requests() {
         slot,
         tag,
     };
-    let qc = |ccmd: u8, s: &'static [u8]| ConfigRepr {
-        buffer_count: 0,
-        firmware: 0,
-        max_sectors: 0,
-        aoe_version: 0,
-        ccmd,
-        config: s,
-    };
+    let qc = ConfigRepr::query;
     let cases: Vec<(Vec<u8>, Repr<'static>)> = vec![
         (
             b16(1),
