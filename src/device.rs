@@ -7,6 +7,7 @@ use crate::clock::Micros;
 use crate::engine::{Counters, PathState, TargetIo};
 use crate::wire::{Identify, Mac};
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,6 +18,25 @@ pub enum DevState {
     Discovered,
     Up,
     Down,
+}
+
+/// How far a new path's verification got (the initiator's trust rules,
+/// `initiator::trust`, keep it here, by path id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// When the unicast query config and the pinned IDENTIFY went out.
+    pub started: Option<Micros>,
+    /// Unicast config queries sent, and when the next one is due.
+    pub queries: u32,
+    pub next_query: Micros,
+    /// The MAC answered a query config.
+    pub config_answered: bool,
+    /// Its IDENTIFY matched the target's.
+    pub identify_matched: bool,
+    /// IDENTIFY answered with an AoE error (or cut short by a flush) this
+    /// many times; not tried again before `not_before`.
+    pub failures: u32,
+    pub not_before: Micros,
 }
 
 /// What is known of one target and its engine (under `Device::inner`).
@@ -38,6 +58,8 @@ pub(crate) struct DevInner {
     /// The config string from the target's latest config response on a
     /// verified path: a new path must report the same.
     pub(crate) config: Vec<u8>,
+    /// The verifications of the unverified paths, by path id.
+    pub(crate) verifications: HashMap<u32, Verification>,
     /// New paths refused so far, and when the next verification may start.
     pub(crate) refused_paths: u64,
     pub(crate) next_verify: Micros,
@@ -141,6 +163,7 @@ impl Device {
                 identify_retry_at: None,
                 next_probe: 0,
                 config: Vec::new(),
+                verifications: HashMap::new(),
                 refused_paths: 0,
                 next_verify: 0,
             }),
@@ -218,7 +241,7 @@ impl Device {
             payload: g.io.payload(),
             paths: g
                 .io
-                .paths
+                .paths()
                 .iter()
                 .map(|p| PathInfo {
                     ifname: p.ifname.clone(),
@@ -229,10 +252,10 @@ impl Device {
                 })
                 .collect(),
             counters: g.io.counters,
-            cwnd: g.io.cwnd,
-            max_window: g.io.maxwin,
-            outstanding: g.io.nout,
-            held: g.io.held,
+            cwnd: g.io.window(),
+            max_window: g.io.max_window(),
+            outstanding: g.io.outstanding(),
+            held: g.io.held(),
             queued: g.io.pending_frames(),
             ghosts: g.io.ghosts(),
             rto: g.io.rto(),

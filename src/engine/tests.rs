@@ -307,10 +307,10 @@ impl Harness {
     }
 
     fn after(&mut self) {
-        assert_eq!(self.t.held, self.t.recount_held(), "the count of held transmissions drifted");
-        assert!(self.t.held <= self.t.maxwin, "more held than the window allows: {}", self.t.held);
-        self.max_nout = self.max_nout.max(self.t.nout);
-        self.min_cwnd_seen = self.min_cwnd_seen.min(self.t.cwnd);
+        assert_eq!(self.t.flight.held, self.t.flight.recount_held(), "the count of held transmissions drifted");
+        assert!(self.t.flight.held <= self.t.window.max, "more held than the window allows: {}", self.t.flight.held);
+        self.max_nout = self.max_nout.max(self.t.flight.nout);
+        self.min_cwnd_seen = self.min_cwnd_seen.min(self.t.window.cwnd);
         self.events.extend(self.t.take_events());
         for (done, res) in self.t.take_completed() {
             done(res);
@@ -355,7 +355,7 @@ impl Harness {
                     self.dead = true;
                 }
                 self.after();
-                self.cwnd_trace.push(self.t.cwnd);
+                self.cwnd_trace.push(self.t.window.cwnd);
             }
         }
     }
@@ -396,33 +396,33 @@ fn frame_size_follows_mtu_and_target_maximum() {
 fn only_paths_in_use_set_the_window_and_payload() {
     let mut t = TargetIo::new(0, 1, 128);
     in_use(&mut t, 0, T_MAC, 9000, 64, 17);
-    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    assert_eq!((t.window.max, t.sectors_per_frame), (64, 17));
     // A path in use with a huge buffer count cannot raise the window; a
     // small one lowers it.
     in_use(&mut t, 0, Mac([2, 0, 0, 0, 1, 1]), 9000, 65535, 255);
-    assert_eq!(t.maxwin, 64);
+    assert_eq!(t.window.max, 64);
     // A new MAC claiming a buffer count of 1 and 1 sector per frame (a
     // forged config response) changes nothing while it is unverified...
     let forged = unverified(&mut t, 0, Mac([2, 0, 0, 0, 1, 2]), 9000, 1, 1);
-    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    assert_eq!((t.window.max, t.sectors_per_frame), (64, 17));
     // ...nor once refused.
     t.refuse(forged, 0);
     assert_eq!(t.path(forged).unwrap().state, PathState::Refused);
-    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    assert_eq!((t.window.max, t.sectors_per_frame), (64, 17));
     // A verified one does; once it fails it no longer does.
     let small = unverified(&mut t, 0, Mac([2, 0, 0, 0, 1, 3]), 1500, 4, 255);
     assert!(t.promote(small, 0));
-    assert_eq!((t.maxwin, t.sectors_per_frame), (4, 2));
-    let p = t.path_mut(small).unwrap();
+    assert_eq!((t.window.max, t.sectors_per_frame), (4, 2));
+    let p = t.paths.get_mut(small).unwrap();
     p.state = PathState::Failed;
     t.recompute();
-    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    assert_eq!((t.window.max, t.sectors_per_frame), (64, 17));
     // With no path in use at all, the limits stay as they were.
     for p in t.paths.iter_mut() {
         p.state = PathState::Failed;
     }
     t.recompute();
-    assert_eq!((t.maxwin, t.sectors_per_frame), (64, 17));
+    assert_eq!((t.window.max, t.sectors_per_frame), (64, 17));
 }
 
 #[test]
@@ -489,20 +489,20 @@ fn the_path_table_is_bounded_and_cannot_be_filled_for_good() {
 #[test]
 fn window_starts_at_half_and_slow_starts_to_the_buffer_count() {
     let mut h = Harness::new(8192, 16, 128, 1500, 1);
-    assert_eq!(h.t.maxwin, 16);
-    assert_eq!(h.t.cwnd, 8);
+    assert_eq!(h.t.window.max, 16);
+    assert_eq!(h.t.window.cwnd, 8);
     h.read(0, 0, 4096);
-    assert_eq!(h.t.nout, 8, "initial window is half the buffer count");
+    assert_eq!(h.t.flight.nout, 8, "initial window is half the buffer count");
     h.run(1, 10_000_000);
     let data = h.result(0).expect("read ok");
     assert_eq!(data, h.net.target.disk()[..4096 * SECTOR]);
-    assert_eq!(h.t.cwnd, 16);
+    assert_eq!(h.t.window.cwnd, 16);
     assert_eq!(h.max_nout, 16, "never more than the buffer count in flight");
     assert_eq!(h.net.overflow_drops, 0);
     assert_eq!(h.t.counters.retransmits, 0);
     // maxout caps the window below the buffer count.
     let h2 = Harness::new(64, 64, 10, 1500, 1);
-    assert_eq!(h2.t.maxwin, 10);
+    assert_eq!(h2.t.window.max, 10);
 }
 
 #[test]
@@ -525,7 +525,7 @@ fn window_halves_on_loss_and_recovers_when_loss_stops() {
     h.read(100, 0, 20000);
     h.run(21, 120_000_000);
     assert!(h.result(100).is_ok());
-    assert_eq!(h.t.cwnd, 32, "window recovered: {:?}", &h.cwnd_trace[h.cwnd_trace.len().saturating_sub(20)..]);
+    assert_eq!(h.t.window.cwnd, 32, "window recovered: {:?}", &h.cwnd_trace[h.cwnd_trace.len().saturating_sub(20)..]);
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn dead_after_deadsecs_without_progress_and_not_before() {
     h.run(1, 200_000);
     assert!(h.dead, "dead at deadsecs");
     assert_eq!(h.result(0), Err(IoError::Dead));
-    assert_eq!(h.t.nout, 0);
+    assert_eq!(h.t.flight.nout, 0);
     // The target answers late, to a tag the failure cleared: the reply is
     // unexpected (counted, not applied, nothing sent), not a crash, and the
     // read is not completed a second time.
@@ -640,7 +640,7 @@ fn replies_from_unknown_macs_and_stale_tags_are_not_applied() {
     let o = h.t.on_reply(h.net.now, T_MAC, tag ^ 0x0100_0000, Ok(&a), &mut out);
     assert!(out.is_empty(), "nothing sent for ignored replies");
     assert_eq!(o, ReplyOutcome::Unexpected);
-    assert_eq!(h.t.nout, 1);
+    assert_eq!(h.t.flight.nout, 1);
     h.run(1, 5_000_000);
     assert_eq!(h.result(0).unwrap(), h.net.target.disk()[..1024], "forged data never applied");
 }
@@ -720,7 +720,7 @@ fn a_new_path_carries_only_its_pinned_identify_and_leaves_the_target_alone() {
     assert_eq!(ident.sectors, 20_000);
     assert_eq!(h.net.sent_per_mac[&T_MAC2], 1, "nothing but the IDENTIFY on the unverified path");
     assert_eq!(h.t.counters.frames_sent, h.net.sent_per_mac[&T_MAC], "the IDENTIFY is not the target's frame");
-    assert_eq!((h.t.maxwin, h.t.sectors_per_frame), (16, 17), "its config did not set the limits");
+    assert_eq!((h.t.window.max, h.t.sectors_per_frame), (16, 17), "its config did not set the limits");
     assert_eq!(h.t.path(id).unwrap().counters.frames_received, 1);
     assert_eq!(h.t.path(id).unwrap().state, PathState::Unverified, "the engine does not judge it");
 }
@@ -733,7 +733,7 @@ fn a_silent_new_path_fails_after_three_tries_and_costs_the_target_nothing() {
         h.read(i, i as u64 * 100, 100);
     }
     h.run(50, 10_000_000);
-    let cwnd = h.t.cwnd;
+    let cwnd = h.t.window.cwnd;
     h.net.dead_mac = Some(T_MAC2);
     let id = unverified(&mut h.t, h.net.now, T_MAC2, 9000, 16, 17);
     let t0 = h.net.now;
@@ -793,7 +793,7 @@ fn frames_of_a_failed_request_are_not_retried_and_do_not_kill_the_target() {
     assert_eq!(kept.len(), 1);
     h.net.replies.extend(kept);
     h.net.silent = true;
-    assert!(h.t.nout > 1);
+    assert!(h.t.flight.nout > 1);
     h.run(1, 100_000);
     assert!(matches!(h.result(0), Err(IoError::Ata { .. })), "answered at the first error");
     h.run(2, 5_000_000);
@@ -828,7 +828,7 @@ fn a_command_the_target_takes_seconds_to_execute_completes() {
         h.run(usize::MAX, executed * service + 1_000_000);
         assert_eq!(h.t.counters.late, executed - 1, "every later answer is a late reply");
         assert_eq!(h.t.counters.unexpected, 0);
-        assert_eq!(h.t.held, 0);
+        assert_eq!(h.t.flight.held, 0);
     }
 }
 
@@ -957,7 +957,7 @@ fn a_timeout_cuts_the_window_to_one_and_probes_a_silent_target() {
         h.read(i, i as u64 * 100, 100);
     }
     h.run(50, 10_000_000);
-    assert!(h.t.cwnd > 8, "window grew: {}", h.t.cwnd);
+    assert!(h.t.window.cwnd > 8, "window grew: {}", h.t.window.cwnd);
     // The target falls silent with a full window out: nothing is resent
     // while it might still hold every frame (only probes go), until the
     // frames are presumed lost (PAUSE_MAX); then they time out and the
@@ -1063,7 +1063,7 @@ fn a_reply_with_damaged_slot_bits_matches_no_other_command() {
             assert_eq!(o, ReplyOutcome::Unexpected, "tag {tag:08x} with slot bit {bit} flipped was taken");
         }
     }
-    assert_eq!(h.t.nout, 8, "nothing completed");
+    assert_eq!(h.t.flight.nout, 8, "nothing completed");
     h.run(8, 5_000_000);
     for i in 0..8 {
         assert_eq!(h.result(i).unwrap(), h.net.target.disk()[i * 2 * SECTOR..(i * 2 + 2) * SECTOR]);
@@ -1289,7 +1289,7 @@ fn a_lowered_local_mtu_cuts_the_frames_in_flight_and_they_complete() {
     for (i, d) in data.iter().enumerate() {
         h.write(i, i as u64 * 100, d.clone());
     }
-    let in_flight = h.t.nout as u64;
+    let in_flight = h.t.flight.nout as u64;
     assert!(in_flight >= 8);
     // Frames larger than the new MTU no longer leave the host.
     h.net.max_frame = Some(1514);
@@ -1362,12 +1362,12 @@ fn a_frame_the_link_refused_is_not_held_by_the_target() {
     warm_up(&mut h);
     let mut out = Outbox::new();
     h.t.submit_read(h.net.now, 0, 16, done_into(&h.results, 0), &mut out);
-    assert_eq!(out.len() as u32, h.t.held);
+    assert_eq!(out.len() as u32, h.t.flight.held);
     for t in out.drain(..) {
         h.t.not_sent(u32::from_be_bytes(t.head[20..24].try_into().unwrap()));
     }
     h.after();
-    assert_eq!(h.t.held, 0);
+    assert_eq!(h.t.flight.held, 0);
     // Refusing a tag twice, or an unknown one, changes nothing.
     h.t.not_sent(0x1234_5678);
     h.after();
@@ -1525,8 +1525,8 @@ fn a_disk_that_hangs_with_commands_in_flight_gets_few_frames_per_command() {
     h.net.hang_io = true;
     let t0 = h.net.now;
     let sent0 = h.net.sent_at.len();
-    let waiting = h.t.nout as usize + h.t.pending_frames();
-    let nout = h.t.nout as usize;
+    let waiting = h.t.flight.nout as usize + h.t.pending_frames();
+    let nout = h.t.flight.nout as usize;
     assert!(nout >= 8, "a window in flight: {nout}");
     h.run(usize::MAX, 30_000_000);
     assert!(h.dead);
@@ -1575,14 +1575,14 @@ fn a_refused_mac_that_made_room_is_remembered_by_link_and_mac_up_to_a_bound() {
     // Eight candidates fill their part of the table; each new MAC then
     // takes the place of the one refused longest ago, which is remembered
     // (its next claims start nothing) by link and MAC, for the last
-    // MAX_REFUSED_MACS of them.
+    // paths::MAX_REFUSED_MACS of them.
     let mut t = TargetIo::new(0, 1, 128);
     in_use(&mut t, 0, T_MAC, 1500, 16, 255);
     let mac = |i: usize| Mac([2, 9, 0, 0, (i >> 8) as u8, i as u8]);
     let claim = |t: &mut TargetIo, now, link: usize, m: Mac| {
         t.add_path(now, link, "sim0", I_MAC, m, 1500, 16, 255, PathState::Unverified)
     };
-    let n = MAX_CANDIDATES + MAX_REFUSED_MACS + 1;
+    let n = MAX_CANDIDATES + paths::MAX_REFUSED_MACS + 1;
     for i in 0..n {
         let now = i as u64 + 1;
         match claim(&mut t, now, 0, mac(i)) {

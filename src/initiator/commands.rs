@@ -104,7 +104,7 @@ impl Initiator {
     /// answer three tries.
     pub fn command(&self, dev: &Device, cmd: &TargetCommand) -> Result<Vec<CommandReply>, DeviceError> {
         let mut dests: Vec<(usize, Mac)> = Vec::new();
-        for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
+        for p in dev.inner.lock().io.paths().iter().filter(|p| p.state.verified()) {
             if !dests.iter().any(|(_, m)| *m == p.mac) {
                 dests.push((p.link, p.mac));
             }
@@ -168,7 +168,7 @@ impl Initiator {
     /// Our MAC on each interface the device is reached through.
     pub fn local_macs(&self, dev: &Device) -> Vec<Mac> {
         let mut v: Vec<Mac> = Vec::new();
-        for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
+        for p in dev.inner.lock().io.paths().iter().filter(|p| p.state.verified()) {
             if !v.contains(&p.local_mac) {
                 v.push(p.local_mac);
             }
@@ -179,7 +179,7 @@ impl Initiator {
     /// The target MACs of a device (its verified paths'), without repeats.
     pub(super) fn target_macs(&self, dev: &Device) -> Vec<Mac> {
         let mut v: Vec<Mac> = Vec::new();
-        for p in dev.inner.lock().io.paths.iter().filter(|p| p.state.verified()) {
+        for p in dev.inner.lock().io.paths().iter().filter(|p| p.state.verified()) {
             if !v.contains(&p.mac) {
                 v.push(p.mac);
             }

@@ -65,7 +65,7 @@ pub fn parse_macs(list: &str) -> Result<Vec<Mac>, MacListError> {
 /// (no verified path, never identified) or a MAC the target is already
 /// reached at on another interface; unverified otherwise.
 pub(super) fn new_path_state(g: &DevInner, mac: Mac) -> PathState {
-    let verified = || g.io.paths.iter().filter(|p| p.state.verified());
+    let verified = || g.io.paths().iter().filter(|p| p.state.verified());
     if (g.identify.is_none() && verified().next().is_none()) || verified().any(|p| p.mac == mac) {
         PathState::InUse
     } else {
@@ -121,9 +121,9 @@ impl Initiator {
             self.refuse_path(dev, g, id, now, "config string differs");
             return;
         }
-        if let Some(p) = g.io.path_mut(id) {
-            if p.verification.started.is_some() && h.tag == DISCOVER_TAG {
-                p.verification.config_answered = true;
+        if let Some(v) = g.verifications.get_mut(&id) {
+            if v.started.is_some() && h.tag == DISCOVER_TAG {
+                v.config_answered = true;
             }
         }
         self.verify_paths(dev, g, now, fx);
@@ -134,13 +134,17 @@ impl Initiator {
     /// for a config not answered, refuses a path that never answers it, and
     /// puts a path that passed in use (when the table has room).
     pub(super) fn verify_paths(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, fx: &mut Effects) {
-        if g.identify.is_none() || !g.io.paths.iter().any(|p| p.state == PathState::Unverified) {
+        let ids: Vec<u32> = g.io.paths().iter().filter(|p| p.state == PathState::Unverified).map(|p| p.id).collect();
+        // Verifications of paths no longer unverified (promoted, refused,
+        // gone) are over.
+        g.verifications.retain(|id, _| ids.contains(id));
+        if g.identify.is_none() || ids.is_empty() {
             return;
         }
-        let ids: Vec<u32> = g.io.paths.iter().filter(|p| p.state == PathState::Unverified).map(|p| p.id).collect();
         for id in ids {
             let Some(p) = g.io.path(id) else { continue };
-            let (v, link, mac) = (p.verification, p.link, p.mac);
+            let (link, mac) = (p.link, p.mac);
+            let v = g.verifications.get(&id).copied().unwrap_or_default();
             let query = ConfigQuery { link, shelf: dev.shelf, slot: dev.slot, dst: mac };
             match v.started {
                 None if now >= v.not_before && now >= g.next_verify => {
@@ -153,9 +157,10 @@ impl Initiator {
                 Some(_) if !v.config_answered && now >= v.next_query => {
                     if v.queries >= QUERY_TRIES {
                         self.refuse_path(dev, g, id, now, "no answer to query config");
-                    } else if let Some(p) = g.io.path_mut(id) {
-                        p.verification.queries += 1;
-                        p.verification.next_query = now + QUERY_INTERVAL;
+                    } else {
+                        let v = g.verifications.entry(id).or_default();
+                        v.queries += 1;
+                        v.next_query = now + QUERY_INTERVAL;
                         fx.queries.push(query);
                     }
                 }
@@ -167,14 +172,14 @@ impl Initiator {
     /// Sends the pinned IDENTIFY of path `id` (the caller queues the first
     /// config query).
     fn start_verification(&self, dev: &Arc<Device>, g: &mut DevInner, id: u32, now: Micros, out: &mut Outbox) {
-        let Some(p) = g.io.path_mut(id) else { return };
-        let v = &mut p.verification;
+        let Some(p) = g.io.path(id) else { return };
+        log::info!("{}: verifying path {} via {}", dev.name(), p.mac, p.ifname);
+        let v = g.verifications.entry(id).or_default();
         v.started = Some(now);
         v.queries = 1;
         v.next_query = now + QUERY_INTERVAL;
         v.config_answered = false;
         v.identify_matched = false;
-        log::info!("{}: verifying path {} via {}", dev.name(), p.mac, p.ifname);
         let d = dev.clone();
         let me = self.me.clone();
         let done = Box::new(move |res: IoResult| {
@@ -210,8 +215,8 @@ impl Initiator {
             (Ok(Ok(got)), Some(want)) => {
                 let diff = identify_differences(want, got);
                 if diff.is_empty() {
-                    if let Some(p) = g.io.path_mut(id) {
-                        p.verification.identify_matched = true;
+                    if g.io.path(id).is_some() {
+                        g.verifications.entry(id).or_default().identify_matched = true;
                     }
                     self.verify_paths(dev, g, now, fx);
                     return;
@@ -225,8 +230,10 @@ impl Initiator {
             (Err(e), _) => {
                 // Cut short (AoE error, the target died or was flushed):
                 // tried again later.
-                let Some(p) = g.io.path_mut(id) else { return };
-                let v = &mut p.verification;
+                if g.io.path(id).is_none() {
+                    return;
+                }
+                let v = g.verifications.entry(id).or_default();
                 v.failures += 1;
                 if v.failures < VERIFY_FAILURES {
                     v.started = None;

@@ -1,0 +1,49 @@
+//! The counters of a target and of each of its paths (the `stats` file).
+
+use super::{Micros, Op};
+
+/// Counters, per target and per path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub retransmits: u64,
+    pub timeouts: u64,
+    pub unexpected: u64,
+    /// Replies to a transmission of a command that another transmission had
+    /// already completed.
+    pub late: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub errors: u64,
+    /// Read and write requests completed without error (per target only: a
+    /// request's frames may take several paths), and the sum of their times
+    /// from submission to completion, queueing included (iostat's await).
+    pub read_requests: u64,
+    pub write_requests: u64,
+    pub read_wait_us: u64,
+    pub write_wait_us: u64,
+    /// Transmissions larger than a small frame that were lost because of
+    /// their size: on a path that then fell back to small frames (a switch
+    /// that drops jumbo frames), or in flight when the local interface's MTU
+    /// went below them.
+    pub lost_jumbo: u64,
+}
+
+impl Counters {
+    /// Counts a read or write request that completed without error after
+    /// `wait` microseconds.
+    pub(super) fn request_done(&mut self, op: Op, wait: Micros) {
+        match op {
+            Op::Read => {
+                self.read_requests += 1;
+                self.read_wait_us += wait;
+            }
+            Op::Write => {
+                self.write_requests += 1;
+                self.write_wait_us += wait;
+            }
+            Op::Identify | Op::Flush => {}
+        }
+    }
+}
