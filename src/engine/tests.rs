@@ -1602,3 +1602,119 @@ fn a_refused_mac_that_made_room_is_remembered_by_link_and_mac_up_to_a_bound() {
     assert!(matches!(claim(&mut t, now, 1, mac(3)), PathChange::Added { .. }));
     assert!(matches!(claim(&mut t, now, 0, mac(5000)), PathChange::Added { .. }));
 }
+
+#[test]
+fn the_rto_is_the_smoothed_round_trip_plus_four_deviations_within_its_bounds() {
+    // RFC 6298: after the first sample r, SRTT = r and RTTVAR = r/2.
+    let mut h = Harness::new(64, 16, 128, 1500, seeded("rto formula", 64));
+    h.net.latency = 150_000;
+    h.read(0, 0, 2);
+    h.run(1, 5_000_000);
+    let r = 2 * h.net.latency + h.net.service;
+    assert_eq!((h.t.srtt(), h.t.rttvar()), (r, r / 2));
+    assert_eq!(h.t.rto(), r + 4 * (r / 2));
+    assert_eq!(h.t.counters.retransmits, 0);
+}
+
+#[test]
+fn a_target_is_busy_while_requests_wait_in_flight_or_queued_and_idle_after() {
+    let mut h = Harness::new(8192, 16, 128, 1500, seeded("busy", 65));
+    assert!(!h.t.busy() && !h.t.needs_timer());
+    // One frame in flight, none queued.
+    h.read(0, 0, 2);
+    assert_eq!((h.t.outstanding(), h.t.pending_frames()), (1, 0));
+    assert!(h.t.busy() && h.t.needs_timer());
+    h.run(1, 1_000_000);
+    assert!(!h.t.busy());
+    // A window in flight, the rest queued.
+    h.read(1, 0, 4096);
+    let w = h.t.window();
+    assert!(w >= 8);
+    assert_eq!((h.t.outstanding(), h.t.pending_frames()), (w, 2048 - w as usize));
+    assert!(h.t.busy());
+    h.run(2, 10_000_000);
+    assert_eq!((h.t.outstanding(), h.t.pending_frames()), (0, 0));
+    assert!(!h.t.busy() && !h.t.needs_timer());
+}
+
+#[test]
+fn a_ghost_lives_four_rtos_at_least_a_second_and_twice_the_longest_answer() {
+    let mut t = TargetIo::new(0, 1, 128);
+    // Before any sample the RTO is a second: four of them.
+    assert_eq!(t.ghost_hold(), 4 * INITIAL_RTO);
+    // At the RTO floor, the one-second minimum.
+    t.rtt.sample(100);
+    assert_eq!(t.ghost_hold(), GHOST_HOLD_MIN);
+    // A target that once took 3 s to answer: 6 s.
+    let late = Sent { gen: 1, path: 1, seq: 1, at: 1_000_000, deadline: 0, held: false, overtaken: false };
+    t.recovery.answered(4_000_000, &late);
+    assert_eq!(t.ghost_hold(), 6_000_000);
+    // Never more than GHOST_HOLD_MAX.
+    t.recovery.answered(200_000_000, &late);
+    assert_eq!(t.ghost_hold(), GHOST_HOLD_MAX);
+}
+
+#[test]
+fn a_write_waiting_behind_a_ghost_of_a_target_gone_silent_fails_at_deadsecs() {
+    // The wait of a request that could not even be sent counts too: from
+    // its submission, not from when the ghost let it go.
+    let (mut t, _, now) = write_ghost(10, 2);
+    let results: Results = Default::default();
+    let mut out = Outbox::new();
+    t.submit_write(now, 10, vec![2; 2 * SECTOR], done_into(&results, 0), &mut out);
+    assert!(out.is_empty(), "waits for the ghost");
+    let deadsecs = 2;
+    let mut at = now;
+    while at < now + 10_000_000 {
+        at += 1000;
+        if t.on_timer(at, deadsecs, &mut out).dead {
+            break;
+        }
+        out.clear();
+    }
+    assert!(at - now <= deadsecs as u64 * 1_000_000, "dead {} us after the write was submitted", at - now);
+}
+
+#[test]
+fn identify_and_flush_cache_go_as_one_frame_and_identify_returns_the_block() {
+    let mut h = Harness::new(20_000, 16, 128, 1500, seeded("identify", 66));
+    let mut out = Outbox::new();
+    h.t.submit_cmd(h.net.now, Op::Identify, done_into(&h.results, 0), &mut out, false);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].head[wire::field::CMD_STATUS], wire::ATA_IDENTIFY);
+    h.net.send_all(&mut out);
+    h.t.submit_cmd(h.net.now, Op::Flush, done_into(&h.results, 1), &mut out, false);
+    assert_eq!(out[0].head[wire::field::CMD_STATUS], wire::ATA_FLUSH);
+    h.net.send_all(&mut out);
+    h.after();
+    h.run(2, 1_000_000);
+    let ident = Identify::parse(&h.result(0).unwrap()).unwrap();
+    assert_eq!(ident.sectors, 20_000);
+    assert_eq!(h.result(1), Ok(Vec::new()));
+    // FLUSH CACHE EXT when asked for (IDENTIFY offered it).
+    h.net.target.cfg.flush_ext = true;
+    h.t.submit_cmd(h.net.now, Op::Flush, done_into(&h.results, 2), &mut out, true);
+    assert_eq!(out[0].head[wire::field::CMD_STATUS], wire::ATA_FLUSH_EXT);
+    h.net.send_all(&mut out);
+    h.after();
+    h.run(3, 1_000_000);
+    assert_eq!(h.result(2), Ok(Vec::new()));
+    assert_eq!(h.net.target.counters.flushes_ext, 1);
+}
+
+#[test]
+fn round_robin_skips_paths_not_in_use_and_spreads_evenly_over_the_others() {
+    // Three paths, the middle one a new MAC being verified (able to carry
+    // any frame): reads go to the other two, alternately.
+    let mut h = Harness::new(8192, 16, 128, 1500, seeded("round robin", 67));
+    let middle = unverified(&mut h.t, 0, T_MAC2, 1500, 16, 255);
+    let third = Mac([2, 0, 0, 0, 0, 0xcc]);
+    in_use(&mut h.t, 2, third, 1500, 16, 255);
+    assert_eq!(h.t.paths().iter().map(|p| p.id).collect::<Vec<_>>()[1], middle);
+    h.read(0, 0, 1000);
+    h.run(1, 10_000_000);
+    assert!(h.result(0).is_ok());
+    assert!(!h.net.sent_per_mac.contains_key(&T_MAC2), "an unverified path carried a read");
+    let (a, c) = (h.net.sent_per_mac[&T_MAC], h.net.sent_per_mac[&third]);
+    assert!(a.abs_diff(c) <= 1, "spread evenly: {a} and {c}");
+}
