@@ -180,7 +180,7 @@ pub(super) struct Paths {
     /// Refused paths taken out to make room: (link, MAC, refused at).
     refused_macs: VecDeque<(usize, Mac, Micros)>,
     next_id: u32,
-    /// Where the round-robin goes on.
+    /// Where the round-robin goes on (taken modulo the table's length).
     rr: usize,
 }
 
@@ -416,13 +416,13 @@ impl Paths {
                 }
                 p.next_probe = now + PATH_PROBE_INTERVAL;
             }
-            self.rr = (idx + 1) % n;
+            self.rr = idx + 1;
             return Some(p.id);
         }
         // None in use can carry it: a failed one, else any verified one
         // (the frame was sized for a path that has left since).
         let idx = failed.or_else(|| self.list.iter().position(|p| p.state.verified()))?;
-        self.rr = (idx + 1) % n;
+        self.rr = idx + 1;
         Some(self.list[idx].id)
     }
 

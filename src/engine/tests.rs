@@ -1718,3 +1718,55 @@ fn round_robin_skips_paths_not_in_use_and_spreads_evenly_over_the_others() {
     let (a, c) = (h.net.sent_per_mac[&T_MAC], h.net.sent_per_mac[&third]);
     assert!(a.abs_diff(c) <= 1, "spread evenly: {a} and {c}");
 }
+
+/// The target MAC and sector count of each frame in `out`.
+fn frames_of(out: &Outbox) -> Vec<(Mac, u8)> {
+    out.iter().map(|t| (Mac::from_slice(&t.head[0..6]), t.head[wire::field::SECTOR_COUNT])).collect()
+}
+
+#[test]
+fn a_frame_goes_only_on_a_path_that_can_carry_it() {
+    // Frames of 17 sectors are queued for a jumbo path; then a path with
+    // MTU 1500 comes in use (new frames are sized for it from then on):
+    // the queued large frames still go only on the jumbo path, the small
+    // ones on both.
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 9000, 2, 255);
+    let mut out = Outbox::new();
+    t.submit_read(0, 0, 17 * 8, Box::new(|_| {}), &mut out);
+    assert_eq!(t.pending_frames(), 7, "one in flight (window of 1), seven queued");
+    in_use(&mut t, 1, T_MAC2, 1500, 4, 255);
+    t.submit_read(0, 1000, 8, Box::new(|_| {}), &mut out);
+    // Room for everything: the window opens to the buffer count.
+    t.window.cwnd = 64;
+    t.window.max = 64;
+    t.pump(0, &mut out);
+    let frames = frames_of(&out);
+    assert_eq!(frames.len(), 12, "{frames:?}");
+    assert!(frames.iter().filter(|(m, _)| *m == T_MAC2).all(|&(_, n)| n <= 2), "{frames:?}");
+    assert_eq!(frames.iter().filter(|&&(_, n)| n == 17).count(), 8);
+    assert!(frames.iter().any(|(m, _)| *m == T_MAC2), "the small frames use both paths");
+}
+
+#[test]
+fn a_failed_path_is_probed_with_one_frame_a_second_to_the_microsecond() {
+    // Path A failed, path B in use. A frame goes on A as a probe at most
+    // once per PATH_PROBE_INTERVAL (1 s): at 0, not at 1 us later, again at
+    // exactly 1 s.
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 128, 255);
+    in_use(&mut t, 1, T_MAC2, 1500, 128, 255);
+    let a = t.paths()[0].id;
+    t.paths.get_mut(a).unwrap().state = PathState::Failed;
+    t.window.cwnd = 64;
+    let send = |t: &mut TargetIo, now: Micros| {
+        let mut out = Outbox::new();
+        t.submit_read(now, 0, 2, Box::new(|_| {}), &mut out);
+        frames_of(&out)[0].0
+    };
+    assert_eq!(send(&mut t, 5), T_MAC, "probe");
+    assert_eq!(send(&mut t, 6), T_MAC2);
+    assert_eq!(send(&mut t, 7), T_MAC2, "not again within the interval");
+    assert_eq!(send(&mut t, 1_000_004), T_MAC2);
+    assert_eq!(send(&mut t, 1_000_005), T_MAC, "again at exactly 1 s");
+}
