@@ -217,6 +217,23 @@ fn macs_option_rejects_bad_lists() {
 }
 
 /// VmRSS of `pid` in KiB, and its CPU time (user + system) in seconds.
+/// Context switches of every thread of process `pid` so far: each is a
+/// wake-up of one of its threads (or a preemption).
+fn context_switches(pid: u32) -> u64 {
+    let mut n = 0;
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        for l in status.lines() {
+            if let Some(v) =
+                l.strip_prefix("voluntary_ctxt_switches:").or(l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
 fn rss_and_cpu(pid: u32) -> (u64, f64) {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let rss = status
@@ -321,10 +338,13 @@ fn thousand_targets_over_four_interfaces() {
     let appeared = t_mount.elapsed();
     assert!(all, "{listed} of {n} targets listed");
     thread::sleep(Duration::from_secs(2));
+    let idle_secs = 20.0;
     let (rss_idle, c0) = rss_and_cpu(m.pid());
-    thread::sleep(Duration::from_secs(10));
+    let w0 = context_switches(m.pid());
+    thread::sleep(Duration::from_secs_f64(idle_secs));
     let (_, c1) = rss_and_cpu(m.pid());
-    let idle_cpu = 100.0 * (c1 - c0) / 10.0;
+    let wakeups = (context_switches(m.pid()) - w0) as f64 / idle_secs;
+    let idle_cpu = 100.0 * (c1 - c0) / idle_secs;
     let t_read = Instant::now();
     let targets = m.targets();
     let chunks: Vec<Vec<String>> = targets.chunks(n / 8).map(|c| c.to_vec()).collect();
@@ -351,7 +371,8 @@ fn thousand_targets_over_four_interfaces() {
     let st: HashMap<String, u64> = m.stats(&targets[0]);
     eprintln!(
         "{n} targets over {ifaces} interfaces: mount ready after {mounted:?}, all {n} listed {appeared:?} after \
-         the start of aoefs; RSS idle {rss_idle} KiB, aoefs CPU idle {idle_cpu:.1}%; read 1 MiB of each in \
+         the start of aoefs; RSS idle {rss_idle} KiB, aoefs CPU idle {idle_cpu:.2}% ({wakeups:.0} thread wake-ups \
+         a second); read 1 MiB of each in \
          {read_time:?}; RSS after {rss_read} KiB; {} stats errors {}",
         targets[0], st["errors"]
     );

@@ -197,6 +197,27 @@ impl TargetIo {
         self.busy() || self.flight.pinned > 0 || !self.flight.ghosts.is_empty()
     }
 
+    /// When `on_timer` must run next at the latest (with `deadsecs`): the
+    /// earliest timeout of a transmission, expiry of a ghost, or moment a
+    /// command reaches deadsecs; None when the engine waits for nothing.
+    /// While frames are in flight, answers can make a transmission lost
+    /// sooner (fast retransmit, probes): the caller then runs `on_timer`
+    /// every few milliseconds as well.
+    pub fn poll_timeout(&self, deadsecs: u32) -> Option<Micros> {
+        if !self.needs_timer() {
+            return None;
+        }
+        let limit = deadsecs as u64 * 1_000_000;
+        let dead = (deadsecs > 0).then(|| {
+            let silent = self.busy_since.map(|since| since.max(self.last_progress) + limit);
+            let first = self.flight.entries.iter().filter_map(|e| e.job).filter(|j| !j.pinned);
+            silent.into_iter().chain(first.filter_map(|j| j.first_sent.map(|at| at + limit))).min()
+        });
+        let timeouts = self.flight.entries.iter().filter_map(|e| e.job.and(e.sent.last()).map(|t| t.deadline));
+        let ghosts = self.flight.ghosts.iter().map(|g| g.expires);
+        timeouts.chain(ghosts).chain(dead.flatten()).min()
+    }
+
     fn ghost_hold(&self) -> Micros {
         self.recovery.ghost_hold(self.rto())
     }

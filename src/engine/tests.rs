@@ -1770,3 +1770,33 @@ fn a_failed_path_is_probed_with_one_frame_a_second_to_the_microsecond() {
     assert_eq!(send(&mut t, 1_000_004), T_MAC2);
     assert_eq!(send(&mut t, 1_000_005), T_MAC, "again at exactly 1 s");
 }
+
+#[test]
+fn poll_timeout_is_the_next_deadline_the_timer_must_meet() {
+    let mut h = Harness::new(64, 16, 128, 1500, seeded("poll timeout", 68));
+    assert_eq!(h.t.poll_timeout(10), None, "idle: nothing to wait for");
+    // A read in flight: its timeout (the RTO before any sample: 1 s), or
+    // deadsecs from its first transmission if that comes first.
+    h.net.silent = true;
+    let t0 = h.net.now;
+    h.read(0, 0, 2);
+    assert_eq!(h.t.poll_timeout(10), Some(t0 + INITIAL_RTO));
+    assert_eq!(h.t.poll_timeout(0), Some(t0 + INITIAL_RTO), "deadsecs 0: no dead line");
+    h.net.now += 500_000;
+    let mut out = Outbox::new();
+    h.t.on_timer(h.net.now, 10, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(h.t.poll_timeout(10), Some(t0 + INITIAL_RTO));
+    // Resent at 1 s: the next timeout is 2 s later; deadsecs 2 from the
+    // first transmission comes first.
+    h.net.now = t0 + INITIAL_RTO;
+    h.t.on_timer(h.net.now, 10, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(h.t.poll_timeout(10), Some(t0 + INITIAL_RTO + 2 * INITIAL_RTO));
+    assert_eq!(h.t.poll_timeout(2), Some(t0 + 2_000_000));
+    // A ghost alone: its expiry.
+    let (t, _, _) = write_ghost(10, 2);
+    let expires = t.flight.ghosts[0].expires;
+    assert!(!t.busy());
+    assert_eq!(t.poll_timeout(10), Some(expires));
+}

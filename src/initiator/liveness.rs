@@ -40,7 +40,7 @@ impl Initiator {
     /// failure (an AoE error, or no answer) is retried with backoff
     /// (`retry_delay`) by the timer.
     pub(super) fn start_identify(&self, dev: &Arc<Device>, g: &mut DevInner, now: Micros, out: &mut Outbox) {
-        self.wake_timer(dev);
+        self.wake_timer(dev, g);
         g.identifying = true;
         g.identify_retry_at = None;
         let d = dev.clone();

@@ -42,7 +42,7 @@ pub use trust::{parse_macs, MacListError};
 
 use crate::clock::{Clock, Micros, RateLimit};
 use crate::device::{DevInner, DevState, Device};
-use crate::engine::{IoDone, IoError, Op, TimerOutcome};
+use crate::engine::{IoDone, IoError, Op, PathState, TimerOutcome};
 use crate::errlog::ErrLog;
 use crate::link::LinkProvider;
 use crate::wire::Mac;
@@ -50,7 +50,7 @@ use effects::{run_completions, with_effects, Effects};
 use links::LinkTable;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Bit 30 marks the tags of the initiator's commands other than ATA (query
@@ -65,10 +65,45 @@ pub const DISCOVER_TAG: u32 = NON_ATA_TAG;
 /// The driver's rediscovery interval.
 pub const REDISCOVER_INTERVAL: Micros = 60_000_000;
 
-/// The timer ticks every 5 ms; it looks at every device (IDENTIFY retries,
-/// probes of down targets, new paths' verifications) this often, and in
-/// between only at those with work for their engine.
+/// How often the timer looks at every device while one needs it (IDENTIFY
+/// retries, probes of down targets, new paths' verifications); with none,
+/// once a second (`REPORT_INTERVAL`).
 pub const SWEEP_INTERVAL: Micros = 100_000;
+
+/// Interfaces are looked at (MTUs, vanished ones), `err` reports go out,
+/// old paths leave, and every device is looked at, this often.
+pub const REPORT_INTERVAL: Micros = 1_000_000;
+
+/// While a target has requests in flight, its timer runs this often (an
+/// answer can make a transmission lost before its timeout: fast
+/// retransmit, tail-loss probes).
+pub const BUSY_TICK: Micros = 5_000;
+
+/// Wakes the timer thread before its next deadline: new work for an
+/// engine, or the timer stopping.
+#[derive(Default)]
+pub struct TimerWake {
+    woken: Mutex<bool>,
+    cv: parking_lot::Condvar,
+}
+
+impl TimerWake {
+    /// Wakes the timer thread now.
+    pub fn wake(&self) {
+        *self.woken.lock() = true;
+        self.cv.notify_one();
+    }
+
+    /// Sleeps for `d` unless woken first (or already woken since the last
+    /// wait).
+    pub fn wait(&self, d: std::time::Duration) {
+        let mut w = self.woken.lock();
+        if !*w {
+            self.cv.wait_for(&mut w, d);
+        }
+        *w = false;
+    }
+}
 
 /// IDENTIFY, config queries and new paths' verifications that failed are
 /// retried after this, doubled per failure in a row...
@@ -96,6 +131,14 @@ pub enum DeviceError {
     /// No answer from the target after the retries.
     #[error("no answer from the target")]
     Timeout,
+}
+
+/// What the timer's look at one device found.
+struct DeviceTick {
+    /// On the timer's list: when to look at it again.
+    next: Option<Micros>,
+    /// It needs the next sweep soon (see `SWEEP_INTERVAL`).
+    wants_sweep: bool,
 }
 
 /// Initiator parameters (the driver's module parameters, and `--macs`).
@@ -163,6 +206,11 @@ pub struct Initiator {
     new_targets: Mutex<RateLimit>,
     /// The devices the timer looks at every tick (`wake_timer`).
     timer_list: Mutex<Vec<Arc<Device>>>,
+    /// Some device needs a sweep every `SWEEP_INTERVAL` (see
+    /// `Initiator::tick`).
+    sweep_wanted: AtomicBool,
+    /// The timer thread's wake-up.
+    pub timer_wake: Arc<TimerWake>,
     pending_commands: Mutex<HashMap<u32, std::sync::mpsc::Sender<CommandReply>>>,
     config_retries: Mutex<HashMap<(u16, u8, Mac), discovery::ConfigRetry>>,
     command_seq: AtomicU32,
@@ -197,6 +245,8 @@ impl Initiator {
             discover_at: AtomicU64::new(0),
             new_targets: Mutex::new(RateLimit::new(table::NEW_TARGET_BURST, table::NEW_TARGET_RATE)),
             timer_list: Mutex::new(Vec::new()),
+            sweep_wanted: AtomicBool::new(true),
+            timer_wake: Arc::default(),
             pending_commands: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
             command_seq: AtomicU32::new(1),
@@ -284,7 +334,7 @@ impl Initiator {
                 fx.done.push((done, Err(IoError::Down)));
                 return;
             }
-            self.wake_timer(dev);
+            self.wake_timer(dev, g);
             let out = &mut fx.out;
             match op {
                 Op::Read => g.io.submit_read(now, lba, nsect, done, out),
@@ -299,16 +349,18 @@ impl Initiator {
     }
 
     /// Retransmits, detects dead targets, rediscovers every 60 s, and once
-    /// a second reopens interfaces that vanished and came back. Every tick
-    /// (5 ms) it looks at the devices with work for their engine; every
-    /// `SWEEP_INTERVAL` at all of them (IDENTIFY retries, probes of down
-    /// targets, new paths' verifications, the engines of targets not up,
-    /// and once a second old paths leaving and the `err` reports), so an
-    /// idle SAN of a thousand targets, or a thousand forged ones waiting for
-    /// IDENTIFY, costs next to nothing between sweeps.
-    pub fn tick(&self) {
+    /// a second reopens interfaces that vanished and came back. It looks at
+    /// the devices with work for their engine (every `BUSY_TICK` while they
+    /// have requests in flight, else at their engine's next deadline), at
+    /// every device each `SWEEP_INTERVAL` while one needs it (IDENTIFY
+    /// retries, probes of down targets, new paths' verifications, the
+    /// engines of targets not up) and once a second in any case (old paths
+    /// leaving, the `err` reports). So an idle SAN of a thousand targets
+    /// wakes the timer about once a second. Returns when it must run next.
+    pub fn tick(&self) -> Micros {
         let now = self.now();
-        if now.saturating_sub(self.last_link_check.load(Ordering::Relaxed)) >= 1_000_000 {
+        let last_check = self.last_link_check.load(Ordering::Relaxed);
+        if now.saturating_sub(last_check) >= REPORT_INTERVAL {
             self.last_link_check.store(now, Ordering::Relaxed);
             // MTUs first: `revive_links` then reopens a link whose MTU grew
             // past what its capture takes.
@@ -323,12 +375,14 @@ impl Initiator {
         }
         // Retransmissions are summed per target and reported once a second
         // (one line per retransmission would flood `err` under loss).
-        let report = now.saturating_sub(self.last_report.load(Ordering::Relaxed)) >= 1_000_000;
+        let report = now.saturating_sub(self.last_report.load(Ordering::Relaxed)) >= REPORT_INTERVAL;
         if report {
             self.last_report.store(now, Ordering::Relaxed);
             self.errlog.report_quiet();
         }
-        let sweep = report || now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_INTERVAL;
+        let last_sweep = self.last_sweep.load(Ordering::Relaxed);
+        let sweep_wanted = self.sweep_wanted.load(Ordering::Relaxed) || !self.config_retries.lock().is_empty();
+        let sweep = report || (sweep_wanted && now.saturating_sub(last_sweep) >= SWEEP_INTERVAL);
         if sweep {
             self.last_sweep.store(now, Ordering::Relaxed);
             self.retry_config_queries(now);
@@ -341,19 +395,49 @@ impl Initiator {
             Vec::new()
         };
         let listed = std::mem::take(&mut *self.timer_list.lock());
+        let mut next = Micros::MAX;
+        let mut wanted = false;
         for (dev, on_list) in listed.into_iter().map(|d| (d, true)).chain(others.into_iter().map(|d| (d, false))) {
-            if self.tick_device(&dev, on_list, now, sweep, report) {
+            let t = self.tick_device(&dev, on_list, now, sweep, report);
+            wanted |= t.wants_sweep;
+            if let Some(at) = t.next {
+                next = next.min(at);
                 self.timer_list.lock().push(dev);
             }
         }
+        // A sweep learns whether any device needs the next one; between
+        // sweeps only the devices looked at can add to that.
+        if sweep {
+            self.sweep_wanted.store(wanted, Ordering::Relaxed);
+        } else if wanted {
+            self.sweep_wanted.store(true, Ordering::Relaxed);
+        }
+        let sweep_every = if wanted || sweep_wanted { SWEEP_INTERVAL } else { REPORT_INTERVAL };
+        let mut due = [
+            next,
+            self.last_sweep.load(Ordering::Relaxed) + sweep_every,
+            self.last_report.load(Ordering::Relaxed) + REPORT_INTERVAL,
+            self.last_link_check.load(Ordering::Relaxed) + REPORT_INTERVAL,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(now);
+        if last != 0 {
+            due = due.min(self.last_discover.load(Ordering::Relaxed) + REDISCOVER_INTERVAL);
+        }
+        let soon = self.discover_at.load(Ordering::Relaxed);
+        if soon != 0 {
+            due = due.min(soon);
+        }
+        due
     }
 
     /// The timer's work on one device (see `tick`). `on_list`: it was taken
-    /// off the timer's list (its flag is set). Returns whether it goes
-    /// (back) on the list: it is up and its engine has work. The flag
-    /// changes under the device's lock, as `wake_timer` sets it, so a device
-    /// with work is never off the list.
-    fn tick_device(&self, dev: &Arc<Device>, on_list: bool, now: Micros, sweep: bool, report: bool) -> bool {
+    /// off the timer's list (its flag is set). It goes (back) on the list
+    /// when it is up and its engine has work: then `next` is when the timer
+    /// must look at it again. The flag changes under the device's lock, as
+    /// `wake_timer` sets it, so a device with work is never off the list.
+    fn tick_device(&self, dev: &Arc<Device>, on_list: bool, now: Micros, sweep: bool, report: bool) -> DeviceTick {
         let step = |g: &mut DevInner, fx: &mut Effects| {
             let mut probe = false;
             if sweep {
@@ -364,10 +448,10 @@ impl Initiator {
                 }
             }
             let mut t = TimerOutcome::default();
+            // A down target's only commands are new paths' verifications:
+            // it is not declared dead again.
+            let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
             if g.io.needs_timer() || g.unreported_retransmits > 0 {
-                // A down target's only commands are new paths'
-                // verifications: it is not declared dead again.
-                let deadsecs = if g.state == DevState::Down { 0 } else { self.opts.deadsecs };
                 t = g.io.on_timer(now, deadsecs, &mut fx.out);
             }
             t.probe |= probe;
@@ -378,9 +462,9 @@ impl Initiator {
                 g.io.fail_all(IoError::Dead);
             }
             let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
-            // Only a target that is up needs the 5 ms resolution (tail-loss
-            // probes); IDENTIFY and verifications of the others start at an
-            // RTO of 200 ms or more.
+            // Only a target that is up needs the timer between sweeps
+            // (tail-loss probes); IDENTIFY and verifications of the others
+            // start at an RTO of 200 ms or more.
             let wanted = g.state == DevState::Up && g.io.needs_timer();
             let listed = if on_list {
                 dev.set_timer_wanted(wanted);
@@ -388,10 +472,21 @@ impl Initiator {
             } else {
                 wanted && dev.claim_timer()
             };
-            (t, n, listed)
+            let next = listed.then(|| {
+                let at = g.io.poll_timeout(deadsecs).unwrap_or(now + REPORT_INTERVAL);
+                if g.io.busy() {
+                    at.min(now + BUSY_TICK)
+                } else {
+                    at
+                }
+            });
+            let wants_sweep = g.state != DevState::Up
+                || g.identify_retry_at.is_some()
+                || g.io.paths().iter().any(|p| p.state == PathState::Unverified);
+            (t, n, DeviceTick { next, wants_sweep })
         };
         // After the frames and queries went out, before the completions.
-        let then = |(t, unreported, listed): (TimerOutcome, u32, bool)| {
+        let then = |(t, unreported, tick): (TimerOutcome, u32, DeviceTick)| {
             if t.probe {
                 self.probe(dev);
             }
@@ -419,7 +514,7 @@ impl Initiator {
                     self.opts.deadsecs
                 ));
             }
-            listed
+            tick
         };
         self.step_then(dev, step, then)
     }
@@ -432,11 +527,17 @@ impl Initiator {
         }
     }
 
-    /// Puts `dev` on the timer's list (it has work for its engine); called
-    /// under the device's lock.
-    pub(super) fn wake_timer(&self, dev: &Arc<Device>) {
+    /// Puts `dev` on the timer's list (it has work for its engine) and
+    /// wakes the timer; called under the device's lock, before the work is
+    /// queued. A device on the list already whose engine was idle (only
+    /// ghosts or pinned commands to time) wakes the timer too, which then
+    /// looks at it every `BUSY_TICK`.
+    pub(super) fn wake_timer(&self, dev: &Arc<Device>, g: &DevInner) {
         if dev.claim_timer() {
             self.timer_list.lock().push(dev.clone());
+            self.timer_wake.wake();
+        } else if !g.io.busy() {
+            self.timer_wake.wake();
         }
     }
 }

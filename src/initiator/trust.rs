@@ -187,7 +187,7 @@ impl Initiator {
                 ini.verification_identified(&d, id, res);
             }
         });
-        self.wake_timer(dev);
+        self.wake_timer(dev, g);
         g.io.submit_pinned_identify(now, id, done, out);
     }
 
