@@ -1,5 +1,6 @@
 //! Test data: the seeded PRNG, buffer comparisons, file reads.
 
+use super::seed::seeded;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -40,13 +41,6 @@ impl Rng {
         self.fill(&mut v);
         v
     }
-}
-
-/// Prints the seed of a randomised test (shown with the test's output when
-/// it fails), so that a failure can be replayed, and returns it.
-pub fn seeded(what: &str, seed: u64) -> u64 {
-    println!("{what}: seed {seed}");
-    seed
 }
 
 /// Find the first differing byte of two buffers, for readable assertions.

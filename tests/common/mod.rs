@@ -19,7 +19,9 @@
 //! hanging the suite.
 //!
 //! By subject:
+//! * `command`: running a command to completion, bounded, with its output
 //! * `process`: running commands (bounded), polling, stopping children
+//! * `seed`: printing the seed of a randomised test
 //! * `data`: the seeded PRNG, buffer comparisons, file reads
 //! * `testbed`: [`Testbed`] (namespaces, veth pairs, backing images,
 //!   helper processes) and its teardown
@@ -37,16 +39,20 @@
 
 mod bridge;
 mod capture;
+mod command;
 mod data;
 mod faultbed;
 mod mount;
 mod process;
+mod seed;
 mod testbed;
 mod vblade;
 
 // One flat namespace for the tests (`use common::*`); each binary uses a part.
 #[allow(unused_imports)]
-pub use {bridge::*, capture::*, data::*, faultbed::*, mount::*, process::*, testbed::*, vblade::*};
+pub use {
+    bridge::*, capture::*, command::*, data::*, faultbed::*, mount::*, process::*, seed::*, testbed::*, vblade::*,
+};
 
 use std::sync::atomic::AtomicUsize;
 

@@ -1,8 +1,9 @@
 //! [`Mount`]: aoefs mounted in a testbed's initiator namespace, with loop
 //! devices and filesystems on it, a watchdog, and its teardown.
 
+use super::command::fmt_cmd;
 use super::faultbed::parse_counters;
-use super::process::{bounded, fmt_cmd, poll_until, run, sh_quiet, signal, stop_child, tail};
+use super::process::{bounded, poll_until, run, sh_quiet, signal, stop_child, tail};
 use super::testbed::Testbed;
 use super::{AOEFS, COUNTER};
 use std::fs::{self, File, OpenOptions};

@@ -1,10 +1,11 @@
 //! [`Testbed`]: the initiator and target namespaces joined by veth pairs,
 //! backing images, helper processes, and the teardown of all of it.
 
+use super::command::{fmt_cmd, run_unchecked_timeout};
 use super::data::Rng;
 use super::faultbed::FaultBed;
 use super::mount::{lazy_unmount, mounts_below};
-use super::process::{fmt_cmd, poll_until, run_unchecked_timeout, sh, sh_quiet, signal, stop_child};
+use super::process::{poll_until, sh, sh_quiet, signal, stop_child};
 use super::vblade::Vblade;
 use super::COUNTER;
 use std::fs::{self, File};
