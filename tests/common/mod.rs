@@ -33,26 +33,28 @@
 //!   the hostile-frame injector, `stats` parsing
 //! * `bridge`: the trust tests' shared segment (initiator, vblade and a third
 //!   host on one bridge), MAC changes, the third host (`aoe-inject --respond`)
+//! * `host`: the lock of the tests that change the host's /sbin, /usr, /etc
 //!
-//! Each test binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
+//! The end-to-end tests (tests/e2e/) are one test binary that compiles this
+//! module once, so a helper no test uses is a dead-code warning. The
+//! in-memory tests and the fuzzing regressions declare only the module they
+//! use (`seed`, `command`).
 
 mod bridge;
 mod capture;
 mod command;
 mod data;
 mod faultbed;
+mod host;
 mod mount;
 mod process;
 mod seed;
 mod testbed;
 mod vblade;
 
-// One flat namespace for the tests (`use common::*`); each binary uses a part.
-#[allow(unused_imports)]
-pub use {
-    bridge::*, capture::*, command::*, data::*, faultbed::*, mount::*, process::*, seed::*, testbed::*, vblade::*,
-};
+// One flat namespace for the tests (`use crate::common::*`); `bridge` and
+// `faultbed` only add methods to `Testbed`.
+pub use {capture::*, command::*, data::*, host::*, mount::*, process::*, seed::*, testbed::*, vblade::*};
 
 use std::sync::atomic::AtomicUsize;
 

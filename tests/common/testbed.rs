@@ -56,7 +56,6 @@ fn prereqs() -> Result<(), String> {
 pub struct VethPair {
     pub init_if: String,
     pub target_if: String,
-    pub mtu: u32,
 }
 
 /// How to fill a backing file.
@@ -136,7 +135,7 @@ impl Testbed {
     pub fn add_veth(&self, mtu: u32) -> usize {
         let mut pairs = self.pairs.lock().unwrap();
         let k = pairs.len();
-        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
+        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k) };
         let ok = veth((&self.ins, &p.init_if), (&self.tns, &p.target_if), mtu);
         assert!(ok, "veth {}/{} did not come up", p.init_if, p.target_if);
         pairs.push(p);

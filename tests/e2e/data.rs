@@ -1,13 +1,10 @@
 //! End-to-end tests of aoefs against the real vblade target, each in its own
 //! pair of network namespaces (see tests/common/mod.rs).
 //!
-//! Run: `cargo test --release --features e2e -- --test-threads=2` (as root).
-//! On failure the aoefs log is printed; `AOEFS_TEST_SHOW_LOG=1` prints it
-//! always and `AOEFS_TEST_LOG=debug` sets aoefs' RUST_LOG.
-#![cfg(feature = "e2e")]
-mod common;
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 data::`
+//! (as root).
 
-use common::*;
+use crate::common::*;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};

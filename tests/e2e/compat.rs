@@ -6,13 +6,11 @@
 //! user can act on, and the raw IDENTIFY block decoded by hdparm. Each test
 //! runs the real vblade in its own network namespaces.
 //!
-//! Run: `cargo test --release --features e2e --test compat -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 compat::`
 //! (as root; needs aoetools, fdisk, python3 and hdparm, which .ci/run
 //! installs).
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;

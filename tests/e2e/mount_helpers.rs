@@ -2,7 +2,7 @@
 //! aoefs@.service) against the real vblade, through the harness in
 //! tests/common/mod.rs.
 //!
-//! Run: `cargo test --release --features e2e --test helpers -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 mount_helpers::`
 //! (as root).
 //!
 //! Every aoefs started here runs inside a testbed's initiator namespace
@@ -11,18 +11,16 @@
 //! are undone by [`ExtMount`]'s Drop, and the testbed kills whatever is left
 //! in its namespaces. The mount(8) tests install the helper into /sbin for
 //! their duration (mount(8) looks for helpers there only) and restore /sbin
-//! in Drop.
-#![cfg(feature = "e2e")]
-mod common;
+//! in Drop, under the host lock (`lock_host`) that the package tests hold
+//! too.
 
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -217,12 +215,10 @@ fn write_and_check(p: &Path, img: &Path) {
 // /sbin/mount.aoefs for the mount(8) tests
 // ---------------------------------------------------------------------------
 
-static SBIN_LOCK: Mutex<()> = Mutex::new(());
-
 /// Installs mount-helpers/mount.aoefs as /sbin/mount.aoefs plus the
 /// /sbin/mount.fuse.aoefs symlink for one test; Drop removes them and
-/// restores whatever was there before. Holds a lock so that tests using
-/// /sbin do not overlap.
+/// restores whatever was there before. Holds the host lock
+/// ([`lock_host`]) so that tests using /sbin do not overlap.
 struct SbinHelper {
     _lock: std::sync::MutexGuard<'static, ()>,
     saved: Vec<(PathBuf, PathBuf)>,
@@ -231,7 +227,7 @@ struct SbinHelper {
 
 impl SbinHelper {
     fn install() -> SbinHelper {
-        let lock = SBIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = lock_host();
         let mut h = SbinHelper { _lock: lock, saved: Vec::new(), created: Vec::new() };
         let sbin = Path::new("/sbin");
         for name in ["mount.aoefs", "mount.fuse.aoefs"] {
@@ -614,6 +610,9 @@ fn install_sh_destdir_and_uninstall() {
 /// passes systemd-analyze verify, aoefs-status works.
 #[test]
 fn install_sh_prefix_install_works() {
+    // The installed helper finds aoefs in PATH too, where the package test
+    // puts one (/usr/bin/aoefs): not at the same time.
+    let _host = lock_host();
     let (tb, _img) = one_target(1500);
     let root = tb.dir.join("inst");
     let prefix = root.join("prefix");
@@ -816,6 +815,8 @@ fn expand_exec(line: &str, instance: &str, env: &HashMap<String, String>) -> Vec
 
 #[test]
 fn systemd_unit_verifies_and_its_exec_lines_work() {
+    // Not while the package test has its copy of the unit in /lib/systemd.
+    let _host = lock_host();
     let unit_path = helper("aoefs@.service");
     let unit = fs::read_to_string(&unit_path).unwrap();
     let svc = unit_section(&unit, "Service");

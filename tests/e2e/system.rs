@@ -5,19 +5,16 @@
 //! `aoefs stat --json`, and the quiet answers of the mount (names that
 //! cannot be made, isatty, a killed `err` reader).
 //!
-//! Run: `cargo test --release --features e2e --test system -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 system::`
 //! (as root; the package tests need cargo-deb, man-db and lintian, which
 //! .ci/run installs).
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -295,9 +292,6 @@ wait $pid; echo "aoefs-exit=$?"
 // The Debian package
 // ---------------------------------------------------------------------------
 
-/// The package test changes /sbin, /usr and /etc: one at a time.
-static SYSTEM_LOCK: Mutex<()> = Mutex::new(());
-
 /// Purges the package in Drop if it is still installed.
 struct Installed;
 
@@ -325,7 +319,7 @@ fn package_files() -> Vec<PathBuf> {
 }
 
 /// Builds the package with cargo-deb from the binary under test into
-/// `dir` (called under `SYSTEM_LOCK`); the .deb. Its debug symbols go to
+/// `dir` (called under [`lock_host`]); the .deb. Its debug symbols go to
 /// a -dbgsym .ddeb beside it.
 fn build_package(dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -352,7 +346,7 @@ fn build_package(dir: &Path) -> PathBuf {
 /// nothing it installed or the purge should remove is left.
 #[test]
 fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
-    let _lock = SYSTEM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _lock = lock_host();
     check_prereqs();
     let top = Path::new(env!("CARGO_MANIFEST_DIR"));
     assert!(!package_installed(), "the aoefs package is installed on this machine; this test would replace it");
@@ -503,7 +497,7 @@ fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
 /// says why (lintian then reports it as overridden, not as a warning).
 #[test]
 fn the_package_passes_lintian() {
-    let _lock = SYSTEM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _lock = lock_host();
     check_prereqs();
     assert!(
         Command::new("lintian").arg("--version").output().is_ok_and(|o| o.status.success()),

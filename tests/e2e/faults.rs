@@ -5,13 +5,11 @@
 //! frames (`aoe-inject`), control-file junk, `-o ro`, image-file limits and
 //! mount permissions.
 //!
-//! Run: `cargo test --release --features e2e --test faults -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 faults::`
 //! (as root; needs vblade, fio, setpriv, sha256sum). `AOEFS_TEST_SHOW_LOG=1`
 //! prints the aoefs logs.
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;

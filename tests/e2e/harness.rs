@@ -1,9 +1,7 @@
 //! Self-tests of the integration harness (tests/common): namespaces, veth,
 //! vblade, tshark capture and teardown. These do not need aoefs to work.
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -2,10 +2,8 @@
 //! conventions, against real vblade: partitions, config strings, MAC masks,
 //! reservations, subcommands, daemon mode with a pid file, read-only mounts
 //! and read-only targets.
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
