@@ -1,5 +1,8 @@
-//! The host outside the testbeds: its /sbin, /usr and /etc.
+//! The host outside the testbeds: its /sbin, /usr and /etc, and
+//! directories in /tmp.
 
+use std::fs;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// Held by each test that changes /sbin, /usr or /etc (the Debian package,
@@ -9,4 +12,14 @@ use std::sync::{Mutex, MutexGuard};
 pub fn lock_host() -> MutexGuard<'static, ()> {
     static HOST: Mutex<()> = Mutex::new(());
     HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A directory outside the testbeds (in /tmp), removed with everything in
+/// it in Drop.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }

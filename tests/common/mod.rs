@@ -33,7 +33,9 @@
 //!   the hostile-frame injector, `stats` parsing
 //! * `bridge`: the trust tests' shared segment (initiator, vblade and a third
 //!   host on one bridge), MAC changes, the third host (`aoe-inject --respond`)
-//! * `host`: the lock of the tests that change the host's /sbin, /usr, /etc
+//! * `setup`: one target, and one target mounted, where most tests start
+//! * `host`: the lock of the tests that change the host's /sbin, /usr, /etc;
+//!   directories in /tmp removed in Drop
 //!
 //! The end-to-end tests (tests/e2e/) are one test binary that compiles this
 //! module once, so a helper no test uses is a dead-code warning. The
@@ -49,12 +51,13 @@ mod host;
 mod mount;
 mod process;
 mod seed;
+mod setup;
 mod testbed;
 mod vblade;
 
 // One flat namespace for the tests (`use crate::common::*`); `bridge` and
 // `faultbed` only add methods to `Testbed`.
-pub use {capture::*, command::*, data::*, host::*, mount::*, process::*, seed::*, testbed::*, vblade::*};
+pub use {capture::*, command::*, data::*, host::*, mount::*, process::*, seed::*, setup::*, testbed::*, vblade::*};
 
 use std::sync::atomic::AtomicUsize;
 

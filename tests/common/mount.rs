@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// How long a mount may take to show `MNT/discover`.
 pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a target may take to show up after mount.
+pub const APPEAR: Duration = Duration::from_secs(5);
 /// A test whose mount lives longer than this is considered hung.
 pub const WATCHDOG: Duration = Duration::from_secs(300);
 
@@ -28,6 +30,37 @@ pub fn mountinfo_has(path: &Path) -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// A mount on a path (a line of /proc/self/mountinfo).
+pub struct MountInfo {
+    /// The file system type (`fuse.aoefs`).
+    pub fstype: String,
+    /// The mount source (`aoefs`).
+    pub source: String,
+    /// The per-mount options (`rw,nosuid,...`).
+    pub options: String,
+}
+
+/// The mounts on `path`, oldest first.
+pub fn mounts_on(path: &Path) -> Vec<MountInfo> {
+    let p = path.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.get(4) != Some(&p.as_str()) {
+                return None;
+            }
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some(MountInfo {
+                fstype: f.get(sep + 1)?.to_string(),
+                source: f.get(sep + 2)?.to_string(),
+                options: f.get(5)?.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// All mount points at or below `dir` (deepest first).

@@ -5,7 +5,7 @@ use super::command::{fmt_cmd, run_unchecked_timeout};
 use super::data::Rng;
 use super::faultbed::FaultBed;
 use super::mount::{lazy_unmount, mounts_below};
-use super::process::{poll_until, sh, sh_quiet, signal, stop_child};
+use super::process::{have, poll_until, sh, sh_quiet, signal, stop_child};
 use super::vblade::Vblade;
 use super::COUNTER;
 use std::fs::{self, File};
@@ -35,12 +35,7 @@ fn prereqs() -> Result<(), String> {
             .into());
     }
     for tool in ["ip", "vblade", "nsenter", "fusermount3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {} >/dev/null", tool)])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
+        if !have(tool) {
             return Err(format!("required tool `{}` is not installed (see .ci/run)", tool));
         }
     }

@@ -18,13 +18,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// `aoefs ARGS` (a subcommand working through the mount's files).
 fn aoefs(args: &[&str]) -> Output {
     run_unchecked(Command::new(AOEFS).args(args))
@@ -63,13 +56,6 @@ fn partition_files(m: &Mount) -> Vec<String> {
     let mut v: Vec<String> = m.list().into_iter().filter(|n| n.starts_with("e0.1p")).collect();
     v.sort_by_key(|n| n[5..].parse::<u32>().unwrap_or(0));
     v
-}
-
-/// `sfdisk -q FILE` with `script` on its stdin.
-fn sfdisk(file: &Path, script: &str) {
-    let mut cmd = Command::new("sfdisk");
-    cmd.arg("-q").arg(file);
-    run_with_stdin(&mut cmd, script);
 }
 
 /// The partitions sfdisk reads from `file` (number, start sector, sectors),

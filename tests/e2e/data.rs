@@ -6,7 +6,6 @@
 
 use crate::common::*;
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,29 +13,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
 /// Image size of the data tests.
 const IMG: u64 = 32 * MIB;
-/// How long a target may take to show up after mount.
-const APPEAR: Duration = Duration::from_secs(5);
-
-/// A testbed with one vblade (e0.1 unless told otherwise) and a mount.
-/// Field order matters: the mount is dropped before the testbed.
-struct Setup {
-    m: Mount,
-    vb: VbladeHandle,
-    img: PathBuf,
-    tb: Testbed,
-}
-
-fn setup(mtu: u32, size: u64, fill: Fill, extra: &[&str]) -> Setup {
-    let tb = Testbed::new(mtu);
-    let img = tb.make_image("disk.img", size, fill);
-    let vb = tb.start_vblade(0, 1, &img, None);
-    let m = tb.mount_aoefs(extra);
-    m.expect_target("e0.1", APPEAR);
-    Setup { m, vb, img, tb }
-}
 
 fn check_layout(mtu: u32, payload: u64) {
     let size = 64 * MIB;
@@ -507,10 +485,6 @@ fn dead_target_gives_eio_within_deadsecs() {
     assert_eq!(s.m.wait_status("e0.1", "state", "down\n", Duration::from_secs(5)), "down\n", "state after close");
 }
 
-fn is_err_with(r: &io::Result<()>, errno: i32) -> bool {
-    matches!(r, Err(e) if e.raw_os_error() == Some(errno))
-}
-
 #[test]
 fn bad_control_writes_fail_and_change_nothing() {
     let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
@@ -521,7 +495,7 @@ fn bad_control_writes_fail_and_change_nothing() {
     let mut problems: Vec<String> = Vec::new();
     let mut expect_einval = |what: &str, file: &str, data: &[u8]| {
         let r = m.write_ctl(file, data);
-        if !is_err_with(&r, libc::EINVAL) {
+        if errno_of(&r) != Some(libc::EINVAL) {
             problems.push(format!("{}: expected EINVAL, got {:?}", what, r));
         }
     };

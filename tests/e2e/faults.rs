@@ -12,7 +12,6 @@
 use crate::common::*;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,17 +20,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
 const T: &str = "e0.1";
 
 fn sha256(p: &Path) -> String {
     let out = run_timeout(Command::new("sha256sum").arg(p), Duration::from_secs(120));
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
-}
-
-fn errno_of<T>(r: &io::Result<T>) -> Option<i32> {
-    r.as_ref().err().and_then(|e| e.raw_os_error())
 }
 
 /// Per-path counter `name` of the path on interface `ifname`.

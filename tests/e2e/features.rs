@@ -11,25 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
-
 fn write_file(p: &Path, data: &str) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).open(p)?;
     f.write_all(data.as_bytes())
-}
-
-fn errno_of(r: io::Result<()>) -> Option<i32> {
-    r.err().and_then(|e| e.raw_os_error())
 }
 
 #[test]
 fn partitions_appear_as_files_and_follow_revalidate() {
     let tb = Testbed::new(1500);
     let img = tb.make_image("disk.img", 96 * MIB, Fill::Zero);
-    let mut cmd = Command::new("sfdisk");
-    cmd.args(["-q", &img.to_string_lossy()]);
-    run_with_stdin(&mut cmd, "label: dos\n,16M,83\n,,83\n");
+    sfdisk(&img, "label: dos\n,16M,83\n,,83\n");
     tb.start_vblade(0, 1, &img, None);
     let m = tb.mount_aoefs(&[]);
     m.expect_target("e0.1", APPEAR);
@@ -59,9 +50,7 @@ fn partitions_appear_as_files_and_follow_revalidate() {
     run(Command::new("fsck.ext4").args(["-n", "-f", &dev]));
     m.detach_loop(&dev);
     // Repartition (GPT, 3 partitions) through the image, then revalidate.
-    let mut cmd = Command::new("sfdisk");
-    cmd.args(["-q", &m.path.join("e0.1").to_string_lossy()]);
-    run_with_stdin(&mut cmd, "label: gpt\nsize=8M, name=a\nsize=8M, name=b\nsize=8M, name=c\n");
+    sfdisk(&m.path.join("e0.1"), "label: gpt\nsize=8M, name=a\nsize=8M, name=b\nsize=8M, name=c\n");
     m.write_ctl("revalidate", b"e0.1").unwrap();
     assert!(poll_until(Duration::from_secs(5), || m.list().contains(&"e0.1p3".to_string())), "{:?}", m.list());
     assert_eq!(fs::metadata(m.path.join("e0.1p3")).unwrap().len(), 8 * MIB);
@@ -80,11 +69,11 @@ fn config_string_masks_and_reservation_against_vblade() {
     assert_eq!(read("config"), "\n");
     write_file(&attr("config"), "rack 3 disk 7\n").unwrap();
     assert_eq!(read("config"), "rack 3 disk 7\n");
-    assert_eq!(errno_of(write_file(&attr("config"), "something else")), Some(libc::EBUSY));
+    assert_eq!(errno_of(&write_file(&attr("config"), "something else")), Some(libc::EBUSY));
     assert_eq!(read("config"), "rack 3 disk 7\n");
     write_file(&attr("config"), "!forced").unwrap();
     assert_eq!(read("config"), "forced\n");
-    assert_eq!(errno_of(write_file(&attr("config"), &"x".repeat(1500))), Some(libc::EFBIG));
+    assert_eq!(errno_of(&write_file(&attr("config"), &"x".repeat(1500))), Some(libc::EFBIG));
     // The subcommand reads and sets it too.
     let out = run(Command::new(AOEFS).args(["config", &m.path.to_string_lossy(), "e0.1"]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "forced\n");
@@ -109,8 +98,8 @@ fn config_string_masks_and_reservation_against_vblade() {
     // masks: vblade 25 cannot delete (its rmmask computes a negative length
     // for memmove and crashes), so only adds are tested against it; the
     // delete directive's encoding is covered by the wire tests.
-    assert_eq!(errno_of(write_file(&attr("masks"), "+nonsense")), Some(libc::EINVAL));
-    assert_eq!(errno_of(write_file(&attr("reserve"), "zz")), Some(libc::EINVAL));
+    assert_eq!(errno_of(&write_file(&attr("masks"), "+nonsense")), Some(libc::EINVAL));
+    assert_eq!(errno_of(&write_file(&attr("reserve"), "zz")), Some(libc::EINVAL));
     // Plain attributes stay read-only.
     let e = OpenOptions::new().write(true).open(attr("state")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EACCES), "open state for writing: {}", e);
@@ -307,7 +296,7 @@ fn err_blocks_returns_one_message_per_read_and_ctrl_c_ends_it() {
     let bad = [("masks", "+not-a-mac"), ("reserve", "zz"), ("config", "two\nlines")];
     for (attr, data) in bad {
         let r = write_file(&m.attr_path("e0.1", attr), data);
-        assert_eq!(errno_of(r), Some(libc::EINVAL), "{attr} <- {data:?}");
+        assert_eq!(errno_of(&r), Some(libc::EINVAL), "{attr} <- {data:?}");
     }
     // ...and each read(2) returns exactly one of them, whole and in order;
     // then, with none left, a read waits and answers EINTR.
@@ -327,7 +316,7 @@ fn err_blocks_returns_one_message_per_read_and_ctrl_c_ends_it() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(cat.try_wait().unwrap().is_none(), "cat blocks while there is no message");
     // Make a diagnostic: a refused control write is reported on err.
-    assert_eq!(errno_of(write_file(&m.attr_path("e0.1", "masks"), "+not-a-mac")), Some(libc::EINVAL));
+    assert_eq!(errno_of(&write_file(&m.attr_path("e0.1", "masks"), "+not-a-mac")), Some(libc::EINVAL));
     let mut out = cat.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -24,9 +24,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
 const IMG: u64 = 8 * MIB;
-const APPEAR: Duration = Duration::from_secs(5);
 
 fn helpers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-helpers")
@@ -34,34 +32,6 @@ fn helpers_dir() -> PathBuf {
 
 fn helper(name: &str) -> PathBuf {
     helpers_dir().join(name)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {} >/dev/null", tool)])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Mount options of the mount at `path` (from /proc/self/mountinfo):
-/// (fstype, per-mount options, super options).
-fn mount_entry(path: &Path) -> Option<(String, String, String)> {
-    let p = path.to_string_lossy().into_owned();
-    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mi.lines() {
-        let f: Vec<&str> = l.split(' ').collect();
-        if f.get(4) != Some(&p.as_str()) {
-            continue;
-        }
-        let sep = f.iter().position(|x| *x == "-")?;
-        return Some((f.get(sep + 1)?.to_string(), f.get(5)?.to_string(), f.get(sep + 3).unwrap_or(&"").to_string()));
-    }
-    None
 }
 
 /// aoefs asks for subtype "aoefs" (fuse.aoefs); older builds show "fuse".
@@ -198,7 +168,9 @@ fn write_fails_erofs(p: &Path) {
     }
 }
 
-fn write_and_check(p: &Path, img: &Path) {
+/// Writes 64 KiB at offset 4096 of `p` through the mount and checks that it
+/// reached the backing file `img`.
+fn write_reaches_image(p: &Path, img: &Path) {
     use std::os::unix::fs::FileExt;
     let data = Rng::new(7).bytes(64 * 1024);
     let (pp, d) = (p.to_path_buf(), data.clone());
@@ -263,13 +235,6 @@ impl Drop for SbinHelper {
     }
 }
 
-fn one_target(mtu: u32) -> (Testbed, PathBuf) {
-    let tb = Testbed::new(mtu);
-    let img = tb.make_image("disk.img", IMG, Fill::Random(42));
-    tb.start_vblade(0, 1, &img, None);
-    (tb, img)
-}
-
 // ---------------------------------------------------------------------------
 // mount.aoefs
 // ---------------------------------------------------------------------------
@@ -277,7 +242,7 @@ fn one_target(mtu: u32) -> (Testbed, PathBuf) {
 /// The helper run exactly as mount(8) runs it, options translated.
 #[test]
 fn mount_helper_direct_translates_options() {
-    let (tb, img) = one_target(1500);
+    let (tb, img, _) = one_target(1500, IMG, Fill::Random(42));
     let mnt = tb.mount_dir();
     let m = ExtMount::new(&tb, &mnt);
     let ifl = tb.init_if(0);
@@ -301,7 +266,7 @@ fn mount_helper_direct_translates_options() {
     assert!(mountinfo_has(&mnt), "helper exited 0 but nothing is mounted: {:?}", out);
     m.wait_ready();
     m.expect_target("e0.1");
-    let (fstype, opts, _) = mount_entry(&mnt).unwrap();
+    let MountInfo { fstype, options: opts, .. } = mounts_on(&mnt).remove(0);
     assert_fuse(&fstype);
     assert!(opts.split(',').any(|o| o == "ro"), "mount options {:?} lack ro", opts);
 
@@ -330,7 +295,7 @@ fn mount_helper_direct_translates_options() {
 /// Usage errors and unknown interfaces: nothing mounted, mount(8)'s exit codes.
 #[test]
 fn mount_helper_rejects_bad_input() {
-    let (tb, _img) = one_target(1500);
+    let (tb, _img, _) = one_target(1500, IMG, Fill::Random(42));
     let mnt = tb.mount_dir();
     let _m = ExtMount::new(&tb, &mnt);
     let mnt_s = mnt.to_string_lossy().into_owned();
@@ -388,7 +353,7 @@ fn mount_helper_rejects_bad_input() {
 /// `mount -t aoefs IFACE MNT` through util-linux mount(8).
 #[test]
 fn util_linux_mount_t_aoefs() {
-    let (tb, img) = one_target(9000);
+    let (tb, img, _) = one_target(9000, IMG, Fill::Random(42));
     let _sbin = SbinHelper::install();
     let mnt = tb.mount_dir();
     let m = ExtMount::new(&tb, &mnt);
@@ -397,20 +362,20 @@ fn util_linux_mount_t_aoefs() {
     in_ns(&tb, &["mount", "-t", "aoefs", &ifl, &mnt_s, "-o", "deadsecs=30,maxout=16"], &[("AOEFS", AOEFS)]);
     m.wait_ready();
     m.expect_target("e0.1");
-    let (fstype, opts, _) = mount_entry(&mnt).unwrap();
+    let MountInfo { fstype, options: opts, .. } = mounts_on(&mnt).remove(0);
     assert_fuse(&fstype);
     assert!(opts.split(',').any(|o| o == "rw"), "{}", opts);
     let (_, argv) = m.daemon();
     assert!(has_flag(&argv, "--deadsecs", "30") && has_flag(&argv, "--maxout", "16"), "{:?}", argv);
     assert_eq!(m.read("block/e0.1/payload").unwrap(), "8704\n");
-    write_and_check(&mnt.join("e0.1"), &img);
+    write_reaches_image(&mnt.join("e0.1"), &img);
     m.umount_and_check_exit();
 }
 
 /// An fstab line of type fuse.aoefs: mount(8) runs /sbin/mount.fuse.aoefs.
 #[test]
 fn fstab_line_fuse_aoefs() {
-    let (tb, img) = one_target(1500);
+    let (tb, img, _) = one_target(1500, IMG, Fill::Random(42));
     let _sbin = SbinHelper::install();
     let mnt = tb.mount_dir();
     let m = ExtMount::new(&tb, &mnt);
@@ -428,12 +393,12 @@ fn fstab_line_fuse_aoefs() {
     in_ns(&tb, &["mount", "--fstab", &fstab.to_string_lossy(), &mnt.to_string_lossy()], &[("AOEFS", AOEFS)]);
     m.wait_ready();
     m.expect_target("e0.1");
-    assert_fuse(&mount_entry(&mnt).unwrap().0);
+    assert_fuse(&mounts_on(&mnt)[0].fstype);
     let (_, argv) = m.daemon();
     assert!(has_flag(&argv, "--iflist", &ifl), "{:?}", argv);
     assert!(has_flag(&argv, "--deadsecs", "30") && has_flag(&argv, "--cache-mb", "8"), "{:?}", argv);
     assert!(!argv.iter().any(|a| a.contains("_netdev") || a.contains("defaults")), "{:?}", argv);
-    write_and_check(&mnt.join("e0.1"), &img);
+    write_reaches_image(&mnt.join("e0.1"), &img);
     m.umount_and_check_exit();
 }
 
@@ -556,13 +521,7 @@ fn install_sh_destdir_and_uninstall() {
     let stage = PathBuf::from(format!("/tmp/aoefs-stage-{}", std::process::id()));
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir_all(&stage).unwrap();
-    struct Rm(PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = Rm(stage.clone());
+    let _rm = RemoveOnDrop(stage.clone());
     let d = stage.to_string_lossy().into_owned();
     install_sh(&[], &[("DESTDIR", &d)]);
     let mut want = vec![
@@ -613,7 +572,7 @@ fn install_sh_prefix_install_works() {
     // The installed helper finds aoefs in PATH too, where the package test
     // puts one (/usr/bin/aoefs): not at the same time.
     let _host = lock_host();
-    let (tb, _img) = one_target(1500);
+    let (tb, _img, _) = one_target(1500, IMG, Fill::Random(42));
     let root = tb.dir.join("inst");
     let prefix = root.join("prefix");
     let sbin = root.join("sbin");
@@ -828,7 +787,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
 
     // systemd-analyze verify (on a copy naming the built aoefs, since it
     // checks that the programs exist)
-    let (tb, img) = one_target(1500);
+    let (tb, img, _) = one_target(1500, IMG, Fill::Random(42));
     if have("systemd-analyze") {
         let d = tb.dir.join("unit");
         fs::create_dir_all(&d).unwrap();
@@ -882,7 +841,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
     let mut m = tb.mount_with_command(&mnt, &argv, &[]);
     m.expect_target("e0.1", APPEAR);
     assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n");
-    write_and_check(&m.target("e0.1"), &img);
+    write_reaches_image(&m.target("e0.1"), &img);
 
     for post in svc.get("ExecStartPost").cloned().unwrap_or_default() {
         let argv = expand_exec(&post, &instance, &env);

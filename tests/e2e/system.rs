@@ -14,56 +14,15 @@ use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn one_target(mtu: u32, size: u64) -> (Testbed, PathBuf) {
-    let tb = Testbed::new(mtu);
-    let img = tb.make_image("disk.img", size, Fill::Random(13));
-    tb.start_vblade(0, 1, &img, None);
-    (tb, img)
-}
 
 /// `aoefs ARGS` in the testbed's initiator namespace, bounded; its output.
 fn aoefs_in_ns(tb: &Testbed, args: &[&str]) -> std::process::Output {
     let mut c = Command::new("nsenter");
     c.arg(format!("--net={}", tb.ins_path())).arg(AOEFS).args(args);
     run_unchecked_timeout(&mut c, Duration::from_secs(60)).unwrap()
-}
-
-/// The mounts on `path` as (fstype, source), oldest first.
-fn mounts_on(path: &Path) -> Vec<(String, String)> {
-    let p = path.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.get(4) != Some(&p.as_str()) {
-                return None;
-            }
-            let sep = f.iter().position(|x| *x == "-")?;
-            Some((f.get(sep + 1)?.to_string(), f.get(sep + 2)?.to_string()))
-        })
-        .collect()
-}
-
-/// SIGKILLs and reaps a child in Drop (the testbed unmounts what it left).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -75,7 +34,7 @@ impl Drop for Killed {
 /// data fsync'd before the kill is there.
 #[test]
 fn a_new_aoefs_starts_on_the_mount_point_a_killed_one_left() {
-    let (tb, img) = one_target(1500, 16 * MIB);
+    let (tb, img, _) = one_target(1500, 16 * MIB, Fill::Random(13));
     let mnt = tb.mount_dir();
     let mnt_s = mnt.to_string_lossy().into_owned();
     let ifl = tb.init_if(0);
@@ -119,7 +78,8 @@ fn a_new_aoefs_starts_on_the_mount_point_a_killed_one_left() {
     let said: Vec<&str> = log.lines().filter(|l| l.contains("detached the dead aoefs mount")).collect();
     assert_eq!(said.len(), 1, "one line about the dead mount: {log}");
     assert!(said[0].contains(&mnt_s), "{}", said[0]);
-    assert_eq!(mounts_on(&mnt), [("fuse.aoefs".to_string(), "aoefs".to_string())], "not stacked on the dead one");
+    let on: Vec<(String, String)> = mounts_on(&mnt).into_iter().map(|i| (i.fstype, i.source)).collect();
+    assert_eq!(on, [("fuse.aoefs".to_string(), "aoefs".to_string())], "not stacked on the dead one");
     let p = disk.clone();
     let back = bounded("read back", Duration::from_secs(30), move || {
         let f = fs::File::open(&p).unwrap();
@@ -133,7 +93,7 @@ fn a_new_aoefs_starts_on_the_mount_point_a_killed_one_left() {
 /// message and stays as it is; a missing one is a usage error (exit 2).
 #[test]
 fn a_busy_mount_point_exits_1_and_a_missing_one_2() {
-    let (tb, _img) = one_target(1500, 8 * MIB);
+    let (tb, _img, _) = one_target(1500, 8 * MIB, Fill::Random(13));
     let ifl = tb.init_if(0);
     let m = tb.mount_aoefs(&[]);
     m.expect_target("e0.1", APPEAR);
@@ -201,7 +161,7 @@ impl Drop for TestUser {
 /// without access to /dev/fuse, aoefs exits 1 saying what is missing.
 #[test]
 fn a_user_with_cap_net_raw_mounts_writes_reads_and_unmounts() {
-    let (tb, img) = one_target(1500, 8 * MIB);
+    let (tb, img, _) = one_target(1500, 8 * MIB, Fill::Random(13));
     let user = TestUser::new();
     let bin = tb.dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
@@ -354,7 +314,7 @@ fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
         assert!(fs::symlink_metadata(p).is_err(), "{p} exists (install.sh?); this test would replace it");
     }
 
-    let (tb, img) = one_target(9000, 16 * MIB);
+    let (tb, img, _) = one_target(9000, 16 * MIB, Fill::Random(13));
     let deb = build_package(&tb.dir.join("deb"));
 
     let _installed = Installed;
@@ -434,7 +394,7 @@ fn the_package_installs_mounts_through_its_helper_and_purges_cleanly() {
             }),
             "{what}: no e0.1"
         );
-        assert_eq!(mounts_on(&mnt)[0].0, "fuse.aoefs", "{what}");
+        assert_eq!(mounts_on(&mnt)[0].fstype, "fuse.aoefs", "{what}");
         let pid = tb
             .initiator_pids()
             .into_iter()
@@ -505,13 +465,7 @@ fn the_package_passes_lintian() {
     );
     let dir = PathBuf::from(format!("/tmp/aoefs-lintian-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    struct Gone(PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-    let _gone = Gone(dir.clone());
+    let _gone = RemoveOnDrop(dir.clone());
     let deb = build_package(&dir);
     let out = run_unchecked_timeout(
         Command::new("lintian").args(["--fail-on", "error,warning", "--display-info"]).arg(&deb),
@@ -553,7 +507,7 @@ fn near(what: &str, got: f64, want: f64) {
 /// no cache, no read-ahead): 512 writes/s, 256 reads/s, 32 and 16 MB/s.
 #[test]
 fn iostat_reports_match_known_dd_runs() {
-    let (tb, _img) = one_target(9000, 64 * MIB);
+    let (tb, _img, _) = one_target(9000, 64 * MIB, Fill::Random(13));
     let t_mount = Instant::now();
     let m = tb.mount_aoefs(&["--cache-mb", "0", "--readahead-kb", "0"]);
     let disk = m.expect_target("e0.1", APPEAR).to_string_lossy().into_owned();
@@ -622,7 +576,7 @@ fn iostat_reports_match_known_dd_runs() {
 /// and the target's path.
 #[test]
 fn stat_json_parses_and_has_the_table_and_the_paths() {
-    let (tb, _img) = one_target(1500, 8 * MIB);
+    let (tb, _img, _) = one_target(1500, 8 * MIB, Fill::Random(13));
     let m = tb.mount_aoefs(&[]);
     m.expect_target("e0.1", APPEAR);
     let out = run(Command::new(AOEFS).arg("stat").arg("--json").arg(&m.path));
@@ -662,12 +616,12 @@ print(d["mountpoint"], len(d["targets"]), t["device"], t["sectors"], t["size"], 
 /// an error in the log.
 #[test]
 fn refused_names_isatty_and_a_killed_err_reader_are_quiet() {
-    let (tb, _img) = one_target(1500, 8 * MIB);
+    let (tb, _img, _) = one_target(1500, 8 * MIB, Fill::Random(13));
     let m = tb.mount_aoefs(&[]);
     let disk = m.expect_target("e0.1", APPEAR);
     let p = m.path.clone();
     let errnos = bounded("name operations", Duration::from_secs(30), move || {
-        let e = |r: std::io::Result<()>| r.err().and_then(|e| e.raw_os_error());
+        let e = |r: std::io::Result<()>| errno_of(&r);
         vec![
             ("create", e(OpenOptions::new().write(true).create_new(true).open(p.join("new")).map(|_| ()))),
             ("mkdir", e(fs::create_dir(p.join("dir")))),

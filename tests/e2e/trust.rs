@@ -20,8 +20,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
 const T: &str = "e0.1";
 
 /// Waits until `block/e0.1/paths` has the line `want`; returns the file.
