@@ -5,6 +5,9 @@ use super::testbed::{Fill, Testbed};
 use super::vblade::VbladeHandle;
 use std::path::PathBuf;
 
+/// The target of [`one_target`], and of most tests.
+pub const T: &str = "e0.1";
+
 /// A testbed (MTU `mtu`) with one vblade serving e0.1 from `disk.img`,
 /// `size` bytes filled with `fill`: the testbed, the image and the vblade.
 pub fn one_target(mtu: u32, size: u64, fill: Fill) -> (Testbed, PathBuf, VbladeHandle) {
@@ -27,6 +30,6 @@ pub struct Setup {
 pub fn setup(mtu: u32, size: u64, fill: Fill, extra: &[&str]) -> Setup {
     let (tb, img, vb) = one_target(mtu, size, fill);
     let m = tb.mount_aoefs(extra);
-    m.expect_target("e0.1", APPEAR);
+    m.expect_target(T, APPEAR);
     Setup { m, vb, img, tb }
 }

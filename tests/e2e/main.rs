@@ -12,11 +12,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod compat;
+mod control_files;
 mod data;
+mod discovery;
 mod faults;
-mod features;
 mod harness;
+mod lifecycle;
 mod mount_helpers;
-mod system;
+mod package;
+mod partitions;
+mod subcommands;
 mod trust;

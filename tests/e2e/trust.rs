@@ -20,8 +20,6 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const T: &str = "e0.1";
-
 /// Waits until `block/e0.1/paths` has the line `want`; returns the file.
 fn wait_path(m: &Mount, want: &str, timeout: Duration) -> String {
     let mut last = String::new();
