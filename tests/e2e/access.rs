@@ -14,10 +14,15 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
+/// `-o ro` (other `-o` options parsed beside it): the image is 0444 (so
+/// that allow_other readers can read), every open for writing (O_WRONLY,
+/// O_RDWR, O_APPEND, O_TRUNC) fails with EROFS, reads are right, and the
+/// target's file is unchanged. A target that refuses writes (vblade -r) on a
+/// read-write mount becomes read-only: EROFS, then 0444.
 #[test]
 fn read_only_mount_and_read_only_target() {
     let tb = Testbed::new(1500);
-    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(3));
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(81));
     tb.start_vblade(0, 1, &img, None);
     let img2 = tb.make_image("disk2.img", 8 * MIB, Fill::Zero);
     let mut vb = Command::new("ip");
@@ -25,31 +30,9 @@ fn read_only_mount_and_read_only_target() {
     tb.spawn_helper("vblade-ro", vb);
     // -o ro: images 0444, open for write EROFS, reads fine, -o options parsed.
     let m = tb.mount_aoefs(&["-o", "ro,deadsecs=30,cache_mb=8"]);
-    m.expect_target("e0.1", APPEAR);
-    let img_file = m.path.join("e0.1");
-    assert_eq!(fs::metadata(&img_file).unwrap().mode() & 0o777, 0o444);
-    let e = OpenOptions::new().write(true).open(&img_file).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
-    assert_same("ro read", &read_all(&img_file)[..4096], &read_all(&img)[..4096]);
-    drop(m);
-    // A target that refuses writes (vblade -r) becomes read-only: 0444, EROFS.
-    let m = tb.mount_aoefs(&[]);
-    let t = m.expect_target("e0.2", APPEAR);
-    assert_eq!(fs::metadata(&t).unwrap().mode() & 0o777, 0o660);
-    let f = OpenOptions::new().write(true).open(&t).unwrap();
-    assert_eq!(f.write_at(&[1u8; 512], 0).unwrap_err().raw_os_error(), Some(libc::EROFS));
-    drop(f);
-    assert!(poll_until(Duration::from_secs(3), || fs::metadata(&t).unwrap().mode() & 0o777 == 0o444));
-    assert!(read_all(&img2).iter().all(|&b| b == 0), "nothing written");
-}
-
-#[test]
-fn read_only_mount_refuses_writes_with_erofs() {
-    let tb = Testbed::new(1500);
-    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(81));
-    let _vb = tb.start_vblade(0, 1, &img, None);
-    let m = tb.mount_aoefs(&["-o", "ro"]);
     let dev = m.expect_target(T, APPEAR);
+    let mode = fs::metadata(&dev).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o444, "image mode on -o ro (contract: 0444 so allow_other readers can read)");
     for (what, wr, app) in [("O_WRONLY", true, false), ("O_RDWR", true, false), ("O_APPEND", false, true)] {
         let mut o = OpenOptions::new();
         if app {
@@ -63,6 +46,7 @@ fn read_only_mount_refuses_writes_with_erofs() {
         let r = o.open(&dev).map(|_| ());
         assert_eq!(errno_of(&r), Some(libc::EROFS), "open {} on -o ro: {:?}", what, r);
     }
+    assert_same("ro read", &read_all(&dev)[..4096], &read_all(&img)[..4096]);
     let f = File::open(&dev).expect("open O_RDONLY on -o ro");
     assert_same("read on -o ro", &pread(&f, 0, MIB as usize).unwrap(), &read_all(&img)[..MIB as usize]);
     let r = bounded("truncate on ro", Duration::from_secs(10), {
@@ -70,9 +54,18 @@ fn read_only_mount_refuses_writes_with_erofs() {
         move || OpenOptions::new().write(true).truncate(true).open(&dev).map(|_| ())
     });
     assert_eq!(errno_of(&r), Some(libc::EROFS));
-    let mode = fs::metadata(&dev).unwrap().mode() & 0o777;
-    assert_eq!(mode, 0o444, "image mode on -o ro (contract: 0444 so allow_other readers can read)");
     assert_same("backing file unchanged", &read_all(&img), &read_all(&dev));
+    drop(f);
+    drop(m);
+    // A target that refuses writes (vblade -r) becomes read-only: 0444, EROFS.
+    let m = tb.mount_aoefs(&[]);
+    let t = m.expect_target("e0.2", APPEAR);
+    assert_eq!(fs::metadata(&t).unwrap().mode() & 0o777, 0o660);
+    let f = OpenOptions::new().write(true).open(&t).unwrap();
+    assert_eq!(f.write_at(&[1u8; 512], 0).unwrap_err().raw_os_error(), Some(libc::EROFS));
+    drop(f);
+    assert!(poll_until(Duration::from_secs(3), || fs::metadata(&t).unwrap().mode() & 0o777 == 0o444));
+    assert!(read_all(&img2).iter().all(|&b| b == 0), "nothing written");
 }
 
 /// Runs `argv` as nobody (uid/gid 65534, no groups); returns (exit ok, stdout, stderr).
