@@ -232,6 +232,11 @@ impl Mount {
         fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
+    /// The lines of the aoefs log so far that are warnings or errors.
+    pub fn log_warnings_and_errors(&self) -> Vec<String> {
+        self.log_text().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(String::from).collect()
+    }
+
     /// `losetup --find --show FILE`; detached in Drop.
     pub fn losetup(&self, file: &Path) -> String {
         let out = run(Command::new("losetup").arg("--find").arg("--show").arg(file));

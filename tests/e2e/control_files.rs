@@ -383,7 +383,6 @@ fn err_blocks_returns_one_message_per_read_and_its_readers_end_quietly() {
     // has gone (or failed) by now.
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(m.read_status("e0.1", "state"), "up\n");
-    let log = m.log_text();
-    let noisy: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    let noisy = m.log_warnings_and_errors();
     assert!(noisy.is_empty(), "warnings or errors in the log: {noisy:?}");
 }

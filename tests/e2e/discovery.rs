@@ -188,8 +188,7 @@ fn refused_names_and_isatty_are_quiet() {
     // `ls -l` asks for extended attributes (security.selinux).
     run(Command::new("ls").arg("-l").arg(&m.path).arg(m.path.join("block/e0.1")));
     assert_eq!(m.read_status("e0.1", "state"), "up\n");
-    let log = m.log_text();
-    let noisy: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    let noisy = m.log_warnings_and_errors();
     assert!(noisy.is_empty(), "warnings or errors in the log: {noisy:?}");
 }
 
