@@ -22,7 +22,8 @@
 //! * `command`: running a command to completion, bounded, with its output
 //! * `process`: running commands (bounded), polling, stopping children
 //! * `seed`: printing the seed of a randomised test
-//! * `data`: the seeded PRNG, buffer comparisons, file reads
+//! * `data`: the seeded PRNG, buffer comparisons, file reads and their errnos,
+//!   partition tables
 //! * `testbed`: [`Testbed`] (namespaces, veth pairs, backing images,
 //!   helper processes) and its teardown
 //! * `vblade`: vblade processes in the target namespace, restartable
