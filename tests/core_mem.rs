@@ -7,7 +7,10 @@
 //! exactly `deadsecs` of clock time and in no real time. The hub delivers
 //! frames on its own thread either way: waits for frames are real (bounded).
 
-mod common;
+// Of the harness, only the printed seed (`tests/common/seed.rs`).
+mod common {
+    pub mod seed;
+}
 
 use aoefs::blockfs::{BlockFs, Ctl, CtlError, Error, Kind, Node, Opened, ATTRS};
 use aoefs::clock::{Clock, ManualClock, RealClock};
@@ -18,7 +21,7 @@ use aoefs::link::mem::{Hub, SimTarget};
 use aoefs::sim::{Backing, SimConfig, SimModel};
 use aoefs::timer::Timer;
 use aoefs::wire::Mac;
-use common::seeded;
+use common::seed::seeded;
 use std::ffi::OsStr;
 use std::sync::mpsc;
 use std::sync::Arc;

@@ -1,9 +1,13 @@
 //! Regression inputs found by fuzzing (tests/fuzz): every saved input and
 //! seed goes through the parsers without a panic. Needs neither root nor the
 //! `e2e` feature.
-mod common;
 
-use common::*;
+// Of the harness, only the bounded command (`tests/common/command.rs`).
+mod common {
+    pub mod command;
+}
+
+use common::command::run_timeout;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! A shared segment for the trust tests (tests/trust.rs): the initiator's
+//! A shared segment for the trust tests (tests/e2e/trust.rs): the initiator's
 //! interface, vblade's and a third host's, joined by a bridge in the middle
 //! namespace, as three hosts on one LAN. The third host is `aoe-inject
 //! --respond` (a host claiming the target), or a flood of config responses.
@@ -47,7 +47,7 @@ impl Testbed {
             assert!(veth((ns, outer), (&mns, inner), mtu), "bridged interface {outer} did not come up");
             sh(&["ip", "-n", &mns, "link", "set", inner, "master", "aoebr"]);
         }
-        tb.pairs.lock().unwrap().push(VethPair { init_if: "aoei0".into(), target_if: "aoet0".into(), mtu });
+        tb.pairs.lock().unwrap().push(VethPair { init_if: "aoei0".into(), target_if: "aoet0".into() });
         tb
     }
 

@@ -1,9 +1,16 @@
-//! Test data: the seeded PRNG, buffer comparisons, file reads.
+//! Test data: the seeded PRNG, buffer comparisons, file reads and their
+//! errnos, partition tables.
 
+use super::process::run_with_stdin;
+use super::seed::seeded;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::process::Command;
+
+/// A mebibyte.
+pub const MIB: u64 = 1 << 20;
 
 /// The crate's seeded PRNG (`aoefs::link::fault::Rng`), with the helpers
 /// the tests use.
@@ -40,13 +47,6 @@ impl Rng {
         self.fill(&mut v);
         v
     }
-}
-
-/// Prints the seed of a randomised test (shown with the test's output when
-/// it fails), so that a failure can be replayed, and returns it.
-pub fn seeded(what: &str, seed: u64) -> u64 {
-    println!("{what}: seed {seed}");
-    seed
 }
 
 /// Find the first differing byte of two buffers, for readable assertions.
@@ -97,4 +97,16 @@ pub fn drop_cache(f: &File) {
 /// Opens a file for reading and writing, or panics naming it.
 pub fn open_rw(p: &Path) -> File {
     OpenOptions::new().read(true).write(true).open(p).unwrap_or_else(|e| panic!("open {}: {}", p.display(), e))
+}
+
+/// The errno of a failed call (None if it succeeded or has no errno).
+pub fn errno_of<T>(r: &io::Result<T>) -> Option<i32> {
+    r.as_ref().err().and_then(|e| e.raw_os_error())
+}
+
+/// `sfdisk -q FILE` with `script` on its stdin: writes a partition table.
+pub fn sfdisk(file: &Path, script: &str) {
+    let mut cmd = Command::new("sfdisk");
+    cmd.arg("-q").arg(file);
+    run_with_stdin(&mut cmd, script);
 }

@@ -1,4 +1,4 @@
-//! Fault-test helpers (tests/faults.rs): a middle namespace with the frame
+//! Fault-test helpers (tests/e2e/faults.rs): a middle namespace with the frame
 //! forwarder, the hostile-frame injector, `stats` parsing.
 
 use super::process::{poll_until, sh, sh_quiet};
@@ -85,7 +85,7 @@ impl Testbed {
         let mns = self.middle_ns();
         let mut pairs = self.pairs.lock().unwrap();
         let k = pairs.len();
-        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
+        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k) };
         let fa = format!("aoefa{}", k);
         let fb = format!("aoefb{}", k);
         let ok = veth((&self.ins, &p.init_if), (&mns, &fa), mtu) && veth((&mns, &fb), (&self.tns, &p.target_if), mtu);

@@ -19,8 +19,11 @@
 //! hanging the suite.
 //!
 //! By subject:
+//! * `command`: running a command to completion, bounded, with its output
 //! * `process`: running commands (bounded), polling, stopping children
-//! * `data`: the seeded PRNG, buffer comparisons, file reads
+//! * `seed`: printing the seed of a randomised test
+//! * `data`: the seeded PRNG, buffer comparisons, file reads and their errnos,
+//!   partition tables
 //! * `testbed`: [`Testbed`] (namespaces, veth pairs, backing images,
 //!   helper processes) and its teardown
 //! * `vblade`: vblade processes in the target namespace, restartable
@@ -31,22 +34,31 @@
 //!   the hostile-frame injector, `stats` parsing
 //! * `bridge`: the trust tests' shared segment (initiator, vblade and a third
 //!   host on one bridge), MAC changes, the third host (`aoe-inject --respond`)
+//! * `setup`: one target, and one target mounted, where most tests start
+//! * `host`: the lock of the tests that change the host's /sbin, /usr, /etc;
+//!   directories in /tmp removed in Drop
 //!
-//! Each test binary compiles this module and uses a different part of it.
-#![allow(dead_code)]
+//! The end-to-end tests (tests/e2e/) are one test binary that compiles this
+//! module once, so a helper no test uses is a dead-code warning. The
+//! in-memory tests and the fuzzing regressions declare only the module they
+//! use (`seed`, `command`).
 
 mod bridge;
 mod capture;
+mod command;
 mod data;
 mod faultbed;
+mod host;
 mod mount;
 mod process;
+mod seed;
+mod setup;
 mod testbed;
 mod vblade;
 
-// One flat namespace for the tests (`use common::*`); each binary uses a part.
-#[allow(unused_imports)]
-pub use {bridge::*, capture::*, data::*, faultbed::*, mount::*, process::*, testbed::*, vblade::*};
+// One flat namespace for the tests (`use crate::common::*`); `bridge` and
+// `faultbed` only add methods to `Testbed`.
+pub use {capture::*, command::*, data::*, host::*, mount::*, process::*, seed::*, setup::*, testbed::*, vblade::*};
 
 use std::sync::atomic::AtomicUsize;
 

@@ -1,8 +1,9 @@
 //! [`Mount`]: aoefs mounted in a testbed's initiator namespace, with loop
 //! devices and filesystems on it, a watchdog, and its teardown.
 
+use super::command::fmt_cmd;
 use super::faultbed::parse_counters;
-use super::process::{bounded, fmt_cmd, poll_until, run, sh_quiet, signal, stop_child, tail};
+use super::process::{bounded, poll_until, run, sh_quiet, signal, stop_child, tail};
 use super::testbed::Testbed;
 use super::{AOEFS, COUNTER};
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// How long a mount may take to show `MNT/discover`.
 pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a target may take to show up after mount.
+pub const APPEAR: Duration = Duration::from_secs(5);
 /// A test whose mount lives longer than this is considered hung.
 pub const WATCHDOG: Duration = Duration::from_secs(300);
 
@@ -27,6 +30,37 @@ pub fn mountinfo_has(path: &Path) -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// A mount on a path (a line of /proc/self/mountinfo).
+pub struct MountInfo {
+    /// The file system type (`fuse.aoefs`).
+    pub fstype: String,
+    /// The mount source (`aoefs`).
+    pub source: String,
+    /// The per-mount options (`rw,nosuid,...`).
+    pub options: String,
+}
+
+/// The mounts on `path`, oldest first.
+pub fn mounts_on(path: &Path) -> Vec<MountInfo> {
+    let p = path.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.get(4) != Some(&p.as_str()) {
+                return None;
+            }
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some(MountInfo {
+                fstype: f.get(sep + 1)?.to_string(),
+                source: f.get(sep + 2)?.to_string(),
+                options: f.get(5)?.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// All mount points at or below `dir` (deepest first).
@@ -196,6 +230,11 @@ impl Mount {
     /// Whole aoefs log so far.
     pub fn log_text(&self) -> String {
         fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    /// The lines of the aoefs log so far that are warnings or errors.
+    pub fn log_warnings_and_errors(&self) -> Vec<String> {
+        self.log_text().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(String::from).collect()
     }
 
     /// `losetup --find --show FILE`; detached in Drop.

@@ -1,10 +1,11 @@
 //! [`Testbed`]: the initiator and target namespaces joined by veth pairs,
 //! backing images, helper processes, and the teardown of all of it.
 
+use super::command::{fmt_cmd, run_unchecked_timeout};
 use super::data::Rng;
 use super::faultbed::FaultBed;
 use super::mount::{lazy_unmount, mounts_below};
-use super::process::{fmt_cmd, poll_until, run_unchecked_timeout, sh, sh_quiet, signal, stop_child};
+use super::process::{have, poll_until, sh, sh_quiet, signal, stop_child};
 use super::vblade::Vblade;
 use super::COUNTER;
 use std::fs::{self, File};
@@ -34,12 +35,7 @@ fn prereqs() -> Result<(), String> {
             .into());
     }
     for tool in ["ip", "vblade", "nsenter", "fusermount3"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {} >/dev/null", tool)])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
+        if !have(tool) {
             return Err(format!("required tool `{}` is not installed (see .ci/run)", tool));
         }
     }
@@ -55,7 +51,6 @@ fn prereqs() -> Result<(), String> {
 pub struct VethPair {
     pub init_if: String,
     pub target_if: String,
-    pub mtu: u32,
 }
 
 /// How to fill a backing file.
@@ -135,7 +130,7 @@ impl Testbed {
     pub fn add_veth(&self, mtu: u32) -> usize {
         let mut pairs = self.pairs.lock().unwrap();
         let k = pairs.len();
-        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k), mtu };
+        let p = VethPair { init_if: format!("aoei{}", k), target_if: format!("aoet{}", k) };
         let ok = veth((&self.ins, &p.init_if), (&self.tns, &p.target_if), mtu);
         assert!(ok, "veth {}/{} did not come up", p.init_if, p.target_if);
         pairs.push(p);

@@ -1,6 +1,7 @@
 //! vblade processes in a testbed's target namespace.
 
-use super::process::{fmt_cmd, poll_until, stop_child, tail};
+use super::command::fmt_cmd;
+use super::process::{poll_until, stop_child, tail};
 use super::testbed::Testbed;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};

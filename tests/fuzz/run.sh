@@ -6,7 +6,7 @@
 # RUSTC_BOOTSTRAP=1 on the default toolchain.
 # Working corpus: tests/fuzz/corpus/TARGET (seeded from tests/fuzz/seeds/TARGET).
 # A crash input is copied to tests/fuzz/regressions/TARGET/ and the script
-# exits 1; tests/faults.rs (fuzz_regressions_...) parses every file there.
+# exits 1; tests/fuzz_regressions.rs parses every file there.
 set -u
 secs=${1:-60}
 shift || true

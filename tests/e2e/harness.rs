@@ -1,10 +1,10 @@
 //! Self-tests of the integration harness (tests/common): namespaces, veth,
-//! vblade, tshark capture and teardown. These do not need aoefs to work.
-#![cfg(feature = "e2e")]
-mod common;
+//! vblade, tshark capture and teardown. These do not need aoefs to work,
+//! but for the teardown of a test that panics with aoefs mounted.
 
-use common::*;
-use std::path::Path;
+use crate::common::*;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -108,4 +108,59 @@ fn harness_run_reports_failures() {
     assert!(r.is_err());
     assert!(Path::new(AOEFS).is_absolute());
     assert_eq!(aoe_stat_size(131072), "0.067GB");
+}
+
+/// The harness itself: a test that panics with aoefs mounted, a loop device
+/// attached and ext4 mounted on it must leave nothing behind.
+#[test]
+fn teardown_after_panic_leaves_nothing() {
+    struct Seen {
+        ins: String,
+        tns: String,
+        mnt: PathBuf,
+        ext: PathBuf,
+        loopdev: String,
+        aoefs: u32,
+        vblade: u32,
+        dir: PathBuf,
+    }
+    check_prereqs();
+    let mut seen: Option<Seen> = None;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let s = setup(1500, 16 * MIB, Fill::Zero, &[]);
+        let dev = s.m.losetup(&s.m.target("e0.1"));
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+        let ext = s.tb.dir.join("ext");
+        s.m.mount_dev(&dev, &ext);
+        fs::write(ext.join("hello"), b"hello").unwrap();
+        let _open = File::open(ext.join("hello")).unwrap();
+        let _open2 = File::open(s.m.target("e0.1")).unwrap();
+        seen = Some(Seen {
+            ins: s.tb.ins.clone(),
+            tns: s.tb.tns.clone(),
+            mnt: s.m.path.clone(),
+            ext: ext.clone(),
+            loopdev: dev.clone(),
+            aoefs: s.m.pid(),
+            vblade: s.tb.vblade_pid(s.vb).unwrap(),
+            dir: s.tb.dir.clone(),
+        });
+        panic!("deliberate panic to test teardown");
+    }));
+    assert!(r.is_err());
+    let s = seen.expect("setup did not complete");
+    let ns = netns_list();
+    assert!(!ns.contains(&s.ins) && !ns.contains(&s.tns), "namespaces left: {:?}", ns);
+    assert!(!mountinfo_has(&s.mnt), "FUSE mount left");
+    assert!(!mountinfo_has(&s.ext), "ext4 mount left");
+    assert!(!s.mnt.exists(), "mount point dir left");
+    assert!(!pid_alive(s.aoefs), "aoefs left running");
+    assert!(!pid_alive(s.vblade), "vblade left running");
+    let l = sh(&["losetup", "-a"]);
+    assert!(
+        !l.contains(&format!("{}:", s.loopdev)) || !l.contains(&s.mnt.to_string_lossy().to_string()),
+        "loop device left: {}",
+        l
+    );
+    assert!(!s.dir.exists(), "temp dir left");
 }

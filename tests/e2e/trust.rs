@@ -4,16 +4,14 @@
 //! answers whatever it receives (reads with junk, writes acknowledged), or
 //! floods config responses for new shelf.slot numbers.
 //!
-//! Run: `cargo test --release --features e2e --test trust -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 trust::`
 //! (as root; needs vblade). `AOEFS_TEST_SHOW_LOG=1` prints the aoefs logs.
 //!
 //! The measurement of a large honest SAN (a thousand vblades over four
 //! interfaces; Documentation/performance.md) is ignored by default:
-//! `cargo test --release --features e2e --test trust -- --ignored --nocapture thousand_targets`
-#![cfg(feature = "e2e")]
-mod common;
+//! `cargo test --release --features e2e --test e2e -- --ignored --nocapture thousand_targets`
 
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
@@ -21,10 +19,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
-const T: &str = "e0.1";
 
 /// Waits until `block/e0.1/paths` has the line `want`; returns the file.
 fn wait_path(m: &Mount, want: &str, timeout: Duration) -> String {

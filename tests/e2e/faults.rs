@@ -1,21 +1,18 @@
 //! Fault tests of aoefs against real vblade processes in network namespaces:
 //! a lossy link (frames forwarded through `aoe-faultfwd` in a middle
-//! namespace), multipath with a path dying and coming back, target restarts
-//! within and beyond `--deadsecs`, ATA error replies, crash safety, hostile
-//! frames (`aoe-inject`), control-file junk, `-o ro`, image-file limits and
-//! mount permissions.
+//! namespace), a disk that hangs, MTUs that change, multipath with a path
+//! dying and coming back, an interface that goes away and comes back, dead
+//! targets and target restarts within and beyond `--deadsecs`, ATA and AoE
+//! error replies, crash safety and hostile frames (`aoe-inject`).
 //!
-//! Run: `cargo test --release --features e2e --test faults -- --test-threads=2`
-//! (as root; needs vblade, fio, setpriv, sha256sum). `AOEFS_TEST_SHOW_LOG=1`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 faults::`
+//! (as root; needs vblade, fio, sha256sum). `AOEFS_TEST_SHOW_LOG=1`
 //! prints the aoefs logs.
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,17 +20,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
-const T: &str = "e0.1";
-
 fn sha256(p: &Path) -> String {
     let out = run_timeout(Command::new("sha256sum").arg(p), Duration::from_secs(120));
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
-}
-
-fn errno_of<T>(r: &io::Result<T>) -> Option<i32> {
-    r.as_ref().err().and_then(|e| e.raw_os_error())
 }
 
 /// Per-path counter `name` of the path on interface `ifname`.
@@ -457,8 +446,82 @@ fn multipath_survives_a_dying_path_and_reuses_it() {
 }
 
 // ---------------------------------------------------------------------------
-// target restarts
+// an interface that goes away and comes back
 // ---------------------------------------------------------------------------
+
+#[test]
+fn an_interface_that_vanishes_and_returns_is_reopened() {
+    let tb = Testbed::new(1500);
+    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(11));
+    let vb = tb.start_vblade(0, 1, &img, None);
+    let m = tb.mount_aoefs(&["--deadsecs", "30"]);
+    let t = m.expect_target("e0.1", APPEAR);
+    let want = read_all(&img);
+    assert_same("before", &read_all(&t)[..65536], &want[..65536]);
+    // The veth pair goes away (both ends), and with it vblade's interface.
+    tb.kill_vblade(vb);
+    let (i, o) = (tb.init_if(0), tb.target_if(0));
+    run(Command::new("ip").args(["-n", &tb.ins, "link", "del", &i]));
+    assert!(
+        poll_until(Duration::from_secs(5), || m.err_messages(50).iter().any(|l| l.contains("interface gone"))),
+        "err reports the vanished interface"
+    );
+    // It comes back under the same name, and so does the target.
+    run(Command::new("ip")
+        .args(["link", "add", &i, "netns", &tb.ins, "type", "veth", "peer", "name", &o, "netns", &tb.tns]));
+    run(Command::new("ip").args(["-n", &tb.ins, "link", "set", &i, "up"]));
+    run(Command::new("ip").args(["-n", &tb.tns, "link", "set", &o, "up"]));
+    tb.start_vblade(0, 1, &img, None);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            let s = m.read_status("e0.1", "stats");
+            s.lines().any(|l| l.starts_with(&format!("path {i} ")))
+        }),
+        "path back through the reopened interface"
+    );
+    let f = OpenOptions::new().read(true).open(&t).unwrap();
+    let mut buf = vec![0u8; 65536];
+    f.read_exact_at(&mut buf, 1 << 20).unwrap();
+    assert_same("after", &buf, &want[1 << 20..(1 << 20) + 65536]);
+    assert_eq!(m.read_status("e0.1", "state"), "up\n");
+}
+
+// ---------------------------------------------------------------------------
+// dead targets and target restarts
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dead_target_gives_eio_within_deadsecs() {
+    let deadsecs = 3u64;
+    let s = setup(1500, 32 * MIB, Fill::Random(4), &["--deadsecs", "3"]);
+    let f = Arc::new(File::open(s.m.target("e0.1")).unwrap());
+    pread(&f, 0, 4096).expect("read while target is alive");
+    s.tb.kill_vblade(s.vb);
+    let t0 = Instant::now();
+    let f2 = f.clone();
+    // a never-read offset far from offset 0, so no cache can serve it
+    let r =
+        bounded("read from dead target", Duration::from_secs(deadsecs + 30), move || pread(&f2, 24 * MIB + 8192, 4096));
+    let el = t0.elapsed();
+    match r {
+        Ok(_) => panic!("read from a killed target succeeded"),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "expected EIO, got {}", e),
+    }
+    assert!(el <= Duration::from_secs(deadsecs + 6), "EIO took {:?} (deadsecs {})", el, deadsecs);
+    assert_eq!(
+        s.m.wait_status("e0.1", "state", "down,closewait\n", Duration::from_secs(3)),
+        "down,closewait\n",
+        "state while still open"
+    );
+    // further I/O (at another never-read offset) fails at once
+    let t1 = Instant::now();
+    let e = pread(&f, 16 * MIB + 4096, 512).map(|_| ()).expect_err("read at a fresh offset after the device went down");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    assert!(t1.elapsed() < Duration::from_secs(3), "EIO on a down device took {:?}", t1.elapsed());
+    drop(f);
+    // FUSE release is asynchronous: poll
+    assert_eq!(s.m.wait_status("e0.1", "state", "down\n", Duration::from_secs(5)), "down\n", "state after close");
+}
 
 #[test]
 fn target_restart_within_deadsecs_stalls_io_without_error() {
@@ -751,216 +814,4 @@ fn hostile_frames_do_not_corrupt_data() {
     drop(f);
     assert_same("e0.1 after injection", &read_all(&dev), &model);
     assert_same("backing file after injection", &read_all(&img), &model);
-}
-
-// ---------------------------------------------------------------------------
-// control files: binary junk and huge writes -> errno, nothing changes
-// ---------------------------------------------------------------------------
-
-#[test]
-fn control_files_reject_binary_junk_and_huge_writes() {
-    let tb = Testbed::new(1500);
-    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(71));
-    let _vb = tb.start_vblade(0, 1, &img, None);
-    let mut m = tb.mount_aoefs(&[]);
-    let dev = m.expect_target(T, APPEAR);
-    let ifl_before = m.read_ctl("interfaces");
-    let list_before = m.list();
-    let mut rng = Rng::new(seeded("junk", 72));
-    // A command may end in NULs (aoe-interfaces writes `printf '%s\0'`, as
-    // the driver accepts: tests/compat.rs); a NUL inside one is junk.
-    let mut junks: Vec<(String, Vec<u8>)> = vec![
-        ("NUL first".into(), b"\0e0.1".to_vec()),
-        ("NUL inside".into(), b"e0.1\0x".to_vec()),
-        ("NULs between".into(), b"all\0\0all\n".to_vec()),
-        ("invalid UTF-8".into(), vec![0xff, 0xfe, 0x80, b'\n']),
-        ("ESC sequence".into(), b"\x1b[2J\x07".to_vec()),
-        ("UTF-8 overlong".into(), vec![0xc0, 0xaf, b'e', b'0']),
-    ];
-    for len in [1usize, 17, 512, 4000] {
-        junks.push((format!("{} random bytes", len), rng.bytes(len)));
-    }
-    // huge writes: valid-looking text, and random bytes
-    junks.push(("1 MiB of 'e0.1 '".into(), b"e0.1 ".repeat(MIB as usize / 5)));
-    junks.push(("1 MiB of 'all'".into(), b"all".repeat(MIB as usize / 3)));
-    junks.push(("1 MiB random".into(), rng.bytes(MIB as usize)));
-    let mut problems = Vec::new();
-    let mut seen_errno: HashMap<String, Vec<i32>> = HashMap::new();
-    for file in ["discover", "interfaces", "revalidate", "flush", "err"] {
-        for (what, data) in &junks {
-            let r = m.write_ctl(file, data);
-            match errno_of(&r) {
-                Some(e) => seen_errno.entry(file.to_string()).or_default().push(e),
-                None if r.is_ok() && file == "discover" => seen_errno.entry(file.to_string()).or_default().push(0),
-                None => problems.push(format!("{} <- {}: accepted ({:?})", file, what, r)),
-            }
-            // allowed errnos
-            if let Some(e) = errno_of(&r) {
-                let ok = match file {
-                    "err" => [libc::EACCES, libc::EBADF, libc::EPERM].contains(&e),
-                    _ => [libc::EINVAL, libc::EFBIG].contains(&e),
-                };
-                if !ok {
-                    problems.push(format!("{} <- {}: errno {}", file, what, e));
-                }
-            }
-        }
-    }
-    // status attributes are read-only
-    for a in ["state", "mac", "netif", "size", "stats"] {
-        let p = m.attr_path(T, a);
-        let r =
-            bounded("write attr", Duration::from_secs(10), move || OpenOptions::new().write(true).open(&p).map(|_| ()));
-        if errno_of(&r) != Some(libc::EACCES) {
-            problems.push(format!("open block/e0.1/{} for write: {:?}", a, r));
-        }
-    }
-    eprintln!("errnos seen: {:?}", seen_errno);
-    // nothing changed
-    if m.read_ctl("interfaces") != ifl_before {
-        problems.push(format!("interfaces changed: {:?}", m.read_ctl("interfaces")));
-    }
-    if m.list() != list_before {
-        problems.push(format!("mount root changed: {:?} -> {:?}", list_before, m.list()));
-    }
-    let st = m.read_status(T, "state");
-    if st != "up\n" {
-        problems.push(format!("state {:?}", st));
-    }
-    if m.exited().is_some() {
-        problems.push("aoefs exited".into());
-    }
-    assert!(problems.is_empty(), "control-file problems:\n  {}", problems.join("\n  "));
-    assert_same("e0.1 after junk", &read_all(&dev), &read_all(&img));
-}
-
-// ---------------------------------------------------------------------------
-// -o ro, image-file limits, permissions
-// ---------------------------------------------------------------------------
-
-#[test]
-fn read_only_mount_refuses_writes_with_erofs() {
-    let tb = Testbed::new(1500);
-    let img = tb.make_image("disk.img", 8 * MIB, Fill::Random(81));
-    let _vb = tb.start_vblade(0, 1, &img, None);
-    let m = tb.mount_aoefs(&["-o", "ro"]);
-    let dev = m.expect_target(T, APPEAR);
-    for (what, wr, app) in [("O_WRONLY", true, false), ("O_RDWR", true, false), ("O_APPEND", false, true)] {
-        let mut o = OpenOptions::new();
-        if app {
-            o.append(true);
-        } else {
-            o.write(wr);
-        }
-        if what == "O_RDWR" {
-            o.read(true);
-        }
-        let r = o.open(&dev).map(|_| ());
-        assert_eq!(errno_of(&r), Some(libc::EROFS), "open {} on -o ro: {:?}", what, r);
-    }
-    let f = File::open(&dev).expect("open O_RDONLY on -o ro");
-    assert_same("read on -o ro", &pread(&f, 0, MIB as usize).unwrap(), &read_all(&img)[..MIB as usize]);
-    let r = bounded("truncate on ro", Duration::from_secs(10), {
-        let dev = dev.clone();
-        move || OpenOptions::new().write(true).truncate(true).open(&dev).map(|_| ())
-    });
-    assert_eq!(errno_of(&r), Some(libc::EROFS));
-    let mode = fs::metadata(&dev).unwrap().mode() & 0o777;
-    assert_eq!(mode, 0o444, "image mode on -o ro (contract: 0444 so allow_other readers can read)");
-    assert_same("backing file unchanged", &read_all(&img), &read_all(&dev));
-}
-
-#[test]
-fn image_file_truncate_refused_and_writes_stop_at_the_end() {
-    let tb = Testbed::new(1500);
-    let size = 8 * MIB;
-    let img = tb.make_image("disk.img", size, Fill::Random(91));
-    let _vb = tb.start_vblade(0, 1, &img, None);
-    let m = tb.mount_aoefs(&[]);
-    let dev = m.expect_target(T, APPEAR);
-    let mut model = read_all(&img);
-    let f = open_rw(&dev);
-    for len in [0, 4096, size - 512, size + 4096] {
-        let r = f.set_len(len);
-        assert_eq!(errno_of(&r), Some(libc::EPERM), "truncate to {}: {:?}", len, r);
-    }
-    // same size: a no-op that succeeds
-    f.set_len(size).expect("truncate to the current size");
-    // O_TRUNC at open is ignored, as on a block device
-    drop(OpenOptions::new().write(true).truncate(true).open(&dev).expect("open O_TRUNC"));
-    assert_eq!(fs::metadata(&dev).unwrap().len(), size);
-    // a write across the end is short; at the end: ENOSPC
-    let d = Rng::new(92).bytes(4096);
-    let n = f.write_at(&d, size - 1024).expect("write across the end");
-    assert_eq!(n, 1024, "write across the end should be short");
-    model[size as usize - 1024..].copy_from_slice(&d[..1024]);
-    let r = f.write_at(&d, size);
-    assert_eq!(errno_of(&r), Some(libc::ENOSPC), "write at the end: {:?}", r);
-    let r = f.write_at(&d, size + 10 * MIB);
-    assert_eq!(errno_of(&r), Some(libc::ENOSPC), "write past the end: {:?}", r);
-    // a read across the end is short, at the end empty
-    let mut buf = vec![0u8; 4096];
-    assert_eq!(f.read_at(&mut buf, size - 100).unwrap(), 100);
-    assert_eq!(f.read_at(&mut buf, size).unwrap(), 0);
-    f.sync_all().unwrap();
-    assert_eq!(fs::metadata(&dev).unwrap().len(), size);
-    assert_same("backing file", &read_all(&img), &model);
-    assert_eq!(fs::metadata(&img).unwrap().len(), size, "backing file size changed");
-}
-
-/// Runs `argv` as nobody (uid/gid 65534, no groups); returns (exit ok, stdout, stderr).
-fn as_nobody(argv: &[&str]) -> (bool, Vec<u8>, String) {
-    let out = run_unchecked_timeout(
-        Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).args(argv),
-        Duration::from_secs(30),
-    )
-    .unwrap_or_else(|e| panic!("{}", e));
-    (out.status.success(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-#[test]
-fn mount_permissions_for_other_users() {
-    let tb = Testbed::new(1500);
-    let img = tb.make_image("disk.img", 4 * MIB, Fill::Random(101));
-    let _vb = tb.start_vblade(0, 1, &img, None);
-    let want = read_all(&img)[..4096].to_vec();
-    let dd = |dev: &Path| as_nobody(&["dd", &format!("if={}", dev.display()), "bs=4096", "count=1", "status=none"]);
-
-    // 1. no allow_other: FUSE itself denies every access by another user,
-    //    even to the mount root
-    let m1 = tb.mount_aoefs(&[]);
-    let dev1 = m1.expect_target(T, APPEAR);
-    let (ok, _, err) = dd(&dev1);
-    assert!(!ok && err.contains("Permission denied"), "nobody read e0.1 without allow_other: {}", err);
-    let (ok, _, err) = as_nobody(&["stat", &m1.path.to_string_lossy()]);
-    assert!(!ok && err.contains("Permission denied"), "nobody could stat the mount root without allow_other: {}", err);
-    drop(m1);
-
-    // 2. allow_other, rw: the root is listable, the 0660 root-owned image is not readable
-    let m2 = tb.mount_aoefs(&["-o", "allow_other"]);
-    let dev2 = m2.expect_target(T, APPEAR);
-    let (ok, out, err) = as_nobody(&["ls", &m2.path.to_string_lossy()]);
-    assert!(ok && String::from_utf8_lossy(&out).contains("e0.1"), "nobody cannot list with allow_other: {}", err);
-    assert_eq!(fs::metadata(&dev2).unwrap().mode() & 0o777, 0o660);
-    let (ok, _, err) = dd(&dev2);
-    assert!(!ok && err.contains("Permission denied"), "nobody read a 0660 root image: {}", err);
-    drop(m2);
-
-    // 3. allow_other,ro: images are 0444, nobody reads them (and cannot write)
-    let m3 = tb.mount_aoefs(&["-o", "allow_other,ro"]);
-    let dev3 = m3.expect_target(T, APPEAR);
-    let mode = fs::metadata(&dev3).unwrap().mode() & 0o777;
-    let (ok, out, err) = dd(&dev3);
-    assert!(ok, "nobody cannot read e0.1 on allow_other,ro (image mode {:o}): {}", mode, err);
-    assert_same("e0.1 read by nobody", &out, &want);
-    let (ok, _, err) = as_nobody(&[
-        "dd",
-        "if=/dev/zero",
-        &format!("of={}", dev3.display()),
-        "bs=512",
-        "count=1",
-        "conv=notrunc",
-        "status=none",
-    ]);
-    assert!(!ok && (err.contains("Read-only") || err.contains("Permission denied")), "nobody wrote on ro: {}", err);
 }

@@ -2,7 +2,7 @@
 //! aoefs@.service) against the real vblade, through the harness in
 //! tests/common/mod.rs.
 //!
-//! Run: `cargo test --release --features e2e --test helpers -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 mount_helpers::`
 //! (as root).
 //!
 //! Every aoefs started here runs inside a testbed's initiator namespace
@@ -11,24 +11,20 @@
 //! are undone by [`ExtMount`]'s Drop, and the testbed kills whatever is left
 //! in its namespaces. The mount(8) tests install the helper into /sbin for
 //! their duration (mount(8) looks for helpers there only) and restore /sbin
-//! in Drop.
-#![cfg(feature = "e2e")]
-mod common;
+//! in Drop, under the host lock (`lock_host`) that the package tests hold
+//! too.
 
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const MIB: u64 = 1 << 20;
 const IMG: u64 = 8 * MIB;
-const APPEAR: Duration = Duration::from_secs(5);
 
 fn helpers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-helpers")
@@ -36,34 +32,6 @@ fn helpers_dir() -> PathBuf {
 
 fn helper(name: &str) -> PathBuf {
     helpers_dir().join(name)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {} >/dev/null", tool)])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Mount options of the mount at `path` (from /proc/self/mountinfo):
-/// (fstype, per-mount options, super options).
-fn mount_entry(path: &Path) -> Option<(String, String, String)> {
-    let p = path.to_string_lossy().into_owned();
-    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mi.lines() {
-        let f: Vec<&str> = l.split(' ').collect();
-        if f.get(4) != Some(&p.as_str()) {
-            continue;
-        }
-        let sep = f.iter().position(|x| *x == "-")?;
-        return Some((f.get(sep + 1)?.to_string(), f.get(5)?.to_string(), f.get(sep + 3).unwrap_or(&"").to_string()));
-    }
-    None
 }
 
 /// aoefs asks for subtype "aoefs" (fuse.aoefs); older builds show "fuse".
@@ -200,7 +168,9 @@ fn write_fails_erofs(p: &Path) {
     }
 }
 
-fn write_and_check(p: &Path, img: &Path) {
+/// Writes 64 KiB at offset 4096 of `p` through the mount and checks that it
+/// reached the backing file `img`.
+fn write_reaches_image(p: &Path, img: &Path) {
     use std::os::unix::fs::FileExt;
     let data = Rng::new(7).bytes(64 * 1024);
     let (pp, d) = (p.to_path_buf(), data.clone());
@@ -217,12 +187,10 @@ fn write_and_check(p: &Path, img: &Path) {
 // /sbin/mount.aoefs for the mount(8) tests
 // ---------------------------------------------------------------------------
 
-static SBIN_LOCK: Mutex<()> = Mutex::new(());
-
 /// Installs mount-helpers/mount.aoefs as /sbin/mount.aoefs plus the
 /// /sbin/mount.fuse.aoefs symlink for one test; Drop removes them and
-/// restores whatever was there before. Holds a lock so that tests using
-/// /sbin do not overlap.
+/// restores whatever was there before. Holds the host lock
+/// ([`lock_host`]) so that tests using /sbin do not overlap.
 struct SbinHelper {
     _lock: std::sync::MutexGuard<'static, ()>,
     saved: Vec<(PathBuf, PathBuf)>,
@@ -231,7 +199,7 @@ struct SbinHelper {
 
 impl SbinHelper {
     fn install() -> SbinHelper {
-        let lock = SBIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = lock_host();
         let mut h = SbinHelper { _lock: lock, saved: Vec::new(), created: Vec::new() };
         let sbin = Path::new("/sbin");
         for name in ["mount.aoefs", "mount.fuse.aoefs"] {
@@ -267,13 +235,6 @@ impl Drop for SbinHelper {
     }
 }
 
-fn one_target(mtu: u32) -> (Testbed, PathBuf) {
-    let tb = Testbed::new(mtu);
-    let img = tb.make_image("disk.img", IMG, Fill::Random(42));
-    tb.start_vblade(0, 1, &img, None);
-    (tb, img)
-}
-
 // ---------------------------------------------------------------------------
 // mount.aoefs
 // ---------------------------------------------------------------------------
@@ -281,7 +242,7 @@ fn one_target(mtu: u32) -> (Testbed, PathBuf) {
 /// The helper run exactly as mount(8) runs it, options translated.
 #[test]
 fn mount_helper_direct_translates_options() {
-    let (tb, img) = one_target(1500);
+    let (tb, img, _) = one_target(1500, IMG, Fill::Random(42));
     let mnt = tb.mount_dir();
     let m = ExtMount::new(&tb, &mnt);
     let ifl = tb.init_if(0);
@@ -305,7 +266,7 @@ fn mount_helper_direct_translates_options() {
     assert!(mountinfo_has(&mnt), "helper exited 0 but nothing is mounted: {:?}", out);
     m.wait_ready();
     m.expect_target("e0.1");
-    let (fstype, opts, _) = mount_entry(&mnt).unwrap();
+    let MountInfo { fstype, options: opts, .. } = mounts_on(&mnt).remove(0);
     assert_fuse(&fstype);
     assert!(opts.split(',').any(|o| o == "ro"), "mount options {:?} lack ro", opts);
 
@@ -334,7 +295,7 @@ fn mount_helper_direct_translates_options() {
 /// Usage errors and unknown interfaces: nothing mounted, mount(8)'s exit codes.
 #[test]
 fn mount_helper_rejects_bad_input() {
-    let (tb, _img) = one_target(1500);
+    let (tb, _img, _) = one_target(1500, IMG, Fill::Random(42));
     let mnt = tb.mount_dir();
     let _m = ExtMount::new(&tb, &mnt);
     let mnt_s = mnt.to_string_lossy().into_owned();
@@ -392,7 +353,7 @@ fn mount_helper_rejects_bad_input() {
 /// `mount -t aoefs IFACE MNT` through util-linux mount(8).
 #[test]
 fn util_linux_mount_t_aoefs() {
-    let (tb, img) = one_target(9000);
+    let (tb, img, _) = one_target(9000, IMG, Fill::Random(42));
     let _sbin = SbinHelper::install();
     let mnt = tb.mount_dir();
     let m = ExtMount::new(&tb, &mnt);
@@ -401,20 +362,20 @@ fn util_linux_mount_t_aoefs() {
     in_ns(&tb, &["mount", "-t", "aoefs", &ifl, &mnt_s, "-o", "deadsecs=30,maxout=16"], &[("AOEFS", AOEFS)]);
     m.wait_ready();
     m.expect_target("e0.1");
-    let (fstype, opts, _) = mount_entry(&mnt).unwrap();
+    let MountInfo { fstype, options: opts, .. } = mounts_on(&mnt).remove(0);
     assert_fuse(&fstype);
     assert!(opts.split(',').any(|o| o == "rw"), "{}", opts);
     let (_, argv) = m.daemon();
     assert!(has_flag(&argv, "--deadsecs", "30") && has_flag(&argv, "--maxout", "16"), "{:?}", argv);
     assert_eq!(m.read("block/e0.1/payload").unwrap(), "8704\n");
-    write_and_check(&mnt.join("e0.1"), &img);
+    write_reaches_image(&mnt.join("e0.1"), &img);
     m.umount_and_check_exit();
 }
 
 /// An fstab line of type fuse.aoefs: mount(8) runs /sbin/mount.fuse.aoefs.
 #[test]
 fn fstab_line_fuse_aoefs() {
-    let (tb, img) = one_target(1500);
+    let (tb, img, _) = one_target(1500, IMG, Fill::Random(42));
     let _sbin = SbinHelper::install();
     let mnt = tb.mount_dir();
     let m = ExtMount::new(&tb, &mnt);
@@ -432,12 +393,12 @@ fn fstab_line_fuse_aoefs() {
     in_ns(&tb, &["mount", "--fstab", &fstab.to_string_lossy(), &mnt.to_string_lossy()], &[("AOEFS", AOEFS)]);
     m.wait_ready();
     m.expect_target("e0.1");
-    assert_fuse(&mount_entry(&mnt).unwrap().0);
+    assert_fuse(&mounts_on(&mnt)[0].fstype);
     let (_, argv) = m.daemon();
     assert!(has_flag(&argv, "--iflist", &ifl), "{:?}", argv);
     assert!(has_flag(&argv, "--deadsecs", "30") && has_flag(&argv, "--cache-mb", "8"), "{:?}", argv);
     assert!(!argv.iter().any(|a| a.contains("_netdev") || a.contains("defaults")), "{:?}", argv);
-    write_and_check(&mnt.join("e0.1"), &img);
+    write_reaches_image(&mnt.join("e0.1"), &img);
     m.umount_and_check_exit();
 }
 
@@ -560,13 +521,7 @@ fn install_sh_destdir_and_uninstall() {
     let stage = PathBuf::from(format!("/tmp/aoefs-stage-{}", std::process::id()));
     let _ = fs::remove_dir_all(&stage);
     fs::create_dir_all(&stage).unwrap();
-    struct Rm(PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = Rm(stage.clone());
+    let _rm = RemoveOnDrop(stage.clone());
     let d = stage.to_string_lossy().into_owned();
     install_sh(&[], &[("DESTDIR", &d)]);
     let mut want = vec![
@@ -614,7 +569,10 @@ fn install_sh_destdir_and_uninstall() {
 /// passes systemd-analyze verify, aoefs-status works.
 #[test]
 fn install_sh_prefix_install_works() {
-    let (tb, _img) = one_target(1500);
+    // The installed helper finds aoefs in PATH too, where the package test
+    // puts one (/usr/bin/aoefs): not at the same time.
+    let _host = lock_host();
+    let (tb, _img, _) = one_target(1500, IMG, Fill::Random(42));
     let root = tb.dir.join("inst");
     let prefix = root.join("prefix");
     let sbin = root.join("sbin");
@@ -816,6 +774,8 @@ fn expand_exec(line: &str, instance: &str, env: &HashMap<String, String>) -> Vec
 
 #[test]
 fn systemd_unit_verifies_and_its_exec_lines_work() {
+    // Not while the package test has its copy of the unit in /lib/systemd.
+    let _host = lock_host();
     let unit_path = helper("aoefs@.service");
     let unit = fs::read_to_string(&unit_path).unwrap();
     let svc = unit_section(&unit, "Service");
@@ -827,7 +787,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
 
     // systemd-analyze verify (on a copy naming the built aoefs, since it
     // checks that the programs exist)
-    let (tb, img) = one_target(1500);
+    let (tb, img, _) = one_target(1500, IMG, Fill::Random(42));
     if have("systemd-analyze") {
         let d = tb.dir.join("unit");
         fs::create_dir_all(&d).unwrap();
@@ -881,7 +841,7 @@ fn systemd_unit_verifies_and_its_exec_lines_work() {
     let mut m = tb.mount_with_command(&mnt, &argv, &[]);
     m.expect_target("e0.1", APPEAR);
     assert_eq!(m.wait_status("e0.1", "state", "up\n", APPEAR), "up\n");
-    write_and_check(&m.target("e0.1"), &img);
+    write_reaches_image(&m.target("e0.1"), &img);
 
     for post in svc.get("ExecStartPost").cloned().unwrap_or_default() {
         let argv = expand_exec(&post, &instance, &env);

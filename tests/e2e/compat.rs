@@ -1,31 +1,22 @@
 //! End-to-end tests of aoefs with the tools people already run against the
 //! Linux aoe driver, and of the places where it behaves as the driver does
 //! (issue 21): Debian's aoetools (aoe-stat, aoe-interfaces and aoe-flush's
-//! name check), writes as shell and Python scripts make them, a partition
-//! table rewritten by sfdisk, a target flushed and found again, messages a
-//! user can act on, and the raw IDENTIFY block decoded by hdparm. Each test
-//! runs the real vblade in its own network namespaces.
+//! name check; aoeping and aoecfg beside the mount), writes as shell and
+//! Python scripts make them, a target flushed and found again, messages a
+//! user can act on, and the raw IDENTIFY block decoded by hdparm (a
+//! partition table rewritten by sfdisk: partitions.rs). Each test runs the
+//! real vblade in its own network namespaces.
 //!
-//! Run: `cargo test --release --features e2e --test compat -- --test-threads=2`
+//! Run: `cargo test --release --features e2e --test e2e -- --test-threads=2 compat::`
 //! (as root; needs aoetools, fdisk, python3 and hdparm, which .ci/run
 //! installs).
-#![cfg(feature = "e2e")]
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-const MIB: u64 = 1 << 20;
-const APPEAR: Duration = Duration::from_secs(5);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `aoefs ARGS` (a subcommand working through the mount's files).
 fn aoefs(args: &[&str]) -> Output {
@@ -57,38 +48,6 @@ fn block_names(m: &Mount) -> Vec<String> {
     })
     .unwrap_or_else(|e| panic!("readdir block: {e}"));
     v.sort();
-    v
-}
-
-/// The partition files of e0.1 in the mount root, sorted by number.
-fn partition_files(m: &Mount) -> Vec<String> {
-    let mut v: Vec<String> = m.list().into_iter().filter(|n| n.starts_with("e0.1p")).collect();
-    v.sort_by_key(|n| n[5..].parse::<u32>().unwrap_or(0));
-    v
-}
-
-/// `sfdisk -q FILE` with `script` on its stdin.
-fn sfdisk(file: &Path, script: &str) {
-    let mut cmd = Command::new("sfdisk");
-    cmd.arg("-q").arg(file);
-    run_with_stdin(&mut cmd, script);
-}
-
-/// The partitions sfdisk reads from `file` (number, start sector, sectors),
-/// from `sfdisk -d`: what the tests compare the mount with.
-fn sfdisk_dump(file: &Path) -> Vec<(u32, u64, u64)> {
-    let out = run(Command::new("sfdisk").arg("-d").arg(file));
-    let name = file.to_string_lossy().into_owned();
-    let mut v = Vec::new();
-    for l in text(&out.stdout).lines() {
-        let Some((dev, rest)) = l.split_once(" : ") else { continue };
-        let Some(n) = dev.trim().strip_prefix(name.as_str()).and_then(|n| n.parse().ok()) else { continue };
-        let field = |k: &str| -> u64 {
-            let i = rest.find(&format!("{k}=")).unwrap_or_else(|| panic!("no {k} in {l}"));
-            rest[i + k.len() + 1..].split(',').next().unwrap().trim().parse().unwrap()
-        };
-        v.push((n, field("start"), field("size")));
-    }
     v
 }
 
@@ -211,72 +170,6 @@ fn nul_terminated_and_split_lines_are_one_command() {
     assert_eq!(m.targets(), ["e0.1"]);
 }
 
-/// Rule: when a writer closes the disk after writing the sectors that hold
-/// its partition table, the table is read again (as udev makes the kernel
-/// do); while a partition file is open the table it belongs to stays (the
-/// open file is never remapped) until the last partition file is closed.
-/// The extended partition itself is listed as the kernel lists it: its
-/// first 2 sectors.
-#[test]
-fn a_rewritten_partition_table_is_read_again_when_the_writer_closes() {
-    let tb = Testbed::new(1500);
-    let img = tb.make_image("disk.img", 96 * MIB, Fill::Zero);
-    sfdisk(&img, "label: dos\n,16M,83\n,16M,83\n,,5\n,8M,83\n,8M,83\n");
-    let dos = sfdisk_dump(&img);
-    assert_eq!(dos.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 5, 6], "sfdisk made {dos:?}");
-    tb.start_vblade(0, 1, &img, None);
-    let m = tb.mount_aoefs(&[]);
-    let disk = m.expect_target("e0.1", APPEAR);
-    let file = |n: u32| m.path.join(format!("e0.1p{n}"));
-    assert_eq!(partition_files(&m), ["e0.1p1", "e0.1p2", "e0.1p3", "e0.1p5", "e0.1p6"]);
-    for &(n, _, sectors) in &dos {
-        // The extended partition: 2 sectors (1 KiB), as /sys/block shows it.
-        let want = if n == 3 { 1024 } else { sectors * 512 };
-        assert_eq!(fs::metadata(file(n)).unwrap().len(), want, "size of e0.1p{n}");
-    }
-    let (_, ext_start, _) = dos[2];
-    let ebr = &read_all(&img)[(ext_start * 512) as usize..(ext_start * 512 + 1024) as usize];
-    assert_same("e0.1p3 is the extended partition's first 2 sectors", &read_all(&file(3)), ebr);
-    assert_eq!(&ebr[510..512], [0x55, 0xaa], "the first EBR");
-
-    // Relabel as GPT through the mount while e0.1p5 is open.
-    let (_, p5_start, _) = dos[3];
-    let p5 = open_rw(&file(5));
-    sfdisk(&disk, "label: gpt\nsize=8M, name=a\nsize=8M, name=b\nsize=8M, name=c\n");
-    let gpt = sfdisk_dump(&img);
-    assert_eq!(gpt.len(), 3, "sfdisk wrote {gpt:?}");
-    // The old table stays while e0.1p5 is open; writes through it land
-    // where they did.
-    assert_eq!(partition_files(&m), ["e0.1p1", "e0.1p2", "e0.1p3", "e0.1p5", "e0.1p6"], "while e0.1p5 is open");
-    p5.write_all_at(b"still p5", 4096).unwrap();
-    p5.sync_all().unwrap();
-    let at = (p5_start * 512 + 4096) as usize;
-    assert_eq!(&read_all(&img)[at..at + 8], b"still p5");
-    let errs = m.err_messages(100);
-    assert!(errs.iter().any(|l| l.starts_with("e0.1: ") && l.contains("e0.1p5")), "err says why: {errs:?}");
-    // Closed: the new table, without revalidate (FUSE's release comes
-    // after close returns: poll).
-    drop(p5);
-    let names: Vec<String> = gpt.iter().map(|p| format!("e0.1p{}", p.0)).collect();
-    assert!(poll_until(Duration::from_secs(3), || partition_files(&m) == names), "{:?}", partition_files(&m));
-    for &(n, start, sectors) in &gpt {
-        assert_eq!(fs::metadata(file(n)).unwrap().len(), sectors * 512, "size of GPT e0.1p{n}");
-        let tag = format!("GPT partition {n}");
-        open_rw(&file(n)).write_all_at(tag.as_bytes(), 512).unwrap();
-        let at = (start * 512 + 512) as usize;
-        assert_eq!(&read_all(&img)[at..at + tag.len()], tag.as_bytes(), "write through e0.1p{n}");
-    }
-
-    // With nothing open, the listing changes as soon as sfdisk has closed
-    // the disk (close waits for FUSE's flush).
-    sfdisk(&disk, "label: dos\n,32M,83\n");
-    assert_eq!(partition_files(&m), ["e0.1p1"]);
-    assert_eq!(fs::metadata(file(1)).unwrap().len(), 32 * MIB);
-    // A write elsewhere on the disk (not the table) changes nothing.
-    open_rw(&disk).write_all_at(&[0x55; 4096], 40 * MIB).unwrap();
-    assert_eq!(partition_files(&m), ["e0.1p1"]);
-}
-
 /// Rule: a name is listed only once its files exist: right after a target
 /// is flushed and found again, its status directory and its image open.
 #[test]
@@ -393,4 +286,41 @@ fn identify_is_the_raw_block_and_hdparm_decodes_it() {
     ] {
         assert!(o.contains(&want), "hdparm --Istdin lacks {want:?}:\n{o}");
     }
+}
+
+/// aoeping and aoecfg beside the mount send tags with bit 31 set, the space
+/// the kernel driver leaves to userland tools. aoefs leaves their replies to
+/// them, as the driver does: no `err` line, nothing counted as unexpected or
+/// ignored for the target, only `mount_ignored_foreign_tag`.
+#[test]
+fn aoeping_and_aoecfg_beside_the_mount_leave_no_trace() {
+    let s = setup(1500, 8 * MIB, Fill::Zero, &[]);
+    let (m, tb) = (&s.m, &s.tb);
+    // The tools drop replies shorter than 60 bytes: a config string of 30
+    // bytes makes vblade's config replies long enough.
+    fs::write(m.attr_path("e0.1", "config"), "aoefs-config-string-of-30-byte").unwrap();
+    m.err_messages(100);
+    let st0 = m.stats("e0.1");
+    let tool = |argv: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &tb.ins]).args(argv);
+        run_unchecked_timeout(&mut c, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    };
+    let ifname = tb.init_if(0);
+    // Query config, then IDENTIFY.
+    let ping = tool(&["aoeping", "-i", "-s", "5", "0", "1", &ifname]);
+    assert!(ping.status.success(), "aoeping: {}", String::from_utf8_lossy(&ping.stderr));
+    // A set the target refuses (it holds another string: AoE error 4), and a read.
+    tool(&["aoecfg", "-c", "set", "-s", "another", "-t", "1", "0", "1", &ifname]);
+    let read = tool(&["aoecfg", "-t", "1", "0", "1", &ifname]);
+    assert!(String::from_utf8_lossy(&read.stdout).contains("aoefs-config-string-of-30-byte"), "{read:?}");
+    let st = m.stats("e0.1");
+    let moved = |k: &str| st[k] - st0[k];
+    assert!(moved("mount_ignored_foreign_tag") >= 4, "their replies were seen: {st:?}");
+    assert_eq!(moved("unexpected"), 0, "{st:?}");
+    assert_eq!(moved("ignored"), 0, "{st:?}");
+    assert_eq!(moved("mount_ignored_unexpected_tag"), 0, "{st:?}");
+    let errs = m.err_messages(100);
+    assert!(errs.is_empty(), "err: {errs:?}");
+    assert_eq!(m.read_status("e0.1", "state"), "up\n");
 }
