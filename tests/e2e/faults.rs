@@ -633,20 +633,21 @@ fn ata_error_from_vblade_fails_only_that_request() {
     assert!(poll_until(Duration::from_secs(10), || pread(&f, 0, 4096).is_ok()));
 
     let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let bg = {
-        let (f, stop, model) = (f.clone(), stop.clone(), model.clone());
+        let (f, stop, model, reads) = (f.clone(), stop.clone(), model.clone(), reads.clone());
         thread::spawn(move || {
             let mut rng = Rng::new(seeded("background reads", 42));
-            let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 let off = rng.below(size / 2 - 65536) & !511;
                 let got = pread(&f, off, 65536).unwrap_or_else(|e| panic!("read at {} during the errors: {}", off, e));
                 assert_same("background read", &got, &model[off as usize..off as usize + 65536]);
-                n += 1;
+                reads.fetch_add(1, Ordering::SeqCst);
             }
-            n
         })
     };
+    // The errors come while the background reads go on (the first one done).
+    assert!(poll_until(Duration::from_secs(10), || reads.load(Ordering::SeqCst) > 0), "no background read done");
     for i in 0..10u64 {
         let off = size / 2 + i * 512 * 1024;
         let t0 = Instant::now();
@@ -661,8 +662,8 @@ fn ata_error_from_vblade_fails_only_that_request() {
     // a read straddling vblade's end fails as a whole
     assert_eq!(errno_of(&pread(&f, size / 2 - 4096, 8192)), Some(libc::EIO));
     stop.store(true, Ordering::SeqCst);
-    let n = bg.join().expect("background reads failed");
-    assert!(n > 0);
+    bg.join().expect("background reads failed");
+    assert!(reads.load(Ordering::SeqCst) > 0);
     assert_eq!(m.read_status(T, "state"), "up\n");
     let st = m.stats(T);
     assert!(st["errors"] >= 21, "error replies not counted: {:?}", st);
