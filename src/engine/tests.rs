@@ -307,8 +307,9 @@ impl Harness {
     }
 
     fn after(&mut self) {
-        assert_eq!(self.t.flight.held, self.t.flight.recount_held(), "the count of held transmissions drifted");
-        assert!(self.t.flight.held <= self.t.window.max, "more held than the window allows: {}", self.t.flight.held);
+        // (Through the accessors the status files read.)
+        assert_eq!(self.t.held(), self.t.flight.recount_held(), "the count of held transmissions drifted");
+        assert!(self.t.held() <= self.t.max_window(), "more held than the window allows: {}", self.t.held());
         self.max_nout = self.max_nout.max(self.t.flight.nout);
         self.min_cwnd_seen = self.min_cwnd_seen.min(self.t.window.cwnd);
         self.events.extend(self.t.take_events());
@@ -489,8 +490,8 @@ fn the_path_table_is_bounded_and_cannot_be_filled_for_good() {
 #[test]
 fn window_starts_at_half_and_slow_starts_to_the_buffer_count() {
     let mut h = Harness::new(8192, 16, 128, 1500, 1);
-    assert_eq!(h.t.window.max, 16);
-    assert_eq!(h.t.window.cwnd, 8);
+    assert_eq!(h.t.max_window(), 16);
+    assert_eq!(h.t.window(), 8);
     h.read(0, 0, 4096);
     assert_eq!(h.t.flight.nout, 8, "initial window is half the buffer count");
     h.run(1, 10_000_000);
@@ -1682,9 +1683,14 @@ fn identify_and_flush_cache_go_as_one_frame_and_identify_returns_the_block() {
     h.t.submit_cmd(h.net.now, Op::Identify, done_into(&h.results, 0), &mut out, false);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].head[wire::field::CMD_STATUS], wire::ATA_IDENTIFY);
+    // Commands without an LBA go without the LBA48 flag (FLUSH CACHE EXT
+    // with it), however the target is addressed.
+    assert!(h.t.lba48);
+    assert_eq!(out[0].head[wire::field::AFLAGS], 0);
     h.net.send_all(&mut out);
     h.t.submit_cmd(h.net.now, Op::Flush, done_into(&h.results, 1), &mut out, false);
     assert_eq!(out[0].head[wire::field::CMD_STATUS], wire::ATA_FLUSH);
+    assert_eq!(out[0].head[wire::field::AFLAGS], 0);
     h.net.send_all(&mut out);
     h.after();
     h.run(2, 1_000_000);
@@ -1695,6 +1701,7 @@ fn identify_and_flush_cache_go_as_one_frame_and_identify_returns_the_block() {
     h.net.target.cfg.flush_ext = true;
     h.t.submit_cmd(h.net.now, Op::Flush, done_into(&h.results, 2), &mut out, true);
     assert_eq!(out[0].head[wire::field::CMD_STATUS], wire::ATA_FLUSH_EXT);
+    assert_eq!(out[0].head[wire::field::AFLAGS], wire::AFLAG_EXT);
     h.net.send_all(&mut out);
     h.after();
     h.run(3, 1_000_000);
@@ -1799,4 +1806,95 @@ fn poll_timeout_is_the_next_deadline_the_timer_must_meet() {
     let expires = t.flight.ghosts[0].expires;
     assert!(!t.busy());
     assert_eq!(t.poll_timeout(10), Some(expires));
+}
+
+#[test]
+fn each_path_counts_its_own_frames_and_bytes_and_they_add_up() {
+    let mut h = Harness::new(8192, 16, 128, 1500, seeded("path counters", 69));
+    in_use(&mut h.t, 1, T_MAC2, 1500, 16, 255);
+    h.read(0, 0, 1000);
+    h.write(1, 2000, vec![3; 600 * SECTOR]);
+    h.run(2, 10_000_000);
+    assert!(h.result(0).is_ok() && h.result(1).is_ok());
+    let (a, b) = (&h.t.paths()[0].counters, &h.t.paths()[1].counters);
+    assert_eq!(a.frames_sent, h.net.sent_per_mac[&T_MAC]);
+    assert_eq!(b.frames_sent, h.net.sent_per_mac[&T_MAC2]);
+    assert_eq!((a.frames_received, b.frames_received), (a.frames_sent, b.frames_sent), "no loss");
+    let c = h.t.counters;
+    assert_eq!(a.frames_sent + b.frames_sent, c.frames_sent);
+    assert_eq!(a.bytes_read + b.bytes_read, 1000 * SECTOR as u64);
+    assert_eq!(a.bytes_written + b.bytes_written, 600 * SECTOR as u64);
+    assert!(a.bytes_read > 0 && b.bytes_read > 0 && a.bytes_written > 0 && b.bytes_written > 0);
+    assert_eq!((c.bytes_read, c.bytes_written), (1000 * SECTOR as u64, 600 * SECTOR as u64));
+    // A refused read counts as an error on its path.
+    h.read(2, 8190, 20);
+    h.run(3, 1_000_000);
+    assert!(h.result(2).is_err());
+    let errors: u64 = h.t.paths().iter().map(|p| p.counters.errors).sum();
+    assert_eq!((c.errors, errors), (0, h.t.counters.errors));
+    assert!(errors > 0);
+}
+
+#[test]
+fn idle_time_does_not_count_towards_deadsecs() {
+    // A read, then a pause longer than deadsecs with nothing to do, then a
+    // read the target takes a second over: it completes.
+    let mut h = Harness::new(64, 16, 128, 1500, seeded("idle is not dead", 70));
+    h.deadsecs = 2;
+    h.read(0, 0, 2);
+    h.run(1, 1_000_000);
+    h.run(usize::MAX, 3_000_000);
+    assert!(!h.dead);
+    h.net.service = 1_000_000;
+    h.read(1, 0, 2);
+    h.run(2, 5_000_000);
+    assert!(!h.dead, "declared dead over time it had nothing to do");
+    assert!(h.result(1).is_ok());
+}
+
+#[test]
+fn a_command_resent_on_another_path_is_completed_by_its_first_path_s_answer() {
+    // The read goes on path A, whose answers take 1.5 s; its timeout (1 s
+    // before any sample) sends it again on path B, which is dead. A's
+    // answer to the first transmission, from A's MAC, completes it.
+    let mut h = Harness::new(64, 16, 128, 1500, seeded("answer on the first path", 71));
+    in_use(&mut h.t, 1, T_MAC2, 1500, 16, 255);
+    h.net.slow_mac = Some((T_MAC, 1_500_000));
+    h.net.dead_mac = Some(T_MAC2);
+    h.read(0, 8, 2);
+    h.run(1, 5_000_000);
+    assert_eq!(h.result(0).unwrap(), h.net.target.disk()[8 * SECTOR..10 * SECTOR]);
+    assert!(h.net.now < 1_600_000, "completed at {} us, by the first answer", h.net.now);
+    assert_eq!(h.net.sent_per_mac[&T_MAC2], 1, "resent once on the other path");
+}
+
+#[test]
+fn a_reply_with_less_data_than_asked_is_short_and_one_with_more_is_taken() {
+    // Truncated on the way: not applied, the read is resent. Padded (a
+    // target may pad a frame): the data asked for is taken.
+    for (extra, outcome) in [(-1i32, ReplyOutcome::Short), (60, ReplyOutcome::Accepted)] {
+        let mut t = TargetIo::new(0, 1, 128);
+        in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+        let mut model =
+            SimModel::new(SimConfig::new(0, 1, T_MAC), Backing::Mem((0..64 * SECTOR).map(|i| i as u8).collect()));
+        let results: Results = Default::default();
+        let mut out = Outbox::new();
+        t.submit_read(0, 4, 2, done_into(&results, 0), &mut out);
+        let tx = out.remove(0);
+        let bytes = model.handle(&[&tx.head[..], tx.data()].concat()).unwrap();
+        let r = Repr::parse(&bytes).unwrap();
+        let Body::Ata(mut a) = r.body else { unreachable!() };
+        let mut data = a.data.to_vec();
+        data.resize((data.len() as i32 + extra) as usize, 0xEE);
+        a.data = &data;
+        assert_eq!(t.on_reply(100, r.header.src, r.header.tag, Ok(&a), &mut out), outcome, "{extra}");
+        for (done, res) in t.take_completed() {
+            done(res);
+        }
+        let got = results.lock().unwrap().first().map(|(_, r)| r.clone());
+        match outcome {
+            ReplyOutcome::Short => assert_eq!(got, None, "nothing applied"),
+            _ => assert_eq!(got, Some(Ok(model.disk()[4 * SECTOR..6 * SECTOR].to_vec()))),
+        }
+    }
 }
