@@ -154,39 +154,6 @@ impl TargetIo {
         self.sectors_per_frame as usize * SECTOR
     }
 
-    /// The retransmission timeout of a first transmission.
-    pub fn rto(&self) -> Micros {
-        self.rtt.rto()
-    }
-    /// Smoothed round-trip time (0 before the first reply).
-    pub fn srtt(&self) -> Micros {
-        self.rtt.srtt()
-    }
-    pub fn rttvar(&self) -> Micros {
-        self.rtt.rttvar()
-    }
-    /// The congestion window and its cap (min(maxout, buffer count)).
-    pub fn window(&self) -> u32 {
-        self.window.cwnd
-    }
-    pub fn max_window(&self) -> u32 {
-        self.window.max
-    }
-    /// Commands in flight (pinned ones apart).
-    pub fn outstanding(&self) -> u32 {
-        self.flight.nout
-    }
-    /// Transmissions the target may still hold.
-    pub fn held(&self) -> u32 {
-        self.flight.held
-    }
-    pub fn pending_frames(&self) -> usize {
-        self.pending.len()
-    }
-    /// Completed commands with transmissions still unanswered.
-    pub fn ghosts(&self) -> usize {
-        self.flight.ghosts.len()
-    }
     /// Requests are waiting for the target (in flight or queued; pinned
     /// commands go to other MACs and do not count).
     pub fn busy(&self) -> bool {

@@ -1,6 +1,7 @@
-//! The counters of a target and of each of its paths (the `stats` file).
+//! The counters of a target and of each of its paths, and what else the
+//! status files (`stats`) read of a target's engine.
 
-use super::{Micros, Op};
+use super::{Micros, Op, TargetIo};
 
 /// Counters, per target and per path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,5 +46,42 @@ impl Counters {
             }
             Op::Identify | Op::Flush => {}
         }
+    }
+}
+
+/// What the status files show of the engine's state.
+impl TargetIo {
+    /// The retransmission timeout of a first transmission.
+    pub fn rto(&self) -> Micros {
+        self.rtt.rto()
+    }
+    /// Smoothed round-trip time (0 before the first reply).
+    pub fn srtt(&self) -> Micros {
+        self.rtt.srtt()
+    }
+    pub fn rttvar(&self) -> Micros {
+        self.rtt.rttvar()
+    }
+    /// The congestion window and its cap (min(maxout, buffer count)).
+    pub fn window(&self) -> u32 {
+        self.window.cwnd
+    }
+    pub fn max_window(&self) -> u32 {
+        self.window.max
+    }
+    /// Commands in flight (pinned ones apart).
+    pub fn outstanding(&self) -> u32 {
+        self.flight.nout
+    }
+    /// Transmissions the target may still hold.
+    pub fn held(&self) -> u32 {
+        self.flight.held
+    }
+    pub fn pending_frames(&self) -> usize {
+        self.pending.len()
+    }
+    /// Completed commands with transmissions still unanswered.
+    pub fn ghosts(&self) -> usize {
+        self.flight.ghosts.len()
     }
 }
