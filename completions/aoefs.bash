@@ -65,7 +65,7 @@ _aoefs() {
 
     case "${cmd}" in
         aoefs)
-            opts="-f -o -d -h -V --iflist --deadsecs --macs --maxout --foreground --cache-mb --readahead-kb --discover-wait-ms --debug --pidfile --busy-poll-us --fuse-threads --workers --help --version stat iostat discover flush revalidate config help"
+            opts="-f -o -d -h -V --iflist --deadsecs --macs --maxout --foreground --cache-mb --readahead-kb --discover-wait-ms --debug --pidfile --busy-poll-us --fuse-threads --workers --bench-sim-target --help --version stat iostat discover flush revalidate config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,6 +116,10 @@ _aoefs() {
                     return 0
                     ;;
                 --workers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bench-sim-target)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -99,6 +99,11 @@ pub struct Cli {
     /// Worker threads for writes, fsync and err reads
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,
+    /// For the bench (tests/bench): instead of network interfaces, one simulated target e0.1 (64 GiB that read as
+    /// zeros and forget what is written) in this process, over an in-memory link of this MTU: aoefs and FUSE
+    /// without a network or a target's cost (the "FUSE floor")
+    #[arg(long, hide = true, value_name = "MTU", value_parser = clap::value_parser!(u16).range(1100..=9000))]
+    pub bench_sim_target: Option<u16>,
 }
 
 /// Commands that work on an existing mount.

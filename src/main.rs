@@ -122,6 +122,8 @@ struct Mount {
     mnt: PathBuf,
     provider: Arc<PcapProvider>,
     interfaces: Vec<String>,
+    /// `--bench-sim-target MTU`: a simulated target instead of interfaces.
+    sim_mtu: Option<u16>,
     opts: Options,
     fuse: FuseOptions,
 }
@@ -134,6 +136,11 @@ impl Mount {
         check_dev_fuse()?;
         let provider = Arc::new(PcapProvider { busy_poll: Duration::from_micros(cli.busy_poll_us as u64) });
         let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
+        if let Some(mtu) = cli.bench_sim_target {
+            let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs: Vec::new() };
+            let fuse = mount_options::fuse_options(&cli.options);
+            return Ok(Mount { mnt, provider, interfaces: vec![SIM_PORT.into()], sim_mtu: Some(mtu), opts, fuse });
+        }
         if let Some(n) = names.iter().find(|n| !provider.exists(n)) {
             return Err(Failure::usage(format!("unknown interface: {n}")));
         }
@@ -154,7 +161,8 @@ impl Mount {
             }
         };
         let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs };
-        Ok(Mount { mnt, provider, interfaces: names, opts, fuse: mount_options::fuse_options(&cli.options) })
+        let fuse = mount_options::fuse_options(&cli.options);
+        Ok(Mount { mnt, provider, interfaces: names, sim_mtu: None, opts, fuse })
     }
 }
 
@@ -197,8 +205,16 @@ fn check_dev_fuse() -> Result<(), Failure> {
 /// Starts the initiator, mounts, tells the parent, and serves the mount
 /// until it is unmounted; then ends the I/O once.
 fn serve(cli: &Cli, m: Mount, stop_signals: BlockedStopSignals, ready: &mut Option<ReadyPipe>) -> Result<(), Failure> {
+    // (Started here, after the fork: the hub has a thread of its own.)
+    let (provider, _sim): (Arc<dyn LinkProvider>, _) = match m.sim_mtu {
+        Some(mtu) => {
+            let (hub, target) = bench_sim_target(mtu as usize);
+            (hub.provider(), Some(target))
+        }
+        None => (m.provider, None),
+    };
     let ini =
-        Initiator::new(m.provider, Arc::new(RealClock::default()), m.opts, &m.interfaces).map_err(initiator_failure)?;
+        Initiator::new(provider, Arc::new(RealClock::default()), m.opts, &m.interfaces).map_err(initiator_failure)?;
     let timer = aoefs::timer::start(&ini, Duration::from_millis(cli.discover_wait_ms));
     let core = BlockFs::new(
         ini.clone(),
@@ -230,6 +246,24 @@ fn serve(cli: &Cli, m: Mount, stop_signals: BlockedStopSignals, ready: &mut Opti
         log::error!("session ended: {e}");
         Failure::Said(EXIT_RUNTIME)
     })
+}
+
+/// The interface of `--bench-sim-target`.
+const SIM_PORT: &str = "sim0";
+
+/// `--bench-sim-target MTU`: an in-memory hub with a port `SIM_PORT` of
+/// that MTU for the initiator and a simulated target e0.1 of 64 GiB that
+/// reads as zeros and forgets what is written (no memory for a disk).
+fn bench_sim_target(mtu: usize) -> (aoefs::link::mem::Hub, Arc<aoefs::link::mem::SimTarget>) {
+    use aoefs::sim::{Backing, SimConfig, SimModel};
+    let hub = aoefs::link::mem::Hub::new();
+    hub.add_port(SIM_PORT, aoefs::wire::Mac([2, 0, 0, 0, 0, 1]), mtu);
+    let cfg = SimConfig { max_sectors: 255, ..SimConfig::new(0, 1, aoefs::wire::Mac([2, 0, 0, 0, 0, 2])) };
+    let target = aoefs::link::mem::SimTarget::start_model(
+        &hub,
+        SimModel::new(cfg, Backing::Junk { sectors: 64 << 21, byte: 0 }),
+    );
+    (hub, target)
 }
 
 /// An interface could not be opened; a permission error gets its hint.
