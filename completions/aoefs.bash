@@ -65,7 +65,7 @@ _aoefs() {
 
     case "${cmd}" in
         aoefs)
-            opts="-f -o -d -h -V --iflist --deadsecs --macs --maxout --foreground --cache-mb --readahead-kb --discover-wait-ms --debug --pidfile --busy-poll-us --fuse-threads --workers --bench-sim-target --help --version stat iostat discover flush revalidate config help"
+            opts="-f -o -d -h -V --iflist --deadsecs --macs --maxout --foreground --cache-mb --readahead-kb --discover-wait-ms --debug --pidfile --busy-poll-us --busy-poll --fuse-threads --workers --bench-sim-target --help --version stat iostat discover flush revalidate config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -109,6 +109,10 @@ _aoefs() {
                     ;;
                 --busy-poll-us)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --busy-poll)
+                    COMPREPLY=($(compgen -W "off on auto" -- "${cur}"))
                     return 0
                     ;;
                 --fuse-threads)

@@ -3,8 +3,9 @@
 //! parsed by the functions in `parse`, for the flag and for `-o`
 //! (`mount_options`): each limit is defined once.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The parsers of the numbers `-o` also takes: a flag's and its `-o`
 /// form's, so both take the same values.
@@ -72,7 +73,7 @@ pub struct Cli {
     pub foreground: bool,
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, any other FUSE option, and aoefs's own
     /// settings as mount(8) passes them: iflist=eth1:eth3, deadsecs=N, maxout=N, cache_mb=N, readahead_kb=N,
-    /// busy_poll_us=N
+    /// busy_poll_us=N, busy_poll=off|on|auto
     #[arg(short = 'o', value_name = "OPTS", value_delimiter = ',')]
     pub options: Vec<String>,
     /// Read cache size in MiB (0 disables it)
@@ -90,9 +91,16 @@ pub struct Cli {
     /// Write the daemon's process id to this file (removed at exit)
     #[arg(long, value_name = "PATH")]
     pub pidfile: Option<PathBuf>,
-    /// Busy-poll: after the last received frame, the capture thread keeps checking for the next one this many microseconds before it sleeps (0: off). Spends CPU to cut small-request latency, like net.core.busy_poll
+    /// Busy-poll: the capture thread keeps checking for the next frame this many microseconds before it sleeps (0:
+    /// off, unless --busy-poll says otherwise). Spends CPU to cut small-request latency, like net.core.busy_poll
     #[arg(long, default_value_t = 0, value_name = "US", value_parser = parse::busy_poll_us())]
     pub busy_poll_us: u32,
+    /// When the capture thread busy-polls: off; on (after every burst of frames); auto (only while a reply is
+    /// expected soon: a target with at most 2 commands in flight and a round trip within the --busy-poll-us
+    /// budget, never while idle). Default: on when --busy-poll-us is more than 0, else off; on and auto
+    /// without --busy-poll-us poll 50 us
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub busy_poll: Option<BusyPollMode>,
     /// FUSE request threads
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub fuse_threads: u16,
@@ -104,6 +112,30 @@ pub struct Cli {
     /// without a network or a target's cost (the "FUSE floor")
     #[arg(long, hide = true, value_name = "MTU", value_parser = clap::value_parser!(u16).range(1100..=9000))]
     pub bench_sim_target: Option<u16>,
+}
+
+/// `--busy-poll`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusyPollMode {
+    Off,
+    On,
+    Auto,
+}
+
+/// The busy-poll budget of `--busy-poll on|auto` without `--busy-poll-us`.
+pub const BUSY_POLL_DEFAULT_US: u32 = 50;
+
+impl Cli {
+    /// What `--busy-poll` and `--busy-poll-us` ask of the capture threads.
+    pub fn busy_poll(&self) -> aoefs::link::pcap::BusyPoll {
+        use aoefs::link::pcap::BusyPoll;
+        let us = |n: u32| Duration::from_micros(if n == 0 { BUSY_POLL_DEFAULT_US } else { n } as u64);
+        match (self.busy_poll, self.busy_poll_us) {
+            (None, 0) | (Some(BusyPollMode::Off), _) => BusyPoll::Off,
+            (None, n) | (Some(BusyPollMode::On), n) => BusyPoll::Always(us(n)),
+            (Some(BusyPollMode::Auto), n) => BusyPoll::Adaptive(us(n)),
+        }
+    }
 }
 
 /// Commands that work on an existing mount.

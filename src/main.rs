@@ -134,7 +134,7 @@ impl Mount {
     fn check(cli: &Cli, mountpoint: &Path) -> Result<Mount, Failure> {
         let mnt = prepare_mount_point(mountpoint)?;
         check_dev_fuse()?;
-        let provider = Arc::new(PcapProvider { busy_poll: Duration::from_micros(cli.busy_poll_us as u64) });
+        let provider = Arc::new(PcapProvider { busy_poll: cli.busy_poll() });
         let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
         if let Some(mtu) = cli.bench_sim_target {
             let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs: Vec::new() };

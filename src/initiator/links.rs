@@ -10,7 +10,7 @@
 
 use super::rx::FrameSink;
 use super::Initiator;
-use crate::engine::{IoError, Outbox};
+use crate::engine::{IoError, Outbox, Transmit};
 use crate::link::{Link, RxHandler};
 use crate::wire::Frame;
 use std::io;
@@ -55,12 +55,13 @@ impl LinkTable {
         self.links.iter().map(|(_, l)| l)
     }
 
-    /// Sends `head` followed by `data` on link `id` (if it is still open).
-    pub(super) fn send(&self, id: usize, head: &[u8], data: &[u8]) -> io::Result<()> {
-        match self.get(id) {
-            Some(l) => l.send_parts(head, data).inspect_err(|e| log::debug!("send on {}: {e}", l.name())),
-            None => Ok(()),
-        }
+    /// Sends frame `t` on its link (if it is still open), and tells the
+    /// link when its reply may come.
+    pub(super) fn send(&self, t: &Transmit) -> io::Result<()> {
+        let Some(l) = self.get(t.link) else { return Ok(()) };
+        l.send_parts(&t.head, t.data()).inspect_err(|e| log::debug!("send on {}: {e}", l.name()))?;
+        l.expect_reply(t.rtt, t.in_flight);
+        Ok(())
     }
 }
 
@@ -90,7 +91,7 @@ impl Initiator {
         let mut refused: Vec<(u16, u8, u32)> = Vec::new();
         let mut too_long = false;
         for t in out.drain(..) {
-            if let Err(e) = links.send(t.link, &t.head, t.data()) {
+            if let Err(e) = links.send(&t) {
                 too_long |= e.raw_os_error() == Some(libc::EMSGSIZE);
                 let f = Frame::new_unchecked(&t.head[..]);
                 refused.push((f.shelf(), f.slot(), f.tag()));

@@ -8,18 +8,39 @@ use crate::sys::packet;
 use crate::wire::{Mac, ETHERTYPE_AOE};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// When the capture thread, once the ring runs empty, keeps checking it
+/// instead of sleeping in poll(). Like the kernel's `net.core.busy_poll`,
+/// it spends CPU to save the wake-up of the capture thread, which is most
+/// of a small request's latency on a machine whose idle CPUs halt.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum BusyPoll {
+    /// Never: sleep at once.
+    #[default]
+    Off,
+    /// After every burst of frames, for this long.
+    Always(Duration),
+    /// Only while a reply is expected soon: a frame went out with at most
+    /// `ADAPTIVE_IN_FLIGHT` commands of its target in flight and a round
+    /// trip of at most this long (`Link::expect_reply`); then until two
+    /// round trips after the latest such frame (each new one moves it on),
+    /// at most this long past the last frame received. Never while idle,
+    /// nor while many commands are in flight (replies come anyway).
+    Adaptive(Duration),
+}
+
+/// `BusyPoll::Adaptive` polls for targets with at most this many commands
+/// in flight.
+pub const ADAPTIVE_IN_FLIGHT: u32 = 2;
 
 /// Opens real interfaces in the current network namespace.
 #[derive(Default, Clone, Copy)]
 pub struct PcapProvider {
-    /// After the ring runs empty, keep checking it this long before
-    /// sleeping in poll() (0: sleep at once). Like the kernel's
-    /// `net.core.busy_poll`: it spends CPU to save the wake-up of the
-    /// capture thread, which is most of a small request's latency.
-    pub busy_poll: std::time::Duration,
+    pub busy_poll: BusyPoll,
 }
 
 impl LinkProvider for PcapProvider {
@@ -61,21 +82,48 @@ fn ring_bytes(snaplen: usize) -> usize {
 }
 
 /// Checks `fd` for input without sleeping until it has some (true) or
-/// `limit` has passed (false). Between checks it yields, so a thread that
-/// shares this CPU (the target's, a FUSE thread) still gets to run: in A/B
-/// runs with 50 us that kept 5-20 % more of the sequential throughput than a
-/// pure spin, at the same latency.
-fn busy_wait(fd: BorrowedFd, limit: std::time::Duration) -> bool {
-    let t0 = std::time::Instant::now();
+/// `limit` has passed (false); `limit` is asked again at each check (an
+/// adaptive poll's end moves on as frames are sent). Between checks it
+/// yields, so a thread that shares this CPU (the target's, a FUSE thread)
+/// still gets to run: in A/B runs with 50 us that kept 5-20 % more of the
+/// sequential throughput than a pure spin, at the same latency.
+fn busy_wait(fd: BorrowedFd, limit: impl Fn() -> Duration) -> bool {
+    let t0 = Instant::now();
     loop {
         if packet::wait_readable(fd, 0) {
             return true;
         }
-        if t0.elapsed() >= limit {
+        if t0.elapsed() >= limit() {
             return false;
         }
         // sched_yield(2).
         std::thread::yield_now();
+    }
+}
+
+/// How long after sending a frame an adaptive poll (at most `max`) waits
+/// for its reply: two round trips, when the target has at most
+/// `ADAPTIVE_IN_FLIGHT` commands in flight and its round trip (`rtt_us`,
+/// 0: not known yet) is at most `max`; else no poll.
+fn adaptive_poll(rtt_us: u64, in_flight: u32, max: Duration) -> Option<Duration> {
+    let rtt = Duration::from_micros(rtt_us);
+    (rtt_us > 0 && rtt <= max && in_flight <= ADAPTIVE_IN_FLIGHT).then_some(2 * rtt)
+}
+
+/// When an adaptive poll ends: nanoseconds since `epoch` (0: none).
+struct PollUntil {
+    epoch: Instant,
+    until: AtomicU64,
+}
+
+impl PollUntil {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+    /// How much longer to poll, at most `max` past `since`.
+    fn left(&self, since: Instant, max: Duration) -> Duration {
+        let left = Duration::from_nanos(self.until.load(Ordering::Relaxed).saturating_sub(self.now()));
+        left.min(max.saturating_sub(since.elapsed()))
     }
 }
 
@@ -89,6 +137,8 @@ pub struct PcapLink {
     capture_mtu: usize,
     /// Send-only AF_PACKET socket.
     sender: RawSocket,
+    busy_poll: BusyPoll,
+    poll_until: Arc<PollUntil>,
     stop: Arc<AtomicBool>,
     /// Set when the capture ended on an error (the interface went away).
     dead: Arc<AtomicBool>,
@@ -106,7 +156,7 @@ fn pcap_err(name: &str, e: pcap::Error) -> io::Error {
 }
 
 impl PcapLink {
-    pub fn open(name: &str, rx: RxHandler, busy_poll: std::time::Duration) -> io::Result<Arc<PcapLink>> {
+    pub fn open(name: &str, rx: RxHandler, busy_poll: BusyPoll) -> io::Result<Arc<PcapLink>> {
         if_index(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no such interface: {name}")))?;
         let mac = if_mac(name)?;
         let mtu = if_mtu(name)?;
@@ -135,6 +185,8 @@ impl PcapLink {
         }
 
         let sender = RawSocket::open(name, RawOptions::default())?;
+        let poll_until = Arc::new(PollUntil { epoch: Instant::now(), until: AtomicU64::new(0) });
+        let poll_until2 = poll_until.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let dead = Arc::new(AtomicBool::new(false));
@@ -169,7 +221,16 @@ impl PcapLink {
                 if burst > 0 {
                     rx.idle();
                 }
-                if !busy_poll.is_zero() && busy_wait(cap.as_fd(), busy_poll) {
+                let polled = match busy_poll {
+                    BusyPoll::Off => false,
+                    BusyPoll::Always(d) => busy_wait(cap.as_fd(), || d),
+                    BusyPoll::Adaptive(max) => {
+                        let since = Instant::now();
+                        !poll_until2.left(since, max).is_zero()
+                            && busy_wait(cap.as_fd(), || since.elapsed() + poll_until2.left(since, max))
+                    }
+                };
+                if polled {
                     continue;
                 }
                 packet::wait_readable(cap.as_fd(), 100);
@@ -184,6 +245,8 @@ impl PcapLink {
             mtu: AtomicUsize::new(mtu),
             capture_mtu: mtu,
             sender,
+            busy_poll,
+            poll_until,
             stop,
             dead,
             thread: parking_lot::Mutex::new(Some(thread)),
@@ -208,6 +271,13 @@ impl Link for PcapLink {
     }
     fn send(&self, frame: &[u8]) -> io::Result<()> {
         self.sender.send(frame)
+    }
+    fn expect_reply(&self, rtt_us: u64, in_flight: u32) {
+        let BusyPoll::Adaptive(max) = self.busy_poll else { return };
+        if let Some(d) = adaptive_poll(rtt_us, in_flight, max) {
+            let p = &self.poll_until;
+            p.until.fetch_max(p.now() + d.as_nanos() as u64, Ordering::Relaxed);
+        }
     }
     /// Write data goes out of the request's buffer without being copied
     /// into a frame first.
@@ -235,7 +305,7 @@ impl Drop for PcapLink {
 
 #[cfg(test)]
 mod tests {
-    use super::{busy_wait, ring_bytes};
+    use super::*;
     use std::io::Write;
     use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
@@ -244,13 +314,30 @@ mod tests {
     fn busy_wait_sees_input_and_gives_up_after_its_limit() {
         let (r, mut w) = std::io::pipe().unwrap();
         let t0 = Instant::now();
-        assert!(!busy_wait(r.as_fd(), Duration::from_micros(2000)), "nothing to read yet");
+        assert!(!busy_wait(r.as_fd(), || Duration::from_micros(2000)), "nothing to read yet");
         let waited = t0.elapsed();
         assert!(waited >= Duration::from_micros(2000) && waited < Duration::from_millis(500), "{waited:?}");
         w.write_all(b"x").unwrap();
         let t0 = Instant::now();
-        assert!(busy_wait(r.as_fd(), Duration::from_secs(5)));
+        assert!(busy_wait(r.as_fd(), || Duration::from_secs(5)));
         assert!(t0.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_adaptive_poll_waits_two_round_trips_only_for_a_short_round_trip_and_few_commands() {
+        let max = Duration::from_micros(50);
+        assert_eq!(adaptive_poll(20, 1, max), Some(Duration::from_micros(40)));
+        assert_eq!(adaptive_poll(50, ADAPTIVE_IN_FLIGHT, max), Some(Duration::from_micros(100)));
+        assert_eq!(adaptive_poll(51, 1, max), None, "a round trip longer than the most it polls");
+        assert_eq!(adaptive_poll(0, 1, max), None, "no round trip measured yet");
+        assert_eq!(adaptive_poll(20, ADAPTIVE_IN_FLIGHT + 1, max), None, "many in flight: replies come anyway");
+        // The poll ends at the deadline the sends set, and at most `max`
+        // after it began.
+        let p = PollUntil { epoch: Instant::now(), until: AtomicU64::new(0) };
+        let since = Instant::now();
+        assert_eq!(p.left(since, max), Duration::ZERO, "none expected: idle");
+        p.until.store(p.now() + 10_000_000, Ordering::Relaxed);
+        assert!(p.left(since, max) <= max && p.left(since, max) > Duration::ZERO);
     }
 
     #[test]

@@ -18,6 +18,11 @@
 # --baseline BIN also runs the four fio rows against another aoefs binary
 # (an older build, say), mounted the same way, in the same rounds (system
 # "aoefs-base", a table of its own): before and after side by side.
+# Every round also mounts the FUSE floor (system "floor": aoefs
+# --bench-sim-target, a simulated target in the aoefs process, no network,
+# no vblade) and a FUSE file answered at once (system "null":
+# aoe-nullfuse), for the 4 KiB rows: the small-I/O rows are judged against
+# raw + floor (report.py).
 # --pin runs the target (vblade, nbdkit) on CPU 1 and every initiator (raw
 # client, aoefs, nbdfuse) and fio on CPU 0, as if the target were another
 # machine; without it the scheduler places everything.
@@ -125,7 +130,7 @@ SWEEP=$OUT/sweep.csv
 echo "mtu,system,row,value,unit" > "$RES"
 echo "mtu,system,bs,MBps" > "$SWEEP"
 
-VBLADE_PID=; AOEFS_PID=; NBDKIT_PID=; NBDFUSE_PID=; RSS_PID=
+VBLADE_PID=; AOEFS_PID=; NBDKIT_PID=; NBDFUSE_PID=; RSS_PID=; NULL_PID=
 
 log() { echo "[$(date +%T)] $*" | tee -a "$LOG" >&2; }
 
@@ -161,6 +166,15 @@ stop_aoefs() {
     unmount "$MNT_A"
 }
 
+stop_null() {
+    if [ -n "$NULL_PID" ]; then
+        unmount "$MNT_A"
+        stop_pid "$NULL_PID"
+        NULL_PID=
+    fi
+    unmount "$MNT_A"
+}
+
 stop_nbd() {
     if [ -n "$NBDFUSE_PID" ]; then
         unmount "$MNT_N"
@@ -173,6 +187,7 @@ stop_nbd() {
 
 teardown_net() {
     stop_aoefs
+    stop_null
     stop_nbd
     stop_pid "$VBLADE_PID"; VBLADE_PID=
     ip netns del "$INS" 2>/dev/null
@@ -200,11 +215,13 @@ if [ $DO_BUILD = 1 ]; then
 fi
 AOEFS=$ROOT/target/release/aoefs
 RAW=$ROOT/target/release/aoe-rawbench
-[ -x "$AOEFS" ] && [ -x "$RAW" ] || { echo "run.sh: build $AOEFS and $RAW first" >&2; exit 1; }
+NULLFUSE=$ROOT/target/release/aoe-nullfuse
+[ -x "$AOEFS" ] && [ -x "$RAW" ] && [ -x "$NULLFUSE" ] || { echo "run.sh: build $AOEFS, $RAW and $NULLFUSE first" >&2; exit 1; }
 # Private copies: a concurrent cargo build must not swap binaries mid-run.
-cp "$AOEFS" "$WORK/aoefs" && cp "$RAW" "$WORK/aoe-rawbench" || exit 1
+cp "$AOEFS" "$WORK/aoefs" && cp "$RAW" "$WORK/aoe-rawbench" && cp "$NULLFUSE" "$WORK/aoe-nullfuse" || exit 1
 AOEFS=$WORK/aoefs
 RAW=$WORK/aoe-rawbench
+NULLFUSE=$WORK/aoe-nullfuse
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { echo "run.sh: --baseline $BASELINE is not an executable" >&2; exit 2; }
     cp "$BASELINE" "$WORK/aoefs-base" || exit 1
@@ -362,6 +379,16 @@ fio_rows() {
     echo "$sys mtu $mtu randread qd32 #$i: $out" >> "$LOG"
 }
 
+# fio_small_rows SYSTEM MTU FILE REP: the two 4 KiB random read rows, once
+fio_small_rows() {
+    local sys=$1 mtu=$2 file=$3 i=$4 out
+    out=$(fio_run "$sys-$mtu-rand1-$i" "$file" randread 4k psync 1 "$RT"); add $sys lat1 "$(echo $out | cut -d' ' -f3)"
+    echo "$sys mtu $mtu randread qd1 #$i: $out" >> "$LOG"
+    out=$(fio_run "$sys-$mtu-rand32-$i" "$file" randread 4k libaio 32 "$RT"); add $sys iops32 "$(echo $out | cut -d' ' -f2)"
+    add $sys iops32_cpu "$(echo $out | cut -d' ' -f6)"
+    echo "$sys mtu $mtu randread qd32 #$i: $out" >> "$LOG"
+}
+
 raw_rows() {    # raw_rows MTU
     local l
     # One 1 MiB request in flight at a time, as fio's psync rows keep.
@@ -373,7 +400,7 @@ raw_rows() {    # raw_rows MTU
 
 record_rounds() { # record_rounds MTU: every round's value, one line each
     local sys row v
-    for sys in raw aoefs aoefs-bp aoefs-base nbdfuse; do
+    for sys in raw aoefs aoefs-bp aoefs-base nbdfuse floor null; do
         for row in seqread seqwrite lat1 iops32 bufread rss seqread_cpu seqwrite_cpu iops32_cpu; do
             [ -n "${VALS["$sys,$row"]:-}" ] || continue
             case $row in seqread|seqwrite|bufread) u=MBps ;; lat1) u=us ;; iops32) u=IOPS ;; rss) u=MiB ;; *_cpu) u=cpu_us ;; esac
@@ -394,6 +421,18 @@ start_aoefs() {  # start_aoefs [EXTRA AOEFS ARGS...] (AOEFS_BIN: which binary, d
         stop_aoefs
         return 1
     fi
+}
+
+start_floor() {  # start_floor MTU: aoefs with a simulated target in its process
+    $ON_I "$AOEFS" "$MNT_A" -f --bench-sim-target "$1" --cache-mb "$CACHE_MB" >>"$LOG" 2>&1 &
+    AOEFS_PID=$!
+    wait_file "$MNT_A/e0.1" "$AOEFS_PID" 20 || { log "floor: aoefs did not mount (see $LOG)"; stop_aoefs; return 1; }
+}
+
+start_null() {   # a FUSE file answered at once
+    $ON_I "$NULLFUSE" "$MNT_A" --size "$SIZE_B" >>"$LOG" 2>&1 &
+    NULL_PID=$!
+    wait_file "$MNT_A/null" "$NULL_PID" 20 || { log "aoe-nullfuse did not mount (see $LOG)"; stop_null; return 1; }
 }
 
 start_nbd() {
@@ -466,6 +505,17 @@ for MTU in $MTUS; do
             fi
             { echo "--- aoefs, MTU $MTU, after rep $rep"; cat "$MNT_A/block/e0.1/stats" 2>&1 | head -6; } >> "$OUT/aoefs-stats.txt"
             stop_aoefs
+        fi
+
+        note_load "floor rows #$rep (mtu $MTU)"
+        if start_floor "$MTU"; then
+            fio_small_rows floor "$MTU" "$MNT_A/e0.1" "$rep"
+            stop_aoefs
+        fi
+        note_load "null rows #$rep (mtu $MTU)"
+        if start_null; then
+            fio_small_rows null "$MTU" "$MNT_A/null" "$rep"
+            stop_null
         fi
 
         if [ "$BUSY_POLL" != 0 ]; then
