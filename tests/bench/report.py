@@ -120,6 +120,7 @@ def main():
     ap.add_argument("--cache-mb", type=float, default=64)
     ap.add_argument("--machine")
     ap.add_argument("--busy-poll-us", type=int, default=0)
+    ap.add_argument("--busy-poll", default="on")
     a = ap.parse_args()
 
     raw_data = {}
@@ -255,7 +256,7 @@ def main():
     # --busy-poll-us (opt-in) and another aoefs build (--baseline).
     extra_rows = [(k, l, u) for k, l, u, _ in ROWS[:4]] + [(k, l, u) for k, l, u, _ in CPU_ROWS]
     for system, title, col in (
-        ("aoefs-bp", "aoefs mounted with --busy-poll-us %d (off by default)" % a.busy_poll_us, "busy-poll"),
+        ("aoefs-bp", "aoefs mounted with --busy-poll %s --busy-poll-us %d" % (a.busy_poll, a.busy_poll_us), "busy-poll"),
         ("aoefs-base", "the baseline aoefs build (--baseline)", "baseline"),
     ):
         if not any(rounds.get((m, system, k)) for m in mtus for k, _, _ in extra_rows):

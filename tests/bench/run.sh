@@ -10,11 +10,12 @@
 #                      [--runtime 5] [--reps 3] [--sweep-runtime 2]
 #                      [--cache-mb 64] [--dir /dev/shm] [--out DIR]
 #                      [--no-nbd] [--no-sweep] [--no-build] [--no-offload]
-#                      [--quiet-wait 20] [--busy-poll-us 50] [--pin]
+#                      [--quiet-wait 20] [--busy-poll-us 50] [--busy-poll auto] [--pin]
 #                      [--baseline BIN]
 #
 # --busy-poll-us N also runs the four fio rows against aoefs mounted with
-# that option (system "aoefs-bp", a table of its own); 0 skips it.
+# that option and --busy-poll MODE [auto] (system "aoefs-bp", a table of its
+# own); 0 skips it.
 # --baseline BIN also runs the four fio rows against another aoefs binary
 # (an older build, say), mounted the same way, in the same rounds (system
 # "aoefs-base", a table of its own): before and after side by side.
@@ -53,6 +54,7 @@ NO_OFFLOAD=0
 SWEEP_SIZES="4k 16k 64k 256k 1m"
 QUIET_WAIT=20   # seconds to wait at most for the machine to go idle before a phase
 BUSY_POLL=50    # aoefs --busy-poll-us for the extra aoefs-bp rows (0: none)
+BP_MODE=auto    # aoefs --busy-poll for them
 PIN=0           # 1: target on CPU 1, initiators and fio on CPU 0
 BASELINE=       # another aoefs binary to compare with (system aoefs-base)
 
@@ -73,6 +75,7 @@ while [ $# -gt 0 ]; do
         --no-offload) NO_OFFLOAD=1; shift ;;   # veth gso_max_segs 1: TCP segments at the MTU too
         --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
         --busy-poll-us) BUSY_POLL=$2; shift 2 ;;
+        --busy-poll) BP_MODE=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
         --baseline) BASELINE=$2; shift 2 ;;
         -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
@@ -519,8 +522,8 @@ for MTU in $MTUS; do
         fi
 
         if [ "$BUSY_POLL" != 0 ]; then
-            note_load "aoefs --busy-poll-us $BUSY_POLL rows #$rep (mtu $MTU)"
-            if start_aoefs --busy-poll-us "$BUSY_POLL" || { log "aoefs-bp: mounting again"; start_aoefs --busy-poll-us "$BUSY_POLL"; }; then
+            note_load "aoefs --busy-poll $BP_MODE --busy-poll-us $BUSY_POLL rows #$rep (mtu $MTU)"
+            if start_aoefs --busy-poll "$BP_MODE" --busy-poll-us "$BUSY_POLL" || { log "aoefs-bp: mounting again"; start_aoefs --busy-poll "$BP_MODE" --busy-poll-us "$BUSY_POLL"; }; then
                 fio_rows aoefs-bp "$MTU" "$MNT_A/e0.1" "$rep"
                 stop_aoefs
             fi
@@ -550,7 +553,7 @@ for MTU in $MTUS; do
     teardown_net
 done
 
-python3 "$HERE/report.py" --results "$RES" --cache-mb "$CACHE_MB" --busy-poll-us "$BUSY_POLL" --machine "$OUT/machine.txt" | tee "$OUT/table.md"
+python3 "$HERE/report.py" --results "$RES" --cache-mb "$CACHE_MB" --busy-poll-us "$BUSY_POLL" --busy-poll "$BP_MODE" --machine "$OUT/machine.txt" | tee "$OUT/table.md"
 if [ $DO_SWEEP = 1 ]; then
     python3 "$HERE/plot.py" "$SWEEP" "$OUT/perf-plot.svg" && log "plot: $OUT/perf-plot.svg"
 fi
