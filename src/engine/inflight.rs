@@ -109,7 +109,7 @@ pub(super) struct InFlight {
     /// Transmissions held by the target by our count (see the module docs
     /// of `engine`): never above the window when a frame is sent.
     pub(super) held: u32,
-    /// `Sent::seq` of the next transmission (probes take a place too).
+    /// `Sent::seq` of the next transmission.
     next_seq: u64,
     /// The generation of the last tag (one counter for all entries).
     gen: u32,
@@ -176,12 +176,6 @@ impl InFlight {
         self.next_seq += 1;
         self.held += u32::from(held);
         tag_of(entry, self.gen)
-    }
-
-    /// A place in the sending order for a probe.
-    pub(super) fn take_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq - 1
     }
 
     pub(super) fn next_seq(&self) -> u64 {

@@ -518,10 +518,8 @@ impl TargetIo {
             res.dead = true;
             return res;
         }
-        if !self.flight.ghosts.is_empty() || self.flight.nout > 0 {
-            let recovery = &self.recovery;
-            self.flight.presume_lost(now, |t| recovery.presumed_lost(t, now));
-        }
+        let recovery = &self.recovery;
+        self.flight.presume_lost(now, |t| recovery.presumed_lost(t, now));
         let mut lost = false;
         let mut fast = false;
         let mut stuck = false;
@@ -619,8 +617,8 @@ impl TargetIo {
             .iter()
             .any(|e| e.job.is_some() && e.sent.last().is_some_and(|t| t.held && now.saturating_sub(t.at) >= pto));
         if now >= self.recovery.next_probe_at(rto, pto) && (stuck || (self.recovery.quiet(now, pto) && waiting)) {
-            let seq = self.flight.take_seq();
-            self.recovery.probe_sent(seq, now);
+            // Everything sent before it was sent before the probe.
+            self.recovery.probe_sent(self.flight.next_seq(), now);
             res.probe = true;
         }
         if lost || fast {

@@ -1898,3 +1898,134 @@ fn a_reply_with_less_data_than_asked_is_short_and_one_with_more_is_taken() {
         }
     }
 }
+
+/// A target on one path at MTU 1500 whose round trip was sampled once
+/// (RTO at its floor), at time 100.
+fn sampled() -> (TargetIo, SimModel) {
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    let mut model = disk_model(64);
+    let mut out = Outbox::new();
+    t.submit_read(0, 0, 2, Box::new(|_| {}), &mut out);
+    let tx = out.remove(0);
+    assert_eq!(answer(&mut t, 100, &mut model, &tx, |_| {}, &mut out), ReplyOutcome::Accepted);
+    assert_eq!(t.rto(), MIN_RTO);
+    (t, model)
+}
+
+/// The LBA of a frame in `out`.
+fn lba_of(tx: &Transmit) -> u64 {
+    u64::from_le_bytes([tx.head[28], tx.head[29], tx.head[30], tx.head[31], tx.head[32], tx.head[33], 0, 0])
+}
+
+#[test]
+fn a_frame_is_resent_at_its_timeout_to_the_microsecond_and_counted() {
+    let (mut t, _) = sampled();
+    let mut out = Outbox::new();
+    t.submit_read(1000, 8, 2, Box::new(|_| {}), &mut out);
+    out.clear();
+    let deadline = 1000 + MIN_RTO;
+    assert_eq!(t.on_timer(deadline - 1, 0, &mut out).retransmitted, 0);
+    assert!(out.is_empty());
+    let r = t.on_timer(deadline, 0, &mut out);
+    assert_eq!((r.retransmitted, out.len()), (1, 1));
+    assert_eq!((t.counters.retransmits, t.counters.timeouts), (1, 1));
+}
+
+#[test]
+fn fast_retransmit_takes_three_later_answers_not_two() {
+    // Four frames at 0; the target answers the second and third: the first
+    // is not yet presumed lost. It answers the fourth: now it is, and goes
+    // again before its timeout (a fast retransmit, not a timeout).
+    let (mut t, mut model) = sampled();
+    let mut out = Outbox::new();
+    t.submit_read(1000, 8, 8, Box::new(|_| {}), &mut out);
+    assert_eq!(out.len(), 4);
+    let txs: Vec<Transmit> = std::mem::take(&mut out);
+    for tx in &txs[1..3] {
+        answer(&mut t, 1100, &mut model, tx, |_| {}, &mut out);
+    }
+    assert_eq!(t.on_timer(20_000, 0, &mut out).retransmitted, 0, "two later answers are not enough");
+    answer(&mut t, 20_000, &mut model, &txs[3], |_| {}, &mut out);
+    let r = t.on_timer(40_000, 0, &mut out);
+    assert_eq!((r.retransmitted, out.len()), (1, 1));
+    assert_eq!(lba_of(&out[0]), 8, "the first frame");
+    assert_eq!((t.counters.retransmits, t.counters.timeouts), (1, 0));
+}
+
+#[test]
+fn a_frame_presumed_lost_at_its_very_timeout_counts_as_a_timeout() {
+    // Overtaken by three later answers, but only looked at when its timer
+    // is due: a timeout (the window drops to one), not a fast retransmit.
+    let (mut t, mut model) = sampled();
+    let mut out = Outbox::new();
+    t.submit_read(1000, 8, 8, Box::new(|_| {}), &mut out);
+    let deadline = 1000 + t.rto();
+    let txs: Vec<Transmit> = std::mem::take(&mut out);
+    for tx in &txs[1..] {
+        answer(&mut t, 1100, &mut model, tx, |_| {}, &mut out);
+    }
+    let r = t.on_timer(deadline, 0, &mut out);
+    assert_eq!(r.retransmitted, 1);
+    assert_eq!((t.counters.retransmits, t.counters.timeouts), (1, 1));
+    assert_eq!(t.window(), 1, "a timeout cuts the window to one");
+}
+
+#[test]
+fn a_probe_s_answer_presumes_lost_what_went_before_it_not_after() {
+    let (mut t, _) = sampled();
+    let mut out = Outbox::new();
+    t.submit_read(1000, 8, 2, Box::new(|_| {}), &mut out);
+    out.clear();
+    // Quiet for the probe timeout (10 ms) with a frame waiting: a probe.
+    assert!(t.on_timer(1000 + MIN_PROBE_TIMEOUT, 0, &mut out).probe);
+    t.submit_read(20_000, 16, 2, Box::new(|_| {}), &mut out);
+    assert_eq!(out.len(), 1);
+    out.clear();
+    // The probe is answered: the first read went before it and is resent;
+    // the second went after it and waits for its timer.
+    t.on_sign_of_life(21_000, T_MAC);
+    let r = t.on_timer(30_000, 0, &mut out);
+    assert_eq!(r.retransmitted, 1, "{:?}", out.iter().map(lba_of).collect::<Vec<_>>());
+    assert_eq!(lba_of(&out[0]), 8);
+}
+
+#[test]
+fn a_late_answer_keeps_its_ghost_one_hold_longer_from_now() {
+    // A write whose first two transmissions are lost (presumed by probes'
+    // answers) and whose third is answered: a ghost of two. A late answer
+    // to the first keeps the ghost until a hold after that answer.
+    let (mut t, mut model) = sampled();
+    let mut out = Outbox::new();
+    t.submit_write(1000, 10, vec![1; 2 * SECTOR], Box::new(|_| {}), &mut out);
+    let tx1 = out.remove(0);
+    t.on_sign_of_life(1000 + MIN_RTO, T_MAC);
+    t.on_timer(1000 + MIN_RTO, 0, &mut out);
+    let _tx2 = out.remove(0);
+    let at3 = 1000 + MIN_RTO + 2 * MIN_RTO;
+    t.on_sign_of_life(at3, T_MAC);
+    t.on_timer(at3, 0, &mut out);
+    let tx3 = out.remove(0);
+    assert_eq!(answer(&mut t, at3 + 100, &mut model, &tx3, |_| {}, &mut out), ReplyOutcome::Accepted);
+    assert_eq!(t.ghosts(), 1);
+    let late = at3 + 300_000;
+    assert_eq!(answer(&mut t, late, &mut model, &tx1, |_| {}, &mut out), ReplyOutcome::Late);
+    assert_eq!(t.ghosts(), 1, "the second transmission is still out");
+    assert_eq!(t.flight.ghosts[0].expires, late + t.ghost_hold());
+}
+
+#[test]
+fn a_path_that_fails_no_longer_sets_the_frame_size_at_once() {
+    // Paths at MTU 1500 and 9000 in use: 1024-byte frames. The 1500 one
+    // stops answering and fails: from then on, 8704-byte frames.
+    let mut h = Harness::new(20_000, 16, 128, 1500, seeded("failed path limits", 72));
+    in_use(&mut h.t, 1, T_MAC2, 9000, 16, 255);
+    assert_eq!(h.t.payload(), 1024);
+    h.net.dead_mac = Some(T_MAC);
+    for i in 0..20 {
+        h.read(i, i as u64 * 2, 2);
+    }
+    h.run(20, 30_000_000);
+    assert!(h.t.paths()[0].failed());
+    assert_eq!(h.t.payload(), 8704);
+}
