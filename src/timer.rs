@@ -38,15 +38,18 @@ impl Timer {
             .name("timer".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
-                    let wait = {
+                    let (at, wait) = {
                         let Some(ini) = weak2.upgrade() else { return };
+                        wake.ticking();
                         let next = ini.tick();
-                        Duration::from_micros(next.saturating_sub(ini.now())).clamp(MIN_SLEEP, MAX_SLEEP)
+                        let now = ini.now();
+                        let wait = Duration::from_micros(next.saturating_sub(now)).clamp(MIN_SLEEP, MAX_SLEEP);
+                        (now + wait.as_micros() as u64, wait)
                     };
                     if stop2.load(Ordering::Relaxed) {
                         return;
                     }
-                    wake.wait(wait);
+                    wake.wait(at, wait);
                 }
             })
             .expect("spawn timer thread");

@@ -169,6 +169,27 @@ fn discovery_identify_and_status() {
     assert_eq!(raw, id.emit(), "the sim target sends what Identify::emit makes");
 }
 
+/// A target kept busy one request at a time (QD1) is looked at by the
+/// timer every `BUSY_TICK` anyway: new requests wake the timer thread only
+/// when it would sleep longer, not once per request (a wake-up is a CPU
+/// crossing, 20-45 us here, and it cost QD1 latency).
+#[test]
+fn requests_one_at_a_time_do_not_wake_the_timer_each() {
+    let (_hub, _t, core, _timer) = setup(1500, 180, 0);
+    let wake = core.ini.timer_wake.clone();
+    let n = 2000u64;
+    let (w0, t0) = (wake.wakes(), Instant::now());
+    // Not sequential, so no read-ahead answers them: each goes to the target.
+    for i in 0..n {
+        read(&core, (i * 7919 % 1024) * 4096, 4096).expect("read");
+    }
+    let (wakes, ms) = (wake.wakes() - w0, t0.elapsed().as_millis() as u64);
+    let ticks = ms * 1000 / aoefs::initiator::BUSY_TICK;
+    eprintln!("{n} reads in {ms} ms woke the timer {wakes} times");
+    assert!(wakes <= 2 * ticks + 10, "{wakes} wakes in {ms} ms: more than the timer's own ticks");
+    assert!(wakes < n / 4, "{wakes} wakes for {n} requests");
+}
+
 #[test]
 fn jumbo_frames_carry_17_sectors() {
     let (_hub, _t, core, _) = setup(9000, 180, 0);

@@ -73,6 +73,10 @@ impl TargetIo {
     pub fn outstanding(&self) -> u32 {
         self.flight.nout
     }
+    /// When the target last answered a command of ours (0: never).
+    pub fn last_progress(&self) -> Micros {
+        self.last_progress
+    }
     /// Transmissions the target may still hold.
     pub fn held(&self) -> u32 {
         self.flight.held

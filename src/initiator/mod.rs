@@ -79,12 +79,33 @@ pub const REPORT_INTERVAL: Micros = 1_000_000;
 /// retransmit, tail-loss probes).
 pub const BUSY_TICK: Micros = 5_000;
 
+/// ... and for this long after its last answer: requests that come one at
+/// a time (QD1) find the timer ticking already, and wake no thread.
+pub const BUSY_LINGER: Micros = 200_000;
+
 /// Wakes the timer thread before its next deadline: new work for an
-/// engine, or the timer stopping.
-#[derive(Default)]
+/// engine, or the timer stopping. It knows when the timer will tick next
+/// at the latest, so new work that can wait until then wakes no thread.
 pub struct TimerWake {
     woken: Mutex<bool>,
     cv: parking_lot::Condvar,
+    /// The latest the timer will tick next (initiator clock): `Micros::MAX`
+    /// while it is ticking (it may have taken its list already) or before
+    /// its first sleep.
+    until: AtomicU64,
+    /// How many times new work woke the timer (`wakes`).
+    wakes: AtomicU64,
+}
+
+impl Default for TimerWake {
+    fn default() -> Self {
+        TimerWake {
+            woken: Mutex::new(false),
+            cv: parking_lot::Condvar::new(),
+            until: AtomicU64::new(Micros::MAX),
+            wakes: AtomicU64::new(0),
+        }
+    }
 }
 
 impl TimerWake {
@@ -94,10 +115,30 @@ impl TimerWake {
         self.cv.notify_one();
     }
 
-    /// Sleeps for `d` unless woken first (or already woken since the last
-    /// wait).
-    pub fn wait(&self, d: std::time::Duration) {
+    /// Wakes the timer thread unless it will tick by `at` anyway.
+    pub fn wake_before(&self, at: Micros) {
+        if self.until.load(Ordering::SeqCst) > at {
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+            self.wake();
+        }
+    }
+
+    /// How many times new work has woken the timer.
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// The timer begins a tick: until it sleeps again, new work wakes it
+    /// (its next wait then returns at once).
+    pub fn ticking(&self) {
+        self.until.store(Micros::MAX, Ordering::SeqCst);
+    }
+
+    /// Sleeps for `d`, until `at` on the initiator's clock, unless woken
+    /// first (or already woken since the last wait).
+    pub fn wait(&self, at: Micros, d: std::time::Duration) {
         let mut w = self.woken.lock();
+        self.until.store(at, Ordering::SeqCst);
         if !*w {
             self.cv.wait_for(&mut w, d);
         }
@@ -463,9 +504,13 @@ impl Initiator {
             }
             let n = if report { std::mem::take(&mut g.unreported_retransmits) } else { 0 };
             // Only a target that is up needs the timer between sweeps
-            // (tail-loss probes); IDENTIFY and verifications of the others
-            // start at an RTO of 200 ms or more.
-            let wanted = g.state == DevState::Up && g.io.needs_timer();
+            // (tail-loss probes; and for `BUSY_LINGER` after its last
+            // answer, so the next request finds the timer ticking);
+            // IDENTIFY and verifications of the others start at an RTO of
+            // 200 ms or more.
+            let last = g.io.last_progress();
+            let lingering = last > 0 && now.saturating_sub(last) < BUSY_LINGER;
+            let wanted = g.state == DevState::Up && (g.io.needs_timer() || lingering);
             let listed = if on_list {
                 dev.set_timer_wanted(wanted);
                 wanted
@@ -474,7 +519,7 @@ impl Initiator {
             };
             let next = listed.then(|| {
                 let at = g.io.poll_timeout(deadsecs).unwrap_or(now + REPORT_INTERVAL);
-                if g.io.busy() {
+                if g.io.busy() || lingering {
                     at.min(now + BUSY_TICK)
                 } else {
                     at
@@ -528,16 +573,19 @@ impl Initiator {
     }
 
     /// Puts `dev` on the timer's list (it has work for its engine) and
-    /// wakes the timer; called under the device's lock, before the work is
-    /// queued. A device on the list already whose engine was idle (only
-    /// ghosts or pinned commands to time) wakes the timer too, which then
-    /// looks at it every `BUSY_TICK`.
+    /// makes sure the timer looks at it within `BUSY_TICK` (the cadence of
+    /// a target with requests in flight): it wakes the timer only when
+    /// the timer would sleep longer (an idle mount; a device on the list
+    /// already whose engine was idle, with only ghosts or pinned commands
+    /// to time). A target that is kept busy wakes no thread per request.
+    /// Called under the device's lock, before the work is queued.
     pub(super) fn wake_timer(&self, dev: &Arc<Device>, g: &DevInner) {
-        if dev.claim_timer() {
+        let claimed = dev.claim_timer();
+        if claimed {
             self.timer_list.lock().push(dev.clone());
-            self.timer_wake.wake();
-        } else if !g.io.busy() {
-            self.timer_wake.wake();
+        }
+        if claimed || !g.io.busy() {
+            self.timer_wake.wake_before(self.now() + BUSY_TICK);
         }
     }
 }
