@@ -727,6 +727,55 @@ fn a_new_path_carries_only_its_pinned_identify_and_leaves_the_target_alone() {
 }
 
 #[test]
+fn a_pinned_command_has_no_dead_line_only_its_timeouts() {
+    let mut h = Harness::new(20_000, 16, 128, 1500, seeded("pinned deadline", 72));
+    let id = unverified(&mut h.t, 0, T_MAC2, 1500, 1, 1);
+    h.net.silent = true;
+    let t0 = h.net.now;
+    pinned_identify(&mut h, 0, id);
+    assert_eq!(h.t.poll_timeout(2), Some(t0 + INITIAL_RTO));
+    // Resent at 1 s: its next timeout, 2 s later, is all the timer waits
+    // for; deadsecs (2 s from the first transmission) does not apply.
+    h.net.now = t0 + INITIAL_RTO;
+    let mut out = Outbox::new();
+    h.t.on_timer(h.net.now, 2, &mut out);
+    assert_eq!(out.len(), 1, "resent");
+    assert_eq!(h.t.poll_timeout(2), Some(t0 + 3 * INITIAL_RTO));
+}
+
+#[test]
+fn a_reply_whose_tag_is_outside_the_engine_s_space_is_counted_unexpected() {
+    let mut h = Harness::new(8192, 16, 128, 1500, seeded("foreign tag", 73));
+    h.read(0, 0, 2);
+    let mut out = Outbox::new();
+    let a = AtaRepr { aflags: 0, err_feature: 0, sector_count: 2, cmd_status: 0x40, lba: 0, data: &[0u8; 1024] };
+    for tag in [1 << 30, 0x8000_0001] {
+        assert_eq!(h.t.on_reply(h.net.now, T_MAC, tag, Ok(&a), &mut out), ReplyOutcome::Unexpected);
+    }
+    assert_eq!(h.t.counters.unexpected, 2);
+    assert!(out.is_empty() && h.t.busy(), "the read is still waiting for its own answer");
+}
+
+#[test]
+fn commands_without_an_lba_carry_none_on_a_lba28_target_and_flush_ext_its_flag() {
+    let mut h = Harness::new(20_000, 16, 128, 1500, seeded("lba28 commands", 74));
+    h.t.lba48 = false;
+    let mut out = Outbox::new();
+    h.t.submit_cmd(h.net.now, Op::Identify, done_into(&h.results, 0), &mut out, false);
+    h.t.submit_cmd(h.net.now, Op::Flush, done_into(&h.results, 1), &mut out, false);
+    h.t.submit_cmd(h.net.now, Op::Flush, done_into(&h.results, 2), &mut out, true);
+    let flags_and_lba = |t: &Transmit| (t.head[wire::field::AFLAGS], t.head[wire::field::LBA].to_vec());
+    assert_eq!(out.len(), 3);
+    assert_eq!(flags_and_lba(&out[0]), (0, vec![0; 6]), "IDENTIFY");
+    assert_eq!(flags_and_lba(&out[1]), (0, vec![0; 6]), "FLUSH CACHE");
+    assert_eq!(flags_and_lba(&out[2]), (wire::AFLAG_EXT, vec![0; 6]), "FLUSH CACHE EXT");
+    // A read there has the LBA28 form: 0xE0 in the device byte.
+    let mut out = Outbox::new();
+    h.t.submit_read(h.net.now, 5, 1, done_into(&h.results, 3), &mut out);
+    assert_eq!(flags_and_lba(&out[0]), (0, vec![5, 0, 0, 0xE0, 0, 0]), "READ SECTORS");
+}
+
+#[test]
 fn a_silent_new_path_fails_after_three_tries_and_costs_the_target_nothing() {
     let mut h = Harness::new(20_000, 16, 128, 9000, seeded("silent pinned", 42));
     h.deadsecs = 1;
@@ -1822,6 +1871,7 @@ fn each_path_counts_its_own_frames_and_bytes_and_they_add_up() {
     assert_eq!((a.frames_received, b.frames_received), (a.frames_sent, b.frames_sent), "no loss");
     let c = h.t.counters;
     assert_eq!(a.frames_sent + b.frames_sent, c.frames_sent);
+    assert_eq!(a.frames_received + b.frames_received, c.frames_received);
     assert_eq!(a.bytes_read + b.bytes_read, 1000 * SECTOR as u64);
     assert_eq!(a.bytes_written + b.bytes_written, 600 * SECTOR as u64);
     assert!(a.bytes_read > 0 && b.bytes_read > 0 && a.bytes_written > 0 && b.bytes_written > 0);
@@ -2028,4 +2078,165 @@ fn a_path_that_fails_no_longer_sets_the_frame_size_at_once() {
     h.run(20, 30_000_000);
     assert!(h.t.paths()[0].failed());
     assert_eq!(h.t.payload(), 8704);
+}
+
+#[test]
+fn a_probe_needs_a_quiet_target_and_a_frame_waiting_longer_than_the_probe_timeout() {
+    let setup = || {
+        let mut t = TargetIo::new(0, 1, 128);
+        in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+        let mut model = disk_model(64);
+        let mut out = Outbox::new();
+        t.submit_read(0, 0, 2, Box::new(|_| {}), &mut out);
+        let tx = out.remove(0);
+        assert_eq!(answer(&mut t, 100, &mut model, &tx, |_| {}, &mut out), ReplyOutcome::Accepted);
+        (t, model)
+    };
+    let pto = MIN_PROBE_TIMEOUT;
+    // Quiet (its last answer was 10 s ago), but its only frame was sent
+    // just now: no probe.
+    let (mut t, _) = setup();
+    let now = 10_000_000;
+    let mut out = Outbox::new();
+    t.submit_read(now, 2, 2, Box::new(|_| {}), &mut out);
+    out.clear();
+    assert!(!t.on_timer(now + 1, 0, &mut out).probe, "a fresh frame waits for nothing yet");
+    assert!(t.on_timer(now + pto, 0, &mut out).probe, "it waited the probe timeout");
+    // A frame waiting longer than that while the target answers others:
+    // no probe either.
+    let (mut t, mut model) = setup();
+    let mut out = Outbox::new();
+    t.submit_read(now, 2, 2, Box::new(|_| {}), &mut out);
+    t.submit_read(now, 4, 2, Box::new(|_| {}), &mut out);
+    let later = out.remove(1);
+    out.clear();
+    assert_eq!(answer(&mut t, now + pto, &mut model, &later, |_| {}, &mut out), ReplyOutcome::Accepted);
+    let r = t.on_timer(now + pto + 1, 0, &mut out);
+    assert!(out.is_empty(), "nothing resent");
+    assert!(!r.probe, "the target answers: it is not asked whether it is alive");
+}
+
+#[test]
+fn a_pinned_command_is_resent_at_its_timeout_to_the_microsecond_and_counted_on_its_path() {
+    let mut h = Harness::new(20_000, 16, 128, 1500, seeded("pinned resend", 75));
+    let id = unverified(&mut h.t, 0, T_MAC2, 1500, 1, 1);
+    h.net.silent = true;
+    let t0 = h.net.now;
+    pinned_identify(&mut h, 0, id);
+    let mut out = Outbox::new();
+    h.t.on_timer(t0 + INITIAL_RTO - 1, 10, &mut out);
+    assert!(out.is_empty(), "not before its timeout");
+    h.t.on_timer(t0 + INITIAL_RTO, 10, &mut out);
+    assert_eq!(out.len(), 1, "resent at its timeout");
+    let c = &h.t.path(id).unwrap().counters;
+    assert_eq!((c.retransmits, c.timeouts), (1, 1));
+    assert_eq!(h.t.counters.retransmits, 0, "not the target's own retransmission");
+}
+
+#[test]
+fn a_lowered_mtu_cuts_only_the_frames_that_no_longer_fit_and_says_so_once() {
+    let mut h = Harness::new(4096, 16, 128, 9000, seeded("cut what does not fit", 76));
+    warm_up(&mut h);
+    h.net.latency = 20_000;
+    // Two sectors fit a 1500-byte frame; seventeen do not.
+    h.read(0, 0, 2);
+    h.read(1, 100, 17);
+    assert_eq!(h.t.flight.nout, 2);
+    let sent = h.t.counters.frames_sent;
+    let mut out = Outbox::new();
+    h.t.set_link_mtu(h.net.now, 0, 1500, &mut out);
+    assert_eq!(h.t.counters.lost_jumbo, 1, "only the 17-sector frame was cut");
+    assert_eq!(out.len(), 9, "its pieces go at once, two sectors each");
+    assert_eq!(h.t.counters.frames_sent - sent, 9, "the small frame is not sent again");
+    // The same MTU again changes nothing, and says nothing.
+    let mut again = Outbox::new();
+    h.t.set_link_mtu(h.net.now, 0, 1500, &mut again);
+    assert!(again.is_empty());
+    assert_eq!(h.t.take_events().len(), 1, "one report, of the first change");
+    assert_eq!(h.t.counters.lost_jumbo, 1);
+    h.net.send_all(&mut out);
+    h.after();
+    h.run(7, 10_000_000);
+    assert_eq!(h.result(1).unwrap(), h.net.target.disk()[100 * SECTOR..117 * SECTOR]);
+}
+
+#[test]
+fn the_pieces_of_a_cut_frame_keep_its_backoff() {
+    let mut h = Harness::new(4096, 16, 128, 9000, seeded("cut backoff", 77));
+    h.net.silent = true;
+    let t0 = h.net.now;
+    h.read(0, 0, 17);
+    // Timed out at 1 s and resent: it has gone twice.
+    let mut out = Outbox::new();
+    h.t.on_timer(t0 + INITIAL_RTO, 0, &mut out);
+    assert_eq!(out.len(), 1);
+    out.clear();
+    let t1 = t0 + INITIAL_RTO + 10;
+    h.t.set_link_mtu(t1, 0, 1500, &mut out);
+    assert_eq!(out.len(), 1, "the first piece (the window is 1 after the timeout)");
+    // Its pieces time out as its third transmission would: 4 RTOs.
+    let deadlines: Vec<Micros> =
+        h.t.flight
+            .entries
+            .iter()
+            .filter(|e| e.job.is_some())
+            .filter_map(|e| e.sent.last())
+            .map(|t| t.deadline)
+            .collect();
+    assert_eq!(deadlines, vec![t1 + 4 * INITIAL_RTO]);
+}
+
+#[test]
+fn queued_frames_too_large_for_a_lowered_mtu_are_cut_though_none_in_flight_is() {
+    // One buffer: a small read in flight, a large one queued behind it.
+    let mut h = Harness::new(4096, 1, 128, 9000, seeded("cut the queue", 78));
+    warm_up(&mut h);
+    h.read(0, 0, 2);
+    h.read(1, 100, 17);
+    assert_eq!((h.t.flight.nout, h.t.pending_frames()), (1, 1));
+    h.net.max_frame = Some(1514);
+    h.net.longest_sent = 0;
+    let mut out = Outbox::new();
+    h.t.set_link_mtu(h.net.now, 0, 1500, &mut out);
+    assert_eq!(h.t.counters.lost_jumbo, 0, "nothing in flight was cut");
+    assert_eq!(h.t.pending_frames(), 9, "the queued frame was cut to the new size");
+    h.net.send_all(&mut out);
+    h.after();
+    h.run(7, 10_000_000);
+    assert!(h.net.longest_sent <= 1514, "a frame of {} bytes", h.net.longest_sent);
+    assert_eq!(h.result(1).unwrap(), h.net.target.disk()[100 * SECTOR..117 * SECTOR]);
+}
+
+#[test]
+fn a_ghost_goes_at_its_expiry_to_the_microsecond() {
+    let (mut t, _, _) = write_ghost(10, 2);
+    let expires = t.flight.ghosts[0].expires;
+    let mut out = Outbox::new();
+    t.on_timer(expires - 1, 0, &mut out);
+    assert_eq!(t.ghosts(), 1);
+    t.on_timer(expires, 0, &mut out);
+    assert_eq!(t.ghosts(), 0);
+    assert_eq!(t.held(), 0, "what it held is no longer counted");
+}
+
+#[test]
+fn a_transmission_the_link_refused_is_the_only_one_no_longer_held() {
+    let mut h = Harness::new(4096, 16, 128, 1500, seeded("refused resend", 79));
+    h.net.silent = true;
+    let t0 = h.net.now;
+    h.read(0, 0, 2);
+    // Timed out and resent; the original may still be held.
+    let mut out = Outbox::new();
+    h.t.on_timer(t0 + INITIAL_RTO, 0, &mut out);
+    assert_eq!(out.len(), 1);
+    let tag = u32::from_be_bytes(out[0].head[20..24].try_into().unwrap());
+    let sent = |h: &Harness| {
+        let e = h.t.flight.entries.iter().find(|e| e.job.is_some()).expect("in flight");
+        e.sent.iter().map(|t| t.held).collect::<Vec<_>>()
+    };
+    assert_eq!((sent(&h), h.t.held()), (vec![true, true], 2));
+    h.t.not_sent(tag);
+    assert_eq!((sent(&h), h.t.held()), (vec![true, false], 1), "the resend was refused, not the original");
+    h.t.not_sent(tag);
+    assert_eq!((sent(&h), h.t.held()), (vec![true, false], 1), "counted once");
 }
