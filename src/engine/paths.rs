@@ -594,17 +594,181 @@ impl TargetIo {
 
     /// Takes out the paths refused, or failed, for `PATH_EXPIRE`, except the
     /// target's last verified path. Returns how many left.
+    /// (Failed and refused paths have no say in the limits: nothing to
+    /// recompute.)
     pub fn expire_paths(&mut self, now: Micros) -> usize {
-        let n = self.paths.expire(now);
-        if n > 0 {
-            self.recompute();
-        }
-        n
+        self.paths.expire(now)
     }
 
     /// Removes every path through `link` (interface no longer allowed).
     pub fn remove_link(&mut self, link: usize) {
         self.paths.retain(|p| p.link != link);
         self.recompute();
+    }
+}
+
+/// The path table's own rules, on the table alone (the engine's tests in
+/// `engine/tests.rs` show them at work).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const I_MAC: Mac = Mac([2, 0, 0, 0, 0, 1]);
+    const A: Mac = Mac([2, 0, 0, 0, 0, 0xaa]);
+    const B: Mac = Mac([2, 0, 0, 0, 0, 0xbb]);
+
+    /// A table of paths in use at MTU `mtu`, one per MAC; their ids.
+    fn table(mtu: usize, macs: &[Mac]) -> (Paths, Vec<u32>) {
+        let mut paths = Paths::new();
+        let ids = macs
+            .iter()
+            .map(|&mac| match paths.add(0, 0, "sim0", I_MAC, mac, mtu, 16, 255, PathState::InUse) {
+                PathChange::Added { id, .. } => id,
+                other => panic!("not added: {other:?}"),
+            })
+            .collect();
+        (paths, ids)
+    }
+
+    #[test]
+    fn a_path_fails_at_its_third_loss_in_a_row_and_an_answer_starts_the_count_again() {
+        let (mut paths, ids) = table(1500, &[A]);
+        let id = ids[0];
+        assert!(!paths.strike(id, 10, true));
+        assert!(!paths.strike(id, 20, false));
+        assert!(!paths.answered(id, 25), "an answer on a path in use changes no state");
+        assert!(!paths.strike(id, 30, true));
+        assert!(!paths.strike(id, 40, true));
+        assert_eq!(paths.get(id).unwrap().state, PathState::InUse, "two in a row since the answer");
+        assert!(paths.strike(id, 50, false), "the third in a row fails it now");
+        let p = paths.get(id).unwrap();
+        assert_eq!((p.state, p.since), (PathState::Failed, 50));
+        assert_eq!((p.counters.retransmits, p.counters.timeouts), (5, 3), "timeouts only when the timer found it");
+        assert!(!paths.strike(id, 60, true), "failed already: not now");
+        assert!(paths.answered(id, 70), "an answer brings it back");
+        assert_eq!((paths.get(id).unwrap().state, paths.get(id).unwrap().since), (PathState::InUse, 70));
+    }
+
+    #[test]
+    fn when_every_path_failed_and_none_is_due_a_probe_frames_take_turns_on_them() {
+        let (mut paths, ids) = table(1500, &[A, B]);
+        for &id in &ids {
+            for _ in 0..PATH_FAIL_TIMEOUTS {
+                paths.strike(id, 0, true);
+            }
+        }
+        // Each gets its probe frame, then none is due: they take turns.
+        let picks: Vec<u32> = (0..6).map(|_| paths.pick(100, 1).unwrap()).collect();
+        assert_eq!(picks, vec![ids[0], ids[1], ids[0], ids[1], ids[0], ids[1]]);
+        assert!(paths.iter().all(|p| p.next_probe == 100 + PATH_PROBE_INTERVAL));
+    }
+
+    #[test]
+    fn a_probe_is_answered_when_every_path_in_use_answered_it() {
+        let (mut paths, ids) = table(1500, &[A, B]);
+        assert!(!paths.sign_of_life(10, A, Some(5)), "B has not answered it");
+        assert!(paths.sign_of_life(10, B, Some(5)));
+        assert!(!paths.sign_of_life(10, B, Some(6)), "A answered only the one before");
+        assert!(!paths.sign_of_life(10, A, None), "no probe: nothing answered");
+        // A failed path has no say.
+        for _ in 0..PATH_FAIL_TIMEOUTS {
+            paths.strike(ids[1], 20, true);
+        }
+        assert!(paths.sign_of_life(30, A, Some(9)));
+    }
+
+    #[test]
+    fn the_sixth_large_loss_in_a_row_after_a_small_answer_caps_the_path() {
+        let (mut paths, ids) = table(9000, &[A]);
+        let id = ids[0];
+        let mut c = Counters::default();
+        // Large frames sent from t=100 are lost; a small one is answered
+        // at t=150, after the first of them was sent.
+        assert!(!paths.big_lost(id, 100, 1000));
+        paths.size_answered(id, false, 150, &mut c);
+        for i in 1..JUMBO_LOSSES - 1 {
+            assert!(!paths.big_lost(id, 100 + i as u64, 1000), "loss {}", i + 1);
+        }
+        assert!(paths.get(id).unwrap().cap.is_none());
+        assert!(paths.big_lost(id, 200, 1000), "the sixth");
+        let cap = paths.get(id).unwrap().cap.expect("capped");
+        assert_eq!((cap.sectors, cap.natural, cap.confirmed), (FALLBACK_SECTORS, 17, false));
+        assert!(!paths.big_lost(id, 300, 1000), "capped already: not counted again");
+        assert_eq!(paths.get(id).unwrap().big_losses, JUMBO_LOSSES);
+    }
+
+    #[test]
+    fn large_losses_without_a_small_answer_since_the_first_cap_nothing() {
+        let (mut paths, ids) = table(9000, &[A]);
+        let id = ids[0];
+        let mut c = Counters::default();
+        // The small answer came at the very time the first loss was sent:
+        // not after it.
+        paths.size_answered(id, false, 100, &mut c);
+        for i in 0..2 * JUMBO_LOSSES {
+            assert!(!paths.big_lost(id, 100 + i as u64, 1000));
+        }
+        assert_eq!(paths.get(id).unwrap().big_loss_from, 100, "counted from the first loss");
+    }
+
+    #[test]
+    fn a_large_loss_sent_before_a_large_answer_does_not_count() {
+        let (mut paths, ids) = table(9000, &[A]);
+        let id = ids[0];
+        let mut c = Counters::default();
+        paths.size_answered(id, true, 500, &mut c);
+        paths.size_answered(id, false, 600, &mut c);
+        assert!(!paths.big_lost(id, 499, 1000));
+        assert_eq!(paths.get(id).unwrap().big_losses, 0, "sent before a large frame got through");
+        assert!(!paths.big_lost(id, 500, 1000));
+        assert_eq!(paths.get(id).unwrap().big_losses, 1, "sent when it got through: counts");
+    }
+
+    #[test]
+    fn a_path_whose_frames_are_small_already_is_never_capped() {
+        // At MTU 1500 a frame is 2 sectors, the fallback size.
+        let (mut paths, ids) = table(1500, &[A]);
+        let id = ids[0];
+        let mut c = Counters::default();
+        paths.size_answered(id, false, 150, &mut c);
+        for i in 0..2 * JUMBO_LOSSES {
+            assert!(!paths.big_lost(id, 100 + i as u64, 1000));
+        }
+        assert!(paths.get(id).unwrap().cap.is_none());
+    }
+
+    #[test]
+    fn a_large_answer_lifts_a_provisional_cap_but_not_a_confirmed_one() {
+        let capped = || {
+            let (mut paths, ids) = table(9000, &[A]);
+            let mut c = Counters::default();
+            paths.big_lost(ids[0], 100, 1000);
+            paths.size_answered(ids[0], false, 150, &mut c);
+            for i in 1..JUMBO_LOSSES {
+                paths.big_lost(ids[0], 100 + i as u64, 1000);
+            }
+            assert!(paths.get(ids[0]).unwrap().cap.is_some());
+            (paths, ids[0], c)
+        };
+        let (mut paths, id, mut c) = capped();
+        assert_eq!(paths.size_answered(id, true, 2000, &mut c), (true, None), "provisional: lifted");
+        assert!(paths.get(id).unwrap().cap.is_none());
+        let (mut paths, id, mut c) = capped();
+        let (lifted, event) = paths.size_answered(id, false, 2000, &mut c);
+        assert!(!lifted && event.is_some(), "a small answer confirms it, and says so");
+        assert_eq!(c.lost_jumbo, JUMBO_LOSSES as u64);
+        assert_eq!(paths.size_answered(id, true, 3000, &mut c), (false, None), "confirmed: kept");
+        assert!(paths.get(id).unwrap().cap.is_some());
+    }
+
+    #[test]
+    fn a_link_s_mtu_changes_only_the_paths_through_it() {
+        let mut paths = Paths::new();
+        for (link, mac) in [(0, A), (1, B)] {
+            paths.add(0, link, &format!("sim{link}"), I_MAC, mac, 9000, 16, 255, PathState::InUse);
+        }
+        assert_eq!(paths.set_link_mtu(0, 1500), Some("sim0".to_string()));
+        assert_eq!(paths.iter().map(|p| p.mtu).collect::<Vec<_>>(), vec![1500, 9000]);
+        assert_eq!(paths.set_link_mtu(0, 1500), None, "no change");
     }
 }
