@@ -87,7 +87,8 @@ impl Recovery {
             // Resent as lost, yet answered: replies come out of order.
             self.reorder_window = (2 * self.reorder_window).min(REORDER_MAX);
             self.last_reorder = now;
-        } else if now.saturating_sub(self.last_reorder) >= REORDER_DECAY && self.reorder_window > REORDER_MIN {
+        } else if now.saturating_sub(self.last_reorder) >= REORDER_DECAY {
+            // (At the minimum already this changes nothing.)
             self.reorder_window = (self.reorder_window / 2).max(REORDER_MIN);
             self.last_reorder = now;
         }
@@ -173,5 +174,110 @@ impl Recovery {
     pub(super) fn restart(&mut self) {
         self.probe = None;
         self.probes_unanswered = 0;
+    }
+}
+
+/// The rules of loss recovery, on `Recovery` alone.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transmission sent at `at`, timing out at `deadline`, held.
+    fn sent(at: Micros, deadline: Micros) -> Sent {
+        Sent { gen: 0, path: 1, seq: 0, at, deadline, held: true, overtaken: false }
+    }
+
+    #[test]
+    fn the_reordering_window_doubles_on_a_frame_resent_in_vain_and_halves_after_quiet() {
+        let mut r = Recovery::new();
+        let overtaken = Sent { overtaken: true, ..sent(0, 0) };
+        r.answered(1_000, &overtaken);
+        r.answered(2_000, &overtaken);
+        assert_eq!(r.reorder_window, 4 * REORDER_MIN);
+        r.answered(2_000 + REORDER_DECAY - 1, &sent(0, 0));
+        assert_eq!(r.reorder_window, 4 * REORDER_MIN, "not yet");
+        r.answered(2_000 + REORDER_DECAY, &sent(0, 0));
+        assert_eq!(r.reorder_window, 2 * REORDER_MIN, "halved after REORDER_DECAY");
+        r.answered(2_000 + 2 * REORDER_DECAY, &sent(0, 0));
+        r.answered(2_000 + 3 * REORDER_DECAY, &sent(0, 0));
+        assert_eq!(r.reorder_window, REORDER_MIN, "never below the minimum");
+        for i in 0..20 {
+            r.answered(3 * REORDER_DECAY + i, &overtaken);
+        }
+        assert_eq!(r.reorder_window, REORDER_MAX, "nor above the maximum");
+    }
+
+    #[test]
+    fn a_timed_out_transmission_is_presumed_lost_once_something_sent_after_it_was_answered() {
+        let mut r = Recovery::new();
+        let t = sent(100, 1_000);
+        assert!(!r.presumed_lost(&t, 1_000), "nothing answered since");
+        r.answered(500, &sent(100, 1_000));
+        assert!(!r.presumed_lost(&t, 1_000), "an answer to one sent at the same time");
+        r.answered(600, &sent(101, 1_000));
+        assert!(!r.presumed_lost(&t, 999), "not before its timeout");
+        assert!(r.presumed_lost(&t, 1_000));
+        assert!(!r.presumed_lost(&Sent { held: false, ..t }, 1_000), "not held: nothing to presume");
+        // Or after PAUSE_MAX with no answer at all.
+        let r = Recovery::new();
+        assert!(!r.presumed_lost(&t, 100 + PAUSE_MAX - 1));
+        assert!(r.presumed_lost(&t, 100 + PAUSE_MAX));
+    }
+
+    #[test]
+    fn a_config_answer_presumes_lost_what_timed_out_before_it() {
+        let mut r = Recovery::new();
+        let t = sent(100, 1_000);
+        assert!(!r.presumed_lost(&t, 1_000));
+        r.sign_of_life(1_000);
+        assert!(r.presumed_lost(&t, 1_000));
+        assert!(!r.presumed_lost(&sent(1_500, 2_000), 2_000), "sent after it");
+    }
+
+    #[test]
+    fn answered_after_and_quiet_read_the_last_answer() {
+        let mut r = Recovery::new();
+        r.answered(5_000, &sent(4_000, 0));
+        assert!(r.answered_after(4_999));
+        assert!(!r.answered_after(5_000));
+        assert!(!r.quiet(5_000 + MIN_PROBE_TIMEOUT - 1, MIN_PROBE_TIMEOUT));
+        assert!(r.quiet(5_000 + MIN_PROBE_TIMEOUT, MIN_PROBE_TIMEOUT));
+    }
+
+    #[test]
+    fn the_probe_timeout_is_twice_the_round_trip_within_its_bounds() {
+        let mut rtt = Rtt::default();
+        rtt.sample(20_000);
+        assert_eq!(Recovery::probe_timeout(&rtt), 40_000);
+        let mut fast = Rtt::default();
+        fast.sample(100);
+        assert_eq!(Recovery::probe_timeout(&fast), MIN_PROBE_TIMEOUT);
+        let mut slow = Rtt::default();
+        slow.sample(150_000);
+        assert_eq!(Recovery::probe_timeout(&slow), slow.rto().min(300_000));
+    }
+
+    #[test]
+    fn probes_go_one_at_a_time_each_twice_as_long_after_the_last_until_answered() {
+        let (rto, pto) = (200_000, 10_000);
+        let mut r = Recovery::new();
+        assert_eq!(r.next_probe_at(rto, pto), 0, "none sent: any time");
+        r.probe_sent(7, 1_000);
+        assert_eq!(r.probe_seq(), Some(7));
+        // Replaced after an RTO; backed off by 2 probe timeouts.
+        assert_eq!(r.next_probe_at(rto, pto), 1_000 + rto);
+        r.probe_answered();
+        assert_eq!(r.probe_seq(), None);
+        assert_eq!(r.next_probe_at(rto, pto), 1_000 + 2 * pto);
+        r.probe_sent(9, 30_000);
+        r.probe_answered();
+        assert_eq!(r.next_probe_at(rto, pto), 30_000 + 4 * pto);
+        // An ATA answer ends the backoff.
+        r.answered(40_000, &sent(35_000, 0));
+        assert_eq!(r.next_probe_at(rto, pto), 0);
+        // So does a restart, and it forgets the probe.
+        r.probe_sent(11, 50_000);
+        r.restart();
+        assert_eq!((r.probe_seq(), r.next_probe_at(rto, pto)), (None, 0));
     }
 }
