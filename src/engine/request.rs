@@ -109,12 +109,13 @@ impl Job {
     pub(super) fn is_big(&self) -> bool {
         self.count > super::FALLBACK_SECTORS
     }
-    /// Bytes of data its reply carries (reads, IDENTIFY).
+    /// Bytes of data its reply carries: reads, and IDENTIFY (a command of
+    /// one sector in); FLUSH CACHE has a count of 0.
     pub(super) fn data_in(&self) -> usize {
-        match self.cmd {
-            wire::ATA_IDENTIFY => SECTOR,
-            _ if !self.write => self.count as usize * SECTOR,
-            _ => 0,
+        if self.write {
+            0
+        } else {
+            self.count as usize * SECTOR
         }
     }
     /// The frame cut into frames of at most `sectors` sectors, in order.
