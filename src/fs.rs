@@ -88,20 +88,26 @@ impl_fail!(
     ReplyXattr
 );
 
+/// What aoefs asks of the kernel's FUSE at `init` (aoe-nullfuse, the
+/// bench's null file, asks the same, so that it measures what aoefs gets).
+pub fn kernel_config(config: &mut KernelConfig) {
+    let _ = config.set_max_write(1 << 20);
+    let _ = config.set_max_readahead(1 << 20);
+    let _ = config.set_max_background(128);
+    let _ = config.set_congestion_threshold(96);
+    // O_TRUNC arrives as an open flag instead of a truncate: opening an
+    // image with O_TRUNC (dd without conv=notrunc, `>` redirection) is
+    // ignored as on a block device, while truncate(2) is refused.
+    let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+    // Let the kernel send several O_DIRECT requests of one file at once
+    // (io_submit with a queue depth, loop devices): without it a
+    // reader's queue depth reaches aoefs one request at a time.
+    let _ = config.add_capabilities(fuser::InitFlags::FUSE_ASYNC_DIO);
+}
+
 impl Filesystem for AoeFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
-        let _ = config.set_max_background(128);
-        let _ = config.set_congestion_threshold(96);
-        // O_TRUNC arrives as an open flag instead of a truncate: opening an
-        // image with O_TRUNC (dd without conv=notrunc, `>` redirection) is
-        // ignored as on a block device, while truncate(2) is refused.
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
-        // Let the kernel send several O_DIRECT requests of one file at once
-        // (io_submit with a queue depth, loop devices): without it a
-        // reader's queue depth reaches aoefs one request at a time.
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ASYNC_DIO);
+        kernel_config(config);
         Ok(())
     }
 

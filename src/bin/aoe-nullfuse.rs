@@ -57,12 +57,7 @@ const TTL: Duration = Duration::from_secs(1);
 
 impl Filesystem for NullFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // As aoefs (src/fs.rs).
-        let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
-        let _ = config.set_max_background(128);
-        let _ = config.set_congestion_threshold(96);
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ASYNC_DIO);
+        aoefs::fs::kernel_config(config);
         Ok(())
     }
 
