@@ -2148,10 +2148,13 @@ fn a_lowered_mtu_cuts_only_the_frames_that_no_longer_fit_and_says_so_once() {
     assert_eq!(h.t.counters.lost_jumbo, 1, "only the 17-sector frame was cut");
     assert_eq!(out.len(), 9, "its pieces go at once, two sectors each");
     assert_eq!(h.t.counters.frames_sent - sent, 9, "the small frame is not sent again");
-    // The same MTU again changes nothing, and says nothing.
+    // The same MTU again changes nothing, and says nothing; nor does a
+    // lower one whose frames still carry two sectors (36 + 1024 <= 1200).
     let mut again = Outbox::new();
     h.t.set_link_mtu(h.net.now, 0, 1500, &mut again);
+    h.t.set_link_mtu(h.net.now, 0, 1200, &mut again);
     assert!(again.is_empty());
+    assert_eq!(h.t.payload(), 1024);
     assert_eq!(h.t.take_events().len(), 1, "one report, of the first change");
     assert_eq!(h.t.counters.lost_jumbo, 1);
     h.net.send_all(&mut out);
