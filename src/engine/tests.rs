@@ -2243,3 +2243,25 @@ fn a_transmission_the_link_refused_is_the_only_one_no_longer_held() {
     h.t.not_sent(tag);
     assert_eq!((sent(&h), h.t.held()), (vec![true, false], 1), "counted once");
 }
+
+#[test]
+fn a_refused_transmission_of_a_ghost_is_no_longer_held() {
+    // A write's first transmission timed out and was resent; the resend
+    // was answered, so the first lives on in a ghost, held by our count.
+    // Then the link says the first never went out.
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    let mut model = disk_model(64);
+    let mut out = Outbox::new();
+    t.submit_write(0, 10, vec![1; 2 * SECTOR], Box::new(|_| {}), &mut out);
+    let first = u32::from_be_bytes(out[0].head[20..24].try_into().unwrap());
+    out.clear();
+    t.on_timer(INITIAL_RTO, 0, &mut out);
+    assert_eq!(out.len(), 1, "resent");
+    let tx = out.remove(0);
+    assert_eq!(answer(&mut t, INITIAL_RTO + 100, &mut model, &tx, |_| {}, &mut out), ReplyOutcome::Accepted);
+    assert_eq!((t.ghosts(), t.held()), (1, 1), "the first is a ghost, still held");
+    t.not_sent(first);
+    assert_eq!(t.held(), 0);
+    assert!(t.flight.ghosts[0].sent.iter().all(|s| !s.held));
+}
