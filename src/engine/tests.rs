@@ -2265,3 +2265,17 @@ fn a_refused_transmission_of_a_ghost_is_no_longer_held() {
     assert_eq!(t.held(), 0);
     assert!(t.flight.ghosts[0].sent.iter().all(|s| !s.held));
 }
+
+#[test]
+fn last_progress_is_when_the_target_last_answered_a_command() {
+    let mut t = TargetIo::new(0, 1, 128);
+    in_use(&mut t, 0, T_MAC, 1500, 16, 255);
+    let mut model = disk_model(64);
+    assert_eq!(t.last_progress(), 0, "never");
+    let mut out = Outbox::new();
+    t.submit_read(1_000, 0, 2, Box::new(|_| {}), &mut out);
+    let tx = out.remove(0);
+    assert_eq!(t.last_progress(), 0, "a send is no answer");
+    answer(&mut t, 1_234, &mut model, &tx, |_| {}, &mut out);
+    assert_eq!(t.last_progress(), 1_234);
+}
