@@ -135,12 +135,12 @@ impl Mount {
         let mnt = prepare_mount_point(mountpoint)?;
         check_dev_fuse()?;
         let provider = Arc::new(PcapProvider { busy_poll: cli.busy_poll() });
-        let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
+        let fuse = mount_options::fuse_options(&cli.options);
         if let Some(mtu) = cli.bench_sim_target {
             let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs: Vec::new() };
-            let fuse = mount_options::fuse_options(&cli.options);
             return Ok(Mount { mnt, provider, interfaces: vec![SIM_PORT.into()], sim_mtu: Some(mtu), opts, fuse });
         }
+        let names = link::split_iflist(cli.iflist.as_deref().unwrap_or(""));
         if let Some(n) = names.iter().find(|n| !provider.exists(n)) {
             return Err(Failure::usage(format!("unknown interface: {n}")));
         }
@@ -161,7 +161,6 @@ impl Mount {
             }
         };
         let opts = Options { deadsecs: cli.deadsecs, maxout: cli.maxout, macs };
-        let fuse = mount_options::fuse_options(&cli.options);
         Ok(Mount { mnt, provider, interfaces: names, sim_mtu: None, opts, fuse })
     }
 }
