@@ -382,7 +382,7 @@ fn fsync_sends_flush_cache_ext_when_identify_offers_it() {
 
 #[test]
 fn control_files_reject_bad_input_and_change_nothing() {
-    let (_hub, _t, core, _) = setup(1500, 180, 0);
+    let (hub, _t, core, _) = setup(1500, 180, 0);
     let before = core.ini.interfaces();
     let bad: Vec<&[u8]> = vec![b"nosuchif0\n", b"mem0 nosuchif0", b"a/b", &[0xff, 0xfe, 0x00], b"x\x01y"];
     for b in bad {
@@ -409,6 +409,9 @@ fn control_files_reject_bad_input_and_change_nothing() {
     dev.opened();
     assert_eq!(core.write_ctl(Ctl::Flush, b"e3.7").unwrap_err().errno(), libc::EBUSY);
     dev.closed();
+    // The interfaces written and the revalidation ask the target again;
+    // its answers, once in, would bring back a target flushed before them.
+    wait_quiet(&hub);
     core.write_ctl(Ctl::Flush, b"").unwrap();
     assert!(core.ini.device(3, 7).is_some(), "an up device is not flushed by an empty write");
     core.write_ctl(Ctl::Flush, b"all").unwrap();
@@ -670,6 +673,17 @@ fn err_sums_retransmissions_per_target_and_second() {
 
 /// Waits until e3.7 has nothing in flight or queued: a failed request is
 /// answered at its first error, and its other frames finish after it.
+/// Waits until the hub has delivered no frame for 200 ms (at most 10 s).
+fn wait_quiet(hub: &Hub) {
+    let mut last = hub.delivered();
+    let quiet = wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = hub.delivered();
+        std::mem::replace(&mut last, now) == now
+    });
+    assert!(quiet, "frames still flowing after 10 s");
+}
+
 fn wait_idle(core: &BlockFs) {
     let dev = core.ini.device(3, 7).expect("device");
     let idle = wait_until(Duration::from_secs(30), || {
