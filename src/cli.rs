@@ -91,14 +91,14 @@ pub struct Cli {
     /// Write the daemon's process id to this file (removed at exit)
     #[arg(long, value_name = "PATH")]
     pub pidfile: Option<PathBuf>,
-    /// Busy-poll: the capture thread keeps checking for the next frame this many microseconds before it sleeps (0:
-    /// off, unless --busy-poll says otherwise). Spends CPU to cut small-request latency, like net.core.busy_poll
-    #[arg(long, default_value_t = 0, value_name = "US", value_parser = parse::busy_poll_us())]
-    pub busy_poll_us: u32,
-    /// When the capture thread busy-polls: off; on (after every burst of frames); auto (only while a reply is
-    /// expected soon: a target with at most 2 commands in flight and a round trip within the --busy-poll-us
-    /// budget, never while idle). Default: on when --busy-poll-us is more than 0, else off; on and auto
-    /// without --busy-poll-us poll 50 us
+    /// Busy-poll budget: how many microseconds the capture thread keeps checking for the next frame before it
+    /// sleeps (default 50; 0: no busy-polling). Spends CPU to cut small-request latency, like net.core.busy_poll
+    #[arg(long, value_name = "US", value_parser = parse::busy_poll_us())]
+    pub busy_poll_us: Option<u32>,
+    /// When the capture thread busy-polls: auto (the default: only while a reply is awaited by a caller with
+    /// nothing else to do: at most 2 requests at once, the target's commands in flight and the application's
+    /// requests alike, and a round trip within the budget; never while idle); on (after every burst of frames);
+    /// off
     #[arg(long, value_enum, value_name = "MODE")]
     pub busy_poll: Option<BusyPollMode>,
     /// FUSE request threads
@@ -122,18 +122,24 @@ pub enum BusyPollMode {
     Auto,
 }
 
-/// The busy-poll budget of `--busy-poll on|auto` without `--busy-poll-us`.
+/// The busy-poll budget without `--busy-poll-us`.
 pub const BUSY_POLL_DEFAULT_US: u32 = 50;
 
 impl Cli {
     /// What `--busy-poll` and `--busy-poll-us` ask of the capture threads.
     pub fn busy_poll(&self) -> aoefs::link::pcap::BusyPoll {
         use aoefs::link::pcap::BusyPoll;
-        let us = |n: u32| Duration::from_micros(if n == 0 { BUSY_POLL_DEFAULT_US } else { n } as u64);
+        // An explicit on or auto with a budget of 0 polls the default budget.
+        let us = |n: Option<u32>| {
+            Duration::from_micros(match n {
+                None | Some(0) => BUSY_POLL_DEFAULT_US,
+                Some(n) => n,
+            } as u64)
+        };
         match (self.busy_poll, self.busy_poll_us) {
-            (None, 0) | (Some(BusyPollMode::Off), _) => BusyPoll::Off,
-            (None, n) | (Some(BusyPollMode::On), n) => BusyPoll::Always(us(n)),
-            (Some(BusyPollMode::Auto), n) => BusyPoll::Adaptive(us(n)),
+            (None, Some(0)) | (Some(BusyPollMode::Off), _) => BusyPoll::Off,
+            (Some(BusyPollMode::On), n) => BusyPoll::Always(us(n)),
+            (None, n) | (Some(BusyPollMode::Auto), n) => BusyPoll::Adaptive(us(n)),
         }
     }
 }

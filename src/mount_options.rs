@@ -28,7 +28,7 @@ pub fn apply(cli: &mut Cli) -> Result<(), clap::Error> {
             "maxout" => cli.maxout = number(parse::maxout(), k, v)?,
             "cache_mb" => cli.cache_mb = number(parse::cache_mb(), k, v)?,
             "readahead_kb" => cli.readahead_kb = number(parse::readahead_kb(), k, v)?,
-            "busy_poll_us" => cli.busy_poll_us = number(parse::busy_poll_us(), k, v)?,
+            "busy_poll_us" => cli.busy_poll_us = Some(number(parse::busy_poll_us(), k, v)?),
             "busy_poll" => {
                 cli.busy_poll =
                     Some(<crate::cli::BusyPollMode as clap::ValueEnum>::from_str(v, false).map_err(|_| {
@@ -129,14 +129,16 @@ mod tests {
     }
 
     #[test]
-    fn busy_polling_is_off_unless_asked_for_and_auto_polls_only_for_replies() {
+    fn busy_polling_is_auto_unless_turned_off_or_on() {
         use aoefs::link::pcap::BusyPoll;
         use std::time::Duration;
         let us = Duration::from_micros;
         for (args, want) in [
-            (&[][..], BusyPoll::Off),
+            (&[][..], BusyPoll::Adaptive(us(50))),
             (&["--busy-poll-us", "0"], BusyPoll::Off),
-            (&["--busy-poll-us", "30"], BusyPoll::Always(us(30))),
+            (&["--busy-poll-us", "30"], BusyPoll::Adaptive(us(30))),
+            (&["--busy-poll", "off"], BusyPoll::Off),
+            (&["--busy-poll", "on", "--busy-poll-us", "0"], BusyPoll::Always(us(50))),
             (&["--busy-poll", "on"], BusyPoll::Always(us(50))),
             (&["--busy-poll", "auto"], BusyPoll::Adaptive(us(50))),
             (&["--busy-poll", "auto", "--busy-poll-us", "80"], BusyPoll::Adaptive(us(80))),
@@ -145,6 +147,8 @@ mod tests {
             assert_eq!(cli(args).unwrap().busy_poll(), want, "{args:?}");
         }
         assert_eq!(with_o("busy_poll=auto,busy_poll_us=20").unwrap().busy_poll(), BusyPoll::Adaptive(us(20)));
+        assert_eq!(with_o("busy_poll_us=0").unwrap().busy_poll(), BusyPoll::Off);
+        assert_eq!(with_o("busy_poll=on").unwrap().busy_poll(), BusyPoll::Always(us(50)));
         assert!(with_o("busy_poll=sometimes").is_err());
         assert!(cli(&["--busy-poll", "sometimes"]).is_err());
     }

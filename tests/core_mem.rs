@@ -190,6 +190,44 @@ fn requests_one_at_a_time_do_not_wake_the_timer_each() {
     assert!(wakes < n / 4, "{wakes} wakes for {n} requests");
 }
 
+/// `--busy-poll auto` polls for a reply only while few requests are at
+/// once: the links hear of the application's requests in progress as well
+/// as of the target's commands in flight. Reads one at a time are few
+/// (each reply is awaited by a caller with nothing else to do); with other
+/// requests in progress they are many, and stay many until
+/// `OVERLAP_MEMORY` requests in a row came alone, so a queue that empties
+/// for a moment does not start polling.
+#[test]
+fn the_links_hear_whether_the_application_keeps_requests_at_once() {
+    use aoefs::initiator::OVERLAP_MEMORY;
+    let (hub, _t, core, _timer) = setup(9000, 180, 0);
+    let demand = core.ini.demand.clone();
+    let reads = |n: u64, from: u64| {
+        for i in from..from + n {
+            // Not sequential, so no read-ahead answers them: each goes to the target.
+            read(&core, (i * 7919 % 1024) * 4096, 4096).expect("read");
+        }
+    };
+    reads(10, 0);
+    hub.take_reply_hints();
+    reads(50, 10);
+    assert_eq!(hub.take_reply_hints(), (50, 0), "one read at a time: one frame each, few at once");
+    assert_eq!((demand.outstanding(), demand.concurrency()), (0, 1), "each read counted, and ended");
+
+    // Two other requests in progress (a QD3 application): every read's
+    // frame has three at once.
+    let others = [demand.begin(), demand.begin()];
+    reads(20, 60);
+    assert_eq!(hub.take_reply_hints(), (0, 20));
+    drop(others);
+    // Remembered until OVERLAP_MEMORY requests in a row came alone.
+    reads(OVERLAP_MEMORY as u64 - 1, 80);
+    assert_eq!(hub.take_reply_hints(), (0, OVERLAP_MEMORY as u64 - 1));
+    reads(6, 200);
+    assert_eq!(hub.take_reply_hints(), (6, 0), "the run of requests alone complete: few again");
+    assert_eq!(demand.outstanding(), 0);
+}
+
 #[test]
 fn jumbo_frames_carry_17_sectors() {
     let (_hub, _t, core, _) = setup(9000, 180, 0);

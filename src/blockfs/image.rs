@@ -8,6 +8,7 @@ use crate::cache::{BLOCK, BLOCK_SECTORS};
 use crate::device::Device;
 use crate::engine::{IoDone, IoError, Op};
 use crate::fs_err;
+use crate::initiator::Ticket;
 use crate::wire::SECTOR;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -24,6 +25,14 @@ pub const WRITE_CHUNK: usize = 128 << 10;
 fn write_chunk(payload: usize) -> usize {
     let payload = payload.max(SECTOR);
     ((WRITE_CHUNK + payload / 2) / payload).max(1) * payload
+}
+
+/// Ends the application's request `t` (`Initiator::demand`: each read,
+/// write and fsync of an image counts from when it is taken), then
+/// answers it: the caller's next request must find this one ended.
+fn ended<R>(t: Ticket, reply: impl FnOnce(R), res: R) {
+    drop(t);
+    reply(res)
 }
 
 /// Joins the completions of the parts of one request: `done` runs once,
@@ -79,6 +88,8 @@ impl BlockFs {
     /// Reads `size` bytes at `off` of a region (the disk or a partition);
     /// answers asynchronously.
     pub fn read_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, size: u32, reply: ReadReply) {
+        let t = self.ini.demand.begin();
+        let reply: ReadReply = Box::new(move |r| ended(t, reply, r));
         let disk = dev.sectors() * SECTOR as u64;
         let rlen = region.len.min(disk.saturating_sub(region.base));
         if off >= rlen || size == 0 {
@@ -160,6 +171,8 @@ impl BlockFs {
     /// partial sectors are read, merged and written back under a sector
     /// range lock, on the worker pool.
     pub fn write_image(self: &Arc<Self>, dev: &Arc<Device>, region: Region, off: u64, data: &[u8], reply: WriteReply) {
+        let t = self.ini.demand.begin();
+        let reply: WriteReply = Box::new(move |r| ended(t, reply, r));
         if self.readonly || dev.is_readonly() {
             reply(Err(fs_err!(libc::EROFS, "{}: read-only", dev.name())));
             return;
@@ -282,6 +295,8 @@ impl BlockFs {
     /// fsync: FLUSH CACHE (EXT when IDENTIFY says so), answered once the
     /// target answered.
     pub fn fsync_image(self: &Arc<Self>, dev: &Arc<Device>, reply: EmptyReply) {
+        let t = self.ini.demand.begin();
+        let reply: EmptyReply = Box::new(move |r| ended(t, reply, r));
         if !dev.is_up() {
             reply(Err(IoError::Down.into()));
             return;

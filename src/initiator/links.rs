@@ -56,11 +56,13 @@ impl LinkTable {
     }
 
     /// Sends frame `t` on its link (if it is still open), and tells the
-    /// link when its reply may come.
-    pub(super) fn send(&self, t: &Transmit) -> io::Result<()> {
+    /// link when its reply may come and how many requests are at once: the
+    /// target's commands in flight or the application's requests
+    /// (`concurrency`), whichever is more.
+    pub(super) fn send(&self, t: &Transmit, concurrency: u32) -> io::Result<()> {
         let Some(l) = self.get(t.link) else { return Ok(()) };
         l.send_parts(&t.head, t.data()).inspect_err(|e| log::debug!("send on {}: {e}", l.name()))?;
-        l.expect_reply(t.rtt, t.in_flight);
+        l.expect_reply(t.rtt, t.in_flight.max(concurrency));
         Ok(())
     }
 }
@@ -88,10 +90,11 @@ impl Initiator {
             return;
         }
         let links = self.links();
+        let concurrency = self.demand.concurrency();
         let mut refused: Vec<(u16, u8, u32)> = Vec::new();
         let mut too_long = false;
         for t in out.drain(..) {
-            if let Err(e) = links.send(&t) {
+            if let Err(e) = links.send(&t, concurrency) {
                 too_long |= e.raw_os_error() == Some(libc::EMSGSIZE);
                 let f = Frame::new_unchecked(&t.head[..]);
                 refused.push((f.shelf(), f.slot(), f.tag()));

@@ -6,6 +6,8 @@
 //! targets other than ATA and discovery (`commands`), and here the device
 //! table, I/O submission and the timer's work (`tick`: retransmission, dead
 //! detection, rediscovery). `effects` is a leaf: what a step leaves to do.
+//! `demand` is another leaf: the application's requests in progress, which
+//! adaptive busy-polling goes by (`links` passes them to the links).
 //! No file imports another in a circle: each uses this module's
 //! `Initiator`; besides, `discovery` uses `trust`, `links` uses `rx`, and
 //! `discovery`, `rx` and `trust` use `effects`.
@@ -27,6 +29,7 @@
 //! `shutdown` fails the I/O).
 
 mod commands;
+mod demand;
 mod discovery;
 mod effects;
 mod links;
@@ -36,6 +39,7 @@ mod table;
 mod trust;
 
 pub use commands::{CommandReply, TargetCommand};
+pub use demand::{Demand, Ticket, OVERLAP_MEMORY};
 pub use links::LinkError;
 pub use table::{Forget, MAX_DEVICES, MAX_UNIDENTIFIED};
 pub use trust::{parse_macs, MacListError};
@@ -252,6 +256,10 @@ pub struct Initiator {
     sweep_wanted: AtomicBool,
     /// The timer thread's wake-up.
     pub timer_wake: Arc<TimerWake>,
+    /// The application's requests in progress (the filesystem counts
+    /// them): with the targets' commands in flight, what adaptive
+    /// busy-polling goes by (`Link::expect_reply`).
+    pub demand: Arc<Demand>,
     pending_commands: Mutex<HashMap<u32, std::sync::mpsc::Sender<CommandReply>>>,
     config_retries: Mutex<HashMap<(u16, u8, Mac), discovery::ConfigRetry>>,
     command_seq: AtomicU32,
@@ -288,6 +296,7 @@ impl Initiator {
             timer_list: Mutex::new(Vec::new()),
             sweep_wanted: AtomicBool::new(true),
             timer_wake: Arc::default(),
+            demand: Arc::default(),
             pending_commands: Mutex::new(HashMap::new()),
             config_retries: Mutex::new(HashMap::new()),
             command_seq: AtomicU32::new(1),

@@ -27,6 +27,11 @@ struct HubInner {
     stop: AtomicBool,
     faults: Mutex<Option<FaultInjector>>,
     delivered: AtomicU64,
+    /// `Link::expect_reply` calls on any port: with at most
+    /// `pcap::ADAPTIVE_AT_ONCE` requests at once (a pcap link set to
+    /// `auto` would poll), and with more.
+    hints_few: AtomicU64,
+    hints_many: AtomicU64,
 }
 
 /// The in-memory segment. Cloning shares it.
@@ -50,6 +55,8 @@ impl Hub {
             stop: AtomicBool::new(false),
             faults: Mutex::new(None),
             delivered: AtomicU64::new(0),
+            hints_few: AtomicU64::new(0),
+            hints_many: AtomicU64::new(0),
         });
         let i2 = inner.clone();
         std::thread::Builder::new().name("mem-hub".into()).spawn(move || hub_loop(i2)).expect("spawn hub");
@@ -96,6 +103,13 @@ impl Hub {
 
     pub fn delivered(&self) -> u64 {
         self.inner.delivered.load(Ordering::Relaxed)
+    }
+
+    /// How many frames were sent, since the last call, with at most
+    /// `pcap::ADAPTIVE_AT_ONCE` requests at once (where `--busy-poll auto`
+    /// would poll for the reply) and with more (`Link::expect_reply`).
+    pub fn take_reply_hints(&self) -> (u64, u64) {
+        (self.inner.hints_few.swap(0, Ordering::Relaxed), self.inner.hints_many.swap(0, Ordering::Relaxed))
     }
 
     /// A provider that opens this hub's ports by name.
@@ -264,6 +278,11 @@ impl Link for MemLink {
         }
         self.hub.send_from(self.port, frame);
         Ok(())
+    }
+    fn expect_reply(&self, _rtt_us: u64, at_once: u32) {
+        let h = &self.hub.inner;
+        let n = if at_once <= super::pcap::ADAPTIVE_AT_ONCE { &h.hints_few } else { &h.hints_many };
+        n.fetch_add(1, Ordering::Relaxed);
     }
     fn close(&self) {
         self.hub.attach(self.port, None);

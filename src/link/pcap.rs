@@ -24,18 +24,20 @@ pub enum BusyPoll {
     Off,
     /// After every burst of frames, for this long.
     Always(Duration),
-    /// Only while a reply is expected soon: a frame went out with at most
-    /// `ADAPTIVE_IN_FLIGHT` commands of its target in flight and a round
-    /// trip of at most this long (`Link::expect_reply`); then until two
-    /// round trips after the latest such frame (each new one moves it on),
-    /// at most this long past the last frame received. Never while idle,
-    /// nor while many commands are in flight (replies come anyway).
+    /// Only while a reply is awaited by a caller with nothing else to do: a
+    /// frame went out with at most `ADAPTIVE_AT_ONCE` requests at once (its
+    /// target's commands in flight, and the application's requests in
+    /// progress lately) and a round trip of at most this long
+    /// (`Link::expect_reply`); then until two round trips after the latest
+    /// such frame (each new one moves it on), at most this long past the
+    /// last frame received. Never while idle, nor while many commands are
+    /// in flight (replies come anyway), nor while the application keeps
+    /// several requests going (FUSE and the application need the CPU).
     Adaptive(Duration),
 }
 
-/// `BusyPoll::Adaptive` polls for targets with at most this many commands
-/// in flight.
-pub const ADAPTIVE_IN_FLIGHT: u32 = 2;
+/// `BusyPoll::Adaptive` polls while at most this many requests are at once.
+pub const ADAPTIVE_AT_ONCE: u32 = 2;
 
 /// Opens real interfaces in the current network namespace.
 #[derive(Default, Clone, Copy)]
@@ -102,12 +104,12 @@ fn busy_wait(fd: BorrowedFd, limit: impl Fn() -> Duration) -> bool {
 }
 
 /// How long after sending a frame an adaptive poll (at most `max`) waits
-/// for its reply: two round trips, when the target has at most
-/// `ADAPTIVE_IN_FLIGHT` commands in flight and its round trip (`rtt_us`,
+/// for its reply: two round trips, when at most `ADAPTIVE_AT_ONCE`
+/// requests are at once (`at_once`) and the target's round trip (`rtt_us`,
 /// 0: not known yet) is at most `max`; else no poll.
-fn adaptive_poll(rtt_us: u64, in_flight: u32, max: Duration) -> Option<Duration> {
+fn adaptive_poll(rtt_us: u64, at_once: u32, max: Duration) -> Option<Duration> {
     let rtt = Duration::from_micros(rtt_us);
-    (rtt_us > 0 && rtt <= max && in_flight <= ADAPTIVE_IN_FLIGHT).then_some(2 * rtt)
+    (rtt_us > 0 && rtt <= max && at_once <= ADAPTIVE_AT_ONCE).then_some(2 * rtt)
 }
 
 /// When an adaptive poll ends: nanoseconds since `epoch` (0: none).
@@ -272,9 +274,9 @@ impl Link for PcapLink {
     fn send(&self, frame: &[u8]) -> io::Result<()> {
         self.sender.send(frame)
     }
-    fn expect_reply(&self, rtt_us: u64, in_flight: u32) {
+    fn expect_reply(&self, rtt_us: u64, at_once: u32) {
         let BusyPoll::Adaptive(max) = self.busy_poll else { return };
-        if let Some(d) = adaptive_poll(rtt_us, in_flight, max) {
+        if let Some(d) = adaptive_poll(rtt_us, at_once, max) {
             let p = &self.poll_until;
             p.until.fetch_max(p.now() + d.as_nanos() as u64, Ordering::Relaxed);
         }
@@ -327,10 +329,14 @@ mod tests {
     fn an_adaptive_poll_waits_two_round_trips_only_for_a_short_round_trip_and_few_commands() {
         let max = Duration::from_micros(50);
         assert_eq!(adaptive_poll(20, 1, max), Some(Duration::from_micros(40)));
-        assert_eq!(adaptive_poll(50, ADAPTIVE_IN_FLIGHT, max), Some(Duration::from_micros(100)));
+        assert_eq!(adaptive_poll(50, ADAPTIVE_AT_ONCE, max), Some(Duration::from_micros(100)));
         assert_eq!(adaptive_poll(51, 1, max), None, "a round trip longer than the most it polls");
         assert_eq!(adaptive_poll(0, 1, max), None, "no round trip measured yet");
-        assert_eq!(adaptive_poll(20, ADAPTIVE_IN_FLIGHT + 1, max), None, "many in flight: replies come anyway");
+        assert_eq!(
+            adaptive_poll(20, ADAPTIVE_AT_ONCE + 1, max),
+            None,
+            "many at once: replies come anyway, or FUSE needs the CPU"
+        );
         // The poll ends at the deadline the sends set, and at most `max`
         // after it began.
         let p = PollUntil { epoch: Instant::now(), until: AtomicU64::new(0) };

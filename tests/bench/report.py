@@ -253,10 +253,12 @@ def main():
                     cell(m, "floor", key, unit), fmt(comp, unit), cell(m, "aoefs", key, unit),
                     rfmt(ratio(med(m, "aoefs", key), comp)), rfmt(ratio(med(m, "floor", key), med(m, "null", key)))))
     # Extra aoefs systems measured in the same rounds, if any: aoefs with
-    # --busy-poll-us (opt-in) and another aoefs build (--baseline).
+    # another --busy-poll mode (off: what the default auto changes) and
+    # another aoefs build (--baseline).
     extra_rows = [(k, l, u) for k, l, u, _ in ROWS[:4]] + [(k, l, u) for k, l, u, _ in CPU_ROWS]
     for system, title, col in (
-        ("aoefs-bp", "aoefs mounted with --busy-poll %s --busy-poll-us %d" % (a.busy_poll, a.busy_poll_us), "busy-poll"),
+        ("aoefs-bp", "aoefs mounted with --busy-poll %s --busy-poll-us %d" % (a.busy_poll, a.busy_poll_us),
+         "poll-%s" % a.busy_poll),
         ("aoefs-base", "the baseline aoefs build (--baseline)", "baseline"),
     ):
         if not any(rounds.get((m, system, k)) for m in mtus for k, _, _ in extra_rows):

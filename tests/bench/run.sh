@@ -10,12 +10,13 @@
 #                      [--runtime 5] [--reps 3] [--sweep-runtime 2]
 #                      [--cache-mb 64] [--dir /dev/shm] [--out DIR]
 #                      [--no-nbd] [--no-sweep] [--no-build] [--no-offload]
-#                      [--quiet-wait 20] [--busy-poll-us 50] [--busy-poll auto] [--pin]
+#                      [--quiet-wait 20] [--busy-poll-us 50] [--busy-poll off] [--pin]
 #                      [--baseline BIN]
 #
-# --busy-poll-us N also runs the four fio rows against aoefs mounted with
-# that option and --busy-poll MODE [auto] (system "aoefs-bp", a table of its
-# own); 0 skips it.
+# --busy-poll MODE [off] --busy-poll-us N [50] also runs the four fio rows
+# against aoefs mounted with those options (system "aoefs-bp", a table of
+# its own): by default busy-polling off, beside aoefs's default (auto);
+# --busy-poll-us 0 skips it.
 # --baseline BIN also runs the four fio rows against another aoefs binary
 # (an older build, say), mounted the same way, in the same rounds (system
 # "aoefs-base", a table of its own): before and after side by side.
@@ -54,7 +55,7 @@ NO_OFFLOAD=0
 SWEEP_SIZES="4k 16k 64k 256k 1m"
 QUIET_WAIT=20   # seconds to wait at most for the machine to go idle before a phase
 BUSY_POLL=50    # aoefs --busy-poll-us for the extra aoefs-bp rows (0: none)
-BP_MODE=auto    # aoefs --busy-poll for them
+BP_MODE=off     # aoefs --busy-poll for them (aoefs's own default is auto)
 PIN=0           # 1: target on CPU 1, initiators and fio on CPU 0
 BASELINE=       # another aoefs binary to compare with (system aoefs-base)
 
@@ -78,7 +79,7 @@ while [ $# -gt 0 ]; do
         --busy-poll) BP_MODE=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
         --baseline) BASELINE=$2; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
