@@ -11,7 +11,7 @@
 use super::rx::FrameSink;
 use super::Initiator;
 use crate::engine::{IoError, Outbox, Transmit};
-use crate::link::{Link, RxHandler};
+use crate::link::{Link, RxHandler, SEND_BATCH};
 use crate::wire::Frame;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -55,15 +55,27 @@ impl LinkTable {
         self.links.iter().map(|(_, l)| l)
     }
 
-    /// Sends frame `t` on its link (if it is still open), and tells the
-    /// link when its reply may come and how many requests are at once: the
-    /// target's commands in flight or the application's requests
-    /// (`concurrency`), whichever is more.
-    pub(super) fn send(&self, t: &Transmit, concurrency: u32) -> io::Result<()> {
-        let Some(l) = self.get(t.link) else { return Ok(()) };
-        l.send_parts(&t.head, t.data()).inspect_err(|e| log::debug!("send on {}: {e}", l.name()))?;
-        l.expect_reply(t.rtt, t.in_flight.max(concurrency));
-        Ok(())
+    /// Sends `batch` (at most `SEND_BATCH` frames, all for one link) on its
+    /// link, if it is still open, in one `Link::send_many`, and tells the
+    /// link when each reply may come and how many requests are at once:
+    /// the target's commands in flight or the application's requests
+    /// (`concurrency`), whichever is more. Returns how many were sent (all
+    /// when the link is gone: nothing holds them) and the error of the first
+    /// that was not.
+    fn send_batch(&self, batch: &[Transmit], concurrency: u32) -> (usize, Option<io::Error>) {
+        let Some(l) = batch.first().and_then(|t| self.get(t.link)) else { return (batch.len(), None) };
+        let mut parts: [(&[u8], &[u8]); SEND_BATCH] = [(&[], &[]); SEND_BATCH];
+        for (p, t) in parts.iter_mut().zip(batch) {
+            *p = (&t.head[..], t.data());
+        }
+        let (sent, err) = l.send_many(&parts[..batch.len().min(SEND_BATCH)]);
+        if let Some(e) = &err {
+            log::debug!("send on {}: {e}", l.name());
+        }
+        for t in &batch[..sent] {
+            l.expect_reply(t.rtt, t.in_flight.max(concurrency));
+        }
+        (sent, err)
     }
 }
 
@@ -93,13 +105,23 @@ impl Initiator {
         let concurrency = self.demand.concurrency();
         let mut refused: Vec<(u16, u8, u32)> = Vec::new();
         let mut too_long = false;
-        for t in out.drain(..) {
-            if let Err(e) = links.send(&t, concurrency) {
-                too_long |= e.raw_os_error() == Some(libc::EMSGSIZE);
-                let f = Frame::new_unchecked(&t.head[..]);
+        // Runs of frames for one link, a burst per system call.
+        let mut i = 0;
+        while i < out.len() {
+            let link = out[i].link;
+            let run = out[i..].iter().take(SEND_BATCH).take_while(|t| t.link == link).count();
+            let (sent, err) = links.send_batch(&out[i..i + run], concurrency);
+            let sent = sent.min(run);
+            i += sent;
+            if sent < run {
+                // The first not sent was refused; the rest go in the next call.
+                too_long |= err.is_some_and(|e| e.raw_os_error() == Some(libc::EMSGSIZE));
+                let f = Frame::new_unchecked(&out[i].head[..]);
                 refused.push((f.shelf(), f.slot(), f.tag()));
+                i += 1;
             }
         }
+        out.clear();
         if refused.is_empty() {
             return;
         }

@@ -33,6 +33,9 @@ impl<F: Fn(&[u8]) + Send + Sync> Receiver for F {
 /// A link's receive side delivers every incoming AoE frame here.
 pub type RxHandler = Arc<dyn Receiver>;
 
+/// Most frames the initiator hands `Link::send_many` at once.
+pub const SEND_BATCH: usize = 32;
+
 /// Most frames a link delivers before it calls `Receiver::idle`.
 pub const RX_BURST: usize = 16;
 
@@ -67,6 +70,19 @@ pub trait Link: Send + Sync {
         } else {
             self.send(&[head, data].concat())
         }
+    }
+    /// Sends frames in order, each a header followed by its data, as
+    /// `send_parts` would one by one; returns how many were sent and, if
+    /// not all, the error of the first that was not (the rest were not
+    /// tried). A link may hand them to the kernel together (pcap: one
+    /// sendmmsg for the lot). Callers pass at most [`SEND_BATCH`].
+    fn send_many(&self, frames: &[(&[u8], &[u8])]) -> (usize, Option<io::Error>) {
+        for (i, (head, data)) in frames.iter().enumerate() {
+            if let Err(e) = self.send_parts(head, data) {
+                return (i, Some(e));
+            }
+        }
+        (frames.len(), None)
     }
     /// Stops the receive side; no handler call starts after this returns.
     fn close(&self);

@@ -286,6 +286,10 @@ impl Link for PcapLink {
     fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {
         self.sender.send_parts(head, data)
     }
+    /// A burst in one system call (sendmmsg).
+    fn send_many(&self, frames: &[(&[u8], &[u8])]) -> (usize, Option<io::Error>) {
+        self.sender.send_many(frames)
+    }
     fn alive(&self) -> bool {
         !self.dead.load(Ordering::Relaxed)
     }

@@ -90,6 +90,13 @@ impl RawSocket {
         self.send_parts(frame, &[])
     }
 
+    /// Sends frames (header, data) in order, a burst per system call
+    /// (`sys::packet::send_many`): how many went, and the error of the
+    /// first that did not.
+    pub fn send_many(&self, frames: &[(&[u8], &[u8])]) -> (usize, Option<io::Error>) {
+        packet::send_many(self.fd.as_fd(), self.ifindex, ETHERTYPE_AOE, frames)
+    }
+
     /// Waits up to `ms` milliseconds for something to read.
     pub fn wait(&self, ms: i32) -> bool {
         packet::wait_readable(self.fd.as_fd(), ms)

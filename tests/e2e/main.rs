@@ -20,6 +20,7 @@ mod discovery;
 mod faults;
 mod harness;
 mod lifecycle;
+mod link;
 mod mount_helpers;
 mod package;
 mod partitions;
