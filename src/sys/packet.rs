@@ -133,6 +133,19 @@ pub fn add_promiscuous(fd: BorrowedFd, ifindex: i32) -> io::Result<()> {
     setopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr)
 }
 
+/// Where a frame whose header is `head` (at least a MAC long) goes: out of
+/// interface `ifindex`, to its destination MAC, with sll_protocol `proto`
+/// (host order).
+fn destination(ifindex: i32, proto: u16, head: &[u8]) -> libc::sockaddr_ll {
+    let mut sll = sockaddr_ll();
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto.to_be();
+    sll.sll_ifindex = ifindex;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&head[..6]);
+    sll
+}
+
 /// Sends one frame: `head` (Ethernet header first) followed by `data`, in
 /// one sendmsg with two iovecs, out of interface `ifindex` with sll_protocol
 /// `proto` (host order). EINTR is retried; other errors (ENOBUFS on a full
@@ -144,12 +157,7 @@ pub fn send_parts(fd: BorrowedFd, ifindex: i32, proto: u16, head: &[u8], data: &
     if head.len() < 6 {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame shorter than a MAC"));
     }
-    let mut sll = sockaddr_ll();
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto.to_be();
-    sll.sll_ifindex = ifindex;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&head[..6]);
+    let mut sll = destination(ifindex, proto, head);
     // The kernel only reads through these pointers (sendmsg's iovecs are
     // *mut in the C declaration only).
     let mut iov = [
@@ -206,11 +214,7 @@ pub fn send_many(fd: BorrowedFd, ifindex: i32, proto: u16, frames: &[(&[u8], &[u
         let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
         for (i, (head, data)) in batch[..n].iter().enumerate() {
             let a = &mut sll[i];
-            a.sll_family = libc::AF_PACKET as u16;
-            a.sll_protocol = proto.to_be();
-            a.sll_ifindex = ifindex;
-            a.sll_halen = 6;
-            a.sll_addr[..6].copy_from_slice(&head[..6]);
+            *a = destination(ifindex, proto, head);
             // The kernel only reads through these pointers (the iovecs are
             // *mut in the C declaration only).
             iov[i] = [
