@@ -384,3 +384,34 @@ fn wire_traffic_is_well_formed() {
     assert_eq!(nbad, 0, "{} of {} frames malformed or with expert warnings:\n{}", nbad, n, tshark_list(&pcap, bad, 20));
     eprintln!("{} AoE frames captured, none malformed", n);
 }
+
+/// CPU time (user + system, clock ticks) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // After the command name in parentheses: fields 3.. ; utime and stime
+    // are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Busy-polling (`auto`, the default) polls for replies a caller waits for,
+/// never once the reads stopped: a mount left idle after small reads one at
+/// a time uses no CPU. (With a budget long enough that every read's reply
+/// is polled for.)
+#[test]
+fn an_idle_mount_after_small_reads_uses_no_cpu() {
+    let s = setup(1500, IMG, Fill::Random(5), &["--cache-mb", "0", "--busy-poll-us", "1000"]);
+    let f = File::open(s.m.target("e0.1")).expect("open");
+    let mut buf = vec![0u8; 4096];
+    for i in 0..2000u64 {
+        // Not sequential: no read-ahead, each read goes to the target.
+        f.read_exact_at(&mut buf, (i * 7919 % 8000) * 4096).expect("read");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = cpu_ticks(s.m.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(s.m.pid()) - t0;
+    // 200 ticks would be a CPU spinning all along.
+    assert!(used <= 10, "aoefs used {used} clock ticks of CPU in 2 s idle");
+}
