@@ -97,7 +97,8 @@ pub struct Cli {
     pub busy_poll_us: Option<u32>,
     /// When the capture thread busy-polls: auto (the default: only while a reply is awaited by a caller with
     /// nothing else to do: at most 2 requests at once, the target's commands in flight and the application's
-    /// requests alike, and a round trip within the budget; never while idle); on (after every burst of frames);
+    /// requests alike, and a round trip within four budgets; until a round trip and a budget after the last such
+    /// frame; never while idle); on (after every burst of frames);
     /// off
     #[arg(long, value_enum, value_name = "MODE")]
     pub busy_poll: Option<BusyPollMode>,
