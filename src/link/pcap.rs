@@ -240,12 +240,15 @@ impl PcapLink {
                 if burst > 0 {
                     rx.idle();
                 }
-                let since = Instant::now();
                 let stopping = || stop2.load(Ordering::Relaxed);
                 let polled = match busy_poll {
                     BusyPoll::Off => false,
-                    BusyPoll::Always(d) => busy_wait(cap.as_fd(), || since.elapsed() < d && !stopping()),
+                    BusyPoll::Always(d) => {
+                        let since = Instant::now();
+                        busy_wait(cap.as_fd(), || since.elapsed() < d && !stopping())
+                    }
                     BusyPoll::Adaptive(max) => {
+                        let since = Instant::now();
                         adaptive_poll_on(&poll_until2, since, max)
                             && busy_wait(cap.as_fd(), || adaptive_poll_on(&poll_until2, since, max) && !stopping())
                     }
