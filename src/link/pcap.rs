@@ -213,32 +213,31 @@ impl PcapLink {
         let tname = format!("rx-{name}");
         let thread = std::thread::Builder::new().name(tname).spawn(move || {
             'outer: while !stop2.load(Ordering::Relaxed) {
-                // Drain everything queued (telling the receiver every
-                // RX_BURST frames and at the end), then wait for more.
-                let mut burst = 0;
+                // Drain everything queued, RX_BURST frames per pcap_dispatch
+                // (telling the receiver after each), then wait for more. A
+                // short burst means the ring ran dry: asking libpcap again
+                // would only cost a poll(2) of its own (it polls once with a
+                // zero timeout whenever it finds the ring empty in
+                // non-blocking mode), so the thread goes to its own wait.
                 loop {
-                    match cap.next_packet() {
-                        Ok(p) => {
+                    match cap.dispatch(Some(RX_BURST), |p| rx.frame(p.data)) {
+                        Ok(n) => {
+                            if n > 0 {
+                                rx.idle();
+                            }
                             if stop2.load(Ordering::Relaxed) {
                                 break 'outer;
                             }
-                            rx.frame(p.data);
-                            burst += 1;
-                            if burst == RX_BURST {
-                                rx.idle();
-                                burst = 0;
+                            if n < RX_BURST {
+                                break;
                             }
                         }
-                        Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => break,
                         Err(e) => {
                             log::warn!("capture stopped: {e}");
                             dead2.store(true, Ordering::Relaxed);
                             break 'outer;
                         }
                     }
-                }
-                if burst > 0 {
-                    rx.idle();
                 }
                 let stopping = || stop2.load(Ordering::Relaxed);
                 let polled = match busy_poll {
