@@ -36,7 +36,8 @@ pub use crate::clock::Micros;
 pub use frame_size::Event;
 pub use inflight::{Outbox, Transmit, MAX_ENTRIES};
 pub use paths::{
-    FrameCap, Path, PathChange, PathState, FALLBACK_SECTORS, JUMBO_LOSSES, MAX_CANDIDATES, MAX_PATHS, PATH_EXPIRE,
+    FrameCap, Path, PathChange, PathOffer, PathState, FALLBACK_SECTORS, JUMBO_LOSSES, MAX_CANDIDATES, MAX_PATHS,
+    PATH_EXPIRE,
 };
 pub use recovery::{GHOST_HOLD_MAX, GHOST_HOLD_MIN, MIN_PROBE_TIMEOUT, PAUSE_MAX, REORDER_MAX, REORDER_MIN};
 pub use request::{Completions, IoDone, IoError, IoResult, Op};

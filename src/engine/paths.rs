@@ -197,6 +197,23 @@ impl DerefMut for Paths {
     }
 }
 
+/// What a config response offers: a target MAC answering on one of our
+/// links, with the frames the path may carry.
+#[derive(Debug, Clone, Copy)]
+pub struct PathOffer<'a> {
+    pub link: usize,
+    pub ifname: &'a str,
+    pub local_mac: Mac,
+    /// The target's MAC.
+    pub mac: Mac,
+    /// The link's MTU.
+    pub mtu: usize,
+    /// From the config response: the target's buffer count and the sectors
+    /// it takes in one frame.
+    pub buffer_count: u16,
+    pub max_sectors: u8,
+}
+
 impl Paths {
     pub(super) fn new() -> Paths {
         Paths { list: Vec::new(), refused_macs: VecDeque::new(), next_id: 1, rr: 0 }
@@ -221,19 +238,8 @@ impl Paths {
     /// known one from a new config response (a failed path is in use
     /// again: the target answered on it). A full table makes room (see
     /// `MAX_PATHS`, `MAX_CANDIDATES`) or refuses the new path.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn add(
-        &mut self,
-        now: Micros,
-        link: usize,
-        ifname: &str,
-        local_mac: Mac,
-        mac: Mac,
-        mtu: usize,
-        buffer_count: u16,
-        max_sectors: u8,
-        state: PathState,
-    ) -> PathChange {
+    pub(super) fn add(&mut self, now: Micros, offer: PathOffer, state: PathState) -> PathChange {
+        let PathOffer { link, ifname, local_mac, mac, mtu, buffer_count, max_sectors } = offer;
         if let Some(p) = self.list.iter_mut().find(|p| p.link == link && p.mac == mac) {
             // (A link keeps its interface's name: a renamed interface is a
             // new link.)
@@ -559,20 +565,8 @@ impl TargetIo {
 
     /// Adds a path in state `state` (in use, or unverified), or updates a
     /// known one from a new config response (see `Paths::add`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_path(
-        &mut self,
-        now: Micros,
-        link: usize,
-        ifname: &str,
-        local_mac: Mac,
-        mac: Mac,
-        mtu: usize,
-        buffer_count: u16,
-        max_sectors: u8,
-        state: PathState,
-    ) -> PathChange {
-        let change = self.paths.add(now, link, ifname, local_mac, mac, mtu, buffer_count, max_sectors, state);
+    pub fn add_path(&mut self, now: Micros, offer: PathOffer, state: PathState) -> PathChange {
+        let change = self.paths.add(now, offer, state);
         self.recompute();
         change
     }
@@ -617,12 +611,18 @@ mod tests {
     const A: Mac = Mac([2, 0, 0, 0, 0, 0xaa]);
     const B: Mac = Mac([2, 0, 0, 0, 0, 0xbb]);
 
+    /// What `mac` offers through link `link` ("simN") at MTU `mtu`.
+    fn offer(link: usize, mac: Mac, mtu: usize) -> PathOffer<'static> {
+        let ifname = ["sim0", "sim1"][link];
+        PathOffer { link, ifname, local_mac: I_MAC, mac, mtu, buffer_count: 16, max_sectors: 255 }
+    }
+
     /// A table of paths in use at MTU `mtu`, one per MAC; their ids.
     fn table(mtu: usize, macs: &[Mac]) -> (Paths, Vec<u32>) {
         let mut paths = Paths::new();
         let ids = macs
             .iter()
-            .map(|&mac| match paths.add(0, 0, "sim0", I_MAC, mac, mtu, 16, 255, PathState::InUse) {
+            .map(|&mac| match paths.add(0, offer(0, mac, mtu), PathState::InUse) {
                 PathChange::Added { id, .. } => id,
                 other => panic!("not added: {other:?}"),
             })
@@ -765,7 +765,7 @@ mod tests {
     fn a_link_s_mtu_changes_only_the_paths_through_it() {
         let mut paths = Paths::new();
         for (link, mac) in [(0, A), (1, B)] {
-            paths.add(0, link, &format!("sim{link}"), I_MAC, mac, 9000, 16, 255, PathState::InUse);
+            paths.add(0, offer(link, mac, 9000), PathState::InUse);
         }
         assert_eq!(paths.set_link_mtu(0, 1500), Some("sim0".to_string()));
         assert_eq!(paths.iter().map(|p| p.mtu).collect::<Vec<_>>(), vec![1500, 9000]);

@@ -233,14 +233,20 @@ impl Net {
     }
 }
 
+/// What a config response from `mac` offers through link `link` ("simN").
+fn offer(link: usize, mac: Mac, mtu: usize, bufcnt: u16, max: u8) -> PathOffer<'static> {
+    const NAMES: [&str; 4] = ["sim0", "sim1", "sim2", "sim3"];
+    PathOffer { link, ifname: NAMES[link], local_mac: I_MAC, mac, mtu, buffer_count: bufcnt, max_sectors: max }
+}
+
 /// Adds a path in use through link `link` ("simN") to `mac`.
 fn in_use(t: &mut TargetIo, link: usize, mac: Mac, mtu: usize, bufcnt: u16, max: u8) -> PathChange {
-    t.add_path(0, link, &format!("sim{link}"), I_MAC, mac, mtu, bufcnt, max, PathState::InUse)
+    t.add_path(0, offer(link, mac, mtu, bufcnt, max), PathState::InUse)
 }
 
 /// Adds an unverified path to `mac` (a new MAC of a known target); returns its id.
 fn unverified(t: &mut TargetIo, now: Micros, mac: Mac, mtu: usize, bufcnt: u16, max: u8) -> u32 {
-    match t.add_path(now, 0, "sim0", I_MAC, mac, mtu, bufcnt, max, PathState::Unverified) {
+    match t.add_path(now, offer(0, mac, mtu, bufcnt, max), PathState::Unverified) {
         PathChange::Added { id, state: PathState::Unverified } => id,
         other => panic!("unverified path not added: {other:?}"),
     }
@@ -436,7 +442,7 @@ fn the_path_table_is_bounded_and_cannot_be_filled_for_good() {
         .map(|i| unverified(&mut t, i as u64, Mac([2, 9, 0, 0, 0, i]), 1500, 16, 255))
         .collect();
     let ninth = Mac([2, 9, 0, 0, 1, 0]);
-    assert_eq!(t.add_path(10, 0, "sim0", I_MAC, ninth, 1500, 16, 255, PathState::Unverified), PathChange::Full);
+    assert_eq!(t.add_path(10, offer(0, ninth, 1500, 16, 255), PathState::Unverified), PathChange::Full);
     // ...until one is refused: the oldest refused one makes room.
     t.refuse(forged[3], 20);
     t.refuse(forged[1], 30);
@@ -445,7 +451,7 @@ fn the_path_table_is_bounded_and_cannot_be_filled_for_good() {
     // The refused MAC that made room is remembered: claiming the target
     // again does not start another verification (until PATH_EXPIRE).
     let again = |t: &mut TargetIo, now| {
-        t.add_path(now, 0, "sim0", I_MAC, Mac([2, 9, 0, 0, 0, 3]), 1500, 16, 255, PathState::Unverified)
+        t.add_path(now, offer(0, Mac([2, 9, 0, 0, 0, 3]), 1500, 16, 255), PathState::Unverified)
     };
     assert_eq!(again(&mut t, 45), PathChange::Refused);
     t.expire_paths(20 + PATH_EXPIRE);
@@ -1630,7 +1636,7 @@ fn a_refused_mac_that_made_room_is_remembered_by_link_and_mac_up_to_a_bound() {
     in_use(&mut t, 0, T_MAC, 1500, 16, 255);
     let mac = |i: usize| Mac([2, 9, 0, 0, (i >> 8) as u8, i as u8]);
     let claim = |t: &mut TargetIo, now, link: usize, m: Mac| {
-        t.add_path(now, link, "sim0", I_MAC, m, 1500, 16, 255, PathState::Unverified)
+        t.add_path(now, PathOffer { link, ..offer(0, m, 1500, 16, 255) }, PathState::Unverified)
     };
     let n = MAX_CANDIDATES + paths::MAX_REFUSED_MACS + 1;
     for i in 0..n {

@@ -7,7 +7,7 @@ use super::trust::new_path_state;
 use super::{retry_delay, Initiator, DISCOVER_TAG, REDISCOVER_INTERVAL};
 use crate::clock::Micros;
 use crate::device::DevState;
-use crate::engine::{PathChange, PathState};
+use crate::engine::{PathChange, PathOffer, PathState};
 use crate::wire::{self, Body, ConfigRepr, Header, Mac, Repr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -95,17 +95,16 @@ impl Initiator {
         let now = self.now();
         let added = self.collect(&dev, batch, |g, fx| {
             let state = new_path_state(g, h.src);
-            let (id, state) = match g.io.add_path(
-                now,
+            let offer = PathOffer {
                 link,
-                l.name(),
-                l.mac(),
-                h.src,
-                l.mtu(),
-                c.buffer_count,
-                c.effective_max_sectors(),
-                state,
-            ) {
+                ifname: l.name(),
+                local_mac: l.mac(),
+                mac: h.src,
+                mtu: l.mtu(),
+                buffer_count: c.buffer_count,
+                max_sectors: c.effective_max_sectors(),
+            };
+            let (id, state) = match g.io.add_path(now, offer, state) {
                 PathChange::Added { id, state } => {
                     log::info!("{}: path {} via {} ({state})", dev.name(), h.src, l.name());
                     (id, state)
