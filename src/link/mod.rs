@@ -33,8 +33,9 @@ impl<F: Fn(&[u8]) + Send + Sync> Receiver for F {
 /// A link's receive side delivers every incoming AoE frame here.
 pub type RxHandler = Arc<dyn Receiver>;
 
-/// Most frames the initiator hands `Link::send_many` at once.
-pub const SEND_BATCH: usize = 32;
+/// Most frames the initiator hands `Link::send_many` at once: as many as
+/// the pcap link hands the kernel in one sendmmsg.
+pub const SEND_BATCH: usize = crate::sys::packet::SEND_BATCH;
 
 /// Most frames a link delivers before it calls `Receiver::idle`.
 pub const RX_BURST: usize = 16;
