@@ -30,9 +30,9 @@ pub enum BusyPoll {
     /// progress lately) to a target whose round trip is at most
     /// `ADAPTIVE_RTT_BUDGETS` times this long (`Link::expect_reply`); then
     /// until a round trip and this long after the latest such frame (each
-    /// new one moves it on). Never while idle, nor while many commands are in flight
-    /// (replies come anyway), nor while the application keeps several
-    /// requests going (FUSE and the application need the CPU).
+    /// new one moves it on). Never while idle, nor while many commands are
+    /// in flight (replies come anyway), nor while the application keeps
+    /// several requests going (FUSE and the application need the CPU).
     Adaptive(Duration),
 }
 
@@ -73,9 +73,10 @@ const RING_FRAMES: usize = 256;
 /// Capture ring size for frames of up to `snaplen` bytes. libpcap's ring
 /// (TPACKET_V2 in immediate mode) puts whole frames in page-multiple blocks,
 /// and the kernel copies each received frame into it in the receiving
-/// softirq (on a veth pair, the sender's CPU): a ring that stays in the CPU cache makes every frame cheaper
-/// (MTU 9000 seq read: 16 MiB ring ~1.86 ms CPU per MB, 4 MiB ~1.68, 2 MiB
-/// ~1.62), so it is sized to hold `RING_FRAMES`, and at least 2 MiB.
+/// softirq (on a veth pair, the sender's CPU): a ring that stays in the CPU
+/// cache makes every frame cheaper (MTU 9000 seq read: 16 MiB ring ~1.86 ms
+/// CPU per MB, 4 MiB ~1.68, 2 MiB ~1.62), so it is sized to hold
+/// `RING_FRAMES`, and at least 2 MiB.
 fn ring_bytes(snaplen: usize) -> usize {
     // Frame: tpacket2_hdr + sockaddr_ll + the data, 16-byte aligned.
     let frame = (snaplen + 32 + 20 + 15) & !15;
