@@ -340,8 +340,7 @@ impl TargetIo {
         self.counters.frames_sent += u64::from(!job.pinned);
         let data =
             if job.write { self.requests.data_out(job.req, job.off, job.count as u32 * SECTOR as u32) } else { None };
-        let (rtt, in_flight) = (self.rtt.srtt(), self.flight.nout);
-        out.push(Transmit { link: path.link, head, data, rtt, in_flight });
+        out.push(Transmit { link: path.link, head, data, rtt: self.rtt.srtt() });
     }
 
     /// Takes the finished requests; the caller runs them after dropping the
