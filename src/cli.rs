@@ -96,8 +96,8 @@ pub struct Cli {
     #[arg(long, value_name = "US", value_parser = parse::busy_poll_us())]
     pub busy_poll_us: Option<u32>,
     /// When the capture thread busy-polls: auto (the default: only while a reply is awaited by a caller with
-    /// nothing else to do: at most 2 of the application's requests at once, however many commands a large one
-    /// keeps in flight, and a round trip within four budgets; until a round trip and a budget after the last such
+    /// nothing else to do: at most 2 requests at once, the target's commands in flight and the application's
+    /// requests alike, and a round trip within four budgets; until a round trip and a budget after the last such
     /// frame; never while idle); on (after every burst of frames);
     /// off
     #[arg(long, value_enum, value_name = "MODE")]

@@ -191,8 +191,8 @@ fn requests_one_at_a_time_do_not_wake_the_timer_each() {
 }
 
 /// `--busy-poll auto` polls for a reply only while few requests are at
-/// once: the links hear of the application's requests in progress. Reads
-/// one at a time are few
+/// once: the links hear of the application's requests in progress as well
+/// as of the target's commands in flight. Reads one at a time are few
 /// (each reply is awaited by a caller with nothing else to do); with other
 /// requests in progress they are many, and stay many until
 /// `OVERLAP_MEMORY` requests in a row came alone, so a queue that empties
@@ -226,20 +226,6 @@ fn the_links_hear_whether_the_application_keeps_requests_at_once() {
     reads(6, 200);
     assert_eq!(hub.take_reply_hints(), (6, 0), "the run of requests alone complete: few again");
     assert_eq!(demand.outstanding(), 0);
-}
-
-/// One large request keeps many of the target's commands in flight while
-/// its caller waits for them all: its frames still count as few at once,
-/// so `--busy-poll auto` polls through a stream of such requests (a reply
-/// that finds the capture thread asleep wakes it from the target's side).
-#[test]
-fn a_large_request_alone_counts_as_few_at_once_with_many_commands_in_flight() {
-    let (hub, t, core, _timer) = setup(9000, 180, 0);
-    hub.take_reply_hints();
-    let data = read(&core, 0, 1 << 20).expect("read");
-    assert_eq!(data, t.disk()[..1 << 20]);
-    let frames = (1u64 << 20).div_ceil(17 * 512);
-    assert_eq!(hub.take_reply_hints(), (frames, 0), "{frames} frames of one request, all few at once");
 }
 
 #[test]

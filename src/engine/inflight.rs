@@ -37,9 +37,11 @@ pub struct Transmit {
     pub link: usize,
     pub head: [u8; ATA_HDR_LEN],
     pub(super) data: Option<(Arc<Vec<u8>>, u32, u32)>,
-    /// The target's smoothed round trip (0: not measured yet) when this one
-    /// went: when to expect the reply (`Link::expect_reply`).
+    /// The target's smoothed round trip (0: not measured yet) and its
+    /// commands in flight when this one went: when to expect the reply
+    /// (`Link::expect_reply`).
     pub rtt: Micros,
+    pub in_flight: u32,
 }
 
 impl Transmit {

@@ -340,7 +340,8 @@ impl TargetIo {
         self.counters.frames_sent += u64::from(!job.pinned);
         let data =
             if job.write { self.requests.data_out(job.req, job.off, job.count as u32 * SECTOR as u32) } else { None };
-        out.push(Transmit { link: path.link, head, data, rtt: self.rtt.srtt() });
+        let (rtt, in_flight) = (self.rtt.srtt(), self.flight.nout);
+        out.push(Transmit { link: path.link, head, data, rtt, in_flight });
     }
 
     /// Takes the finished requests; the caller runs them after dropping the

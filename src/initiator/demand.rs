@@ -4,12 +4,10 @@
 //! from when the filesystem takes it until just before it is answered
 //! (`Demand::begin`, the `Ticket` dropped).
 //!
-//! A target's commands in flight do not say that: at QD32 a quick target
-//! often has one or two, because it answers faster than FUSE hands
-//! requests over, and polling there takes the CPU that FUSE and the
-//! application need; one 1 MiB request keeps many in flight while its
-//! caller waits for them all. The application's own concurrency does say
-//! it, and it is
+//! A target with few commands in flight does not say that: at QD32 a quick
+//! target often has one or two, because it answers faster than FUSE hands
+//! requests over; polling there takes the CPU that FUSE and the application
+//! need. The application's own concurrency does say it, and it is
 //! remembered: after a request arrived while another was in progress, the
 //! most seen at once counts until [`OVERLAP_MEMORY`] requests in a row
 //! have arrived alone, so a queue that empties for a moment does not start

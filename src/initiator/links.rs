@@ -57,10 +57,9 @@ impl LinkTable {
 
     /// Sends `batch` (at most `SEND_BATCH` frames, all for one link) on its
     /// link, if it is still open, in one `Link::send_many`, and tells the
-    /// link when each reply may come and how many requests the application
-    /// has at once (`concurrency`; not the target's commands in flight: one
-    /// large request keeps many in flight while its caller waits for them
-    /// all). Returns how many were sent (all
+    /// link when each reply may come and how many requests are at once:
+    /// the target's commands in flight or the application's requests
+    /// (`concurrency`), whichever is more. Returns how many were sent (all
     /// when the link is gone: nothing holds them) and the error of the first
     /// that was not.
     fn send_batch(&self, batch: &[Transmit], concurrency: u32) -> (usize, Option<io::Error>) {
@@ -74,7 +73,7 @@ impl LinkTable {
             log::debug!("send on {}: {e}", l.name());
         }
         for t in &batch[..sent] {
-            l.expect_reply(t.rtt, concurrency);
+            l.expect_reply(t.rtt, t.in_flight.max(concurrency));
         }
         (sent, err)
     }

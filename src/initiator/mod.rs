@@ -257,7 +257,8 @@ pub struct Initiator {
     /// The timer thread's wake-up.
     pub timer_wake: Arc<TimerWake>,
     /// The application's requests in progress (the filesystem counts
-    /// them): what adaptive busy-polling goes by (`Link::expect_reply`).
+    /// them): with the targets' commands in flight, what adaptive
+    /// busy-polling goes by (`Link::expect_reply`).
     pub demand: Arc<Demand>,
     pending_commands: Mutex<HashMap<u32, std::sync::mpsc::Sender<CommandReply>>>,
     config_retries: Mutex<HashMap<(u16, u8, Mac), discovery::ConfigRetry>>,

@@ -60,8 +60,9 @@ pub trait Link: Send + Sync {
     fn send(&self, frame: &[u8]) -> io::Result<()>;
     /// A frame just sent expects its reply in about `rtt_us` (the target's
     /// smoothed round trip; 0: not known), with `at_once` requests at once
-    /// (the application's requests in progress): a link that busy-polls
-    /// adaptively may poll for it (`pcap::BusyPoll::Adaptive`).
+    /// (its target's commands in flight, or the application's requests in
+    /// progress, whichever is more): a link that busy-polls adaptively may
+    /// poll for it (`pcap::BusyPoll::Adaptive`).
     fn expect_reply(&self, _rtt_us: u64, _at_once: u32) {}
     /// Sends the frame `head` followed by `data`.
     fn send_parts(&self, head: &[u8], data: &[u8]) -> io::Result<()> {

@@ -25,16 +25,14 @@ pub enum BusyPoll {
     /// After every burst of frames, for this long.
     Always(Duration),
     /// Only while a reply is awaited by a caller with nothing else to do: a
-    /// frame went out with at most `ADAPTIVE_AT_ONCE` requests at once (the
-    /// application's requests in progress lately) to a target whose round
-    /// trip is at most `ADAPTIVE_RTT_BUDGETS` times this long
-    /// (`Link::expect_reply`); then until a round trip and this long after
-    /// the latest such frame (each new one moves it on). Never while idle,
-    /// nor while the application keeps several requests going (FUSE and the
-    /// application need the CPU). A large request has many commands in
-    /// flight and is polled for all the same: a reply that found the thread
-    /// asleep would wake it from the target's side (on a veth pair, on the
-    /// target's CPU), every few replies.
+    /// frame went out with at most `ADAPTIVE_AT_ONCE` requests at once (its
+    /// target's commands in flight, and the application's requests in
+    /// progress lately) to a target whose round trip is at most
+    /// `ADAPTIVE_RTT_BUDGETS` times this long (`Link::expect_reply`); then
+    /// until a round trip and this long after the latest such frame (each
+    /// new one moves it on). Never while idle, nor while many commands are
+    /// in flight (replies come anyway), nor while the application keeps
+    /// several requests going (FUSE and the application need the CPU).
     Adaptive(Duration),
 }
 
