@@ -228,6 +228,23 @@ fn the_links_hear_whether_the_application_keeps_requests_at_once() {
     assert_eq!(demand.outstanding(), 0);
 }
 
+/// One large request keeps many of the target's commands in flight: its
+/// frames count as many at once, so `--busy-poll auto` does not poll
+/// through a stream of such requests (replies come anyway; polling there
+/// cost 4-22 % more CPU per MB on sequential reads with the target on the
+/// same CPUs, `Documentation/performance.md`).
+#[test]
+fn a_large_request_counts_its_commands_in_flight_as_at_once() {
+    let (hub, t, core, _timer) = setup(9000, 180, 0);
+    hub.take_reply_hints();
+    let data = read(&core, 0, 1 << 20).expect("read");
+    assert_eq!(data, t.disk()[..1 << 20]);
+    let frames = (1u64 << 20).div_ceil(17 * 512);
+    let (few, many) = hub.take_reply_hints();
+    assert_eq!(few + many, frames, "every frame of the request told its link");
+    assert!(many > frames / 2, "{few} few, {many} many: the commands in flight did not count");
+}
+
 #[test]
 fn jumbo_frames_carry_17_sectors() {
     let (_hub, _t, core, _) = setup(9000, 180, 0);
